@@ -1,0 +1,208 @@
+"""Decoding image bytes safely, cropping, and drawing contact sheets.
+
+Every decode goes through `decode_image`, which refuses bad input with an `ImageError`
+whose `reason` is a short code that reports count ("corrupt", "too_many_pixels", ...).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import warnings
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from dcgan_data.files import atomic_write_bytes
+
+# A header declaring more pixels than this is refused before decoding (decompression bombs).
+DEFAULT_MAX_PIXELS = 50_000_000
+
+# Decoding happens in many processes at once; one OpenCV thread each is faster overall.
+cv2.setNumThreads(1)
+Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, as an error rather than a warning
+
+_MAGIC = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+)
+
+
+class ImageError(ValueError):
+    """An image that cannot be used. `reason` is a short code for reports."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format named by the leading magic bytes, or None if these are not image bytes."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def _looks_truncated(data: bytes, fmt: str) -> bool:
+    # OpenCV pads a truncated JPEG with grey and carries on, so check the end markers ourselves.
+    if fmt == "jpeg":
+        return b"\xff\xd9" not in data[-4096:]
+    if fmt == "png":
+        return b"IEND" not in data[-64:]
+    if fmt == "webp":
+        declared = int.from_bytes(data[4:8], "little") + 8
+        return len(data) < declared
+    return False
+
+
+def decode_image(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, str | None]:
+    """Decode image bytes to an RGB uint8 array (H, W, 3).
+
+    Returns the array and the conversion applied to reach 8-bit RGB ("grayscale", "rgba",
+    "16bit", "palette", "cmyk"), or None when the image already was 8-bit RGB.
+    Raises ImageError for empty, non-image, truncated, corrupt or oversized input.
+    """
+    if not data:
+        raise ImageError("empty", "zero-length value")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise ImageError("not_an_image", f"leading bytes {data[:8].hex()}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            header = Image.open(io.BytesIO(data))
+            width, height, mode = header.width, header.height, header.mode
+            has_alpha = mode in ("RGBA", "LA", "PA") or "transparency" in header.info
+    except Exception as exc:  # PIL raises many types for a bad header
+        raise ImageError("corrupt", f"unreadable {fmt} header ({exc})") from None
+    if width * height > max_pixels:
+        raise ImageError("too_many_pixels", f"{width}x{height} exceeds {max_pixels} pixels")
+    if _looks_truncated(data, fmt):
+        raise ImageError("truncated", f"{fmt} data ends early ({len(data)} bytes)")
+
+    buf = np.frombuffer(data, np.uint8)
+    flags = cv2.IMREAD_UNCHANGED if has_alpha else cv2.IMREAD_COLOR
+    pixels = cv2.imdecode(buf, flags)
+    if pixels is None or pixels.size == 0:
+        raise ImageError("corrupt", f"{fmt} data does not decode")
+    if pixels.dtype == np.uint16:
+        pixels = (pixels >> 8).astype(np.uint8)
+    if pixels.ndim == 2:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+    if pixels.shape[2] == 4:
+        pixels = _composite_on_white(pixels)
+    rgb = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    return rgb, _conversion(mode, has_alpha)
+
+
+def _composite_on_white(bgra: np.ndarray) -> np.ndarray:
+    alpha = bgra[:, :, 3:4].astype(np.float32) / 255.0
+    bgr = bgra[:, :, :3].astype(np.float32)
+    return np.rint(bgr * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+
+
+def _conversion(mode: str, has_alpha: bool) -> str | None:
+    if has_alpha:
+        return "rgba"
+    if mode in ("L", "1"):
+        return "grayscale"
+    if mode.startswith("I;16") or mode in ("I", "I;16B"):
+        return "16bit"
+    if mode == "P":
+        return "palette"
+    if mode == "CMYK":
+        return "cmyk"
+    return None
+
+
+def center_crop(rgb: np.ndarray) -> np.ndarray:
+    """The largest centred square of an image."""
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return rgb[top : top + side, left : left + side]
+
+
+def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Resize a square image to size x size with area averaging (no aliasing when shrinking)."""
+    if rgb.shape[0] == size and rgb.shape[1] == size:
+        return np.ascontiguousarray(rgb)
+    interp = cv2.INTER_AREA if rgb.shape[0] > size else cv2.INTER_CUBIC
+    return cv2.resize(rgb, (size, size), interpolation=interp)
+
+
+def center_crop_resize(rgb: np.ndarray, size: int, min_side: int | None = None) -> np.ndarray:
+    """Center-crop to a square and resize to size x size.
+
+    Raises ImageError("too_small") when the short side is under `min_side` (default `size`):
+    upscaling would only add blur to the training set.
+    """
+    short = min(rgb.shape[:2])
+    if short < (size if min_side is None else min_side):
+        raise ImageError("too_small", f"{rgb.shape[1]}x{rgb.shape[0]} is smaller than {size}px")
+    return resize_square(center_crop(rgb), size)
+
+
+def downsample_2x(batch: np.ndarray) -> np.ndarray:
+    """Exact 2x2 mean pooling of (..., H, W, C) uint8 images with even H and W, as uint8."""
+    *lead, h, w, c = batch.shape
+    blocks = batch.reshape(*lead, h // 2, 2, w // 2, 2, c).astype(np.uint16)
+    summed = blocks.sum(axis=(-4, -2))
+    return ((summed + 2) // 4).astype(np.uint8)
+
+
+def contact_sheet(
+    images: np.ndarray | list[np.ndarray], cols: int | None = None, pad: int = 2
+) -> np.ndarray:
+    """Tile equally sized RGB images (N, H, W, 3) into one RGB grid with white gutters."""
+    images = np.asarray(images)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError("contact_sheet needs a non-empty (N, H, W, 3) array")
+    n, h, w, _ = images.shape
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    sheet = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        sheet[y : y + h, x : x + w] = img
+    return sheet
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def save_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    """Write an RGB uint8 array as a PNG, atomically."""
+    atomic_write_bytes(path, encode_png(rgb))
+
+
+def encode_image(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
+    """Encode RGB uint8 as JPEG, WebP or PNG bytes."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if fmt == "jpeg":
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    elif fmt == "webp":
+        ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, quality])
+    elif fmt == "png":
+        ok, buf = cv2.imencode(".png", bgr)
+    else:
+        raise ValueError(f"unknown image format {fmt!r} (jpeg, webp or png)")
+    if not ok:
+        raise ValueError(f"{fmt} encoding failed")
+    return buf.tobytes()

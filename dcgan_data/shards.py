@@ -1,0 +1,255 @@
+"""The shard format: fixed-size uint8 image rows in memory-mappable .npy files.
+
+A shard directory holds, for each shard i:
+  shard-0000i.npy        N x H x W x 3 uint8 (np.load(mmap_mode="r") works)
+  shard-0000i.keys.txt   N lines: the source key, path or URL of each row
+  shard-0000i.hw.npy     N x 2 int32: the source image's height and width
+  shard-0000i.json       written last: rows, sha256, shape, and the stage's notes for this unit
+and, once every shard is written, manifest.json listing them all.
+
+A shard is complete when its .json exists, so independent workers (processes today,
+machines later) can each write their own shards, and a killed run resumes by skipping
+the shards that are complete. The manifest is the one global step, written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dcgan_data.errors import InputError
+from dcgan_data.files import atomic_path, atomic_write_text, read_json, write_json
+
+FORMAT = "dcgan-data-shards"
+VERSION = 1
+MANIFEST = "manifest.json"
+DEFAULT_ROWS_PER_SHARD = 65_536
+
+
+def shard_stem(index: int) -> str:
+    return f"shard-{index:05d}"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ShardWriter:
+    """Writes shards of one shape into a directory, resuming a run that was cut short.
+
+    `params` describes what produced the shards (stage options that change the pixels);
+    resuming with different params or shape is refused instead of mixing two runs.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        shape: Sequence[int],
+        params: dict[str, Any] | None = None,
+    ):
+        self.out_dir = Path(out_dir)
+        self.shape = [int(s) for s in shape]
+        self.params = dict(params or {})
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.entries: dict[int, dict[str, Any]] = {}
+        for sidecar in sorted(self.out_dir.glob("shard-*[0-9].json")):
+            entry = read_json(sidecar)
+            if entry.get("shape") != self.shape or entry.get("params") != self.params:
+                raise InputError(
+                    f"{self.out_dir} holds shards of a different run "
+                    f"(shape {entry.get('shape')}, params {entry.get('params')}); "
+                    "choose another output directory or delete it"
+                )
+            self.entries[entry["index"]] = entry
+
+    def is_done(self, index: int) -> bool:
+        return index in self.entries
+
+    def write(
+        self,
+        index: int,
+        images: np.ndarray,
+        keys: Sequence[str],
+        source_hw: np.ndarray | None = None,
+        notes: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write shard `index` atomically. `notes` (counts, failures) is kept in its sidecar."""
+        images = np.ascontiguousarray(images, dtype=np.uint8)
+        rows = len(keys)
+        if images.shape != (rows, *self.shape):
+            raise ValueError(f"shard {index}: images {images.shape} vs {rows} keys x {self.shape}")
+        if source_hw is None:
+            source_hw = np.tile(np.asarray(self.shape[:2], np.int32), (rows, 1))
+        source_hw = np.asarray(source_hw, np.int32).reshape(rows, 2)
+        stem = self.out_dir / shard_stem(index)
+        for key in keys:
+            if "\n" in key or "\r" in key:
+                raise ValueError(f"shard key contains a line break: {key!r}")
+        with atomic_path(stem.with_suffix(".npy")) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, images)
+            digest = sha256_file(tmp)
+        with atomic_path(stem.with_suffix(".hw.npy")) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, source_hw)
+        atomic_write_text(stem.with_suffix(".keys.txt"), "".join(k + "\n" for k in keys))
+        entry = {
+            "index": index,
+            "file": stem.name + ".npy",
+            "keys": stem.name + ".keys.txt",
+            "hw": stem.name + ".hw.npy",
+            "rows": rows,
+            "sha256": digest,
+            "shape": self.shape,
+            "params": self.params,
+            "notes": notes or {},
+        }
+        write_json(stem.with_suffix(".json"), entry)
+        self.entries[index] = entry
+        return entry
+
+    def finish(self, num_shards: int, info: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write manifest.json once shards 0..num_shards-1 are all complete."""
+        missing = [i for i in range(num_shards) if i not in self.entries]
+        if missing:
+            raise RuntimeError(f"cannot finish: shards {missing[:10]} are not written")
+        shards = [
+            {k: self.entries[i][k] for k in ("file", "keys", "hw", "rows", "sha256")}
+            for i in range(num_shards)
+        ]
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "shape": self.shape,
+            "dtype": "uint8",
+            "count": sum(s["rows"] for s in shards),
+            "params": self.params,
+            "info": info or {},
+            "shards": shards,
+        }
+        write_json(self.out_dir / MANIFEST, manifest)
+        return manifest
+
+    def notes(self) -> list[dict[str, Any]]:
+        """Each written shard's notes, in shard order (for building a stage report)."""
+        return [self.entries[i]["notes"] for i in sorted(self.entries)]
+
+
+class ShardSet:
+    """Read-only access to a finished shard directory, memory-mapped."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        manifest_path = self.path / MANIFEST
+        if not self.path.is_dir():
+            raise InputError(f"{self.path}: no such shard directory")
+        if not manifest_path.exists():
+            partial = list(self.path.glob("shard-*[0-9].json"))
+            if partial:
+                raise InputError(
+                    f"{self.path}: no manifest.json but {len(partial)} shard(s): the run that "
+                    "wrote it did not finish; re-run the same command to resume it"
+                )
+            raise InputError(f"{self.path}: not a shard directory (no manifest.json)")
+        try:
+            manifest = read_json(manifest_path)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{manifest_path}: unreadable manifest ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise InputError(f"{manifest_path}: not a {FORMAT} manifest")
+        if manifest.get("version") != VERSION:
+            raise InputError(f"{manifest_path}: format version {manifest.get('version')}, "
+                             f"this tool reads version {VERSION}")
+        self.manifest = manifest
+        self.shape = tuple(manifest["shape"])
+        self.shards = manifest["shards"]
+        rows = [s["rows"] for s in self.shards]
+        if sum(rows) != manifest["count"]:
+            raise InputError(f"{manifest_path}: count {manifest['count']} != sum of shard rows")
+        self.offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+        self._arrays: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.shards)
+
+    def shard(self, i: int) -> np.ndarray:
+        """Shard i as a read-only memory map (N, H, W, 3)."""
+        if i not in self._arrays:
+            entry = self.shards[i]
+            path = self.path / entry["file"]
+            try:
+                array = np.load(path, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{path}: unreadable shard ({exc})") from None
+            if array.shape != (entry["rows"], *self.shape) or array.dtype != np.uint8:
+                raise InputError(f"{path}: shape {array.shape} {array.dtype}, manifest says "
+                                 f"{(entry['rows'], *self.shape)} uint8")
+            self._arrays[i] = array
+        return self._arrays[i]
+
+    def shard_keys(self, i: int) -> list[str]:
+        path = self.path / self.shards[i]["keys"]
+        keys = path.read_text(encoding="utf-8").splitlines()
+        if len(keys) != self.shards[i]["rows"]:
+            raise InputError(f"{path}: {len(keys)} keys for {self.shards[i]['rows']} rows")
+        return keys
+
+    def shard_hw(self, i: int) -> np.ndarray:
+        return np.load(self.path / self.shards[i]["hw"])
+
+    def keys(self) -> list[str]:
+        return [k for i in range(self.num_shards) for k in self.shard_keys(i)]
+
+    def source_hw(self) -> np.ndarray:
+        if not self.shards:
+            return np.zeros((0, 2), np.int32)
+        return np.concatenate([self.shard_hw(i) for i in range(self.num_shards)])
+
+    def iter_shards(self) -> Iterator[tuple[int, np.ndarray]]:
+        for i in range(self.num_shards):
+            yield i, self.shard(i)
+
+    def load(self, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Rows by global index (all rows when None), copied into memory, in the order given."""
+        if indices is None:
+            if not self.shards:
+                return np.zeros((0, *self.shape), np.uint8)
+            return np.concatenate([self.shard(i) for i in range(self.num_shards)])
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"row index out of range 0..{len(self) - 1}")
+        out = np.empty((len(indices), *self.shape), np.uint8)
+        shard_of = np.searchsorted(self.offsets, indices, side="right") - 1
+        for s in np.unique(shard_of):
+            where = np.nonzero(shard_of == s)[0]
+            out[where] = self.shard(int(s))[indices[where] - self.offsets[s]]
+        return out
+
+    def verify(self) -> list[str]:
+        """Check every shard file against its sha256 and key count; return the problems found."""
+        problems = []
+        for i, entry in enumerate(self.shards):
+            path = self.path / entry["file"]
+            if not path.exists():
+                problems.append(f"{entry['file']}: missing")
+                continue
+            if sha256_file(path) != entry["sha256"]:
+                problems.append(f"{entry['file']}: sha256 mismatch")
+            try:
+                self.shard_keys(i)
+            except (OSError, InputError) as exc:
+                problems.append(str(exc))
+        return problems
