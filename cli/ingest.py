@@ -1,0 +1,90 @@
+"""`dcgan-data pack`, `ingest` and `inspect`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+WORKERS = click.option("--workers", type=click.IntRange(min=1), default=None,
+                       help="Decoding processes [default: all cores].")
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="LMDB directory to write (e.g. mine_train_lmdb).")
+@click.option("--format", "fmt", type=click.Choice(["webp", "jpeg"]), default="webp",
+              show_default=True)
+@click.option("--quality", type=click.IntRange(1, 100), default=75, show_default=True)
+@click.option("--short-side", type=click.IntRange(min=8), default=256, show_default=True,
+              help="Shrink so the short side is this many px (LSUN uses 256).")
+def pack(images: tuple[str, ...], out: str, fmt: str, quality: int, short_side: int) -> None:
+    """Pack image files, folders or globs into an LSUN-format LMDB.
+
+    Keys are the SHA-1 hex of the encoded bytes, as LSUN's ids look.
+    """
+    from dcgan_data.lsun import pack_images
+
+    report = pack_images(images, out, fmt, quality, short_side)
+    click.echo(f"packed {report['packed']} images into {out} ({report['entries']} entries, "
+               f"{report['already_present']} already there, {len(report['failed'])} failed)")
+    for failure in report["failed"]:
+        click.echo(f"  skipped {failure['key']}: {failure['reason']}", err=True)
+
+
+@click.command()
+@click.argument("src", type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Shard directory to write.")
+@click.option("--size", type=click.IntRange(min=8), default=64, show_default=True,
+              help="Output side in px (center crop, area resize).")
+@WORKERS
+@click.option("--rows-per-shard", type=click.IntRange(min=1), default=65_536,
+              show_default=True)
+@click.option("--max-pixels", type=click.IntRange(min=1), default=50_000_000, show_default=True,
+              help="Refuse images whose header declares more pixels (decompression bombs).")
+def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: int,
+           max_pixels: int) -> None:
+    """Crop and resize an LSUN LMDB (or a folder of them, or of images) into shards.
+
+    Writes OUT/manifest.json, OUT/shard-*.npy, OUT/ingest_report.json and
+    OUT/contact_sheet.png. Re-running the same command resumes.
+    """
+    from dcgan_data.ingest import ingest as run_ingest
+
+    report = run_ingest(src, out, size=size, workers=workers, rows_per_shard=rows_per_shard,
+                        max_pixels=max_pixels)
+    click.echo(f"ingested {report['written']} of {report['read']} images into {out} "
+               f"({report['failed']} failed: {report['failed_by_reason'] or 'none'}; "
+               f"{report['images_per_s']} images/s); report: "
+               f"{Path(out) / 'ingest_report.json'}")
+
+
+@click.command()
+@click.argument("path", type=click.Path())
+@click.option("--sheet", type=click.Path(dir_okay=False), default=None,
+              help="Contact sheet PNG to write [default: ./<name>_sheet.png].")
+@click.option("--sample", type=click.IntRange(min=1), default=64, show_default=True,
+              help="How many images to decode / show.")
+def inspect(path: str, sheet: str | None, sample: int) -> None:
+    """Summarise an LMDB, image folder or shard directory; verify shard checksums.
+
+    Prints the summary as JSON and writes a contact sheet. Exits 1 when a shard fails
+    verification.
+    """
+    from dcgan_data.errors import DcganDataError
+    from dcgan_data.images import save_png
+    from dcgan_data.ingest import inspect as run_inspect
+
+    summary, grid = run_inspect(path, sample=sample)
+    if grid is not None:
+        sheet = sheet or f"{Path(os.path.abspath(path)).name}_sheet.png"
+        save_png(sheet, grid)
+        summary["sheet"] = sheet
+    click.echo(json.dumps(summary, indent=2))
+    if summary.get("problems"):
+        raise DcganDataError(f"{path}: {len(summary['problems'])} shard(s) failed verification: "
+                             f"{summary['problems'][0]}")

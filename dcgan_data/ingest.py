@@ -1,0 +1,233 @@
+"""Ingest: any image source -> fixed-size shards, resumably, on several processes.
+
+The source's items are split into units of `rows_per_shard` items; unit i becomes shard i.
+Units are independent (the shape that later runs on many machines); here they are cut into
+small chunks that a process pool decodes, and the parent writes each shard when its unit is
+whole. A killed run keeps its finished shards and redoes only the unit it was in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import pickle
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dcgan_data.errors import InputError
+from dcgan_data.files import progress, write_json
+from dcgan_data.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    center_crop_resize,
+    contact_sheet,
+    decode_image,
+    save_png,
+    sniff_format,
+)
+from dcgan_data.shards import DEFAULT_ROWS_PER_SHARD, ShardSet, ShardWriter
+from dcgan_data.sources import Source, open_source
+
+CHUNK = 256  # items per task: big enough to amortise IPC, small enough to balance load
+REPORT = "ingest_report.json"
+SHEET = "contact_sheet.png"
+
+
+def crop_items(
+    source: Source, items: Sequence[str], size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> dict[str, Any]:
+    """Decode and center-crop `items`; failures are recorded, never raised."""
+    crops, keys, hw, failed, converted = [], [], [], [], []
+    for item, data in zip(items, source.read_many(items), strict=True):
+        try:
+            if data is None:
+                raise ImageError("missing", "no value for this key")
+            rgb, conversion = decode_image(data, max_pixels)
+            crops.append(center_crop_resize(rgb, size))
+        except ImageError as exc:
+            failed.append({"key": item, "reason": exc.reason, "detail": exc.detail})
+            continue
+        keys.append(item)
+        hw.append(rgb.shape[:2])
+        if conversion:
+            converted.append({"key": item, "conversion": conversion})
+    images = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
+    return {"images": images, "keys": keys, "hw": np.asarray(hw, np.int32).reshape(-1, 2),
+            "failed": failed, "converted": converted, "read": len(items)}
+
+
+_worker_source: Source | None = None
+
+
+def _init_worker(source_pickle: bytes) -> None:
+    # Unpickling drops any handle the parent had open (LMDB environments must not be forked).
+    global _worker_source
+    _worker_source = pickle.loads(source_pickle)
+
+
+def _crop_task(task: tuple[int, list[str], int, int]) -> tuple[int, dict[str, Any]]:
+    unit, items, size, max_pixels = task
+    assert _worker_source is not None
+    return unit, crop_items(_worker_source, items, size, max_pixels)
+
+
+def _run_tasks(source: Source, tasks: list, workers: int) -> Iterator[tuple[int, dict]]:
+    if workers <= 1:
+        _init_worker(pickle.dumps(source))
+        yield from map(_crop_task, tasks)
+        return
+    # forkserver: children start clean, without the parent's open LMDB environments (lmdb
+    # refuses to open an environment twice in one process, and a fork would inherit it).
+    context = multiprocessing.get_context("forkserver")
+    with context.Pool(workers, _init_worker, (pickle.dumps(source),)) as pool:
+        yield from pool.imap(_crop_task, tasks)
+
+
+def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "images": np.concatenate([p["images"] for p in parts]),
+        "keys": [k for p in parts for k in p["keys"]],
+        "hw": np.concatenate([p["hw"] for p in parts]),
+        "notes": {
+            "read": sum(p["read"] for p in parts),
+            "failed": [f for p in parts for f in p["failed"]],
+            "converted": [c for p in parts for c in p["converted"]],
+        },
+    }
+
+
+def ingest(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    size: int = 64,
+    workers: int | None = None,
+    rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> dict[str, Any]:
+    """Turn an LSUN LMDB or a folder of images into size x size shards in `out`.
+
+    Returns the report, also written to out/ingest_report.json, with a contact sheet.
+    """
+    if size < 8 or size % 2:
+        raise InputError(f"--size must be an even number >= 8, not {size}")
+    if rows_per_shard < 1:
+        raise InputError("--rows-per-shard must be at least 1")
+    start = time.perf_counter()
+    workers = workers or os.cpu_count() or 1
+    source = open_source(src)
+    items = source.items()
+    if not items:
+        raise InputError(f"{src}: no images found")
+    units = [items[i : i + rows_per_shard] for i in range(0, len(items), rows_per_shard)]
+    digest = hashlib.sha1("\n".join(items).encode("utf-8", "backslashreplace")).hexdigest()
+    writer = ShardWriter(out, (size, size, 3), {
+        "stage": "ingest", "size": size, "rows_per_shard": rows_per_shard,
+        "max_pixels": max_pixels, "source_items": len(items), "source_digest": digest,
+    })
+    resumed = [i for i in range(len(units)) if writer.is_done(i)]
+    tasks = [(u, units[u][c : c + CHUNK], size, max_pixels)
+             for u in range(len(units)) if not writer.is_done(u)
+             for c in range(0, len(units[u]), CHUNK)]
+
+    pending: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    todo_items = sum(len(t[1]) for t in tasks)
+    with progress(total=todo_items, desc="ingest") as bar:
+        for unit, part in _run_tasks(source, tasks, workers):
+            pending[unit].append(part)
+            bar.update(part["read"])
+            if sum(p["read"] for p in pending[unit]) == len(units[unit]):
+                shard = _merge(pending.pop(unit))
+                writer.write(unit, shard["images"], shard["keys"], shard["hw"], shard["notes"])
+    writer.finish(len(units), {"stage": "ingest", "source": str(src)})
+
+    seconds = time.perf_counter() - start
+    report = _report(writer.notes(), source, out, size, len(units), len(resumed))
+    report.update(seconds=round(seconds, 3), workers=workers,
+                  images_per_s=round(todo_items / seconds, 1) if seconds > 0 else None)
+    write_json(Path(out) / REPORT, report)
+    write_contact_sheet(ShardSet(out), Path(out) / SHEET)
+    return report
+
+
+def _report(notes: list[dict], source: Source, out, size: int, shards: int, resumed: int) -> dict:
+    failed = [f for n in notes for f in n["failed"]]
+    converted = [c for n in notes for c in n["converted"]]
+    read = sum(n["read"] for n in notes)
+    return {
+        "stage": "ingest",
+        "source": str(source.path),
+        "source_kind": source.kind,
+        "out": str(out),
+        "size": size,
+        "read": read,
+        "written": read - len(failed),
+        "failed": len(failed),
+        "failed_by_reason": dict(Counter(f["reason"] for f in failed)),
+        "failed_items": failed,
+        "converted": dict(Counter(c["conversion"] for c in converted)),
+        "converted_items": converted,
+        "shards": shards,
+        "shards_resumed": resumed,
+    }
+
+
+def sample_rows(shards: ShardSet, n: int = 64) -> np.ndarray:
+    """Up to n rows spread evenly over a shard set."""
+    if len(shards) == 0:
+        return np.zeros((0, *shards.shape), np.uint8)
+    picks = np.unique(np.linspace(0, len(shards) - 1, min(n, len(shards))).round().astype(int))
+    return shards.load(picks)
+
+
+def write_contact_sheet(shards: ShardSet, path: str | os.PathLike, n: int = 64) -> bool:
+    """A grid of up to n rows of `shards`, as PNG. False (no file) when the set is empty."""
+    rows = sample_rows(shards, n)
+    if len(rows) == 0:
+        return False
+    save_png(path, contact_sheet(rows))
+    return True
+
+
+def _spread(values: np.ndarray) -> dict[str, float]:
+    return {"min": int(values.min()), "median": float(np.median(values)), "max": int(values.max())}
+
+
+def inspect(path: str | os.PathLike, sample: int = 64, size: int = 64
+            ) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Summarise a shard directory (verifying checksums) or an image source (decoding a sample).
+
+    Returns the summary and a contact sheet (None if there is nothing to show).
+    """
+    path = Path(path)
+    if (path / "manifest.json").exists() or list(path.glob("shard-*[0-9].json")):
+        shards = ShardSet(path)
+        problems = shards.verify()
+        summary = {"kind": "shards", "path": str(path), "count": len(shards),
+                   "shape": list(shards.shape), "shards": shards.num_shards,
+                   "params": shards.manifest.get("params", {}),
+                   "verified": not problems, "problems": problems}
+        rows = sample_rows(shards, sample)
+        return summary, contact_sheet(rows) if len(rows) else None
+    source = open_source(path)
+    items = source.items()
+    picks = [items[int(i)] for i in np.unique(np.linspace(0, len(items) - 1, sample).round())
+             ] if items else []
+    formats = Counter(sniff_format(d) or "not_an_image" if d else "empty"
+                      for d in source.read_many(picks))
+    part = crop_items(source, picks, size)
+    hw = part["hw"]
+    summary = {
+        "kind": source.kind, "path": str(path), "count": len(items),
+        "databases": [str(p) for p in getattr(source, "dbs", [])],
+        "sampled": len(picks), "formats": dict(formats),
+        "sample_failed": part["failed"],
+        "sample_short_side": _spread(hw.min(1)) if len(hw) else None,
+    }
+    sheet = contact_sheet(part["images"]) if len(part["images"]) else None
+    return summary, sheet

@@ -1,0 +1,176 @@
+"""LSUN's LMDB format: key = 40-hex image id, value = JPEG or WebP bytes.
+
+`LsunSource` reads one `*_lmdb` directory or a folder holding several. Environments are
+opened lazily in whichever process reads, and are never pickled, so a source can be handed
+to worker processes (or, later, remote workers) safely. `pack_images` writes the same format.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from dcgan_data.errors import InputError
+from dcgan_data.files import progress
+from dcgan_data.images import ImageError, decode_image, encode_image, resize_square
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
+MAP_SIZE = 1 << 40  # address space only; the file grows as data is written
+
+
+def is_lmdb_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "data.mdb").is_file()
+
+
+def find_lmdb_dirs(path: Path) -> list[Path]:
+    """The LMDB directory `path`, or the LMDB directories directly inside it, sorted."""
+    if is_lmdb_dir(path):
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if is_lmdb_dir(p))
+    return []
+
+
+class LsunSource:
+    """Images stored in one or more LSUN LMDB databases, in key order.
+
+    Item names are the hex keys; with several databases they are `dbname/key`.
+    """
+
+    kind = "lsun"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.dbs = find_lmdb_dirs(self.path)
+        if not self.dbs:
+            raise InputError(f"{self.path}: no LMDB database (data.mdb) here")
+        self._envs: dict[int, lmdb.Environment] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # lmdb environments must not cross a fork or a pickle: each process opens its own
+        return {"path": self.path, "dbs": self.dbs, "_envs": {}}
+
+    def _env(self, db: int) -> lmdb.Environment:
+        if db not in self._envs:
+            try:
+                self._envs[db] = lmdb.open(
+                    str(self.dbs[db]), readonly=True, lock=False, readahead=False,
+                    meminit=False, max_readers=1024, subdir=True,
+                )
+            except lmdb.Error as exc:
+                raise InputError(f"{self.dbs[db]}: unreadable LMDB ({exc})") from None
+        return self._envs[db]
+
+    def count(self) -> int:
+        return sum(self._env(i).stat()["entries"] for i in range(len(self.dbs)))
+
+    def items(self) -> list[str]:
+        """Every key, in key order, read without touching the values."""
+        names = []
+        prefix_db = len(self.dbs) > 1
+        for db, db_path in enumerate(self.dbs):
+            with self._env(db).begin(buffers=False) as txn:
+                keys = txn.cursor().iternext(keys=True, values=False)
+                prefix = db_path.name + "/" if prefix_db else ""
+                names.extend(prefix + key.decode("ascii", "backslashreplace") for key in keys)
+        return names
+
+    def _split(self, item: str) -> tuple[int, bytes]:
+        if len(self.dbs) == 1:
+            return 0, item.encode("ascii")
+        db_name, key = item.split("/", 1)
+        db = next(i for i, p in enumerate(self.dbs) if p.name == db_name)
+        return db, key.encode("ascii")
+
+    def read_many(self, items: Sequence[str]) -> list[bytes | None]:
+        """The values of `items` (None where a key is missing), one transaction per database."""
+        out: list[bytes | None] = []
+        txns: dict[int, lmdb.Transaction] = {}
+        try:
+            for item in items:
+                db, key = self._split(item)
+                if db not in txns:
+                    txns[db] = self._env(db).begin(buffers=False)
+                out.append(txns[db].get(key))
+        finally:
+            for txn in txns.values():
+                txn.abort()
+        return out
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[Path]:
+    """Files, folders (searched recursively for images) and glob patterns, as sorted paths."""
+    paths: list[Path] = []
+    for spec in inputs:
+        matches = [Path(m) for m in sorted(glob.glob(spec, recursive=True))] or [Path(spec)]
+        for path in matches:
+            if path.is_dir():
+                paths.extend(sorted(p for p in path.rglob("*")
+                                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+            elif path.is_file():
+                paths.append(path)
+            else:
+                raise InputError(f"{spec}: no such file, folder or matching pattern")
+    return paths
+
+
+def _shrink_to_short_side(rgb, short_side: int | None):
+    import cv2
+
+    h, w = rgb.shape[:2]
+    if short_side is None or min(h, w) <= short_side:
+        return rgb
+    scale = short_side / min(h, w)
+    size = (max(short_side, round(w * scale)), max(short_side, round(h * scale)))
+    if h == w:
+        return resize_square(rgb, short_side)
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def pack_images(
+    inputs: Iterable[str],
+    out: str | os.PathLike,
+    fmt: str = "webp",
+    quality: int = 75,
+    short_side: int | None = 256,
+) -> dict[str, Any]:
+    """Write images into an LSUN-format LMDB: key = SHA-1 hex of the encoded bytes.
+
+    Images are shrunk so their short side is `short_side` (as LSUN's are) and re-encoded.
+    Re-running is idempotent: a key already present is left as it is.
+    """
+    paths = expand_inputs(inputs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = lmdb.open(str(out), map_size=MAP_SIZE, subdir=True)
+    packed, existing, failed = 0, 0, []
+    try:
+        txn = env.begin(write=True)
+        for i, path in enumerate(progress(paths, desc="pack")):
+            try:
+                rgb, _ = decode_image(path.read_bytes())
+            except (ImageError, OSError) as exc:
+                failed.append({"key": str(path), "reason": getattr(exc, "reason", "unreadable"),
+                               "detail": str(exc)})
+                continue
+            value = encode_image(_shrink_to_short_side(rgb, short_side), fmt, quality)
+            key = hashlib.sha1(value).hexdigest().encode("ascii")
+            if txn.put(key, value, overwrite=False):
+                packed += 1
+            else:
+                existing += 1
+            if i % 1000 == 999:  # bounded transactions: a killed pack keeps what it committed
+                txn.commit()
+                txn = env.begin(write=True)
+        txn.commit()
+        entries = env.stat()["entries"]
+    finally:
+        env.close()
+    return {"inputs": len(paths), "packed": packed, "already_present": existing,
+            "failed": failed, "entries": entries, "out": str(out)}

@@ -1,0 +1,61 @@
+"""Where images come from: one small reader per kind of source, picked by `open_source`.
+
+A source lists its items (string names, in a stable order) and reads their bytes in
+batches. Sources pickle without open handles, so worker processes can each read their own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from dcgan_data.errors import InputError
+from dcgan_data.lsun import IMAGE_SUFFIXES, LsunSource, find_lmdb_dirs
+
+
+class Source(Protocol):
+    kind: str
+    path: Path
+
+    def items(self) -> list[str]: ...
+
+    def read_many(self, items: Sequence[str]) -> list[bytes | None]: ...
+
+
+class FolderSource:
+    """Image files below a folder, named by their path relative to it, in sorted order."""
+
+    kind = "folder"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def items(self) -> list[str]:
+        files = (p for p in self.path.rglob("*")
+                 if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return sorted(p.relative_to(self.path).as_posix() for p in files)
+
+    def read_many(self, items: Sequence[str]) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for item in items:
+            try:
+                out.append((self.path / item).read_bytes())
+            except OSError:
+                out.append(None)
+        return out
+
+
+def open_source(path: str | os.PathLike) -> Source:
+    """An LSUN LMDB (or a folder of them), else a folder of image files."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if not path.is_dir():
+        raise InputError(f"{path}: expected an LMDB directory or a folder of images")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise InputError(f"{path}: permission denied")
+    if find_lmdb_dirs(path):
+        return LsunSource(path)
+    return FolderSource(path)
