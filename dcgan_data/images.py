@@ -103,7 +103,8 @@ def decode_image(
     if pixels.shape[2] == 4:
         pixels = _composite_on_white(pixels)
     rgb = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-    return rgb, _conversion(mode, has_alpha)
+    deep = fmt == "png" and data[24] == 16  # IHDR bit depth: PIL reports 48-bit PNGs as RGB
+    return rgb, "16bit" if deep else _conversion(mode, has_alpha)
 
 
 def _composite_on_white(bgra: np.ndarray) -> np.ndarray:
@@ -117,7 +118,7 @@ def _conversion(mode: str, has_alpha: bool) -> str | None:
         return "rgba"
     if mode in ("L", "1"):
         return "grayscale"
-    if mode.startswith("I;16") or mode in ("I", "I;16B"):
+    if mode.startswith("I"):
         return "16bit"
     if mode == "P":
         return "palette"

@@ -212,6 +212,8 @@ def inspect(path: str | os.PathLike, sample: int = 64, size: int = 64
                    "shape": list(shards.shape), "shards": shards.num_shards,
                    "params": shards.manifest.get("params", {}),
                    "verified": not problems, "problems": problems}
+        if problems:  # sampling rows from a broken shard would only raise
+            return summary, None
         rows = sample_rows(shards, sample)
         return summary, contact_sheet(rows) if len(rows) else None
     source = open_source(path)

@@ -23,6 +23,23 @@ from dcgan_data.images import ImageError, decode_image, encode_image, resize_squ
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 MAP_SIZE = 1 << 40  # address space only; the file grows as data is written
 
+# lmdb allows one open environment per database per process: every source shares these.
+_open_envs: dict[tuple[int, Path], lmdb.Environment] = {}
+
+
+def open_readonly(db: Path) -> lmdb.Environment:
+    """This process's read-only environment for `db`, opened once and shared."""
+    slot = (os.getpid(), db.resolve())
+    if slot not in _open_envs:
+        try:
+            _open_envs[slot] = lmdb.open(
+                str(db), readonly=True, lock=False, readahead=False, meminit=False,
+                max_readers=1024, subdir=True,
+            )
+        except lmdb.Error as exc:
+            raise InputError(f"{db}: unreadable LMDB ({exc})") from None
+    return _open_envs[slot]
+
 
 def is_lmdb_dir(path: Path) -> bool:
     return path.is_dir() and (path / "data.mdb").is_file()
@@ -50,22 +67,11 @@ class LsunSource:
         self.dbs = find_lmdb_dirs(self.path)
         if not self.dbs:
             raise InputError(f"{self.path}: no LMDB database (data.mdb) here")
-        self._envs: dict[int, lmdb.Environment] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        # lmdb environments must not cross a fork or a pickle: each process opens its own
-        return {"path": self.path, "dbs": self.dbs, "_envs": {}}
 
     def _env(self, db: int) -> lmdb.Environment:
-        if db not in self._envs:
-            try:
-                self._envs[db] = lmdb.open(
-                    str(self.dbs[db]), readonly=True, lock=False, readahead=False,
-                    meminit=False, max_readers=1024, subdir=True,
-                )
-            except lmdb.Error as exc:
-                raise InputError(f"{self.dbs[db]}: unreadable LMDB ({exc})") from None
-        return self._envs[db]
+        # looked up per call, never stored: the source pickles as paths only, and each
+        # process (worker, or later a remote task) opens its own environment
+        return open_readonly(self.dbs[db])
 
     def count(self) -> int:
         return sum(self._env(i).stat()["entries"] for i in range(len(self.dbs)))
