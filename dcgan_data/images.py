@@ -10,6 +10,7 @@ import io
 import math
 import os
 import warnings
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -30,6 +31,14 @@ _MAGIC = (
     (b"GIF87a", "gif"),
     (b"GIF89a", "gif"),
     (b"BM", "bmp"),
+)
+
+
+# largest reduction first: (factor, OpenCV flag for a JPEG decoded at 1/factor scale)
+_REDUCED = (
+    (8, cv2.IMREAD_REDUCED_COLOR_8),
+    (4, cv2.IMREAD_REDUCED_COLOR_4),
+    (2, cv2.IMREAD_REDUCED_COLOR_2),
 )
 
 
@@ -64,13 +73,17 @@ def _looks_truncated(data: bytes, fmt: str) -> bool:
     return False
 
 
-def decode_image(
-    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[np.ndarray, str | None]:
-    """Decode image bytes to an RGB uint8 array (H, W, 3).
+class Header(NamedTuple):
+    fmt: str
+    width: int
+    height: int
+    mode: str
+    has_alpha: bool
 
-    Returns the array and the conversion applied to reach 8-bit RGB ("grayscale", "rgba",
-    "16bit", "palette", "cmyk"), or None when the image already was 8-bit RGB.
+
+def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
+    """Check image bytes without decoding them: magic bytes, header, pixel limit, truncation.
+
     Raises ImageError for empty, non-image, truncated, corrupt or oversized input.
     """
     if not data:
@@ -81,21 +94,37 @@ def decode_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            header = Image.open(io.BytesIO(data))
-            width, height, mode = header.width, header.height, header.mode
-            has_alpha = mode in ("RGBA", "LA", "PA") or "transparency" in header.info
+            img = Image.open(io.BytesIO(data))
+            has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+            header = Header(fmt, img.width, img.height, img.mode, has_alpha)
     except Exception as exc:  # PIL raises many types for a bad header
         raise ImageError("corrupt", f"unreadable {fmt} header ({exc})") from None
-    if width * height > max_pixels:
-        raise ImageError("too_many_pixels", f"{width}x{height} exceeds {max_pixels} pixels")
+    if header.width * header.height > max_pixels:
+        raise ImageError("too_many_pixels",
+                         f"{header.width}x{header.height} exceeds {max_pixels} pixels")
     if _looks_truncated(data, fmt):
         raise ImageError("truncated", f"{fmt} data ends early ({len(data)} bytes)")
+    return header
 
-    buf = np.frombuffer(data, np.uint8)
-    flags = cv2.IMREAD_UNCHANGED if has_alpha else cv2.IMREAD_COLOR
-    pixels = cv2.imdecode(buf, flags)
+
+def decode_pixels(
+    data: bytes, header: Header, keep_short_side: int | None = None
+) -> tuple[np.ndarray, str | None]:
+    """Decode checked image bytes to RGB uint8 (H, W, 3), and name the conversion applied.
+
+    With `keep_short_side`, a JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT
+    scaling, several times faster than a full decode) when its short side stays at least that.
+    """
+    flags = cv2.IMREAD_UNCHANGED if header.has_alpha else cv2.IMREAD_COLOR
+    if keep_short_side and header.fmt == "jpeg" and not header.has_alpha:
+        short = min(header.width, header.height)
+        for factor, reduced_flag in _REDUCED:
+            if short // factor >= keep_short_side:
+                flags = reduced_flag
+                break
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if pixels is None or pixels.size == 0:
-        raise ImageError("corrupt", f"{fmt} data does not decode")
+        raise ImageError("corrupt", f"{header.fmt} data does not decode")
     if pixels.dtype == np.uint16:
         pixels = (pixels >> 8).astype(np.uint8)
     if pixels.ndim == 2:
@@ -103,8 +132,21 @@ def decode_image(
     if pixels.shape[2] == 4:
         pixels = _composite_on_white(pixels)
     rgb = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-    deep = fmt == "png" and data[24] == 16  # IHDR bit depth: PIL reports 48-bit PNGs as RGB
-    return rgb, "16bit" if deep else _conversion(mode, has_alpha)
+    # PNG IHDR bit depth: PIL reports 48-bit PNGs as plain RGB
+    deep = header.fmt == "png" and data[24] == 16
+    return rgb, "16bit" if deep else _conversion(header.mode, header.has_alpha)
+
+
+def decode_image(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, keep_short_side: int | None = None
+) -> tuple[np.ndarray, str | None]:
+    """Decode image bytes to an RGB uint8 array (H, W, 3).
+
+    Returns the array and the conversion applied to reach 8-bit RGB ("grayscale", "rgba",
+    "16bit", "palette", "cmyk"), or None when the image already was 8-bit RGB.
+    Raises ImageError for empty, non-image, truncated, corrupt or oversized input.
+    """
+    return decode_pixels(data, read_header(data, max_pixels), keep_short_side)
 
 
 def _composite_on_white(bgra: np.ndarray) -> np.ndarray:

@@ -27,7 +27,8 @@ from dcgan_data.images import (
     ImageError,
     center_crop_resize,
     contact_sheet,
-    decode_image,
+    decode_pixels,
+    read_header,
     save_png,
     sniff_format,
 )
@@ -48,13 +49,18 @@ def crop_items(
         try:
             if data is None:
                 raise ImageError("missing", "no value for this key")
-            rgb, conversion = decode_image(data, max_pixels)
+            header = read_header(data, max_pixels)
+            if min(header.width, header.height) < size:
+                raise ImageError("too_small", f"{header.width}x{header.height} is smaller "
+                                 f"than {size}px")
+            # decoding at >= 2x the output keeps area resizing as sharp as from full size
+            rgb, conversion = decode_pixels(data, header, keep_short_side=2 * size)
             crops.append(center_crop_resize(rgb, size))
         except ImageError as exc:
             failed.append({"key": item, "reason": exc.reason, "detail": exc.detail})
             continue
         keys.append(item)
-        hw.append(rgb.shape[:2])
+        hw.append((header.height, header.width))
         if conversion:
             converted.append({"key": item, "conversion": conversion})
     images = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)

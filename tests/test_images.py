@@ -108,3 +108,16 @@ def test_contact_sheet_tiles_images():
     assert sheet.shape == (2 * 9 + 1, 2 * 9 + 1, 3)
     assert (sheet[1:9, 1:9] == 10).all() and (sheet[10:18, 1:9] == 30).all()
     assert (sheet[10:18, 10:18] == 255).all()  # empty cell stays white
+
+
+def test_reduced_jpeg_decode_matches_full_decode_after_resizing():
+    rgb, _ = decode_image(JPEG)
+    side = min(rgb.shape[:2])
+    reduced, _ = decode_image(JPEG, keep_short_side=side // 2)
+    assert min(reduced.shape[:2]) in (side // 2, (side + 1) // 2)
+    full64 = center_crop_resize(rgb, 64)
+    reduced64 = center_crop_resize(reduced, 64)
+    assert np.abs(full64.astype(int) - reduced64).mean() < 2.0
+    # never reduced below what the caller keeps
+    same, _ = decode_image(JPEG, keep_short_side=side)
+    assert same.shape == rgb.shape
