@@ -1,0 +1,115 @@
+"""`dcgan-data train` and `dcgan-data sample`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                      show_default=True, help="auto: cuda when available, else cpu.")
+
+# Training options default to None: unset ones come from TrainConfig, or from the run's
+# checkpoint with --resume, so a resumed run needs no options repeated.
+TRAIN_OPTIONS = [
+    click.option("--size", type=click.Choice(["32", "64", "128"]), default=None,
+                 help="Image side; must match the shards [default: the shards' size]."),
+    click.option("--ngf", type=click.IntRange(min=1), default=None,
+                 help="G width: last hidden layer channels [default: 128; 1024 at 4x4]."),
+    click.option("--ndf", type=click.IntRange(min=1), default=None,
+                 help="D width: first layer channels [default: 128]."),
+    click.option("--nz", type=click.IntRange(min=1), default=None, help="z size [default: 100]."),
+    click.option("--batch-size", type=click.IntRange(min=2), default=None,
+                 help="Per process [default: 128]."),
+    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Adam learning rate [default: 0.0002]."),
+    click.option("--beta1", type=click.FloatRange(0, 1), default=None,
+                 help="Adam beta1 [default: 0.5]."),
+    click.option("--z-dist", type=click.Choice(["uniform", "normal"]), default=None,
+                 help="z distribution [default: uniform in [-1, 1]]."),
+    click.option("--steps", type=click.IntRange(min=1), default=None,
+                 help="Total steps (overrides --epochs)."),
+    click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Passes over the data [default: 5]."),
+    click.option("--seed", type=int, default=None, help="[default: 0]"),
+    click.option("--amp/--no-amp", default=None,
+                 help="bf16 autocast (GPUs; also CPUs with bf16 units) [default: off]."),
+    click.option("--compile/--no-compile", "compile_", default=None,
+                 help="torch.compile G and D [default: off]."),
+    click.option("--feed", type=click.Choice(["auto", "memory", "stream"]), default=None,
+                 help="memory: whole dataset in device memory; stream: batches from the "
+                      "memory-mapped shards [default: auto = memory on CUDA if it fits]."),
+    click.option("--log-every", type=click.IntRange(min=1), default=None,
+                 help="Steps per metrics.jsonl line [default: 10]."),
+    click.option("--sample-every", type=click.IntRange(min=1), default=None,
+                 help="Steps per samples/step_NNNNNN.png [default: 500]."),
+    click.option("--ckpt-every", type=click.IntRange(min=1), default=None,
+                 help="Steps per checkpoints/last.pt [default: 1000]."),
+    click.option("--keep-every", type=click.IntRange(min=0), default=None,
+                 help="Also keep checkpoints/step_NNNNNN.pt this often [default: 0 = never]."),
+]
+
+
+def _with_train_options(command):
+    for option in reversed(TRAIN_OPTIONS):
+        command = option(command)
+    return command
+
+
+@click.command()
+@click.argument("data", type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Run directory to write.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in OUT from checkpoints/last.pt (starts it if absent).")
+@DEVICE
+@_with_train_options
+def train(data: str, out: str, resume: bool, device: str, compile_: bool | None,
+          **options) -> None:
+    """Train the paper's DCGAN on a shard directory.
+
+    Writes OUT/config.json, metrics.jsonl, samples/step_NNNNNN.png, loss.png and
+    checkpoints/last.pt (every --ckpt-every steps, and on Ctrl-C or SIGTERM). For several
+    GPUs: torchrun --nproc-per-node N -m dcgan_data train DATA -o OUT.
+    """
+    from dcgan_data.trainer import train as run_train
+
+    options["compile"] = compile_
+    if options["size"] is not None:
+        options["size"] = int(options["size"])
+    given = {k: v for k, v in options.items() if v is not None}
+    summary = run_train(data, out, device=device, resume=resume, **given)
+    last = summary["last"]
+    if last is not None:
+        click.echo(f"step {summary['step']}/{summary['total_steps']}: loss_D "
+                   f"{last['loss_D']:.3f} loss_G {last['loss_G']:.3f} D(x) {last['D_x']:.2f} "
+                   f"D(G(z)) {last['D_G_z']:.2f}, {last['images_per_s']:.0f} images/s; "
+                   f"run: {out}")
+    if summary["interrupted"]:
+        click.echo(f"interrupted: checkpoint at step {summary['step']} in "
+                   f"{summary['checkpoint']}; continue with --resume", err=True)
+        sys.exit(128 + summary["interrupted"])
+
+
+@click.command()
+@click.argument("run", type=click.Path())
+@click.option("-n", "count", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Images, or latent walks with --interpolate.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default="grid.png",
+              show_default=True, help="PNG to write.")
+@click.option("--interpolate", is_flag=True,
+              help="One row per walk between two random z (the paper's figure 4).")
+@click.option("--frames", type=click.IntRange(min=2), default=10, show_default=True,
+              help="Images per walk with --interpolate.")
+@click.option("--checkpoint", default=None,
+              help="A checkpoint file, or a name in RUN/checkpoints [default: last.pt].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@DEVICE
+def sample(run: str, count: int, out: str, interpolate: bool, frames: int,
+           checkpoint: str | None, seed: int, device: str) -> None:
+    """Draw images from a trained run's generator into one PNG grid."""
+    from dcgan_data.sampling import write_grid
+
+    summary = write_grid(run, out, count, interpolate, frames, seed, checkpoint, device)
+    click.echo(f"wrote {summary['images']} {summary['size']}px images to {out} "
+               f"(from {summary['checkpoint']})")

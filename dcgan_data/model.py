@@ -1,0 +1,99 @@
+"""The DCGAN of Radford, Metz & Chintala (ICLR 2016): generator G and discriminator D.
+
+G: z (nz-d) -> projection to 4x4 -> fractionally-strided convolutions (kernel 4, stride 2),
+each doubling the side and halving the channels -> size x size x 3 with tanh.
+D: the mirror image with strided convolutions and LeakyReLU 0.2 -> one logit per image.
+BatchNorm everywhere except G's output layer and D's input layer.
+
+--size 32|64|128 changes the number of stride-2 layers (3, 4, 5). The last hidden layer of G
+(and the first of D) has ngf (ndf) channels and each layer nearer 4x4 doubles them, so at
+size 64 with ngf=128 the projection is 4x4x1024, as in the paper's figure 1.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+
+import torch
+from torch import nn
+
+SIZES = (32, 64, 128)
+NZ = 100
+
+
+def num_upsamplings(size: int) -> int:
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, not {size}")
+    return int(math.log2(size)) - 2  # 4x4 -> size x size
+
+
+class Generator(nn.Module):
+    def __init__(self, size: int = 64, nz: int = NZ, ngf: int = 128):
+        super().__init__()
+        n = num_upsamplings(size)
+        channels = [ngf * 2 ** (n - 1 - i) for i in range(n)]  # e.g. 1024, 512, 256, 128
+        # The paper's "project and reshape" of z to 4x4xC: a transposed conv on a 1x1 input is
+        # exactly a linear layer followed by a reshape.
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(nz, channels[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(channels[0]),
+            nn.ReLU(True),
+        ]
+        for c_in, c_out in pairwise(channels):
+            layers += [
+                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(True),
+            ]
+        layers += [nn.ConvTranspose2d(channels[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.nz = nz
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z (N, nz) -> images (N, 3, size, size) in [-1, 1]."""
+        return self.net(z.view(z.shape[0], self.nz, 1, 1))
+
+
+class Discriminator(nn.Module):
+    def __init__(self, size: int = 64, ndf: int = 128):
+        super().__init__()
+        n = num_upsamplings(size)
+        channels = [ndf * 2**i for i in range(n)]  # e.g. 128, 256, 512, 1024
+        layers: list[nn.Module] = [
+            nn.Conv2d(3, channels[0], 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, True),
+        ]
+        for c_in, c_out in pairwise(channels):
+            layers += [
+                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(0.2, True),
+            ]
+        # 4x4xC -> one logit: a 4x4 valid convolution is the paper's flatten + linear layer.
+        layers.append(nn.Conv2d(channels[-1], 1, 4, 1, 0, bias=False))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """images (N, 3, size, size) -> logits (N,)."""
+        return self.net(x).flatten()
+
+
+def init_weights(module: nn.Module) -> None:
+    """The paper's initialisation: conv weights N(0, 0.02); BatchNorm weights N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def build(size: int = 64, nz: int = NZ, ngf: int = 128, ndf: int = 128) -> tuple[Generator,
+                                                                                Discriminator]:
+    """G and D for `size`, initialised as in the paper (draws from torch's global RNG)."""
+    g, d = Generator(size, nz, ngf), Discriminator(size, ndf)
+    g.apply(init_weights)
+    d.apply(init_weights)
+    return g, d

@@ -1,0 +1,81 @@
+"""Images from a trained generator: a grid of samples, or latent walks (the paper's figure 4)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dcgan_data.errors import InputError
+from dcgan_data.images import contact_sheet, save_png
+from dcgan_data.model import Generator
+from dcgan_data.trainer import draw_z, load_checkpoint, to_uint8_images
+
+
+def checkpoint_path(run: str | os.PathLike, checkpoint: str | None = None) -> Path:
+    """RUN/checkpoints/last.pt, or the named checkpoint (a path, or a name in RUN/checkpoints)."""
+    run = Path(run)
+    if checkpoint is None:
+        path = run / "checkpoints" / "last.pt"
+        if not path.exists():
+            raise InputError(f"{run}: no checkpoints/last.pt (is it a training run directory?)")
+        return path
+    if Path(checkpoint).exists():
+        return Path(checkpoint)
+    return run / "checkpoints" / checkpoint
+
+
+def load_generator(path: str | os.PathLike, device: str = "cpu") -> tuple[Generator, dict]:
+    """G from a checkpoint, in inference mode, and the run's config."""
+    ckpt = load_checkpoint(path, map_location=device)
+    cfg = ckpt["config"]
+    g = Generator(cfg["size"], cfg["nz"], cfg["ngf"])
+    try:
+        g.load_state_dict(ckpt["G"])
+    except RuntimeError as exc:
+        raise InputError(f"{path}: generator weights do not fit its config ({str(exc)[:120]})"
+                         ) from None
+    return g.to(device).eval(), cfg
+
+
+@torch.no_grad()
+def sample_images(g: Generator, cfg: dict, n: int, seed: int = 0) -> np.ndarray:
+    """n images (N, H, W, 3) uint8 from z drawn as in training."""
+    z = draw_z(n, cfg["nz"], cfg["z_dist"], torch.Generator().manual_seed(seed),
+               torch.device("cpu"))
+    device = next(g.parameters()).device
+    return to_uint8_images(g(z.to(device)))
+
+
+@torch.no_grad()
+def walk_images(g: Generator, cfg: dict, rows: int, frames: int = 10,
+                seed: int = 0) -> np.ndarray:
+    """rows latent walks, each `frames` images on the straight line between two random z."""
+    gen = torch.Generator().manual_seed(seed)
+    a = draw_z(rows, cfg["nz"], cfg["z_dist"], gen, torch.device("cpu"))
+    b = draw_z(rows, cfg["nz"], cfg["z_dist"], gen, torch.device("cpu"))
+    t = torch.linspace(0, 1, frames).view(1, frames, 1)
+    z = (a[:, None] * (1 - t) + b[:, None] * t).reshape(rows * frames, cfg["nz"])
+    device = next(g.parameters()).device
+    return to_uint8_images(g(z.to(device)))
+
+
+def write_grid(run: str | os.PathLike, out: str | os.PathLike, n: int = 64,
+               interpolate: bool = False, frames: int = 10, seed: int = 0,
+               checkpoint: str | None = None, device: str = "auto") -> dict:
+    """Write a PNG of n samples, or of n latent walks of `frames` steps; returns a summary."""
+    if n < 1 or frames < 2:
+        raise InputError("-n must be at least 1 and --frames at least 2")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    path = checkpoint_path(run, checkpoint)
+    g, cfg = load_generator(path, device)
+    if interpolate:
+        sheet = contact_sheet(walk_images(g, cfg, n, frames, seed), cols=frames)
+    else:
+        sheet = contact_sheet(sample_images(g, cfg, n, seed))
+    save_png(out, sheet)
+    return {"checkpoint": str(path), "out": str(out), "images": n * (frames if interpolate else 1),
+            "size": cfg["size"]}
