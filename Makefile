@@ -6,9 +6,17 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-WORKERS ?= 2
+DCGAN := $(BIN)/dcgan-data
+WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+DEVICE ?= auto
+SIZE ?= 64
+STEPS ?= 20000
+SAMPLE_STEPS ?= 300
 
-.PHONY: help install test lint demo bench clean
+# a failed stage must not leave its target behind looking finished
+.DELETE_ON_ERROR:
+
+.PHONY: help install browser test lint demo bench clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -22,18 +30,33 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-test: install ## run every test (unit tests, then the pipelines on the bundled sample)
-	$(BIN)/python -m pytest
+# The report test renders pages in Debian's chromium; install it when missing (CI runs as root).
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test: install browser ## run every test: lint, unit tests, then both pipelines on the bundled sample
 	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory pipelines
 
 lint: install ## ruff
 	$(BIN)/ruff check .
 
 demo: install ## the LSUN pipeline on the bundled sample data
-	$(MAKE) --no-print-directory -f pipelines/demo.mk BIN=$(abspath $(BIN)) WORKERS=$(WORKERS)
+	$(MAKE) --no-print-directory sample-lsun
+	@echo
+	@echo "demo done. Open $(SAMPLE)/lsun/report.html in a browser; it gathers:"
+	@echo "  $(SAMPLE)/lsun/ingested/   shards, ingest_report.json, contact_sheet.png"
+	@echo "  $(SAMPLE)/lsun/dedup/      de-duplicated shards, duplicates.csv, dedup_report.json, duplicates.png"
+	@echo "  $(SAMPLE)/lsun/train/      config.json, metrics.jsonl, loss.png, samples/, checkpoints/last.pt"
+	@echo "  $(SAMPLE)/lsun/samples.png 64 images from the trained generator"
 
 bench: install ## benchmarks, each against its peer or physical limit (writes bench/out/)
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean: ## remove build outputs (keeps .venv)
-	rm -rf build pipelines/sample/build bench/out
+	rm -rf build bench/out
+
+include pipelines/stages.mk pipelines/lsun.mk pipelines/faces.mk pipelines/sample.mk

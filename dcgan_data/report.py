@@ -24,12 +24,14 @@ MAX_LIST_ITEMS = 20  # lists in reports (failed keys...) are shown up to this ma
 
 
 def _stage_dirs(out: Path) -> list[tuple[float, Path]]:
-    """Folders of OUT (itself included) that hold a stage report or a training run."""
+    """Folders of OUT (itself included) with a stage report, a training run or pictures,
+    in the order they were written (which is the pipeline's order)."""
     found = []
     for folder in [out, *sorted(p for p in out.rglob("*") if p.is_dir())]:
-        if folder.relative_to(out).parts[:1] in (("samples",), ("checkpoints",)):
+        if folder.name in ("samples", "checkpoints"):  # shown with their training run
             continue
-        marks = [*folder.glob("*_report.json"), *folder.glob("metrics.jsonl")]
+        marks = [*folder.glob("*_report.json"), *folder.glob("metrics.jsonl"),
+                 *folder.glob("*.png")]
         if marks:
             found.append((min(m.stat().st_mtime for m in marks), folder))
     return sorted(found)

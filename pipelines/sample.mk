@@ -1,0 +1,28 @@
+# The pipelines on the bundled sample: `make demo` (LSUN) and `make pipelines` (both, checked).
+
+SAMPLE = build/sample
+SAMPLE_PORT ?= 8754
+# a short CPU training: enough for the losses to move and samples to show colour and layout
+SAMPLE_TRAIN_ARGS ?= --ngf 32 --ndf 32 --batch-size 64 --sample-every 100 --ckpt-every 100
+
+$(SAMPLE)/sample_lmdb/data.mdb: pipelines/sample/make_sample.py | $(STAMP)
+	rm -rf $(SAMPLE)/sample_lmdb
+	$(BIN)/python pipelines/sample/make_sample.py $(SAMPLE)
+
+$(SAMPLE)/crawl/crawl.txt: pipelines/sample/make_crawl.py | $(STAMP)
+	$(BIN)/python pipelines/sample/make_crawl.py $(SAMPLE)/crawl --base-url http://127.0.0.1:$(SAMPLE_PORT)
+
+.PHONY: sample-lsun sample-faces pipelines
+sample-lsun: $(SAMPLE)/sample_lmdb/data.mdb
+	$(MAKE) --no-print-directory lsun LSUN=$(SAMPLE)/sample_lmdb OUT=$(SAMPLE)/lsun STEPS=$(SAMPLE_STEPS) TRAIN_ARGS="$(SAMPLE_TRAIN_ARGS)"
+
+# The crawl's web server runs only while the faces pipeline does.
+sample-faces: $(SAMPLE)/crawl/crawl.txt sample-lsun
+	@$(BIN)/python pipelines/sample/serve.py $(SAMPLE)/crawl/www $(SAMPLE_PORT) & server=$$!; \
+	trap 'kill $$server 2>/dev/null' EXIT; \
+	$(BIN)/python -c "import socket,time; [time.sleep(0.1) for _ in range(50) if socket.socket().connect_ex(('127.0.0.1', $(SAMPLE_PORT)))]"; \
+	$(MAKE) --no-print-directory faces CRAWL=$(SAMPLE)/crawl/crawl.txt OUT=$(SAMPLE)/faces STEPS=$(SAMPLE_STEPS) \
+	  TRAIN_ARGS="$(SAMPLE_TRAIN_ARGS)" FACES_DEDUP_ARGS="--model $(SAMPLE)/lsun/dedup/hash_model.pt"
+
+pipelines: sample-lsun sample-faces ## both pipelines on the bundled sample, then check their outputs
+	$(BIN)/python pipelines/check.py $(SAMPLE)

@@ -1,0 +1,24 @@
+# Stages shared by the pipelines: dedup -> train -> sample -> report.html.
+# $(call train_stages,OUT,INPUT_STAGE_DIR,DEDUP_ARGS) defines, for one pipeline output folder,
+#   OUT/dedup/manifest.json, OUT/train/train_report.json, OUT/samples.png, OUT/report.html.
+# Every stage writes a file target last: a re-run skips finished stages; when a stage's input
+# changed its old output is removed and it runs afresh; a killed stage (no target yet) resumes.
+
+# $(call redo_if_done,TARGET): the target exists but make wants it again, so its input changed
+redo_if_done = @if [ -e $(1) ]; then echo "input changed: redoing $(dir $(1))"; rm -rf $(dir $(1)); fi
+
+define train_stages
+$(1)/dedup/manifest.json: $(2)/manifest.json
+	$$(call redo_if_done,$$@)
+	$$(DCGAN) dedup $(2) -o $(1)/dedup --device $$(DEVICE) $(3)
+
+$(1)/train/train_report.json: $(1)/dedup/manifest.json
+	$$(call redo_if_done,$$@)
+	$$(DCGAN) train $(1)/dedup -o $(1)/train --resume --device $$(DEVICE) --steps $$(STEPS) $$(TRAIN_ARGS)
+
+$(1)/samples.png: $(1)/train/train_report.json
+	$$(DCGAN) sample $(1)/train -n 64 -o $$@ --device $$(DEVICE)
+
+$(1)/report.html: $(1)/samples.png
+	$$(DCGAN) report $(1) -o $$@
+endef
