@@ -549,7 +549,8 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
                 # under DDP the ranks agree on stopping at log steps (it costs a sync)
                 stopping = (_any_rank(stop.signum, world, device_)
                             if world == 1 or step % cfg.log_every == 0 else 0)
-                if is_writer and (step % cfg.ckpt_every == 0 or step == total or stopping):
+                keep = cfg.keep_every and step % cfg.keep_every == 0
+                if is_writer and (step % cfg.ckpt_every == 0 or keep or step == total or stopping):
                     write_checkpoint(step)
                 if stopping:
                     summary["interrupted"] = stopping
