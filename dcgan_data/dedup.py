@@ -1,0 +1,408 @@
+"""De-duplication by semantic hash, as in the DCGAN paper.
+
+    shards -> train (or load) the hash model -> hash every row -> group equal hashes
+    (and, with radius R, hashes within Hamming distance R) -> keep one row per group
+    -> write the kept rows, one output shard per input shard
+
+Grouping equal hashes is one pass over a dict (linear time). With a radius, equal hashes
+are collapsed first, then a multi-index finds every pair of distinct hashes within R
+exactly: split the 128 bits into R+1 blocks; two codes that differ in at most R bits agree
+on at least one block (pigeonhole), so comparing codes that share a block misses nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dcgan_data import hashing
+from dcgan_data.errors import DcganDataError, InputError
+from dcgan_data.files import atomic_path, atomic_write_text, progress, write_json
+from dcgan_data.images import contact_sheet, resize_square, save_png
+from dcgan_data.shards import MANIFEST, ShardSet, ShardWriter
+
+MODEL = "hash_model.pt"
+HASHES = "hashes.npy"
+CSV = "duplicates.csv"
+REPORT = "dedup_report.json"
+SHEET = "duplicates.png"
+MAX_RADIUS = 16  # beyond this the blocks get so short that the multi-index is brute force
+DEFAULT_RADIUS = 0
+KEEP_POLICIES = ("first", "largest")
+LARGE_BUCKET = 4096  # buckets this big are compared by faiss rather than numpy
+
+
+# --- grouping ------------------------------------------------------------------------------
+
+
+def exact_groups(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group equal hashes in one pass. Returns (inverse, first): row i has distinct code
+    inverse[i], and first[u] is the first row holding code u."""
+    seen: dict[bytes, int] = {}
+    rows = hashes.view(np.dtype((np.void, hashes.shape[1]))).ravel().tolist()
+    inverse = np.fromiter((seen.setdefault(code, len(seen)) for code in rows), np.int64,
+                          count=len(rows))
+    first = np.full(len(seen), len(rows), np.int64)
+    np.minimum.at(first, inverse, np.arange(len(rows)))
+    return inverse, first
+
+
+def _blocks(bits: int, radius: int) -> list[tuple[int, int]]:
+    edges = np.linspace(0, bits, radius + 2).round().astype(int)
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
+
+
+def _block_keys(codes: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """bits lo..hi of each code as one integer (hi - lo <= 64)."""
+    bits = np.unpackbits(codes, axis=1)[:, lo:hi]
+    weights = (np.uint64(1) << np.arange(hi - lo, dtype=np.uint64)[::-1])
+    return (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+
+
+def _distances(codes: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return hashing.popcount(codes[a] ^ codes[b])
+
+
+def _pairs_in_buckets(codes: np.ndarray, keys: np.ndarray, radius: int
+                      ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Pairs of codes with equal keys and distance <= radius."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    sizes = np.diff(np.r_[starts, len(keys)])
+    found_a, found_b = [], []
+    # small buckets: compare each code with the next k codes of its bucket, for every k
+    small = np.repeat(sizes <= LARGE_BUCKET, sizes)
+    for k in range(1, int(sizes[sizes <= LARGE_BUCKET].max(initial=1))):
+        same = (sorted_keys[k:] == sorted_keys[:-k]) & small[k:]
+        left = order[:-k][same]
+        right = order[k:][same]
+        if not len(left):
+            break
+        near = _distances(codes, left, right) <= radius
+        found_a.append(left[near])
+        found_b.append(right[near])
+    # large buckets (skewed bits): exact brute force within the bucket, in faiss
+    for start, size in zip(starts[sizes > LARGE_BUCKET], sizes[sizes > LARGE_BUCKET],
+                           strict=True):
+        members = order[start : start + size]
+        a, b = _faiss_range_pairs(codes[members], radius)
+        found_a.append(members[a])
+        found_b.append(members[b])
+    return found_a, found_b
+
+
+def _faiss_range_pairs(codes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    index = faiss.IndexBinaryFlat(codes.shape[1] * 8)
+    index.add(np.ascontiguousarray(codes))
+    # faiss keeps distances strictly below its radius: ask for radius + 1 to get <= radius
+    lims, _, neighbours = index.range_search(np.ascontiguousarray(codes), radius + 1)
+    queries = np.repeat(np.arange(len(codes)), np.diff(lims))
+    keep = queries < neighbours
+    return queries[keep], neighbours[keep].astype(np.int64)
+
+
+def radius_pairs(codes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (a < b) of distinct codes within Hamming distance `radius`, exactly."""
+    if radius <= 0 or len(codes) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    found_a, found_b = [], []
+    for lo, hi in _blocks(codes.shape[1] * 8, radius):
+        a, b = _pairs_in_buckets(codes, _block_keys(codes, lo, hi), radius)
+        found_a += a
+        found_b += b
+    if not found_a:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    a, b = np.concatenate(found_a), np.concatenate(found_b)
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    unique = np.unique(low * len(codes) + high)  # a pair found by several blocks counts once
+    return unique // len(codes), unique % len(codes)
+
+
+def connected(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected components of n nodes joined by edges (a, b): each node's smallest member."""
+    label = np.arange(n)
+    while len(a):
+        low = np.minimum(label[a], label[b])
+        before = label.copy()
+        np.minimum.at(label, a, low)
+        np.minimum.at(label, b, low)
+        label = label[label]  # pointer jumping: halves the depth each round
+        while not np.array_equal(label, label[label]):
+            label = label[label]
+        if np.array_equal(label, before):
+            break
+    return label
+
+
+def find_groups(hashes: np.ndarray, radius: int) -> np.ndarray:
+    """Group label of every row: the first row of its group (equal hashes, or within
+    `radius` by a chain of near pairs)."""
+    inverse, first = exact_groups(hashes)
+    a, b = radius_pairs(hashes[first], radius)
+    code_label = connected(len(first), a, b)
+    return first[code_label][inverse]
+
+
+def choose_kept(labels: np.ndarray, area: np.ndarray, keep: str, protected: int) -> np.ndarray:
+    """The row kept in place of each row (itself if kept).
+
+    Rows >= `protected` belong to the --against set: a group holding one of them keeps it
+    (it is not ours to drop) and loses all of our rows. Otherwise `keep` picks the first row
+    or the one of largest source resolution (ties: the first).
+    """
+    index = np.arange(len(labels))
+    ours = index < protected
+    rank = -area.astype(np.int64) if keep == "largest" else np.zeros(len(labels), np.int64)
+    order = np.lexsort((index, np.where(ours, rank, 0), ours, labels))
+    sorted_labels = labels[order]
+    starts = np.r_[True, sorted_labels[1:] != sorted_labels[:-1]]
+    keeper_of_run = order[starts][np.cumsum(starts) - 1]
+    kept = np.empty(len(labels), np.int64)
+    kept[order] = keeper_of_run
+    return kept
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+
+def open_input(src: str | os.PathLike, cache: Path, size: int, workers: int | None
+               ) -> tuple[ShardSet, dict[str, Any] | None]:
+    """A shard directory as is; any other source (LSUN LMDB, folder of images) is ingested
+    into `cache` first (resumable). Returns the shards and the ingest report, if any."""
+    src = Path(src)
+    if not src.exists():
+        raise InputError(f"{src}: no such file or directory")
+    if (src / MANIFEST).exists() or list(src.glob("shard-*[0-9].json")):
+        return ShardSet(src), None
+    from dcgan_data.ingest import ingest
+
+    report = ingest(src, cache, size=size, workers=workers)
+    return ShardSet(cache), report
+
+
+def _check_options(src: Path, out: Path, radius: int, keep: str, size: int, device: str,
+                   against: Path | None) -> None:
+    if not 0 <= radius <= MAX_RADIUS:
+        raise InputError(f"--radius must be between 0 and {MAX_RADIUS}, not {radius}")
+    if keep not in KEEP_POLICIES:
+        raise InputError(f"--keep must be one of {', '.join(KEEP_POLICIES)}, not {keep!r}")
+    if size < 8 or size % 2:
+        raise InputError(f"--size must be an even number >= 8, not {size}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available here")
+    for other in (src, against):
+        if other is not None and out.resolve() == other.resolve():
+            raise InputError(f"-o {out} is an input; write the output somewhere else")
+
+
+def _get_model(src: ShardSet, out: Path, model_path: Path | None, config: hashing.HashConfig,
+               device: str, seed: int) -> tuple[hashing.HashAutoencoder, dict]:
+    """The --model given, the one a previous run of this command saved in `out`, or a new
+    one trained on the source."""
+    if model_path is not None:
+        model, info = hashing.load_model(model_path, device)
+        return model, {"model": str(model_path), "trained": False, **info}
+    saved = out / MODEL
+    if saved.exists():  # resume: a re-run must hash exactly as the interrupted run did
+        model, info = hashing.load_model(saved, device)
+        if asdict(model.config) == asdict(config) and info.get("source_rows") == len(src):
+            return model, {"model": str(saved), "trained": False, "resumed": True, **info}
+    if len(src) < 2:
+        raise InputError(f"{src.path} holds {len(src)} image(s): too few to learn a hash "
+                         "from; pass --model with a hash model trained on a larger set")
+    rng = np.random.default_rng(seed)
+    crops = hashing.sample_crops(src, config.max_train_images, rng)
+    model, stats = hashing.train_hash_model(crops, config, device, seed)
+    return model, {"model": str(saved), "trained": True, "source_rows": len(src),
+                   "seed": seed, **stats}
+
+
+# --- the stage -----------------------------------------------------------------------------
+
+
+def dedup(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    size: int = 64,
+    radius: int = DEFAULT_RADIUS,
+    keep: str = "first",
+    model_path: str | os.PathLike | None = None,
+    against: str | os.PathLike | None = None,
+    dry_run: bool = False,
+    device: str = "cpu",
+    workers: int | None = None,
+    seed: int = 0,
+    config: hashing.HashConfig | None = None,
+    max_bucket_share: float = 0.5,
+) -> dict[str, Any]:
+    """De-duplicate `src` into `out`. Returns the report (also out/dedup_report.json)."""
+    src, out = Path(src), Path(out)
+    against = Path(against) if against is not None else None
+    model_path = Path(model_path) if model_path is not None else None
+    config = config or hashing.HashConfig()
+    _check_options(src, out, radius, keep, size, device, against)
+    if workers:
+        torch.set_num_threads(workers)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    # everything that can refuse the input runs before anything is written to `out`
+    if model_path is not None:
+        hashing.load_model(model_path, device)
+    shards, ingest_report = open_input(src, out / "ingested", 64, workers)
+    other = open_input(against, out / "against_ingested", 64, workers)[0] if against else None
+    if len(shards) == 0:
+        raise InputError(f"{src}: no images to de-duplicate")
+    if other is not None and len(other) == 0:
+        raise InputError(f"--against {against}: holds no images")
+    timings["ingest"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    model, model_info = _get_model(shards, out, model_path, config, device, seed)
+    timings["train"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    hashes = hashing.hash_shards(model, shards, device)
+    other_hashes = hashing.hash_shards(model, other, device, "hash --against") if other else \
+        np.zeros((0, hashes.shape[1]), np.uint8)
+    timings["hash"] = time.perf_counter() - clock
+    stats = hashing.code_stats(hashes)
+    if len(hashes) >= 50:
+        hashing.check_codes(stats, max_bucket_share=max_bucket_share)
+
+    clock = time.perf_counter()
+    all_hashes = np.concatenate([hashes, other_hashes])
+    labels = find_groups(all_hashes, radius)
+    area = np.concatenate([np.prod(shards.source_hw().astype(np.int64), axis=1),
+                           np.zeros(len(other_hashes), np.int64)])
+    kept_as = choose_kept(labels, area, keep, len(hashes))[: len(hashes)]
+    timings["group"] = time.perf_counter() - clock
+    removed = np.flatnonzero(kept_as != np.arange(len(hashes)))
+    group_sizes = Counter(labels[: len(hashes)].tolist())
+    largest = max(group_sizes.values())
+    if len(hashes) >= 50 and largest / len(hashes) > max_bucket_share:
+        raise DcganDataError(
+            f"degenerate grouping: one group at radius {radius} holds {largest} of "
+            f"{len(hashes)} images; refusing to remove them (lower --radius, or raise "
+            "--max-bucket-share if the images really are that alike)")
+
+    # from here on, outputs are written (each file atomically)
+    clock = time.perf_counter()
+    if model_info.get("trained"):
+        hashing.save_model(model, out / MODEL, {k: v for k, v in model_info.items()
+                                               if k not in ("model", "trained")})
+    with atomic_path(out / HASHES) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, hashes)
+    keys = shards.keys()
+    other_keys = other.keys() if other else []
+    all_keys = keys + other_keys
+    distances = hashing.popcount(hashes[removed] ^ all_hashes[kept_as[removed]])
+    _write_csv(out / CSV, [keys[i] for i in removed], [all_keys[j] for j in kept_as[removed]],
+               distances)
+    _write_sheet(out / SHEET, shards, other, removed, kept_as, labels, group_sizes)
+    params = {"stage": "dedup", "size": size, "radius": radius, "keep": keep,
+              "against": str(against) if against else None, "source_rows": len(shards),
+              "hashes_sha1": hashlib.sha1(all_hashes.tobytes()).hexdigest()}
+    written = None if dry_run else _write_shards(out, shards, kept_as, size, params)
+    timings["write"] = time.perf_counter() - clock
+
+    removed_by_other = int((kept_as[removed] >= len(hashes)).sum())
+    report = {
+        "source": str(src),
+        "out": str(out),
+        "dry_run": dry_run,
+        "images": len(hashes),
+        "kept": len(hashes) - len(removed),
+        "removed": len(removed),
+        "removed_as_duplicate_of_against": removed_by_other,
+        "removed_share": round(len(removed) / len(hashes), 6),
+        "groups_with_duplicates": sum(1 for s in group_sizes.values() if s > 1),
+        "largest_groups": _largest_groups(group_sizes, all_keys, 10),
+        "group_size_histogram": dict(sorted(Counter(group_sizes.values()).items())),
+        "distance_histogram": dict(sorted(Counter(distances.tolist()).items())),
+        "parameters": {**params, "model": model_info.get("model"), "device": device,
+                       "workers": workers, "seed": seed, "max_bucket_share": max_bucket_share,
+                       "config": asdict(model.config)},
+        "model": model_info,
+        "bits": stats,
+        "against_images": len(other_hashes),
+        "output_shards": written,
+        "ingest": ingest_report and {k: ingest_report.get(k) for k in
+                                     ("images", "failed", "seconds") if k in ingest_report},
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "hash_images_per_s": round(len(all_hashes) / max(timings["hash"], 1e-9), 1),
+        "files": {"hashes": HASHES, "duplicates": CSV, "sheet": SHEET,
+                  "model": MODEL if model_info.get("trained") else model_info.get("model")},
+    }
+    write_json(out / REPORT, report)
+    return report
+
+
+def _write_csv(path: Path, removed: list[str], kept: list[str], distances: np.ndarray) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["key", "duplicate_of", "distance"])
+    writer.writerows(zip(removed, kept, distances.tolist(), strict=True))
+    atomic_write_text(path, buf.getvalue())
+
+
+def _largest_groups(group_sizes: Counter, keys: list[str], n: int) -> list[dict[str, Any]]:
+    return [{"size": size, "first": keys[label]}
+            for label, size in group_sizes.most_common(n) if size > 1]
+
+
+def _write_sheet(path: Path, shards: ShardSet, other: ShardSet | None, removed: np.ndarray,
+                 kept_as: np.ndarray, labels: np.ndarray, group_sizes: Counter,
+                 pairs: int = 48) -> None:
+    """Removed | kept pairs side by side, largest groups first, for a visual check."""
+    if not len(removed):
+        rows = shards.load(np.arange(min(len(shards), 16)))
+        save_png(path, contact_sheet(rows, cols=8))  # nothing removed: show what was kept
+        return
+    size = -np.array([group_sizes[labels[i]] for i in removed])
+    shown = removed[np.lexsort((removed, labels[removed], size))][:pairs]
+    left = shards.load(shown)
+    partners = kept_as[shown]
+    right = np.empty_like(left)
+    ours = partners < len(shards)
+    right[ours] = shards.load(partners[ours])
+    if other is not None and (~ours).any():
+        right[~ours] = other.load(partners[~ours] - len(shards))
+    gap = np.full((len(left), left.shape[1], 2, 3), 255, np.uint8)
+    save_png(path, contact_sheet(np.concatenate([left, gap, right], axis=2), cols=4, pad=6))
+
+
+def _write_shards(out: Path, shards: ShardSet, kept_as: np.ndarray, size: int,
+                  params: dict[str, Any]) -> int:
+    """The kept rows, one output shard per input shard (resumes finished shards)."""
+    writer = ShardWriter(out, (size, size, 3), params)
+    with progress(total=len(shards), desc="write") as bar:
+        for s, array in shards.iter_shards():
+            lo, hi = int(shards.offsets[s]), int(shards.offsets[s + 1])
+            if not writer.is_done(s):
+                local = np.flatnonzero(kept_as[lo:hi] == np.arange(lo, hi))
+                images = array[local]
+                if images.shape[1:3] != (size, size):
+                    images = np.stack([resize_square(r, size) for r in images]) if len(local) \
+                        else np.zeros((0, size, size, 3), np.uint8)
+                keys = shards.shard_keys(s)
+                writer.write(s, images, [keys[i] for i in local], shards.shard_hw(s)[local],
+                             {"input_rows": hi - lo, "kept": len(local),
+                              "removed": hi - lo - len(local)})
+            bar.update(hi - lo)
+    writer.finish(shards.num_shards, {"stage": "dedup", "source": str(shards.path)})
+    return shards.num_shards

@@ -1,0 +1,360 @@
+"""The DCGAN paper's semantic hash: a 3072-128-3072 denoising, dropout-regularised ReLU
+autoencoder on 32x32 crops, whose 128 code units, thresholded at zero, are a 16-byte hash.
+
+Training streams a bounded sample of crops from the memory-mapped shards (never a float copy
+of the dataset); hashing goes shard by shard, so time and memory are linear in the number
+of images. Two choices beyond the paper keep the code healthy (a naive ReLU autoencoder often
+ends with every unit dead, so that every image gets the same hash):
+  * inputs are normalised per pixel (mean/std of the training sample), and the 128
+    pre-activations go through a batch norm without scale/shift, so each unit is centred
+    on the data and fires for about half of the images: no dead units, balanced bits.
+    At inference the norm is a fixed per-unit affine map, so the hash is still the sign of
+    one linear layer (3072 -> 128).
+  * Gaussian noise is added to the pre-activations while training (as in Salakhutdinov and
+    Hinton's semantic hashing): the decoder can only use what survives it, which pushes
+    every unit far from zero for most images, so bits do not flip on small edits.
+The denoising corruption is the kind of edit a near duplicate carries (a sub-pixel shift, a
+slight zoom, a brightness change, pixel noise), so the code learns to ignore exactly that.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dcgan_data.errors import DcganDataError, InputError
+from dcgan_data.files import atomic_path, progress
+from dcgan_data.images import downsample_2x, resize_square
+from dcgan_data.shards import ShardSet
+
+FORMAT = "dcgan-data-hash-model"
+VERSION = 1
+SIDE = 32  # the paper hashes 32x32 crops
+DIM = SIDE * SIDE * 3
+HASH_BYTES = 16
+CHUNK = 8192  # rows hashed per step: bounded memory whatever the shard size
+
+
+@dataclass
+class HashConfig:
+    """Everything that defines a hash model; saved with it so a reload hashes identically."""
+
+    bits: int = 128
+    epochs: float = 10.0  # passes over the training sample...
+    min_steps: int = 600  # ...but at least this many steps (small datasets)
+    max_steps: int = 4000  # ...and at most this many (huge ones: the sample is big enough)
+    max_train_images: int = 200_000  # crops sampled for training (uint8, 3 KB each)
+    batch_size: int = 512
+    lr: float = 2e-3
+    dropout: float = 0.1  # on the code units, while training
+    code_noise: float = 1.0  # std of noise on the normalised pre-activations, while training
+    pixel_noise: float = 0.05  # std of input noise, in units of the pixel std
+    shift: float = 0.75  # max sub-pixel shift of the corrupted input, in 32x32 pixels
+    zoom: float = 0.08  # max zoom of the corrupted input (a trimmed border)
+    gain: float = 0.1  # max brightness change of the corrupted input
+    gain_invariant: bool = True  # divide each crop by its mean level before the pixel norm
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HashConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown hash config fields {sorted(unknown)}")
+        return cls(**data)
+
+
+class HashAutoencoder(nn.Module):
+    """3072 -> 128 ReLU code -> 3072 linear reconstruction, on per-pixel normalised input."""
+
+    def __init__(self, config: HashConfig):
+        super().__init__()
+        self.config = config
+        self.register_buffer("pixel_mean", torch.zeros(DIM))
+        self.register_buffer("pixel_std", torch.ones(DIM))
+        self.encoder = nn.Linear(DIM, config.bits)
+        self.norm = nn.BatchNorm1d(config.bits, affine=False, momentum=0.01)
+        self.decoder = nn.Linear(config.bits, DIM)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3072) pixel values 0..255 -> zero mean, unit variance per pixel."""
+        return (level(pixels, self.config) - self.pixel_mean) / self.pixel_std
+
+    def preactivation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.encoder(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.preactivation(x)
+        if self.training and self.config.code_noise > 0:
+            z = z + self.config.code_noise * torch.randn_like(z)
+        return self.decoder(self.dropout(F.relu(z)))
+
+
+def level(pixels: torch.Tensor, config: HashConfig) -> torch.Tensor:
+    """Brightness-normalised pixels: a copy 10% brighter is the same input (bar clipping).
+    Colour and contrast are kept, so flat colours of different hue still differ."""
+    if not config.gain_invariant:
+        return pixels
+    return pixels * (128.0 / (pixels.mean(dim=1, keepdim=True) + 8.0))
+
+
+# --- crops ---------------------------------------------------------------------------------
+
+
+def to_hash_crops(rows: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 shard rows -> (N, 3072) uint8 32x32 crops.
+
+    64x64 rows are 2x2-mean pooled (exact and fast); other square sizes are resized.
+    """
+    rows = np.asarray(rows)
+    if rows.shape[1:3] == (2 * SIDE, 2 * SIDE):
+        small = downsample_2x(rows)
+    elif rows.shape[1:3] == (SIDE, SIDE):
+        small = rows
+    else:
+        small = np.stack([resize_square(r, SIDE) for r in rows]) if len(rows) else \
+            np.zeros((0, SIDE, SIDE, 3), np.uint8)
+    return np.ascontiguousarray(small, dtype=np.uint8).reshape(len(rows), DIM)
+
+
+def iter_crops(shards: ShardSet, chunk: int = CHUNK) -> Iterator[np.ndarray]:
+    """Every row's 32x32 crop, in row order, a chunk at a time."""
+    for _, array in shards.iter_shards():
+        for start in range(0, len(array), chunk):
+            yield to_hash_crops(array[start : start + chunk])
+
+
+def sample_crops(shards: ShardSet, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to n crops drawn without replacement, read in row order (kind to the page cache)."""
+    total = len(shards)
+    if total <= n:
+        return np.concatenate(list(iter_crops(shards)))
+    indices = np.sort(rng.choice(total, n, replace=False))
+    out = np.empty((n, DIM), np.uint8)
+    for start in range(0, n, CHUNK):
+        part = indices[start : start + CHUNK]
+        out[start : start + len(part)] = to_hash_crops(shards.load(part))
+    return out
+
+
+# --- training ------------------------------------------------------------------------------
+
+
+def _pixel_stats(crops: np.ndarray, config: HashConfig) -> tuple[np.ndarray, np.ndarray]:
+    total = np.zeros(DIM, np.float64)
+    squares = np.zeros(DIM, np.float64)
+    for start in range(0, len(crops), CHUNK):
+        part = level(torch.from_numpy(crops[start : start + CHUNK]).double(), config).numpy()
+        total += part.sum(0)
+        squares += (part * part).sum(0)
+    mean = total / len(crops)
+    std = np.sqrt(np.maximum(squares / len(crops) - mean * mean, 0.0))
+    return mean, std
+
+
+def corrupt(pixels: torch.Tensor, config: HashConfig, generator: torch.Generator) -> torch.Tensor:
+    """The denoising corruption, on (N, 3072) pixel values: random near-duplicate edits."""
+    n, device = len(pixels), pixels.device
+
+    def uniform(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator, device=device) * 2 - 1
+
+    images = pixels.view(n, SIDE, SIDE, 3).permute(0, 3, 1, 2)
+    scale = 1 - config.zoom * uniform(n).abs()
+    shift = uniform(n, 2) * (2 * config.shift / SIDE)  # affine_grid units: 2 = the full side
+    theta = torch.zeros(n, 2, 3, device=device)
+    theta[:, 0, 0] = scale
+    theta[:, 1, 1] = scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    moved = F.grid_sample(images, grid, padding_mode="border", align_corners=False)
+    moved = moved.permute(0, 2, 3, 1).reshape(n, DIM)
+    moved = moved * (1 + config.gain * uniform(n, 1))
+    return moved
+
+
+def train_hash_model(
+    crops: np.ndarray,
+    config: HashConfig,
+    device: str = "cpu",
+    seed: int = 0,
+    on_step: Callable[[int, float], None] | None = None,
+) -> tuple[HashAutoencoder, dict[str, Any]]:
+    """Train a hash model on (N, 3072) uint8 crops. Returns the model (eval mode) and stats."""
+    if len(crops) < 2:
+        raise InputError(f"cannot train a hash model on {len(crops)} image(s); "
+                         "pass --model with a model trained on a larger set")
+    if not (crops != crops[0]).any():
+        raise InputError(f"all {len(crops)} training images are identical: there is nothing "
+                         "to learn a hash from (and nothing to de-duplicate but one image)")
+    mean, std = _pixel_stats(crops, config)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    model = HashAutoencoder(config)
+    model.pixel_mean.copy_(torch.from_numpy(mean).float())
+    # a pixel that never varies would divide by ~0; floor the std at one grey level
+    model.pixel_std.copy_(torch.from_numpy(np.maximum(std, 1.0)).float())
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    batch = min(config.batch_size, len(crops))
+    steps = int(math.ceil(config.epochs * len(crops) / batch))
+    steps = max(config.min_steps, min(config.max_steps, steps))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps,
+                                                   pct_start=0.1)
+    start = time.perf_counter()
+    losses = []
+    order = rng.permutation(len(crops))
+    cursor = 0
+    for step in progress(range(steps), desc="train hash", unit="step"):
+        if cursor + batch > len(order):
+            order, cursor = rng.permutation(len(crops)), 0
+        idx = np.sort(order[cursor : cursor + batch])
+        cursor += batch
+        pixels = torch.from_numpy(crops[idx]).to(device).float()
+        target = model.normalise(pixels)
+        noisy = model.normalise(corrupt(pixels, config, generator))
+        noisy = noisy + config.pixel_noise * torch.randn(noisy.shape, generator=generator,
+                                                         device=device)
+        loss = F.mse_loss(model(noisy), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if on_step is not None:
+            on_step(step, losses[-1])
+    model.eval()
+    tail = losses[-max(1, steps // 10) :]
+    stats = {"train_images": len(crops), "steps": steps, "batch_size": batch,
+             "seconds": round(time.perf_counter() - start, 2),
+             "first_loss": round(losses[0], 4), "final_loss": round(float(np.mean(tail)), 4)}
+    return model, stats
+
+
+# --- hashing -------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def hash_crops(model: HashAutoencoder, crops: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """(N, 3072) uint8 crops -> (N, 16) uint8 hashes: bit k set where code unit k is > 0."""
+    model.eval()
+    out = np.empty((len(crops), model.config.bits // 8), np.uint8)
+    for start in range(0, len(crops), CHUNK):
+        pixels = torch.from_numpy(crops[start : start + CHUNK]).to(device).float()
+        bits = (model.preactivation(model.normalise(pixels)) > 0).cpu().numpy()
+        out[start : start + len(bits)] = np.packbits(bits, axis=1)
+    return out
+
+
+def hash_shards(model: HashAutoencoder, shards: ShardSet, device: str = "cpu",
+                desc: str = "hash") -> np.ndarray:
+    """Hashes of every row of `shards`, aligned with their row order (N, 16) uint8."""
+    out = np.empty((len(shards), model.config.bits // 8), np.uint8)
+    row = 0
+    with progress(total=len(shards), desc=desc) as bar:
+        for crops in iter_crops(shards):
+            out[row : row + len(crops)] = hash_crops(model, crops, device)
+            row += len(crops)
+            bar.update(len(crops))
+    return out
+
+
+# --- degenerate codes ----------------------------------------------------------------------
+
+
+def popcount(codes: np.ndarray) -> np.ndarray:
+    """Set bits per row of (N, 16) uint8 codes (or of their XOR)."""
+    return np.bitwise_count(codes).sum(axis=1, dtype=np.int64)
+
+
+def code_stats(hashes: np.ndarray) -> dict[str, Any]:
+    """Bit usage and bucket sizes of (N, 16) hashes."""
+    n = len(hashes)
+    bits = hashes.shape[1] * 8
+    ones = np.zeros(bits, np.int64)
+    for start in range(0, n, 1 << 16):
+        ones += np.unpackbits(hashes[start : start + (1 << 16)], axis=1).sum(0, dtype=np.int64)
+    rate = ones / max(n, 1)
+    _, counts = np.unique(hashes.view(np.dtype((np.void, hashes.shape[1]))).ravel(),
+                          return_counts=True) if n else (None, np.zeros(1, np.int64))
+    return {
+        "images": n,
+        "distinct_hashes": int(len(counts)) if n else 0,
+        "largest_bucket": int(counts.max()),
+        "largest_bucket_share": round(float(counts.max()) / max(n, 1), 6),
+        "dead_bits": int((ones == 0).sum()),
+        "constant_bits": int((ones == n).sum()),
+        "bit_rate_min": round(float(rate.min()), 4),
+        "bit_rate_mean": round(float(rate.mean()), 4),
+        "bit_rate_max": round(float(rate.max()), 4),
+        "bits_per_hash_mean": round(float(popcount(hashes).mean()) if n else 0.0, 2),
+        "bit_rates": [round(float(r), 4) for r in rate],
+    }
+
+
+def check_codes(stats: dict[str, Any], min_varying_bits: int = 32,
+                max_bucket_share: float = 0.5) -> None:
+    """Refuse a degenerate hash (dead or constant bits, one bucket holding most images)
+    before it is used to delete anything."""
+    n = stats["images"]
+    bits = len(stats["bit_rates"])
+    varying = bits - stats["dead_bits"] - stats["constant_bits"]
+    if n >= 2 and varying < min_varying_bits:
+        raise DcganDataError(
+            f"degenerate hash: only {varying} of {bits} bits vary over {n} images "
+            f"({stats['dead_bits']} never set, {stats['constant_bits']} always set); the hash "
+            "model did not learn a useful code; train it longer or on more varied images")
+    if n >= 2 and stats["largest_bucket_share"] > max_bucket_share:
+        raise DcganDataError(
+            f"degenerate hash: one hash holds {stats['largest_bucket']} of {n} images "
+            f"({stats['largest_bucket_share']:.0%} > {max_bucket_share:.0%}); refusing to remove "
+            "them. If the images really are that alike, raise --max-bucket-share")
+
+
+# --- saving and loading --------------------------------------------------------------------
+
+
+def save_model(model: HashAutoencoder, path: str | os.PathLike,
+               info: dict[str, Any] | None = None) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "version": VERSION, "config": asdict(model.config),
+               "state_dict": state, "info": info or {}}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[HashAutoencoder, dict]:
+    """Load a hash model saved by `save_model`; a missing, corrupt or foreign file is an
+    InputError naming what is wrong."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such hash model file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise InputError(f"{path}: not a readable hash model ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise InputError(f"{path}: not a dcgan-data hash model (no '{FORMAT}' header)")
+    if payload.get("version") != VERSION:
+        raise InputError(f"{path}: hash model version {payload.get('version')}, "
+                         f"this tool reads version {VERSION}")
+    try:
+        config = HashConfig.from_dict(payload["config"])
+        if config.bits != HASH_BYTES * 8:
+            raise ValueError(f"{config.bits}-bit code, expected {HASH_BYTES * 8}")
+        model = HashAutoencoder(config)
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: hash model does not match this tool ({first})") from None
+    return model.to(device).eval(), payload.get("info", {})
