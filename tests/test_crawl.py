@@ -149,6 +149,7 @@ def test_txt_list_urls_paths_labels_comments_and_malformed_lines(tmp_path):
         "ftp://example.com/d.jpg\n"
         "http://\n"
         "\thttp://example.com/e.jpg\n"
+        "this line is neither a URL nor a path\n"
     )
     entries, malformed = read_crawl(crawl)
     assert entries == [
@@ -157,9 +158,10 @@ def test_txt_list_urls_paths_labels_comments_and_malformed_lines(tmp_path):
         Entry(5, "photos/c.jpg"),
         Entry(10, "http://example.com/e.jpg"),
     ]
-    assert [line for line, _ in malformed] == [7, 8, 9]
+    assert [line for line, _ in malformed] == [7, 8, 9, 11]
     assert "3 tab-separated fields" in malformed[0][1]
     assert "unsupported scheme 'ftp'" in malformed[1][1]
+    assert "neither a URL nor a path" in malformed[3][1]
 
 
 def test_tsv_csv_jsonl_lists_use_the_url_column(tmp_path):
