@@ -59,12 +59,13 @@ def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: 
                            respect_robots=not ignore_robots_headers),
     )
     report = run_faces(crawl, out, options, processes=processes, lines_per_shard=lines_per_shard)
-    rate = report["images_per_second"]
+    rate, resumed = report["images_per_second"], report["units_resumed"]
     click.echo(
         f"{report['entries']} entries, {report['fetched']} fetched, {report['failed']} failed; "
         f"{report['images_with_face']} images with a face, {report['boxes']} boxes, "
         f"{report['kept']} kept -> {out}"
-        + (f" ({rate:g} images/s)" if rate is not None else " (all units were already done)")
+        + (f" at {rate:g} images/s" if rate is not None else "")
+        + (f" ({resumed} of {report['shards']} units were already done)" if resumed else "")
     )
     for reason, count in report["failed_by_reason"].items():
         click.echo(f"  {reason}: {count}  e.g. {report['failed_examples'][reason][0]}")

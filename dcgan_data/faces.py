@@ -23,7 +23,7 @@ import time
 import warnings
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -361,8 +361,8 @@ def faces(
                          f"(choose from {', '.join(DETECTORS)})")
     if options.size < 8 or options.min_face < 1 or options.margin < 0:
         raise InputError("--size must be >= 8, --min-face >= 1 and --margin >= 0")
-    if options.fetch.base_dir == Path():
-        options.fetch.base_dir = crawl.resolve().parent  # relative paths: beside the list
+    if options.fetch.base_dir == Path():  # relative paths are read from beside the list
+        options = replace(options, fetch=replace(options.fetch, base_dir=crawl.resolve().parent))
     units = plan_units(crawl, lines_per_shard)
     params = {
         "stage": "faces",
