@@ -239,6 +239,12 @@ def test_slow_response_times_out_after_retries(server):
     assert time.perf_counter() - start < 3  # 2 x 0.5 s timeouts + back-off, not 2 x 2 s
 
 
+def test_declared_length_over_the_limit_is_refused_before_the_body(server):
+    small = FetchOptions(timeout=0.5, retries=0, max_bytes=len(JPEG) - 1)
+    with pytest.raises(FetchError, match="too_large: Content-Length"):
+        fetch(f"{server.url}/img/{PHOTOS[0].name}", small)
+
+
 def test_body_over_the_limit_is_refused_while_streaming(server):
     with pytest.raises(FetchError, match="too_large"):
         fetch(f"{server.url}/big", FAST)
