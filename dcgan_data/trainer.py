@@ -261,6 +261,16 @@ def to_uint8_images(x: torch.Tensor) -> np.ndarray:
 # one training step
 
 
+def make_adam(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam(lr, beta1, 0.999), fused into one kernel where torch has it (CPU: torch >= 2.4);
+    on CPU the per-parameter loop costs as much as a tenth of a step."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999),
+                                fused=True)
+    except RuntimeError:
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+
+
 def train_step(g: nn.Module, d: nn.Module, d_frozen: nn.Module, d_params: list[nn.Parameter],
                opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
                real: torch.Tensor, z: torch.Tensor, amp: contextlib.AbstractContextManager
@@ -454,8 +464,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
     g_model, d_model = build(cfg.size, cfg.nz, cfg.ngf, cfg.ndf)
     g_model = g_model.to(device_, memory_format=torch.channels_last)
     d_model = d_model.to(device_, memory_format=torch.channels_last)
-    opt_g = torch.optim.Adam(g_model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    opt_d = torch.optim.Adam(d_model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_g, opt_d = make_adam(g_model, cfg), make_adam(d_model, cfg)
     start = 0
     if checkpoint is not None:
         try:

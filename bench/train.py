@@ -1,0 +1,184 @@
+"""Training speed of `dcgan-data train` against a plain reference loop, and the data-feed cost.
+
+    python bench/train.py [--rounds 3] [--steps 3]
+
+Same architecture (dcgan_data.model at size 64, ngf = ndf = 64), batch 128, fp32, all cores,
+one process, in one run, the variants taking turns so that load from other processes on the
+machine hits them alike:
+  reference  a plain loop in the style of the widely used PyTorch DCGAN example: eager, NCHW,
+             D ends in a Sigmoid and BCELoss, three D forwards per step (real; fake.detach();
+             fake again for G), D's weight gradients computed in G's backward too, z ~ N(0,1).
+             Its data is handed over as float tensors already in memory (no decoding), so the
+             ratio is the training loop alone.
+  ours       the trainer's loop body (trainer.BatchFeed over memory-mapped shards,
+             to_model_input, train_step): channels_last, BCE with logits, D frozen for G's
+             backward, fused Adam.
+  ours-mem   the same train_step on one float batch already in memory (no feed at all):
+             ours-mem / ours step time is the data-feed overhead (1.0 = free).
+  ours-amp   ours with --amp (bf16 autocast; this CPU has AVX512-BF16), for reference.
+Then one end-to-end `trainer.train` run on the shards, whose metrics.jsonl images/s should
+agree with `ours`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dcgan_data import trainer
+from dcgan_data.images import decode_image, resize_square
+from dcgan_data.model import build
+from dcgan_data.shards import ShardSet, ShardWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out" / "train"
+SIZE, WIDTH, BATCH, NZ = 64, 64, 128, 100
+
+
+def make_shards(path: Path, count: int) -> ShardSet:
+    """count random 64px crops of the sample photos, in shards of 1024 rows."""
+    rng = np.random.default_rng(0)
+    photos = [decode_image(p.read_bytes())[0]
+              for p in sorted((ROOT / "pipelines/sample/photos").glob("*.jpg"))]
+    images = np.empty((count, SIZE, SIZE, 3), np.uint8)
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[:2]
+        side = int(rng.integers(min(h, w) // 4, min(h, w) + 1))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        images[i] = resize_square(photo[y : y + side, x : x + side], SIZE)
+    shutil.rmtree(path, ignore_errors=True)
+    writer = ShardWriter(path, (SIZE, SIZE, 3), {"bench": True})
+    for index, start in enumerate(range(0, count, 1024)):
+        rows = images[start : start + 1024]
+        writer.write(index, rows, [f"crop{start + j}" for j in range(len(rows))])
+    writer.finish(index + 1)
+    return ShardSet(path)
+
+
+class Reference:
+    """The example-style loop: one step = D on real, D on fake.detach(), D on fake for G."""
+
+    def __init__(self, data: torch.Tensor):
+        torch.manual_seed(0)
+        self.g, d = build(SIZE, NZ, WIDTH, WIDTH)
+        self.d = nn.Sequential(d, nn.Sigmoid())
+        self.criterion = nn.BCELoss()
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.data = data
+
+    def step(self, i: int) -> None:
+        real = self.data[torch.randint(len(self.data), (BATCH,))]
+        label = torch.full((BATCH,), 1.0)
+        self.d.zero_grad()
+        err_real = self.criterion(self.d(real).view(-1), label)
+        err_real.backward()
+        fake = self.g(torch.randn(BATCH, NZ, 1, 1))
+        label.fill_(0.0)
+        err_fake = self.criterion(self.d(fake.detach()).view(-1), label)
+        err_fake.backward()
+        self.opt_d.step()
+        self.g.zero_grad()
+        label.fill_(1.0)
+        err_g = self.criterion(self.d(fake).view(-1), label)
+        err_g.backward()
+        self.opt_g.step()
+
+
+class Ours:
+    """The trainer's loop body, fed from the shards (or from one batch already in memory)."""
+
+    def __init__(self, shards: ShardSet, amp: bool = False, in_memory: bool = False):
+        torch.manual_seed(0)
+        g, d = build(SIZE, NZ, WIDTH, WIDTH)
+        self.g = g.to(memory_format=torch.channels_last)
+        self.d = d.to(memory_format=torch.channels_last)
+        self.d_params = list(self.d.parameters())
+        cfg = trainer.TrainConfig()
+        self.opt_g, self.opt_d = trainer.make_adam(self.g, cfg), trainer.make_adam(self.d, cfg)
+        self.amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)
+        self.shards = shards
+        self.feed = trainer.BatchFeed(shards, torch.device("cpu"), "stream")
+        self.z_gen = torch.Generator()
+        self.feed_seconds = 0.0  # main-thread time spent getting batches
+        self.fixed = (trainer.to_model_input(torch.from_numpy(shards.load(np.arange(BATCH))))
+                      if in_memory else None)
+
+    def step(self, i: int) -> None:
+        if self.fixed is not None:
+            real = self.fixed
+        else:
+            rows = trainer.batch_rows(i, len(self.shards), BATCH, 0, 1, seed=0)
+            next_rows = trainer.batch_rows(i + 1, len(self.shards), BATCH, 0, 1, seed=0)
+            start = time.perf_counter()
+            real = trainer.to_model_input(self.feed.get(rows, next_rows))
+            self.feed_seconds += time.perf_counter() - start
+        self.z_gen.manual_seed(trainer.step_seed(0, i, 0))
+        z = trainer.draw_z(BATCH, NZ, "uniform", self.z_gen, torch.device("cpu"))
+        trainer.train_step(self.g, self.d, self.d, self.d_params, self.opt_g, self.opt_d, real,
+                           z, self.amp)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
+    parser.add_argument("--images", type=int, default=4096)
+    args = parser.parse_args()
+    cores = len(trainer.os.sched_getaffinity(0))
+    torch.set_num_threads(cores)
+    shards = make_shards(OUT / "shards", args.images)
+    data = trainer.to_model_input(torch.from_numpy(shards.load())).contiguous()  # NCHW float
+
+    variants = {"reference": Reference(data), "ours": Ours(shards),
+                "ours-mem": Ours(shards, in_memory=True), "ours-amp": Ours(shards, amp=True)}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    counters = dict.fromkeys(variants, 0)
+    for name, variant in variants.items():  # warm-up: allocator, oneDNN kernel choice
+        variant.step(0)
+        counters[name] = 1
+    for r in range(args.rounds):
+        for name, variant in variants.items():
+            for _ in range(args.steps):
+                start = time.perf_counter()
+                variant.step(counters[name])
+                times[name].append(time.perf_counter() - start)
+                counters[name] += 1
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(
+            f"{n} {statistics.median(t):.2f} s/step" for n, t in times.items()), flush=True)
+
+    # the real thing, end to end: trainer.train on the same shards
+    run = OUT / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    e2e_steps = args.rounds * args.steps + 2
+    trainer.train(OUT / "shards", run, device="cpu", ngf=WIDTH, ndf=WIDTH, batch_size=BATCH,
+                  steps=e2e_steps, log_every=1, sample_every=10_000, ckpt_every=10_000)
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    e2e = statistics.median(m["images_per_s"] for m in lines[1:])
+
+    per_s = {name: BATCH / statistics.median(t) for name, t in times.items()}
+    result = {
+        "cpu_threads": cores, "torch": torch.__version__, "batch": BATCH, "size": SIZE,
+        "ngf_ndf": WIDTH, "images_per_s": {k: round(v, 1) for k, v in per_s.items()},
+        "train_end_to_end_images_per_s": round(e2e, 1),
+        "speedup_ours_vs_reference": round(per_s["ours"] / per_s["reference"], 2),
+        "speedup_end_to_end_vs_reference": round(e2e / per_s["reference"], 2),
+        "speedup_amp_vs_reference": round(per_s["ours-amp"] / per_s["reference"], 2),
+        "feed_ratio_shards_vs_in_memory": round(per_s["ours"] / per_s["ours-mem"], 3),
+        "feed_share_of_step": round(variants["ours"].feed_seconds / sum(times["ours"]), 4),
+    }
+    print(json.dumps(result, indent=2))
+    (OUT / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
