@@ -1,6 +1,6 @@
 """Training speed of `dcgan-data train` against a plain reference loop, and the data-feed cost.
 
-    python bench/train.py [--rounds 3] [--steps 3]
+    python bench/train.py [--rounds 3] [--steps 2]
 
 Same architecture (dcgan_data.model at size 64, ngf = ndf = 64), batch 128, fp32, all cores,
 one process, in one run, the variants taking turns so that load from other processes on the
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import time
@@ -131,10 +132,11 @@ class Ours:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per variant per round")
     parser.add_argument("--images", type=int, default=4096)
     args = parser.parse_args()
-    cores = len(trainer.os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
+    load_before = os.getloadavg()[0]  # other processes on the machine skew every figure
     torch.set_num_threads(cores)
     shards = make_shards(OUT / "shards", args.images)
     data = trainer.to_model_input(torch.from_numpy(shards.load())).contiguous()  # NCHW float
@@ -167,7 +169,8 @@ def main() -> None:
 
     per_s = {name: BATCH / statistics.median(t) for name, t in times.items()}
     result = {
-        "cpu_threads": cores, "torch": torch.__version__, "batch": BATCH, "size": SIZE,
+        "cpu_threads": cores, "load_average_before_after": [load_before, os.getloadavg()[0]],
+        "torch": torch.__version__, "batch": BATCH, "size": SIZE,
         "ngf_ndf": WIDTH, "images_per_s": {k: round(v, 1) for k, v in per_s.items()},
         "train_end_to_end_images_per_s": round(e2e, 1),
         "speedup_ours_vs_reference": round(per_s["ours"] / per_s["reference"], 2),

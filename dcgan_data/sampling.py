@@ -29,7 +29,7 @@ def checkpoint_path(run: str | os.PathLike, checkpoint: str | None = None) -> Pa
 
 def load_generator(path: str | os.PathLike, device: str = "cpu") -> tuple[Generator, dict]:
     """G from a checkpoint, in inference mode, and the run's config."""
-    ckpt = load_checkpoint(path, map_location=device)
+    ckpt = load_checkpoint(path)
     cfg = ckpt["config"]
     g = Generator(cfg["size"], cfg["nz"], cfg["ngf"])
     try:

@@ -34,6 +34,7 @@ import math
 import os
 import random
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -423,6 +424,9 @@ class StopFlag:
 
     @contextlib.contextmanager
     def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # only the main thread may set handlers; signals then act as usual
+            return
         previous = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield self
@@ -445,7 +449,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
     last = run / "checkpoints" / "last.pt"
     checkpoint = None
     if resume and last.exists():
-        checkpoint = load_checkpoint(last, map_location=device_)
+        checkpoint = load_checkpoint(last)  # on the CPU: RNG states must stay there
     elif last.exists():
         raise InputError(f"{run} already holds a run; pass --resume to continue it "
                          "or choose another -o")

@@ -121,6 +121,16 @@ def test_memory_and_stream_feeds_give_the_same_batches(shards32):
     assert torch.allclose(x[0, :, 0, 0], expected_x, atol=1e-6)
 
 
+def test_bf16_autocast_memory_feed_and_normal_z(shards32, tmp_path):
+    summary = trainer.train(shards32, tmp_path / "run", device="cpu", steps=3, amp=True,
+                            feed="memory", z_dist="normal", **TINY)
+    assert summary["step"] == 3
+    assert all(np.isfinite(m["loss_D"]) and np.isfinite(m["loss_G"])
+               for m in metrics(tmp_path / "run"))
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["amp"] and config["feed"] == "memory" and config["z_dist"] == "normal"
+
+
 # --------------------------------------------------------------------------------------------
 # exact resume
 
