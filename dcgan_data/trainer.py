@@ -142,6 +142,8 @@ def resolve_config(options: dict[str, Any], shards: ShardSet,
         base.update({k: v for k, v in saved.items() if k in known})
     if "steps" in options:
         base["epochs"] = None
+    elif "epochs" in options:
+        base["steps"] = None  # --epochs on resume replaces the run's --steps
     base.update(options)
     cfg = TrainConfig(**base)
     if cfg.size != shards.shape[0]:

@@ -103,6 +103,18 @@ def test_batches_are_a_per_epoch_permutation_split_across_ranks():
     assert np.array_equal(first, trainer.batch_rows(0, rows, batch, 0, world, seed=5))
 
 
+def test_resume_settings_come_from_the_checkpoint_unless_given(shards32):
+    shards = ShardSet(shards32)
+    saved = {"config": {**vars(trainer.TrainConfig(size=32, ngf=8, steps=12)), "lr": 1e-4}}
+    cfg = trainer.resolve_config({}, shards, saved)
+    assert (cfg.ngf, cfg.steps, cfg.lr) == (8, 12, 1e-4)
+    cfg = trainer.resolve_config({"epochs": 2.0, "lr": 3e-4}, shards, saved)
+    assert (cfg.steps, cfg.epochs, cfg.lr) == (None, 2.0, 3e-4)
+    assert trainer.resolve_config({"steps": 5}, shards, None).epochs is None
+    with pytest.raises(InputError, match="trained with ndf=128, not ndf=16"):
+        trainer.resolve_config({"ndf": 16}, shards, saved)
+
+
 def test_memory_and_stream_feeds_give_the_same_batches(shards32):
     shards = ShardSet(shards32)
     rows = np.array([3, 39, 40, 41, 95])  # across shard boundaries
