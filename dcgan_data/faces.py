@@ -19,6 +19,7 @@ import csv
 import io
 import multiprocessing
 import os
+import threading
 import time
 import warnings
 from collections import Counter
@@ -416,7 +417,8 @@ def _run_units(crawl: Path, units: list[Unit], options: FaceOptions, processes: 
         return
     # spawn: forking a process that holds OpenCV and fetch threads is not safe everywhere
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(min(processes, len(units)), mp_context=context)
+    pool = ProcessPoolExecutor(min(processes, len(units)), mp_context=context,
+                               initializer=_exit_with_parent)
     try:
         pending, todo = {}, iter(units)
         while True:
@@ -432,6 +434,13 @@ def _run_units(crawl: Path, units: list[Unit], options: FaceOptions, processes: 
                 yield pending.pop(future), future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _exit_with_parent() -> None:
+    # A pool worker whose parent was killed (kill -9, OOM) would wait forever for work.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
 
 
 def _report(notes: list[dict], options: FaceOptions, params: dict, units: list[Unit],
