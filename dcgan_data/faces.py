@@ -279,6 +279,7 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
             continue
         finally:
             seconds["decode"] += time.perf_counter() - t
+        counts["decoded"] += 1
         t = time.perf_counter()
         try:
             boxes = detector.detect(rgb)
@@ -288,19 +289,10 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
         finally:
             seconds["detect"] += time.perf_counter() - t
         t = time.perf_counter()
-        counts["decoded"] += 1
-        counts["with_face"] += bool(boxes)
-        crops, keys, rows = [], [], []
-        for i, box in enumerate(boxes):
-            kept = is_kept(box, options.min_face, min_score)
-            rows.append([entry.source, box.x, box.y, box.w, box.h, box.score, int(kept)])
-            if kept:
-                crops.append(crop_face(rgb, box, options.margin, options.size))
-                keys.append(f"{entry.source}#{i}")
-        counts["boxes"] += len(boxes)
-        counts["kept"] += len(crops)
-        counts["with_kept_face"] += bool(crops)
+        crops, keys, rows = _crops(rgb, boxes, entry.source, options, min_score)
         per_line[entry.line] = (crops, keys, rows, entry.label, rgb.shape[:2])
+        counts.update(with_face=bool(boxes), with_kept_face=bool(crops), boxes=len(boxes),
+                      kept=len(crops))
         seconds["crop"] += time.perf_counter() - t
 
     images, keys, hw, detections, labels = [], [], [], [], []
@@ -335,6 +327,19 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
         source_hw=np.asarray(hw, np.int32).reshape(-1, 2),
         notes=notes,
     )
+
+
+def _crops(rgb: np.ndarray, boxes: list[Box], source: str, options: FaceOptions,
+           min_score: float) -> tuple[list[np.ndarray], list[str], list[list]]:
+    """The kept boxes' crops and row keys, and a faces.csv row for every box."""
+    crops, keys, rows = [], [], []
+    for i, box in enumerate(boxes):
+        kept = is_kept(box, options.min_face, min_score)
+        rows.append([source, box.x, box.y, box.w, box.h, box.score, int(kept)])
+        if kept:
+            crops.append(crop_face(rgb, box, options.margin, options.size))
+            keys.append(f"{source}#{i}")
+    return crops, keys, rows
 
 
 def _keep_original(folder: Path, unit: Unit, line: int, data: bytes) -> None:
