@@ -8,7 +8,8 @@ Under torchrun each process drives one GPU (cuda:LOCAL_RANK; gloo on CPU) with i
 of --batch-size images, so the effective batch is N times larger as usual with DDP. DDP
 averages the gradients; BatchNorm statistics stay per process (per batch, as in the paper).
 Only rank 0 writes the run directory. Ctrl-C or SIGTERM (torchrun forwards both) makes every
-rank stop after the same step; rank 0 writes checkpoints/last.pt first.
+rank stop after the same step (under DDP the next --log-every step); rank 0 writes
+checkpoints/last.pt first.
 
 Data: the uint8 shards are never decoded per step. On CUDA the whole dataset is copied into
 GPU memory when it fits (--feed memory) and batches are gathered there; otherwise (--feed
@@ -580,7 +581,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
                     "checkpoint": str(last)})
     if is_writer:
         plot_losses(history, run / "loss.png")
-        write_json(run / "report.json", summary)
+        write_json(run / "train_report.json", summary)
     return summary
 
 
