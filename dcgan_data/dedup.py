@@ -109,7 +109,7 @@ def _faiss_range_pairs(codes: np.ndarray, radius: int) -> tuple[np.ndarray, np.n
     index.add(np.ascontiguousarray(codes))
     # faiss keeps distances strictly below its radius: ask for radius + 1 to get <= radius
     lims, _, neighbours = index.range_search(np.ascontiguousarray(codes), radius + 1)
-    queries = np.repeat(np.arange(len(codes)), np.diff(lims))
+    queries = np.repeat(np.arange(len(codes)), np.diff(lims.astype(np.int64)))
     keep = queries < neighbours
     return queries[keep], neighbours[keep].astype(np.int64)
 

@@ -55,8 +55,9 @@ class HashConfig:
     max_train_images: int = 200_000  # crops sampled for training (uint8, 3 KB each)
     batch_size: int = 512
     lr: float = 2e-3
+    weight_decay: float = 0.0  # AdamW decay: smoother encoder weights on small training sets
     dropout: float = 0.1  # on the code units, while training
-    code_noise: float = 1.0  # std of noise on the normalised pre-activations, while training
+    code_noise: float = 0.5  # std of noise on the normalised pre-activations, while training
     pixel_noise: float = 0.05  # std of input noise, in units of the pixel std
     shift: float = 0.75  # max sub-pixel shift of the corrupted input, in 32x32 pixels
     zoom: float = 0.08  # max zoom of the corrupted input (a trimmed border)
@@ -205,7 +206,8 @@ def train_hash_model(
     # a pixel that never varies would divide by ~0; floor the std at one grey level
     model.pixel_std.copy_(torch.from_numpy(np.maximum(std, 1.0)).float())
     model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
     batch = min(config.batch_size, len(crops))
     steps = int(math.ceil(config.epochs * len(crops) / batch))
     steps = max(config.min_steps, min(config.max_steps, steps))

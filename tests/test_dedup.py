@@ -1,0 +1,260 @@
+"""dedup: exact grouping, the radius multi-index, keep policies, the stage end to end on real
+photos with planted near duplicates, --against, --dry-run, resume, and refused input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import PHOTOS, load_photo, write_shards
+from dcgan_data import dedup as dd
+from dcgan_data import hashing
+from dcgan_data.errors import DcganDataError, InputError
+from dcgan_data.images import decode_image, encode_image
+from dcgan_data.neardup import cut, distinct_crops, flat_images, near_duplicate
+from dcgan_data.shards import ShardSet, ShardWriter
+from dcgan_data_cli.main import cli
+
+FAST = hashing.HashConfig(min_steps=300, max_steps=300, batch_size=256)
+
+
+# --- grouping ------------------------------------------------------------------------------
+
+
+def brute_pairs(codes: np.ndarray, radius: int) -> set[tuple[int, int]]:
+    return {(a, b) for a, b in combinations(range(len(codes)), 2)
+            if hashing.popcount(codes[a : a + 1] ^ codes[b : b + 1])[0] <= radius}
+
+
+def near_codes(n: int, seed: int, skew: bool = False) -> np.ndarray:
+    """Random codes with planted neighbours at distances 0..8 (and skewed bits if asked)."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+    if skew:
+        codes[:, :12] &= 0x01  # 96 bits nearly constant: most codes share most blocks
+    for i in range(0, n - 1, 3):
+        flip = rng.choice(128, int(rng.integers(0, 9)), replace=False)
+        bits = np.unpackbits(codes[i])
+        bits[flip] ^= 1
+        codes[i + 1] = np.packbits(bits)
+    return codes
+
+
+@pytest.mark.parametrize("radius", [1, 2, 3, 5, 8])
+def test_radius_pairs_are_exact(radius, monkeypatch):
+    codes = near_codes(300, radius)
+    found = set(zip(*[x.tolist() for x in dd.radius_pairs(codes, radius)], strict=True))
+    expected = brute_pairs(codes, radius)
+    assert found == expected and expected  # pairs at exactly `radius` included, none missed
+    # skewed bits push whole blocks into one bucket, which goes to faiss (strict radius)
+    skewed = near_codes(300, radius, skew=True)
+    monkeypatch.setattr(dd, "LARGE_BUCKET", 16)
+    found = set(zip(*[x.tolist() for x in dd.radius_pairs(skewed, radius)], strict=True))
+    assert found == brute_pairs(skewed, radius)
+
+
+def test_exact_groups_and_connected_components():
+    codes = np.array([[1] * 16, [2] * 16, [1] * 16, [3] * 16, [2] * 16], np.uint8)
+    inverse, first = dd.exact_groups(codes)
+    assert inverse.tolist() == [0, 1, 0, 2, 1] and first.tolist() == [0, 1, 3]
+    assert dd.find_groups(codes, 0).tolist() == [0, 1, 0, 3, 1]
+    # a chain 4-3, 3-1, 1-0 joins into one component, labelled by its smallest node
+    label = dd.connected(6, np.array([4, 3, 1]), np.array([3, 1, 0]))
+    assert label.tolist() == [0, 0, 2, 0, 0, 5]
+
+
+def test_keep_policies():
+    labels = np.array([0, 0, 2, 0, 2, 5])
+    area = np.array([10, 50, 10, 50, 10, 10])
+    assert dd.choose_kept(labels, area, "first", 6).tolist() == [0, 0, 2, 0, 2, 5]
+    assert dd.choose_kept(labels, area, "largest", 6).tolist() == [1, 1, 2, 1, 2, 5]
+    # rows >= 4 are the --against set: a group holding one keeps it and drops ours
+    assert dd.choose_kept(np.array([0, 1, 0, 3, 1, 5]), np.ones(6), "first", 4).tolist() == \
+        [0, 4, 0, 3, 4, 5]
+
+
+# --- the stage on real photos --------------------------------------------------------------
+
+EASY = ["jpeg_q40", "jpeg_q75", "webp_q80", "resize", "blur", "brighter_10pct", "darker_10pct"]
+
+
+def planted_set(seed: int = 0, per_photo: int = 6) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Distinct crops of the sample photos, copies of a third of them (re-encoded, resized,
+    blurred, brightened; 0 to 2 copies), flat colours: images, true group, transform."""
+    rng = np.random.default_rng(seed)
+    photos = [load_photo(p) for p in PHOTOS]
+    images, groups, kinds = [], [], []
+    for g, crop in enumerate(distinct_crops([p.shape[:2] for p in photos], per_photo, rng)):
+        photo = photos[crop.photo]
+        images.append(decode_image(encode_image(cut(photo, crop, 128), "jpeg", 90))[0])
+        groups.append(g)
+        kinds.append("original")
+        if g % 3 == 0:
+            for name in rng.choice(EASY, int(rng.integers(1, 3)), replace=False):
+                images.append(near_duplicate(photo, crop, 128, str(name), rng))
+                groups.append(g)
+                kinds.append(str(name))
+    small = [im.reshape(64, 2, 64, 2, 3).mean((1, 3)).round().astype(np.uint8) for im in images]
+    flats = flat_images(12, 64, rng)
+    return (np.concatenate([np.stack(small), flats]),
+            np.array(groups + list(range(len(groups), len(groups) + len(flats)))),
+            kinds + ["flat"] * len(flats))
+
+
+def pair_precision_recall(labels: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    def pairs(counts: Counter) -> int:
+        return sum(c * (c - 1) // 2 for c in counts.values())
+
+    found = pairs(Counter(labels.tolist()))
+    true = pairs(Counter(truth.tolist()))
+    hits = pairs(Counter(zip(labels.tolist(), truth.tolist(), strict=True)))
+    return hits / max(found, 1), hits / max(true, 1)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    images, truth, kinds = planted_set()
+    src = write_shards(tmp_path_factory.mktemp("planted") / "src", images, rows_per_shard=150)
+    out = tmp_path_factory.mktemp("planted_out") / "out"
+    report = dd.dedup(src, out, radius=1, config=FAST)
+    return src, out, report, truth, kinds
+
+
+def test_real_photos_with_planted_duplicates(planted):
+    src, out, report, truth, kinds = planted
+    hashes = np.load(out / dd.HASHES)
+    assert hashes.shape == (len(truth), 16)
+    precision, recall = pair_precision_recall(dd.find_groups(hashes, 1), truth)
+    assert precision >= 0.95, precision
+    assert recall >= 0.6, recall
+    # the output is the kept rows, one shard per input shard, a valid shard set
+    kept = ShardSet(out)
+    assert kept.num_shards == ShardSet(src).num_shards
+    assert len(kept) == report["kept"] == len(truth) - report["removed"]
+    with open(out / dd.CSV) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == report["removed"] and rows and set(rows[0]) == {
+        "key", "duplicate_of", "distance"}
+    removed = {r["key"] for r in rows}
+    assert not removed & set(kept.keys()) and {r["duplicate_of"] for r in rows} <= set(kept.keys())
+    assert all(0 <= int(r["distance"]) for r in rows)
+    saved = json.loads((out / dd.REPORT).read_text())
+    assert saved["bits"]["dead_bits"] == 0 and saved["model"]["trained"]
+    assert (out / dd.SHEET).stat().st_size > 1000 and (out / dd.MODEL).exists()
+
+
+def test_rerun_resumes_with_the_saved_model(planted):
+    src, out, report, _, _ = planted
+    again = dd.dedup(src, out, radius=1, config=FAST)
+    assert again["model"]["resumed"] and again["removed"] == report["removed"]
+
+
+def singles(truth: np.ndarray, n: int) -> np.ndarray:
+    """Rows of n different photo crops that have no planted copy."""
+    groups, first = np.unique(truth, return_index=True)
+    return first[np.bincount(truth)[groups] == 1][:n]
+
+
+def test_keep_largest_and_dry_run(planted, tmp_path):
+    src, out, _, truth, _ = planted
+    images = ShardSet(src).load(singles(truth, 2))
+    pair = np.stack([images[0], images[0], images[1]])
+    writer = ShardWriter(tmp_path / "hw", (64, 64, 3), {"test": True})
+    writer.write(0, pair, ["small", "large", "other"], np.array([[64, 64], [512, 512], [64, 64]]))
+    writer.finish(1)
+    report = dd.dedup(tmp_path / "hw", tmp_path / "out", keep="largest",
+                      model_path=out / dd.MODEL, dry_run=True)
+    assert report["removed"] == 1
+    assert (tmp_path / "out" / dd.CSV).read_text().splitlines()[1] == "small,large,0"
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not list((tmp_path / "out").glob("shard-*"))
+
+
+def test_against_removes_what_the_other_set_holds(planted, tmp_path):
+    src, out, _, truth, _ = planted
+    images = ShardSet(src).load(singles(truth, 4))
+    test_set = write_shards(tmp_path / "test", images[[0, 2]], ["t5", "t40"])
+    train = write_shards(tmp_path / "train", images, ["a", "b", "c", "d"])
+    report = dd.dedup(train, tmp_path / "out", model_path=out / dd.MODEL, against=test_set)
+    assert report["removed_as_duplicate_of_against"] == 2
+    assert ShardSet(tmp_path / "out").keys() == ["b", "d"]
+    rows = (tmp_path / "out" / dd.CSV).read_text().splitlines()
+    assert rows[1:] == ["a,t5,0", "c,t40,0"]
+
+
+def test_cli_summary_and_exit_codes(planted, tmp_path):
+    src, out, report, _, _ = planted
+    runner = CliRunner()
+    result = runner.invoke(cli, ["dedup", str(src), "-o", str(tmp_path / "o"), "--radius", "1",
+                                 "--model", str(out / dd.MODEL), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert f"removed {report['removed']}" in result.output and "dedup_report.json" in result.output
+    result = runner.invoke(cli, ["dedup", str(src), "-o", str(tmp_path / "p"), "--radius", "17"])
+    assert result.exit_code == 2 and "--radius must be between 0 and 16" in result.output
+    assert not (tmp_path / "p").exists()
+
+
+# --- refused input: a clear message, nothing written ---------------------------------------
+
+
+def test_empty_source(tmp_path):
+    empty = write_shards(tmp_path / "empty", np.zeros((0, 64, 64, 3), np.uint8), [])
+    with pytest.raises(InputError, match="no images"):
+        dd.dedup(empty, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_image(tmp_path, crops64):
+    one = write_shards(tmp_path / "one", crops64[:1])
+    with pytest.raises(InputError, match="1 image"):
+        dd.dedup(one, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_all_identical(tmp_path, crops64):
+    same = write_shards(tmp_path / "same", np.repeat(crops64[:1], 60, axis=0))
+    with pytest.raises(InputError, match="identical"):
+        dd.dedup(same, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_all_identical_with_a_model_is_degenerate(tmp_path, crops64, planted):
+    same = write_shards(tmp_path / "same", np.repeat(crops64[:1], 60, axis=0))
+    with pytest.raises(DcganDataError, match="degenerate"):
+        dd.dedup(same, tmp_path / "out", model_path=planted[1] / dd.MODEL)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 100, None])
+def test_corrupt_or_mismatched_model(tmp_path, crops64, content):
+    src = write_shards(tmp_path / "src", crops64[:20])
+    model = tmp_path / "model.pt"
+    if content is None:  # a torch file, but not a hash model
+        import torch
+
+        torch.save({"state_dict": {"w": torch.zeros(3)}}, model)
+    else:
+        model.write_bytes(content)
+    with pytest.raises(InputError, match="hash model"):
+        dd.dedup(src, tmp_path / "out", model_path=model)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("radius", [-1, 17])
+def test_radius_out_of_range(tmp_path, crops64, radius):
+    src = write_shards(tmp_path / "src", crops64[:20])
+    with pytest.raises(InputError, match="--radius"):
+        dd.dedup(src, tmp_path / "out", radius=radius)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_source(tmp_path: Path):
+    with pytest.raises(InputError, match="no such file"):
+        dd.dedup(tmp_path / "nope", tmp_path / "out")
