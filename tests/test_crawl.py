@@ -32,6 +32,7 @@ class ImageServer:
 
     /img/<name>  the sample photo or face photo of that name      /404  not found
     /flaky/<n>   500 on the first request, then the image         /slow  answers after 2 s
+    /delay/<n>   a photo, after 0.15 s
     /loop        redirects to itself                              /html  a web page
     /truncated.jpg  the first half of a JPEG      /big  64 MB of JPEG-looking bytes, chunked
     /noai.jpg, /otherbot.jpg  an image with an X-Robots-Tag header
@@ -70,6 +71,9 @@ class ImageServer:
         path = h.path
         if path.startswith("/img/") and path[5:] in self.images:
             return send(h, 200, self.images[path[5:]])
+        if path.startswith("/delay/"):
+            time.sleep(0.15)
+            return send(h, 200, JPEG)
         if path.startswith("/flaky/"):
             return send(h, 500 if self.hits[path] == 1 else 200, JPEG)
         if path == "/slow":

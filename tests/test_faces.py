@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import csv
 import shutil
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -183,6 +186,30 @@ def test_faces_stage_end_to_end_with_every_kind_of_bad_input(tmp_path, server):
 
     with pytest.raises(InputError, match="different run"):
         faces(crawl, out, FaceOptions(min_face=48), processes=1, lines_per_shard=4)
+
+
+def test_killed_run_resumes_without_refetching_finished_units(tmp_path, server):
+    crawl = tmp_path / "crawl.txt"
+    crawl.write_text("".join(f"{server.url}/delay/{i}\n" for i in range(24)))
+    out = tmp_path / "out"
+    args = ["faces", str(crawl), "-o", str(out), "--processes", "1", "--workers", "1",
+            "--lines-per-shard", "4"]
+    run = subprocess.Popen([sys.executable, "-m", "dcgan_data", *args])
+    deadline = time.monotonic() + 60
+    while not (out / "shard-00001.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.kill()  # SIGKILL: no clean-up at all
+    run.wait()
+    done = sorted(int(p.name[6:11]) for p in out.glob("shard-*[0-9].json"))
+    assert 2 <= len(done) < 6 and not (out / "manifest.json").exists()
+    hits = dict(server.hits)
+
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert ShardSet(out).num_shards == 6
+    for i in range(24):
+        path = f"/delay/{i}"
+        assert server.hits[path] == (hits[path] if i // 4 in done else hits.get(path, 0) + 1)
+    assert all(hits[f"/delay/{i}"] == 1 for i in range(24) if i // 4 in done)
 
 
 def test_cli_with_local_paths_on_two_processes(tmp_path):
