@@ -53,7 +53,10 @@ def _figure_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _short(value: Any) -> str:
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        more = f", ... ({len(value)} in all)" if len(value) > MAX_LIST_ITEMS else ""
+        return "[" + ", ".join(_short(v) for v in value[:MAX_LIST_ITEMS]) + more + "]"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

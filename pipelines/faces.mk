@@ -14,4 +14,8 @@ $(FACES_OUT)/faces/manifest.json: $(CRAWL) | $(STAMP)
 	$(call redo_if_done,$@)
 	$(DCGAN) faces $(CRAWL) -o $(@D) --workers $(FETCH_WORKERS) --size $(SIZE) $(FACES_ARGS)
 
+# (not when only the LSUN pipeline is asked for: it may use the same OUT)
+ifeq ($(filter lsun,$(MAKECMDGOALS))$(filter-out lsun,$(MAKECMDGOALS)),lsun)
+else
 $(eval $(call train_stages,$(FACES_OUT),$(FACES_OUT)/faces,$(FACES_DEDUP_ARGS)))
+endif

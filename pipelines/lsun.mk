@@ -13,4 +13,8 @@ $(LSUN_OUT)/ingested/manifest.json: $(LSUN_DB_FILES) | $(STAMP)
 	$(call redo_if_done,$@)
 	$(DCGAN) ingest $(LSUN) -o $(@D) --size $(SIZE) --workers $(WORKERS)
 
+# (not when only the faces pipeline is asked for: it may use the same OUT)
+ifeq ($(filter faces,$(MAKECMDGOALS))$(filter-out faces,$(MAKECMDGOALS)),faces)
+else
 $(eval $(call train_stages,$(LSUN_OUT),$(LSUN_OUT)/ingested,$(DEDUP_ARGS)))
+endif

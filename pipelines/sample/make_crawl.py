@@ -1,5 +1,6 @@
-"""Build the bundled face crawl: variants of the sample face photos to serve over HTTP,
-planted duplicates, a few photos without faces, and the crawl list that names them.
+"""Build the bundled face crawl: the sample face photos and their mirror images, 60 faces
+of scikit-image's LFW subset set into photo backgrounds, planted duplicates, a few photos
+without faces, to serve over HTTP, and the crawl list that names them.
 
     python pipelines/sample/make_crawl.py OUT --base-url http://127.0.0.1:8754
 
@@ -22,39 +23,55 @@ from dcgan_data.images import decode_image, encode_image
 HERE = Path(__file__).resolve().parent
 
 
-def variants(rgb: np.ndarray) -> dict[str, np.ndarray]:
-    """Distinct views of one photo: each gives faces of another size or orientation."""
-    h, w = rgb.shape[:2]
+def lfw_pictures(count: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """LFW faces (25 px, grey) enlarged into 300x240 crops of the sample photos: web-sized
+    pictures of distinct people, with faces large enough to keep."""
+    from skimage.data import lfw_subset  # a dev dependency; ships its images offline
 
-    def scaled(f: float) -> np.ndarray:
-        return cv2.resize(rgb, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
+    photos = [decode_image(p.read_bytes())[0] for p in sorted((HERE / "photos").glob("*.jpg"))]
+    backgrounds = [p for p in photos if p.shape[0] >= 240 and p.shape[1] >= 300]
+    pictures = []
+    for i, face in enumerate(lfw_subset()[:count]):
+        grey = cv2.resize((face * 255).astype(np.uint8), (150, 150), interpolation=cv2.INTER_CUBIC)
+        photo = backgrounds[i % len(backgrounds)]
+        y = int(rng.integers(0, photo.shape[0] - 240 + 1))
+        x = int(rng.integers(0, photo.shape[1] - 300 + 1))
+        canvas = photo[y : y + 240, x : x + 300].copy()
+        canvas[45:195, 75:225] = grey[:, :, None]
+        pictures.append(canvas)
+    return pictures
 
-    return {"orig": rgb, "mirror": rgb[:, ::-1].copy(), "s80": scaled(0.8),
-            "mirror_s70": scaled(0.7)[:, ::-1].copy()}
 
-
-def build(out: Path, base_url: str) -> dict[str, int]:
+def build(out: Path, base_url: str, lfw_faces: int = 60) -> dict[str, int]:
+    rng = np.random.default_rng(0)
     www = out / "www"
     www.mkdir(parents=True, exist_ok=True)
     lines = ["# bundled sample crawl: name<TAB>url, local paths, one dead link, one bad line"]
     planted = []
+
+    def serve(name: str, data: bytes, label: str | None = None) -> str:
+        (www / name).write_bytes(data)
+        lines.append(f"{label}\t{base_url}/{name}" if label else f"{base_url}/{name}")
+        return f"{base_url}/{name}"
+
     for photo in sorted((HERE / "faces").glob("*.jpg")):
         rgb, _ = decode_image(photo.read_bytes())
-        for tag, image in variants(rgb).items():
-            name = f"{photo.stem}_{tag}.jpg"
-            (www / name).write_bytes(encode_image(image, "jpeg", 92))
-            lines.append(f"{photo.stem}\t{base_url}/{name}")
-        # planted duplicates: the same picture again, re-encoded, under another URL
-        copy = f"{photo.stem}_copy_q70.jpg"
-        (www / copy).write_bytes(encode_image(rgb, "jpeg", 70))
-        lines.append(f"{photo.stem}\t{base_url}/{copy}")
-        planted.append((f"{base_url}/{copy}", f"{base_url}/{photo.stem}_orig.jpg"))
+        original = serve(f"{photo.stem}.jpg", photo.read_bytes(), photo.stem)
+        serve(f"{photo.stem}_mirror.jpg", encode_image(rgb[:, ::-1].copy(), "jpeg", 92),
+              photo.stem)
+        # a planted duplicate: the same picture again, re-encoded, under another URL
+        copy = serve(f"{photo.stem}_copy.jpg", encode_image(rgb, "jpeg", 70), photo.stem)
+        planted.append((copy, original))
+    for i, picture in enumerate(lfw_pictures(lfw_faces, rng)):
+        original = serve(f"lfw_{i:03d}.jpg", encode_image(picture, "jpeg", 90), f"lfw {i}")
+        if i % 12 == 0:
+            copy = serve(f"lfw_{i:03d}_copy.jpg", encode_image(picture, "jpeg", 75), f"lfw {i}")
+            planted.append((copy, original))
     for photo in sorted((HERE / "photos").glob("*.jpg"))[:6]:  # pictures with no face
-        (www / photo.name).write_bytes(photo.read_bytes())
-        lines.append(f"{base_url}/{photo.name}")
-    lines += ["", str(HERE / "faces" / "astronaut.jpg"),  # a local path, same as a URL's photo
-              f"{base_url}/gone.jpg", "this line is neither a URL nor a path"]
-    planted.append((str(HERE / "faces" / "astronaut.jpg"), f"{base_url}/astronaut_orig.jpg"))
+        serve(photo.name, photo.read_bytes())
+    local = HERE / "faces" / "astronaut.jpg"  # a local path: the same picture as a URL's
+    lines += ["", str(local), f"{base_url}/gone.jpg", "this line is neither a URL nor a path"]
+    planted.append((str(local), f"{base_url}/astronaut.jpg"))
     (out / "crawl.txt").write_text("\n".join(lines) + "\n")
     with open(out / "planted_duplicates.csv", "w", newline="") as f:
         csv.writer(f).writerows([("url", "duplicate_of"), *planted])
