@@ -33,7 +33,7 @@ from torch import nn
 
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_path, progress
-from dcgan_data.images import downsample_2x, resize_square
+from dcgan_data.images import resize_square
 from dcgan_data.shards import ShardSet
 
 FORMAT = "dcgan-data-hash-model"
@@ -103,9 +103,9 @@ class HashAutoencoder(nn.Module):
 def level(pixels: torch.Tensor, config: HashConfig) -> torch.Tensor:
     """Brightness-normalised pixels: a copy 10% brighter is the same input (bar clipping).
     Colour and contrast are kept, so flat colours of different hue still differ."""
-    if not config.gain_invariant:
-        return pixels
-    return pixels * (128.0 / (pixels.mean(dim=1, keepdim=True) + 8.0))
+    if config.gain_invariant:
+        pixels = pixels * (128.0 / (pixels.mean(dim=1, keepdim=True) + 8.0))
+    return pixels
 
 
 # --- crops ---------------------------------------------------------------------------------
@@ -118,13 +118,24 @@ def to_hash_crops(rows: np.ndarray) -> np.ndarray:
     """
     rows = np.asarray(rows)
     if rows.shape[1:3] == (2 * SIDE, 2 * SIDE):
-        small = downsample_2x(rows)
+        small = _downsample_2x(rows)
     elif rows.shape[1:3] == (SIDE, SIDE):
         small = rows
     else:
         small = np.stack([resize_square(r, SIDE) for r in rows]) if len(rows) else \
             np.zeros((0, SIDE, SIDE, 3), np.uint8)
     return np.ascontiguousarray(small, dtype=np.uint8).reshape(len(rows), DIM)
+
+
+def _downsample_2x(rows: np.ndarray) -> np.ndarray:
+    """images.downsample_2x (same rounding), 10x faster: adds contiguous pixel pairs."""
+    pairs = rows.reshape(len(rows), SIDE, 2, SIDE, 2, 3)
+    rows_summed = pairs[:, :, 0].astype(np.uint16)
+    rows_summed += pairs[:, :, 1]
+    total = rows_summed[:, :, :, 0] + rows_summed[:, :, :, 1]
+    total += 2
+    total >>= 2
+    return total.astype(np.uint8)
 
 
 def iter_crops(shards: ShardSet, chunk: int = CHUNK) -> Iterator[np.ndarray]:
@@ -247,13 +258,27 @@ def train_hash_model(
 
 
 @torch.no_grad()
+def _folded(model: HashAutoencoder) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder with the pixel norm folded in: bit k is set where
+    level * (pixels @ weight[k]) > threshold[k]. (The batch norm divides by a positive
+    number, so only its running mean moves the threshold.)"""
+    weight = model.encoder.weight / model.pixel_std  # (bits, 3072)
+    threshold = weight @ model.pixel_mean - model.encoder.bias + model.norm.running_mean
+    return weight.t().contiguous(), threshold
+
+
+@torch.no_grad()
 def hash_crops(model: HashAutoencoder, crops: np.ndarray, device: str = "cpu") -> np.ndarray:
     """(N, 3072) uint8 crops -> (N, 16) uint8 hashes: bit k set where code unit k is > 0."""
     model.eval()
+    weight, threshold = _folded(model)
     out = np.empty((len(crops), model.config.bits // 8), np.uint8)
     for start in range(0, len(crops), CHUNK):
         pixels = torch.from_numpy(crops[start : start + CHUNK]).to(device).float()
-        bits = (model.preactivation(model.normalise(pixels)) > 0).cpu().numpy()
+        projected = pixels @ weight
+        if model.config.gain_invariant:
+            projected *= 128.0 / (pixels.mean(dim=1, keepdim=True) + 8.0)
+        bits = (projected > threshold).cpu().numpy()
         out[start : start + len(bits)] = np.packbits(bits, axis=1)
     return out
 

@@ -49,9 +49,12 @@ def test_training_lowers_the_loss_and_uses_every_bit(tiny_model, crops):
 def test_hash_is_the_sign_of_the_relu_code(tiny_model, crops):
     model, _ = tiny_model
     with torch.no_grad():
-        x = model.normalise(torch.from_numpy(crops[:20]).float())
-        code = torch.relu(model.preactivation(x)).numpy()
-    assert np.array_equal(np.packbits(code > 0, axis=1), hashing.hash_crops(model, crops[:20]))
+        x = model.normalise(torch.from_numpy(crops).float())
+        pre = model.preactivation(x).numpy()
+    bits = np.unpackbits(hashing.hash_crops(model, crops), axis=1).astype(bool)
+    clear = np.abs(pre) > 1e-3  # the fast path folds the norms: rounding differs at ~1e-6
+    assert np.array_equal(bits[clear], (np.maximum(pre, 0) > 0)[clear])
+    assert clear.mean() > 0.99
 
 
 def test_brightness_does_not_change_the_input(tiny_model, crops):
