@@ -303,6 +303,12 @@ def dedup(
             f"{len(hashes)} images; refusing to remove them (lower --radius, or raise "
             "--max-bucket-share if the images really are that alike)")
 
+    params = {"stage": "dedup", "size": size, "radius": radius, "keep": keep,
+              "against": str(against) if against else None, "source_rows": len(shards),
+              "hashes_sha1": hashlib.sha1(all_hashes.tobytes()).hexdigest()}
+    # refuses an OUT holding shards of another run, before anything is overwritten
+    writer = None if dry_run else ShardWriter(out, (size, size, 3), params)
+
     # from here on, outputs are written (each file atomically)
     clock = time.perf_counter()
     if model_info.get("trained"):
@@ -318,10 +324,7 @@ def dedup(
     _write_csv(out / CSV, [keys[i] for i in removed], [all_keys[j] for j in kept_as[removed]],
                distances)
     _write_sheet(out / SHEET, shards, other, removed, kept_as, labels, group_sizes)
-    params = {"stage": "dedup", "size": size, "radius": radius, "keep": keep,
-              "against": str(against) if against else None, "source_rows": len(shards),
-              "hashes_sha1": hashlib.sha1(all_hashes.tobytes()).hexdigest()}
-    written = None if dry_run else _write_shards(out, shards, kept_as, size, params)
+    written = None if writer is None else _write_shards(writer, shards, kept_as, size)
     timings["write"] = time.perf_counter() - clock
 
     removed_by_other = int((kept_as[removed] >= len(hashes)).sum())
@@ -390,10 +393,9 @@ def _write_sheet(path: Path, shards: ShardSet, other: ShardSet | None, removed: 
     save_png(path, contact_sheet(np.concatenate([left, gap, right], axis=2), cols=4, pad=6))
 
 
-def _write_shards(out: Path, shards: ShardSet, kept_as: np.ndarray, size: int,
-                  params: dict[str, Any]) -> int:
+def _write_shards(writer: ShardWriter, shards: ShardSet, kept_as: np.ndarray, size: int
+                  ) -> int:
     """The kept rows, one output shard per input shard (resumes finished shards)."""
-    writer = ShardWriter(out, (size, size, 3), params)
     with progress(total=len(shards), desc="write") as bar:
         for s, array in shards.iter_shards():
             lo, hi = int(shards.offsets[s]), int(shards.offsets[s + 1])

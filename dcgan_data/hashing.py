@@ -62,7 +62,7 @@ class HashConfig:
     shift: float = 0.75  # max sub-pixel shift of the corrupted input, in 32x32 pixels
     zoom: float = 0.08  # max zoom of the corrupted input (a trimmed border)
     gain: float = 0.1  # max brightness change of the corrupted input
-    gain_invariant: bool = True  # divide each crop by its mean level before the pixel norm
+    level_power: float = 1.0  # divide each crop by (its mean level)^this before the pixel norm
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HashConfig:
@@ -103,9 +103,13 @@ class HashAutoencoder(nn.Module):
 def level(pixels: torch.Tensor, config: HashConfig) -> torch.Tensor:
     """Brightness-normalised pixels: a copy 10% brighter is the same input (bar clipping).
     Colour and contrast are kept, so flat colours of different hue still differ."""
-    if config.gain_invariant:
-        pixels = pixels * (128.0 / (pixels.mean(dim=1, keepdim=True) + 8.0))
-    return pixels
+    return pixels * level_gain(pixels, config)
+
+
+def level_gain(pixels: torch.Tensor, config: HashConfig) -> torch.Tensor | float:
+    if not config.level_power:
+        return 1.0
+    return (128.0 / (pixels.mean(dim=1, keepdim=True) + 8.0)) ** config.level_power
 
 
 # --- crops ---------------------------------------------------------------------------------
@@ -276,8 +280,7 @@ def hash_crops(model: HashAutoencoder, crops: np.ndarray, device: str = "cpu") -
     for start in range(0, len(crops), CHUNK):
         pixels = torch.from_numpy(crops[start : start + CHUNK]).to(device).float()
         projected = pixels @ weight
-        if model.config.gain_invariant:
-            projected *= 128.0 / (pixels.mean(dim=1, keepdim=True) + 8.0)
+        projected *= level_gain(pixels, model.config)
         bits = (projected > threshold).cpu().numpy()
         out[start : start + len(bits)] = np.packbits(bits, axis=1)
     return out

@@ -132,8 +132,9 @@ def test_real_photos_with_planted_duplicates(planted):
     hashes = np.load(out / dd.HASHES)
     assert hashes.shape == (len(truth), 16)
     precision, recall = pair_precision_recall(dd.find_groups(hashes, 1), truth)
-    assert precision >= 0.95, precision
-    assert recall >= 0.6, recall
+    # measured 1.0 / 0.88-0.92 (seeds 0, 1); re-encodes, resizes, blur, brightness are caught
+    assert precision >= 0.98, precision
+    assert recall >= 0.75, recall
     # the output is the kept rows, one shard per input shard, a valid shard set
     kept = ShardSet(out)
     assert kept.num_shards == ShardSet(src).num_shards
@@ -154,6 +155,11 @@ def test_rerun_resumes_with_the_saved_model(planted):
     src, out, report, _, _ = planted
     again = dd.dedup(src, out, radius=1, config=FAST)
     assert again["model"]["resumed"] and again["removed"] == report["removed"]
+    # other options into the same OUT: refused before a file is touched
+    before = (out / dd.CSV).read_bytes()
+    with pytest.raises(InputError, match="different run"):
+        dd.dedup(src, out, radius=0, config=FAST)
+    assert (out / dd.CSV).read_bytes() == before
 
 
 def singles(truth: np.ndarray, n: int) -> np.ndarray:
