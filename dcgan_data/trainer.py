@@ -348,8 +348,9 @@ def set_rng_states(states: dict) -> None:
                          "pos": np_state["state"]["pos"]}
     np.random.set_state(np_state)
     random.setstate(states["python"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    cuda = states.get("cuda", [])
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)  # (a box with other GPUs keeps its own states)
 
 
 def _numpy_state() -> dict:
