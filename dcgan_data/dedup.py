@@ -37,7 +37,9 @@ CSV = "duplicates.csv"
 REPORT = "dedup_report.json"
 SHEET = "duplicates.png"
 MAX_RADIUS = 16  # beyond this the blocks get so short that the multi-index is brute force
-DEFAULT_RADIUS = 1  # tuned on near duplicates of real photos (bench/dedup.py --seed 1)
+# Equal hashes only, as in the paper: precision ~0.99 on near duplicates of real photos;
+# radius 1 finds ~40% more pairs but precision drops to ~0.985 (bench/RESULTS.md).
+DEFAULT_RADIUS = 0
 KEEP_POLICIES = ("first", "largest")
 LARGE_BUCKET = 4096  # buckets this big are compared by faiss rather than numpy
 
@@ -198,7 +200,9 @@ def open_input(src: str | os.PathLike, cache: Path, size: int, workers: int | No
 
 
 def _check_options(src: Path, out: Path, radius: int, keep: str, size: int, device: str,
-                   against: Path | None) -> None:
+                   against: Path | None, max_bucket_share: float) -> None:
+    if not 0 < max_bucket_share <= 1:
+        raise InputError(f"--max-bucket-share must be in (0, 1], not {max_bucket_share}")
     if not 0 <= radius <= MAX_RADIUS:
         raise InputError(f"--radius must be between 0 and {MAX_RADIUS}, not {radius}")
     if keep not in KEEP_POLICIES:
@@ -257,7 +261,7 @@ def dedup(
     against = Path(against) if against is not None else None
     model_path = Path(model_path) if model_path is not None else None
     config = config or hashing.HashConfig()
-    _check_options(src, out, radius, keep, size, device, against)
+    _check_options(src, out, radius, keep, size, device, against, max_bucket_share)
     if workers:
         torch.set_num_threads(workers)
     timings: dict[str, float] = {}
