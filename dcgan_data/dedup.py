@@ -225,8 +225,12 @@ def _get_model(src: ShardSet, out: Path, model_path: Path | None, config: hashin
         return model, {"model": str(model_path), "trained": False, **info}
     saved = out / MODEL
     if saved.exists():  # resume: a re-run must hash exactly as the interrupted run did
-        model, info = hashing.load_model(saved, device)
-        if asdict(model.config) == asdict(config) and info.get("source_rows") == len(src):
+        try:
+            model, info = hashing.load_model(saved, device)
+        except InputError:  # written by an older version of this tool: train afresh
+            model, info = None, {}
+        if model is not None and asdict(model.config) == asdict(config) \
+                and info.get("source_rows") == len(src):
             return model, {"model": str(saved), "trained": False, "resumed": True, **info}
     if len(src) < 2:
         raise InputError(f"{src.path} holds {len(src)} image(s): too few to learn a hash "
