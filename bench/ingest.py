@@ -1,6 +1,6 @@
 """Ingest throughput against the raw decode limit and a torchvision-style PIL loader.
 
-    python bench/ingest.py [--images 8000] [--workers 2]
+    python bench/ingest.py [--images 30000] [--workers 2]
 
 All three read the same LSUN-format LMDB of 256px JPEG crops of real photos, on the same
 number of processes, in one run:
@@ -90,7 +90,7 @@ def timed_pool(fn, jobs, workers: int, chunksize: int = 1) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=8000)
+    parser.add_argument("--images", type=int, default=30000)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     shutil.rmtree(OUT, ignore_errors=True)

@@ -27,7 +27,8 @@ import click
                    "(e.g. SRC = train, OTHER = test).")
 @click.option("--dry-run", is_flag=True,
               help="Write the report, CSV and sheet, but no shards.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="auto: cuda when available, else cpu.")
 @click.option("--workers", type=int, help="Processes for ingest, threads for torch.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--epochs", type=float, help="Training passes over the sampled crops.")

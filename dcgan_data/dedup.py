@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from dcgan_data import hashing
+from dcgan_data.devices import resolve_device
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_path, atomic_write_text, progress, write_json
 from dcgan_data.images import contact_sheet, resize_square, save_png
@@ -209,8 +210,6 @@ def _check_options(src: Path, out: Path, radius: int, keep: str, size: int, devi
         raise InputError(f"--keep must be one of {', '.join(KEEP_POLICIES)}, not {keep!r}")
     if size < 8 or size % 2:
         raise InputError(f"--size must be an even number >= 8, not {size}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available here")
     for other in (src, against):
         if other is not None and out.resolve() == other.resolve():
             raise InputError(f"-o {out} is an input; write the output somewhere else")
@@ -254,7 +253,7 @@ def dedup(
     model_path: str | os.PathLike | None = None,
     against: str | os.PathLike | None = None,
     dry_run: bool = False,
-    device: str = "cpu",
+    device: str = "auto",
     workers: int | None = None,
     seed: int = 0,
     config: hashing.HashConfig | None = None,
@@ -265,6 +264,7 @@ def dedup(
     against = Path(against) if against is not None else None
     model_path = Path(model_path) if model_path is not None else None
     config = config or hashing.HashConfig()
+    device = resolve_device(device)
     _check_options(src, out, radius, keep, size, device, against, max_bucket_share)
     if workers:
         torch.set_num_threads(workers)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dcgan_data.devices import resolve_device
 from dcgan_data.errors import InputError
 from dcgan_data.images import contact_sheet, save_png
 from dcgan_data.model import Generator
@@ -68,8 +69,7 @@ def write_grid(run: str | os.PathLike, out: str | os.PathLike, n: int = 64,
     """Write a PNG of n samples, or of n latent walks of `frames` steps; returns a summary."""
     if n < 1 or frames < 2:
         raise InputError("-n must be at least 1 and --frames at least 2")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     path = checkpoint_path(run, checkpoint)
     g, cfg = load_generator(path, device)
     if interpolate:

@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dcgan_data.devices import resolve_device
 from dcgan_data.errors import InputError
 from dcgan_data.files import atomic_path, atomic_write_text, progress, write_json
 from dcgan_data.images import contact_sheet, save_png
@@ -92,13 +93,8 @@ def setup_processes(device_name: str) -> tuple[int, int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    if device_name not in ("cpu", "cuda"):
-        raise InputError(f"--device {device_name}: choose cpu, cuda or auto")
+    device_name = resolve_device(device_name)
     if device_name == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"--device cuda, but this torch {torch.__version__} sees no GPU")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
