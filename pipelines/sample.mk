@@ -3,7 +3,7 @@
 SAMPLE = build/sample
 SAMPLE_PORT ?= 8754
 # a short CPU training: enough for the losses to move and samples to show colour and layout
-SAMPLE_TRAIN_ARGS ?= --ngf 16 --ndf 16 --batch-size 32 --sample-every 50 --ckpt-every 50
+SAMPLE_TRAIN_ARGS ?= --ngf 32 --ndf 32 --batch-size 64 --sample-every 100 --ckpt-every 100
 
 $(SAMPLE)/sample_lmdb/data.mdb: pipelines/sample/make_sample.py | $(STAMP)
 	rm -rf $(SAMPLE)/sample_lmdb
