@@ -24,7 +24,7 @@ import os
 import shutil
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ from dcgan_data.neardup import (  # noqa: E402
     flat_images,
     near_duplicate,
 )
+from dcgan_data.neardup import pair_scores as neardup_pair_scores  # noqa: E402
 from dcgan_data.shards import ShardWriter  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "dedup"
@@ -95,17 +96,8 @@ def build_set(seed: int, per_photo: int, dup_fraction: float = 0.3, flats: int =
 
 
 def pair_scores(labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    def pairs(counts: Counter) -> int:
-        return sum(c * (c - 1) // 2 for c in counts.values())
-
-    found = pairs(Counter(labels.tolist()))
-    true = pairs(Counter(truth.tolist()))
-    hits = pairs(Counter(zip(labels.tolist(), truth.tolist(), strict=True)))
-    precision = hits / found if found else 1.0
-    recall = hits / true if true else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-            "found_pairs": found, "true_pairs": true, "correct_pairs": hits}
+    scores = neardup_pair_scores(labels, truth)
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}
 
 
 def recall_by_transform(labels: np.ndarray, truth: np.ndarray, kinds: list[str]) -> dict:

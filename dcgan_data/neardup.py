@@ -8,6 +8,7 @@ bundled sample, the dedup benchmark and the tests.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -123,3 +124,19 @@ def flat_images(count: int, size: int, rng: np.random.Generator) -> np.ndarray:
             t = ramp[None, :, None] if i % 4 == 1 else ramp[:, None, None]
             out[i] = np.broadcast_to(a + (b - a) * t, (size, size, 3)).astype(np.uint8)
     return out
+
+
+def pair_scores(labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Precision, recall and F1 over duplicate pairs: `labels` is the group each image was put
+    in, `truth` its true group. A pair counts when both images share a group."""
+    def pairs(counts: Counter) -> int:
+        return sum(c * (c - 1) // 2 for c in counts.values())
+
+    found = pairs(Counter(labels.tolist()))
+    true = pairs(Counter(truth.tolist()))
+    hits = pairs(Counter(zip(labels.tolist(), truth.tolist(), strict=True)))
+    precision = hits / found if found else 1.0
+    recall = hits / true if true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1,
+            "found_pairs": found, "true_pairs": true, "correct_pairs": hits}

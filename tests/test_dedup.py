@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections import Counter
 from itertools import combinations
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from dcgan_data import dedup as dd
 from dcgan_data import hashing
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.images import decode_image, encode_image
-from dcgan_data.neardup import cut, distinct_crops, flat_images, near_duplicate
+from dcgan_data.neardup import cut, distinct_crops, flat_images, near_duplicate, pair_scores
 from dcgan_data.shards import ShardSet, ShardWriter
 from dcgan_data_cli.main import cli
 
@@ -109,13 +108,8 @@ def planted_set(seed: int = 0, per_photo: int = 6) -> tuple[np.ndarray, np.ndarr
 
 
 def pair_precision_recall(labels: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    def pairs(counts: Counter) -> int:
-        return sum(c * (c - 1) // 2 for c in counts.values())
-
-    found = pairs(Counter(labels.tolist()))
-    true = pairs(Counter(truth.tolist()))
-    hits = pairs(Counter(zip(labels.tolist(), truth.tolist(), strict=True)))
-    return hits / max(found, 1), hits / max(true, 1)
+    scores = pair_scores(labels, truth)
+    return scores["precision"], scores["recall"]
 
 
 @pytest.fixture(scope="module")
