@@ -1,12 +1,13 @@
 """The command line as a user meets it: help, version, exit codes, one-line errors."""
 
 import json
+import re
 import subprocess
 import sys
 
 from click.testing import CliRunner
 
-from conftest import PHOTOS
+from conftest import PHOTOS, ROOT
 from dcgan_data import __version__
 from dcgan_data_cli.main import cli
 
@@ -57,3 +58,10 @@ def test_pack_ingest_inspect_end_to_end(tmp_path):
     (tmp_path / "s" / "shard-00000.npy").write_bytes(b"broken")
     result = run("inspect", str(tmp_path / "s"), "--sheet", str(sheet))
     assert result.exit_code == 1
+
+
+def test_library_never_imports_click():
+    library = (ROOT / "dcgan_data").glob("*.py")
+    offenders = [p.name for p in library if p.name != "__main__.py"
+                 and re.search(r"^\s*(import click|from click)", p.read_text(), re.M)]
+    assert offenders == []
