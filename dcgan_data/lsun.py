@@ -14,11 +14,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import lmdb
+import numpy as np
 
 from dcgan_data.errors import InputError
 from dcgan_data.files import progress
-from dcgan_data.images import ImageError, decode_image, encode_image, resize_square
+from dcgan_data.images import ImageError, decode_image, encode_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 MAP_SIZE = 1 << 40  # address space only; the file grows as data is written
@@ -110,6 +112,12 @@ class LsunSource:
         return out
 
 
+def image_files(folder: Path) -> list[Path]:
+    """Image files (by suffix) anywhere below `folder`, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                  and p.is_file())
+
+
 def expand_inputs(inputs: Iterable[str]) -> list[Path]:
     """Files, folders (searched recursively for images) and glob patterns, as sorted paths."""
     paths: list[Path] = []
@@ -117,8 +125,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
         matches = [Path(m) for m in sorted(glob.glob(spec, recursive=True))] or [Path(spec)]
         for path in matches:
             if path.is_dir():
-                paths.extend(sorted(p for p in path.rglob("*")
-                                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+                paths.extend(image_files(path))
             elif path.is_file():
                 paths.append(path)
             else:
@@ -126,16 +133,12 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
     return paths
 
 
-def _shrink_to_short_side(rgb, short_side: int | None):
-    import cv2
-
+def _shrink_to_short_side(rgb: np.ndarray, short_side: int | None) -> np.ndarray:
     h, w = rgb.shape[:2]
     if short_side is None or min(h, w) <= short_side:
         return rgb
     scale = short_side / min(h, w)
     size = (max(short_side, round(w * scale)), max(short_side, round(h * scale)))
-    if h == w:
-        return resize_square(rgb, short_side)
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dcgan_data.errors import InputError
-from dcgan_data.lsun import IMAGE_SUFFIXES, LsunSource, find_lmdb_dirs
+from dcgan_data.lsun import LsunSource, find_lmdb_dirs, image_files
 
 
 class Source(Protocol):
@@ -33,9 +33,7 @@ class FolderSource:
         self.path = Path(path)
 
     def items(self) -> list[str]:
-        files = (p for p in self.path.rglob("*")
-                 if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        return sorted(p.relative_to(self.path).as_posix() for p in files)
+        return [p.relative_to(self.path).as_posix() for p in image_files(self.path)]
 
     def read_many(self, items: Sequence[str]) -> list[bytes | None]:
         out: list[bytes | None] = []

@@ -135,8 +135,7 @@ def main() -> None:
         print(figure)
     for problem in checker.problems:
         print(f"FAILED: {problem}", file=sys.stderr)
-    checks = "pipelines check"
-    print(f"{checks}: {len(checker.problems)} problem(s)")
+    print(f"pipelines check: {len(checker.problems)} problem(s)")
     sys.exit(1 if checker.problems else 0)
 
 

@@ -47,26 +47,25 @@ def test_report_of_nothing_is_an_error(tmp_path):
         build_report(tmp_path)
 
 
-def chromium_tally(page):
+@pytest.fixture
+def chromium():
+    """Skip outside CI when chromium is missing; in CI (make test installs it) never skip."""
     if shutil.which("chromium") is None and not os.environ.get("CI"):
         pytest.skip("chromium not installed (make test installs it)")
-    return browser_image_tally(page)
 
 
-def test_every_image_loads_in_chromium(run_dir):
+def test_every_image_loads_in_chromium(run_dir, chromium):
     page = write_report(run_dir)
-    assert chromium_tally(page) == (3, 0)
+    assert browser_image_tally(page) == (3, 0)
     (run_dir / "train" / "loss.png").unlink()  # the check must be able to fail
-    assert chromium_tally(page) == (2, 1)
+    assert browser_image_tally(page) == (2, 1)
 
 
-def test_report_verb_checks_pictures(run_dir):
+def test_report_verb_checks_pictures(run_dir, chromium):
     from click.testing import CliRunner
 
     from dcgan_data_cli.main import cli
 
-    if shutil.which("chromium") is None and not os.environ.get("CI"):
-        pytest.skip("chromium not installed (make test installs it)")
     result = CliRunner().invoke(cli, ["report", str(run_dir), "--check"])
     assert result.exit_code == 0 and "all 3 pictures load" in result.output
     (run_dir / "ingested" / "contact_sheet.png").write_bytes(b"not a png")
