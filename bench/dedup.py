@@ -120,8 +120,20 @@ def phash_codes(rows: np.ndarray) -> tuple[np.ndarray, float]:
     return codes, len(rows) / (time.perf_counter() - start)
 
 
+def labels_from_csv(out: Path, n: int) -> np.ndarray:
+    """The group of every row as `dcgan-data dedup` decided it: removed rows join the row kept
+    in their place (duplicates.csv), every other row is its own group."""
+    import csv
+
+    labels = np.arange(n)
+    with open(out / dd.CSV, newline="") as f:
+        for row in csv.DictReader(f):
+            labels[int(row["key"][3:])] = int(row["duplicate_of"][3:])
+    return labels
+
+
 def hash_and_group_rate(model: hashing.HashAutoencoder, rows: np.ndarray, n: int,
-                        radius: int) -> float:
+                        radius: int, probe: bool) -> float:
     """rows/s of hashing + grouping `n` rows (the set tiled) from a shard directory."""
     tiled = np.resize(rows, (n, *rows.shape[1:]))
     path = OUT / "rate_shards"
@@ -137,8 +149,8 @@ def hash_and_group_rate(model: hashing.HashAutoencoder, rows: np.ndarray, n: int
 
     shards = ShardSet(path)
     start = time.perf_counter()
-    hashes = hashing.hash_shards(model, shards)
-    dd.find_groups(hashes, radius)
+    hashes, probes = hashing.hash_shards(model, shards, probes=probe)
+    dd.find_groups(hashes, radius, probes)
     seconds = time.perf_counter() - start
     shutil.rmtree(path, ignore_errors=True)
     return n / seconds
@@ -167,11 +179,29 @@ def main() -> None:
     start = time.perf_counter()
     report = dd.dedup(src, out, dry_run=True)  # the defaults, training included
     dedup_seconds = time.perf_counter() - start
-    radius = report["parameters"]["radius"]
-    labels = dd.find_groups(np.load(out / dd.HASHES), radius)
-    model, _ = hashing.load_model(out / dd.MODEL)
-    rate = hash_and_group_rate(model, rows, args.rate_rows, radius)
-    wider = dd.find_groups(np.load(out / dd.HASHES), radius + 1)
+    model_path = out / dd.MODEL
+    model, _ = hashing.load_model(model_path)
+    variants = {"defaults": {}, "--radius 1": {"radius": 1},
+                "--no-probe (the paper's rule)": {"probe": False},
+                "--no-probe --radius 1": {"probe": False, "radius": 1}}
+    scored = {}
+    for name, options in variants.items():
+        if options:  # the same trained model, other grouping options
+            variant_out = OUT / ("out" + name.replace(" ", "").replace("-", "_")[:24])
+            shutil.rmtree(variant_out, ignore_errors=True)
+            dd.dedup(src, variant_out, dry_run=True, model_path=model_path, **options)
+        else:
+            variant_out = out
+        labels = labels_from_csv(variant_out, len(rows))
+        scored[name] = {**pair_scores(labels, truth), **options,
+                        "recall_by_transform": recall_by_transform(labels, truth, kinds)}
+    scored["defaults"].update({
+        "seconds_total": round(dedup_seconds, 1), "train_seconds": report["timings_s"]["train"],
+        "hash_group_images_per_s": round(
+            hash_and_group_rate(model, rows, args.rate_rows, 0, True), 1),
+        "bits": {k: v for k, v in report["bits"].items() if k != "bit_rates"}})
+    scored["--no-probe (the paper's rule)"]["hash_group_images_per_s"] = round(
+        hash_and_group_rate(model, rows, args.rate_rows, 0, False), 1)
 
     phash, phash_rate = phash_codes(rows)
     phash_by_threshold = {t: pair_scores(dd.find_groups(phash, t), truth) for t in range(0, 21)}
@@ -180,14 +210,7 @@ def main() -> None:
     results = {
         "set": {"images": len(rows), "distinct": len(set(truth.tolist())), "seed": args.seed,
                 "per_photo": args.per_photo},
-        "dedup_defaults": {**pair_scores(labels, truth), "radius": radius,
-                           "recall_by_transform": recall_by_transform(labels, truth, kinds),
-                           "seconds_total": round(dedup_seconds, 1),
-                           "train_seconds": report["timings_s"]["train"],
-                           "hash_group_images_per_s": round(rate, 1),
-                           "bits": {k: v for k, v in report["bits"].items() if k != "bit_rates"}},
-        "dedup_radius_plus_1": {**pair_scores(wider, truth), "radius": radius + 1,
-                                "recall_by_transform": recall_by_transform(wider, truth, kinds)},
+        "dedup": scored,
         "phash_distance_0": {**phash_by_threshold[0], "images_per_s": round(phash_rate, 1)},
         "phash_best": {**phash_by_threshold[best], "threshold": best,
                        "recall_by_transform": recall_by_transform(
@@ -196,20 +219,19 @@ def main() -> None:
     }
     OUT.joinpath("results.json").write_text(json.dumps(results, indent=2) + "\n")
 
-    print(f"{'method':28s} {'P':>6s} {'R':>6s} {'F1':>6s} {'img/s':>9s}")
-    d = results["dedup_defaults"]
-    for name, r, speed in [
-        (f"dedup defaults (radius {d['radius']})", d, d["hash_group_images_per_s"]),
-        (f"dedup --radius {radius + 1}", results["dedup_radius_plus_1"],
-         d["hash_group_images_per_s"]),
-        ("pHash distance 0", results["phash_distance_0"], phash_rate),
-        (f"pHash best (distance {best})", results["phash_best"], phash_rate),
-    ]:
-        print(f"{name:28s} {r['precision']:6.3f} {r['recall']:6.3f} {r['f1']:6.3f} {speed:9.0f}")
+    print(f"{'method':34s} {'P':>6s} {'R':>6s} {'F1':>6s} {'img/s':>9s}")
+    lines = [(f"dedup {name}", r, r.get("hash_group_images_per_s"))
+             for name, r in scored.items()]
+    lines += [("pHash distance 0", results["phash_distance_0"], phash_rate),
+              (f"pHash best (distance {best})", results["phash_best"], phash_rate)]
+    for name, r, speed in lines:
+        rate = f"{speed:9.0f}" if speed else ""
+        print(f"{name:34s} {r['precision']:6.3f} {r['recall']:6.3f} {r['f1']:6.3f} {rate}")
+    d = scored["defaults"]
     print(f"F1 ratio dedup/pHash-best: {d['f1'] / max(results['phash_best']['f1'], 1e-9):.2f}; "
-          f"training took {d['train_seconds']:.0f}s; recall by transform "
-          f"{d['recall_by_transform']}; at --radius {radius + 1}: "
-          f"{results['dedup_radius_plus_1']['recall_by_transform']}")
+          f"training took {d['train_seconds']:.0f}s")
+    for name, r in scored.items():
+        print(f"recall by transform, {name}: {r['recall_by_transform']}")
     print(f"results: {OUT / 'results.json'}")
 
 

@@ -8,6 +8,9 @@ Grouping equal hashes is one pass over a dict (linear time). With a radius, equa
 are collapsed first, then a multi-index finds every pair of distinct hashes within R
 exactly: split the 128 bits into R+1 blocks; two codes that differ in at most R bits agree
 on at least one block (pigeonhole), so comparing codes that share a block misses nothing.
+With probes (the default), each image also carries the hashes of its slightly shifted and
+zoomed versions (hashing.PROBES), and images sharing any of them are grouped too: one sort
+of N x 27 probe hashes, so shifted and trimmed copies are found without a radius.
 """
 
 from __future__ import annotations
@@ -154,11 +157,29 @@ def connected(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return label
 
 
-def find_groups(hashes: np.ndarray, radius: int) -> np.ndarray:
-    """Group label of every row: the first row of its group (equal hashes, or within
-    `radius` by a chain of near pairs)."""
+def probe_pairs(probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of rows (a, b) that share a probe hash, from (N, moves, 16) probe hashes: after
+    one sort, each row is paired with the next one holding the same hash (a chain per hash,
+    which joins all of them in `connected`)."""
+    n, moves = probes.shape[:2]
+    halves = np.ascontiguousarray(probes).reshape(n * moves, 16).view(np.uint64)
+    order = np.lexsort((halves[:, 1], halves[:, 0]))
+    ordered = halves[order]
+    same = (ordered[1:] == ordered[:-1]).all(axis=1)
+    a, b = order[:-1][same] // moves, order[1:][same] // moves
+    other = a != b
+    return a[other], b[other]
+
+
+def find_groups(hashes: np.ndarray, radius: int, probes: np.ndarray | None = None
+                ) -> np.ndarray:
+    """Group label of every row: the first row of its group (equal hashes, hashes within
+    `radius`, or rows sharing a probe hash, joined by chains of such pairs)."""
     inverse, first = exact_groups(hashes)
     a, b = radius_pairs(hashes[first], radius)
+    if probes is not None:
+        rows_a, rows_b = probe_pairs(probes)
+        a, b = np.concatenate([a, inverse[rows_a]]), np.concatenate([b, inverse[rows_b]])
     code_label = connected(len(first), a, b)
     return first[code_label][inverse]
 
@@ -258,6 +279,7 @@ def dedup(
     seed: int = 0,
     config: hashing.HashConfig | None = None,
     max_bucket_share: float = 0.5,
+    probe: bool = True,
 ) -> dict[str, Any]:
     """De-duplicate `src` into `out`. Returns the report (also out/dedup_report.json)."""
     src, out = Path(src), Path(out)
@@ -287,9 +309,12 @@ def dedup(
     timings["train"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    hashes = hashing.hash_shards(model, shards, device)
-    other_hashes = hashing.hash_shards(model, other, device, "hash --against") if other else \
-        np.zeros((0, hashes.shape[1]), np.uint8)
+    hashes, probes = hashing.hash_shards(model, shards, device, probes=probe)
+    if other is not None:
+        other_hashes, other_probes = hashing.hash_shards(model, other, device,
+                                                         "hash --against", probe)
+    else:
+        other_hashes, other_probes = hashes[:0], None if probes is None else probes[:0]
     timings["hash"] = time.perf_counter() - clock
     stats = hashing.code_stats(hashes)
     if len(hashes) >= 50:
@@ -297,7 +322,8 @@ def dedup(
 
     clock = time.perf_counter()
     all_hashes = np.concatenate([hashes, other_hashes])
-    labels = find_groups(all_hashes, radius)
+    all_probes = probes if other is None or not probe else np.concatenate([probes, other_probes])
+    labels = find_groups(all_hashes, radius, all_probes)
     area = np.concatenate([np.prod(shards.source_hw().astype(np.int64), axis=1),
                            np.zeros(len(other_hashes), np.int64)])
     kept_as = choose_kept(labels, area, keep, len(hashes))[: len(hashes)]
@@ -312,6 +338,7 @@ def dedup(
             "--max-bucket-share if the images really are that alike)")
 
     params = {"stage": "dedup", "size": size, "radius": radius, "keep": keep,
+              "probes": len(hashing.PROBES) if probe else 0,
               "against": str(against) if against else None, "source_rows": len(shards),
               "hashes_sha1": hashlib.sha1(all_hashes.tobytes()).hexdigest()}
     # refuses an OUT holding shards of another run, before anything is overwritten
@@ -349,6 +376,8 @@ def dedup(
         "largest_groups": _largest_groups(group_sizes, all_keys, 10),
         "group_size_histogram": dict(sorted(Counter(group_sizes.values()).items())),
         "distance_histogram": dict(sorted(Counter(distances.tolist()).items())),
+        # own hashes further apart than --radius: found only through a probe hash
+        "removed_by_probes": int((distances > radius).sum()),
         "parameters": {**params, "model": model_info.get("model"), "device": device,
                        "workers": workers, "seed": seed, "max_bucket_share": max_bucket_share,
                        "config": asdict(model.config)},

@@ -36,7 +36,7 @@ from torch import nn
 
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_path, progress
-from dcgan_data.images import resize_square
+from dcgan_data.images import downsample_2x, resize_square
 from dcgan_data.shards import ShardSet
 
 FORMAT = "dcgan-data-hash-model"
@@ -121,28 +121,17 @@ def level_gain(pixels: torch.Tensor, config: HashConfig) -> torch.Tensor | float
 def to_hash_crops(rows: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 shard rows -> (N, 3072) uint8 32x32 crops.
 
-    64x64 rows are 2x2-mean pooled (exact and fast); other square sizes are resized.
+    64x64 rows are 2x2-mean pooled; other square sizes are resized.
     """
     rows = np.asarray(rows)
     if rows.shape[1:3] == (2 * SIDE, 2 * SIDE):
-        small = _downsample_2x(rows)
+        small = downsample_2x(rows)
     elif rows.shape[1:3] == (SIDE, SIDE):
         small = rows
     else:
         small = np.stack([resize_square(r, SIDE) for r in rows]) if len(rows) else \
             np.zeros((0, SIDE, SIDE, 3), np.uint8)
     return np.ascontiguousarray(small, dtype=np.uint8).reshape(len(rows), DIM)
-
-
-def _downsample_2x(rows: np.ndarray) -> np.ndarray:
-    """images.downsample_2x (same rounding), 10x faster: adds contiguous pixel pairs."""
-    pairs = rows.reshape(len(rows), SIDE, 2, SIDE, 2, 3)
-    rows_summed = pairs[:, :, 0].astype(np.uint16)
-    rows_summed += pairs[:, :, 1]
-    total = rows_summed[:, :, :, 0] + rows_summed[:, :, :, 1]
-    total += 2
-    total >>= 2
-    return total.astype(np.uint8)
 
 
 def iter_crops(shards: ShardSet, chunk: int = CHUNK) -> Iterator[np.ndarray]:
@@ -180,6 +169,17 @@ def _pixel_stats(crops: np.ndarray, config: HashConfig) -> tuple[np.ndarray, np.
     return mean, std
 
 
+def warp(images: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 32, 32) images resampled on a grid scaled by `scale` (N,) about the centre
+    (> 1 shows more of the scene) and moved by `shift` (N, 2) pixels (x, y); edges repeat."""
+    theta = torch.zeros(len(images), 2, 3, device=images.device)
+    theta[:, 0, 0] = scale
+    theta[:, 1, 1] = scale
+    theta[:, :, 2] = shift * (2 / SIDE)  # affine_grid units: 2 = the full side
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, padding_mode="border", align_corners=False)
+
+
 def corrupt(pixels: torch.Tensor, config: HashConfig, generator: torch.Generator) -> torch.Tensor:
     """The denoising corruption, on (N, 3072) pixel values: random near-duplicate edits."""
     n, device = len(pixels), pixels.device
@@ -189,16 +189,9 @@ def corrupt(pixels: torch.Tensor, config: HashConfig, generator: torch.Generator
 
     images = pixels.view(n, SIDE, SIDE, 3).permute(0, 3, 1, 2)
     scale = 1 - config.zoom * uniform(n).abs()
-    shift = uniform(n, 2) * (2 * config.shift / SIDE)  # affine_grid units: 2 = the full side
-    theta = torch.zeros(n, 2, 3, device=device)
-    theta[:, 0, 0] = scale
-    theta[:, 1, 1] = scale
-    theta[:, :, 2] = shift
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    moved = F.grid_sample(images, grid, padding_mode="border", align_corners=False)
-    moved = moved.permute(0, 2, 3, 1).reshape(n, DIM)
-    moved = moved * (1 + config.gain * uniform(n, 1))
-    return moved
+    shift = uniform(n, 2) * config.shift
+    moved = warp(images, scale, shift).permute(0, 2, 3, 1).reshape(n, DIM)
+    return moved * (1 + config.gain * uniform(n, 1))
 
 
 def train_hash_model(
@@ -262,44 +255,119 @@ def train_hash_model(
 
 
 # --- hashing -------------------------------------------------------------------------------
+# Probes. A copy shifted by a few pixels or trimmed by a few percent moves the 32x32 input by
+# a fraction of a pixel, and that flips some of the 128 bits: equal hashes alone miss most
+# such copies. The code is linear before its threshold, so the pre-activations of slightly
+# moved versions of an image are, to first order, its own plus multiples of three more
+# projections (its derivatives along x, y and zoom). Each image thus gets one probe hash per
+# small move below, for one extra 3072 x 384 product, and images that share any probe hash
+# are grouped (dedup.probe_pairs). An image's own hash is its probe (0, 0, 0).
+PROBE_SHIFTS = (-0.5, -0.25, 0.0, 0.25, 0.5)  # in 32x32 pixels, along each axis
+PROBE_ZOOM = 0.085  # a 4% trim of each border, blown back up to full size
+PROBES = [(dx, dy, 0.0) for dy in PROBE_SHIFTS for dx in PROBE_SHIFTS] + \
+    [(0.0, 0.0, -PROBE_ZOOM), (0.0, 0.0, PROBE_ZOOM)]  # (dx, dy, zoom)
 
 
-@torch.no_grad()
-def _folded(model: HashAutoencoder) -> tuple[torch.Tensor, torch.Tensor]:
-    """The encoder with the pixel norm folded in: bit k is set where
-    level * (pixels @ weight[k]) > threshold[k]. (The batch norm divides by a positive
-    number, so only its running mean moves the threshold.)"""
-    weight = model.encoder.weight / model.pixel_std  # (bits, 3072)
-    threshold = weight @ model.pixel_mean - model.encoder.bias + model.norm.running_mean
-    return weight.t().contiguous(), threshold
+class Hasher:
+    """A hash model folded into plain tensors: bit k of a crop is set where
+    level * (pixels @ weight[:, k]) > threshold[k]. (The pixel norm is folded into the
+    weight; the batch norm divides by a positive number, so only its running mean moves the
+    threshold.) With `probes`, also the derivatives that give the probe hashes."""
+
+    @torch.no_grad()
+    def __init__(self, model: HashAutoencoder, device: str = "cpu", probes: bool = False):
+        model = model.to(device).eval()
+        self.config = model.config
+        self.weight = (model.encoder.weight / model.pixel_std).t().contiguous()  # (3072, bits)
+        self.threshold = (self.weight.t() @ model.pixel_mean - model.encoder.bias
+                          + model.norm.running_mean)
+        self.slopes = self._slopes() if probes else None
+        # the moved projection of probe m is coefficients[m] @ [own, d/dx, d/dy, d/zoom]
+        self.coefficients = torch.tensor([(1.0, *move) for move in PROBES], device=device)
+
+    def _slopes(self) -> torch.Tensor:
+        """(3072, 3 * bits): the folded encoder's derivatives along x, y (per pixel) and zoom,
+        as central differences over half a pixel and over the probe zoom."""
+
+        def slope(step: float, move: Callable[[float], tuple[float, float, float]]
+                  ) -> torch.Tensor:
+            ahead = _moved_weight(self.weight, *move(step))
+            behind = _moved_weight(self.weight, *move(-step))
+            return (ahead - behind) / (2 * step)
+
+        return torch.cat([slope(0.5, lambda s: (s, 0.0, 0.0)),
+                          slope(0.5, lambda s: (0.0, s, 0.0)),
+                          slope(PROBE_ZOOM, lambda s: (0.0, 0.0, s))], dim=1)
+
+    @torch.no_grad()
+    def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, 3072) uint8 crops -> (N, 16) uint8 hashes and, with probes, the
+        (N, len(PROBES), 16) probe hashes (else None)."""
+        bits = self.weight.shape[1]
+        out = np.empty((len(crops), bits // 8), np.uint8)
+        probes = None if self.slopes is None else \
+            np.empty((len(crops), len(PROBES), bits // 8), np.uint8)
+        for start in range(0, len(crops), CHUNK):
+            pixels = torch.from_numpy(crops[start : start + CHUNK]).to(self.weight.device)
+            pixels = pixels.float()
+            projected = pixels @ self.weight
+            gain = level_gain(pixels, self.config)
+            code = (projected * gain > self.threshold).cpu().numpy()
+            out[start : start + len(code)] = np.packbits(code, axis=1)
+            if probes is not None:
+                self._probe(pixels, projected, gain, probes[start : start + len(code)])
+        return out, probes
+
+    def _probe(self, pixels: torch.Tensor, projected: torch.Tensor, gain: torch.Tensor | float,
+               out: np.ndarray) -> None:
+        bits = projected.shape[1]
+        along = torch.cat([projected, pixels @ self.slopes], 1).view(len(pixels), 4, bits)
+        # level * moved > threshold  <=>  moved > threshold / level  (level > 0)
+        limit = (self.threshold / torch.as_tensor(gain)).expand(len(pixels), bits)
+        for start in range(0, len(pixels), 256):  # 256 x 27 x 128 floats stay in the cache
+            moved = torch.matmul(self.coefficients, along[start : start + 256])
+            code = moved > limit[start : start + 256, None, :]
+            out[start : start + len(code)] = np.packbits(code.cpu().numpy(), axis=2)
 
 
-@torch.no_grad()
+def _moved_weight(weight: torch.Tensor, dx: float, dy: float, zoom: float) -> torch.Tensor:
+    """(3072, bits) weights that see a crop as `warp` moves it: crop @ result equals
+    warp(crop) @ weight. Column k is the adjoint of the (linear) warp applied to column k,
+    i.e. the gradient of <warp(x), w_k> with respect to x, which autograd gives directly."""
+    bits, device = weight.shape[1], weight.device
+    images = weight.t().reshape(bits, SIDE, SIDE, 3).permute(0, 3, 1, 2)
+    x = torch.zeros_like(images, requires_grad=True)
+    with torch.enable_grad():
+        moved = warp(x, torch.full((bits,), 1 + zoom, device=device),
+                     torch.tensor([[dx, dy]], device=device).expand(bits, 2))
+        (moved * images).sum().backward()
+    return x.grad.permute(0, 2, 3, 1).reshape(bits, DIM).t()
+
+
 def hash_crops(model: HashAutoencoder, crops: np.ndarray, device: str = "cpu") -> np.ndarray:
     """(N, 3072) uint8 crops -> (N, 16) uint8 hashes: bit k set where code unit k is > 0."""
-    model.eval()
-    weight, threshold = _folded(model)
-    out = np.empty((len(crops), model.config.bits // 8), np.uint8)
-    for start in range(0, len(crops), CHUNK):
-        pixels = torch.from_numpy(crops[start : start + CHUNK]).to(device).float()
-        projected = pixels @ weight
-        projected *= level_gain(pixels, model.config)
-        bits = (projected > threshold).cpu().numpy()
-        out[start : start + len(bits)] = np.packbits(bits, axis=1)
-    return out
+    return Hasher(model, device)(crops)[0]
 
 
 def hash_shards(model: HashAutoencoder, shards: ShardSet, device: str = "cpu",
-                desc: str = "hash") -> np.ndarray:
-    """Hashes of every row of `shards`, aligned with their row order (N, 16) uint8."""
-    out = np.empty((len(shards), model.config.bits // 8), np.uint8)
+                desc: str = "hash", probes: bool = False
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Hashes of every row of `shards`, aligned with their row order (N, 16) uint8, and with
+    `probes` the (N, len(PROBES), 16) probe hashes (else None)."""
+    hasher = Hasher(model, device, probes)
+    bits = model.config.bits // 8
+    out = np.empty((len(shards), bits), np.uint8)
+    moved = np.empty((len(shards), len(PROBES), bits), np.uint8) if probes else None
     row = 0
     with progress(total=len(shards), desc=desc) as bar:
         for crops in iter_crops(shards):
-            out[row : row + len(crops)] = hash_crops(model, crops, device)
+            hashes, probe_hashes = hasher(crops)
+            out[row : row + len(crops)] = hashes
+            if moved is not None:
+                moved[row : row + len(crops)] = probe_hashes
             row += len(crops)
             bar.update(len(crops))
-    return out
+    return out, moved
 
 
 # --- degenerate codes ----------------------------------------------------------------------

@@ -21,7 +21,7 @@ from dcgan_data.shards import ShardSet
 # The bundled sample is small (a few hundred planted pairs): these floors leave room for
 # chance, not for a broken stage.
 LSUN_MIN_PRECISION = 0.97
-LSUN_MIN_RECALL = 0.30
+LSUN_MIN_RECALL = 0.70  # measured 0.87 with probes (0.40 with equal hashes alone)
 FACES_MIN_PRECISION = 0.99
 
 

@@ -124,3 +124,21 @@ def test_bad_model_files_are_refused(tmp_path, tiny_model):
     torch.save(payload, tmp_path / "bits.pt")
     with pytest.raises(InputError, match="64-bit code"):
         hashing.load_model(tmp_path / "bits.pt")
+
+
+def test_probe_hashes_predict_the_hashes_of_moved_crops(tiny_model, crops):
+    model, _ = tiny_model
+    hasher = hashing.Hasher(model, probes=True)
+    own, probes = hasher(crops)
+    assert probes.shape == (len(crops), len(hashing.PROBES), 16)
+    still = hashing.PROBES.index((0.0, 0.0, 0.0))
+    assert (probes[:, still] == own).all(axis=1).mean() > 0.99  # rounding aside, the same
+    # the crops really moved by half a pixel: their own hash is usually among the probes,
+    # much more often than it equals the unmoved crop's hash (measured 0.63 vs 0.28)
+    images = torch.from_numpy(crops).float().view(-1, 32, 32, 3).permute(0, 3, 1, 2)
+    moved = hashing.warp(images, torch.ones(len(crops)), torch.tensor([[0.5, -0.5]]).expand(
+        len(crops), 2)).permute(0, 2, 3, 1).reshape(len(crops), -1).round().byte().numpy()
+    moved_hashes = hashing.hash_crops(model, moved)
+    in_probes = (probes == moved_hashes[:, None, :]).all(axis=2).any(axis=1).mean()
+    equal = (own == moved_hashes).all(axis=1).mean()
+    assert in_probes > 0.5 and in_probes > equal + 0.2, (in_probes, equal)
