@@ -2,32 +2,39 @@
 
     python bench/train.py [--rounds 3] [--steps 2]
 
-Same architecture (dcgan_data.model at size 64, ngf = ndf = 64), batch 128, fp32, all cores,
-one process, in one run, the variants taking turns step by step so that load from other
-processes on the machine hits them alike:
+Same architecture (dcgan_data.model at size 64, ngf = ndf = 64), batch 128, fp32, all cores.
+Each variant runs in a process of its own (so each has the memory allocator its program would
+have), and the variants take turns step by step so that load from other processes on the
+machine hits them alike:
   reference  a plain loop in the style of the widely used PyTorch DCGAN example: eager, NCHW,
              D ends in a Sigmoid and BCELoss, three D forwards per step (real; fake.detach();
              fake again for G), D's weight gradients computed in G's backward too, z ~ N(0,1).
              Its data is handed over as float tensors already in memory (no decoding), so the
              ratio is the training loop alone.
-  ours       the trainer's loop body (trainer.BatchFeed over memory-mapped shards,
+  reference+alloc  the reference in a process with the trainer's allocator setting
+             (trainer.reuse_freed_memory), to show how much of the gap that setting is.
+  ours       the trainer's loop body in a process set up as `dcgan-data train` sets up its
+             own (trainer.reuse_freed_memory; trainer.BatchFeed over memory-mapped shards,
              to_model_input, train_step): channels_last, BCE with logits, D frozen for G's
              backward, fused Adam.
   ours-mem   the same train_step on one float batch already in memory (no feed at all):
              ours-mem / ours step time is the data-feed overhead (1.0 = free).
   ours-amp   ours with --amp (bf16 autocast; this CPU has AVX512-BF16), for reference.
 Then one end-to-end `trainer.train` run on the shards, whose metrics.jsonl images/s should
-agree with `ours`.
+agree with `ours`, and the physical limit: the convolution FLOPs of our step divided by the
+best step time, against the speed of a large fp32 matrix product on the same cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import statistics
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +136,74 @@ class Ours:
                            z, self.amp)
 
 
+def conv_macs(model: nn.Module, x: torch.Tensor) -> list[int]:
+    """Multiply-adds of each convolution of `model` in one forward pass on x, in order."""
+    macs: list[int] = []
+
+    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        k = module.kernel_size[0] * module.kernel_size[1]
+        if isinstance(module, nn.ConvTranspose2d):  # every input value is spread over C_out k^2
+            macs.append(inputs[0].numel() * module.out_channels * k)
+        else:
+            macs.append(output.numel() * module.in_channels * k)
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    with torch.no_grad():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    return macs
+
+
+def step_flops() -> float:
+    """Convolution FLOPs of one of our steps: G forward; D forward on real, fake, fake again;
+    D's backward on real and on fake (weight and input gradients, none for the data); D's
+    input gradients only in G's backward; G's weight and input gradients (none for z). A
+    backward pass per gradient costs what the forward costs."""
+    g, d = build(SIZE, NZ, WIDTH, WIDTH)
+    g_macs = conv_macs(g, torch.zeros(BATCH, NZ))
+    d_macs = conv_macs(d, torch.zeros(BATCH, 3, SIZE, SIZE))
+    g_all, d_all = sum(g_macs), sum(d_macs)
+    macs = (g_all + 3 * d_all + 2 * (2 * d_all - d_macs[0]) + d_all + (2 * g_all - g_macs[0]))
+    return 2.0 * macs
+
+
+def matmul_flops_per_s(side: int = 4096, repeats: int = 5) -> float:
+    """The machine's fp32 matrix-product speed (best of `repeats`), the practical bound for
+    convolution-bound training."""
+    a, b = torch.randn(side, side), torch.randn(side, side)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first warms up
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * side**3 / best
+
+
+def make_variant(name: str, shards: ShardSet) -> Reference | Ours:
+    if name.startswith("reference"):
+        return Reference(trainer.to_model_input(torch.from_numpy(shards.load())).contiguous())
+    return Ours(shards, amp=name == "ours-amp", in_memory=name == "ours-mem")
+
+
+def worker(name: str, path: str, threads: int, conn: Connection) -> None:
+    """One variant in its own process: a step per message, answering (wall s, CPU s)."""
+    torch.set_num_threads(threads)
+    if name != "reference":  # the reference runs as the example does, with the default
+        trainer.reuse_freed_memory()
+    variant = make_variant(name, ShardSet(path))
+    variant.step(0)  # warm-up: allocator, oneDNN kernel choice
+    if isinstance(variant, Ours):
+        variant.feed_seconds = 0.0
+    conn.send("ready")
+    while (step := conn.recv()) is not None:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        variant.step(step)
+        conn.send((time.perf_counter() - start, time.process_time() - cpu_start,
+                   getattr(variant, "feed_seconds", 0.0)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -138,27 +213,38 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     load_before = os.getloadavg()[0]  # other processes on the machine skew every figure
     torch.set_num_threads(cores)
-    shards = make_shards(OUT / "shards", args.images)
-    data = trainer.to_model_input(torch.from_numpy(shards.load())).contiguous()  # NCHW float
+    make_shards(OUT / "shards", args.images)
 
-    variants = {"reference": Reference(data), "ours": Ours(shards),
-                "ours-mem": Ours(shards, in_memory=True), "ours-amp": Ours(shards, amp=True)}
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    cpu_times: dict[str, list[float]] = {name: [] for name in variants}
-    counters = dict.fromkeys(variants, 0)
-    for name, variant in variants.items():  # warm-up: allocator, oneDNN kernel choice
-        variant.step(0)
-        counters[name] = 1
+    names = ["reference", "reference+alloc", "ours", "ours-mem", "ours-amp"]
+    context = multiprocessing.get_context("spawn")
+    pipes, processes = {}, []
+    for name in names:
+        ours, theirs = context.Pipe()
+        process = context.Process(target=worker, args=(name, str(OUT / "shards"), cores, theirs))
+        process.start()
+        pipes[name] = ours
+        processes.append(process)
+        assert ours.recv() == "ready"  # one at a time: start-ups do not overlap the timing
+    times: dict[str, list[float]] = {name: [] for name in names}
+    cpu_times: dict[str, list[float]] = {name: [] for name in names}
+    feed_seconds = 0.0
+    step = 1
     for r in range(args.rounds):
         for _ in range(args.steps):  # one step of each in turn: load changes hit all alike
-            for name, variant in variants.items():
-                start, cpu_start = time.perf_counter(), time.process_time()
-                variant.step(counters[name])
-                times[name].append(time.perf_counter() - start)
-                cpu_times[name].append(time.process_time() - cpu_start)
-                counters[name] += 1
+            for name in names:
+                pipes[name].send(step)
+                wall, cpu, feed = pipes[name].recv()
+                times[name].append(wall)
+                cpu_times[name].append(cpu)
+                feed_seconds = feed if name == "ours" else feed_seconds
+            step += 1
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
             f"{n} {statistics.median(t):.2f} s/step" for n, t in times.items()), flush=True)
+    for name in names:
+        pipes[name].send(None)
+    for process in processes:
+        process.join()
+    matmul_rate = matmul_flops_per_s()  # alone, after the variants: the physical limit
 
     # the real thing, end to end: trainer.train on the same shards
     run = OUT / "run"
@@ -182,12 +268,17 @@ def main() -> None:
         "images_per_cpu_s": {k: round(v, 1) for k, v in per_cpu_s.items()},
         "train_end_to_end_images_per_s": round(e2e, 1),
         "speedup_ours_vs_reference": round(per_s["ours"] / per_s["reference"], 2),
+        "speedup_ours_vs_reference_alloc": round(per_s["ours"] / per_s["reference+alloc"], 2),
         "speedup_ours_vs_reference_median": round(median_per_s["ours"]
                                                   / median_per_s["reference"], 2),
         "speedup_end_to_end_vs_reference": round(e2e / per_s["reference"], 2),
         "speedup_amp_vs_reference": round(per_s["ours-amp"] / per_s["reference"], 2),
         "feed_ratio_shards_vs_in_memory": round(per_s["ours"] / per_s["ours-mem"], 3),
-        "feed_share_of_step": round(variants["ours"].feed_seconds / sum(times["ours"]), 4),
+        "feed_share_of_step": round(feed_seconds / sum(times["ours"]), 4),
+        "step_conv_gflop": round(step_flops() / 1e9, 1),
+        "ours_conv_gflop_per_s_best_step": round(step_flops() / min(times["ours"]) / 1e9, 1),
+        "matmul_fp32_gflop_per_s": round(matmul_rate / 1e9, 1),
+        "ours_vs_matmul_speed": round(step_flops() / min(times["ours"]) / matmul_rate, 2),
     }
     print(json.dumps(result, indent=2))
     (OUT / "result.json").write_text(json.dumps(result, indent=2) + "\n")

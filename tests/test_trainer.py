@@ -291,3 +291,10 @@ def test_resume_with_a_different_architecture_or_without_resume(trained_run, tmp
     assert "trained with ngf=16, not ngf=8" in result.output
     result = run_cli("train", shards32, "-o", run, "--ngf", "16", "--ndf", "16")
     assert result.exit_code == 2 and "already holds a run; pass --resume" in result.output
+
+
+def test_freed_memory_is_kept_for_reuse_on_glibc():
+    import platform
+
+    applied = trainer.reuse_freed_memory()
+    assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
