@@ -268,7 +268,7 @@ def reuse_freed_memory() -> bool:
     glibc serves every allocation above 32 MB with a fresh mmap and unmaps it when freed, and a
     DCGAN step on CPU allocates such blocks all the time (one 128 x 64 x 32 x 32 activation is
     33.5 MB). Each one then pays a page fault per 4 KB on first touch, which made element-wise
-    ops (LeakyReLU backward, BatchNorm) 5x slower than memory allows. With mmap off and a high
+    ops (LeakyReLU backward, BatchNorm) 3-5x slower than memory allows. With mmap off and a high
     trim threshold, freed blocks go back to the heap and the next step reuses them. The cost:
     the process keeps its peak memory until it exits. Returns whether it was applied.
     """
