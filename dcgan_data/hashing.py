@@ -17,7 +17,7 @@ often ends with every unit dead, so that every image gets the same hash):
     units away from zero. A little (0.5) helps; much more merges distinct images.
 The denoising corruption is the kind of edit a near duplicate carries (a sub-pixel shift, a
 slight zoom, a brightness change, pixel noise), so the code learns to ignore it as far as a
-linear encoder can (shifts and trims still flip bits: see bench/RESULTS.md).
+linear encoder can. Shifts and trims still flip bits; the probe hashes (below) catch those.
 """
 
 from __future__ import annotations

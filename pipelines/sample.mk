@@ -4,6 +4,8 @@ SAMPLE = build/sample
 SAMPLE_PORT ?= 8754
 # a short CPU training: enough for the losses to move and samples to show colour and layout
 SAMPLE_TRAIN_ARGS ?= --ngf 32 --ndf 32 --batch-size 64 --sample-every 100 --ckpt-every 100
+# the sample crawl keeps ~60 faces after dedup, less than one batch of 64 (the last option wins)
+SAMPLE_FACES_TRAIN_ARGS ?= $(SAMPLE_TRAIN_ARGS) --batch-size 32
 
 $(SAMPLE)/sample_lmdb/data.mdb: pipelines/sample/make_sample.py | $(STAMP)
 	rm -rf $(SAMPLE)/sample_lmdb
@@ -22,7 +24,7 @@ sample-faces: $(SAMPLE)/crawl/crawl.txt sample-lsun
 	trap 'kill $$server 2>/dev/null' EXIT; \
 	$(BIN)/python -c "import socket,time; [time.sleep(0.1) for _ in range(50) if socket.socket().connect_ex(('127.0.0.1', $(SAMPLE_PORT)))]"; \
 	$(MAKE) --no-print-directory faces CRAWL=$(SAMPLE)/crawl/crawl.txt OUT=$(SAMPLE)/faces STEPS=$(SAMPLE_STEPS) \
-	  TRAIN_ARGS="$(SAMPLE_TRAIN_ARGS)" FACES_DEDUP_ARGS="--model $(SAMPLE)/lsun/dedup/hash_model.pt"
+	  TRAIN_ARGS="$(SAMPLE_FACES_TRAIN_ARGS)" FACES_DEDUP_ARGS="--model $(SAMPLE)/lsun/dedup/hash_model.pt"
 
 pipelines: sample-lsun sample-faces ## both pipelines on the bundled sample, then check their outputs
 	$(BIN)/python pipelines/check.py $(SAMPLE)
