@@ -47,9 +47,8 @@ import click
 @click.option("--max-bucket-share", default=0.5, show_default=True,
               help="Refuse to run when one hash holds more than this share of the images.")
 def dedup(src: Path, out: Path, size: int, radius: int, probe: bool, keep: str,
-          model_path: Path | None,
-          against: Path | None, dry_run: bool, device: str, workers: int | None, seed: int,
-          max_bucket_share: float, **knobs) -> None:
+          model_path: Path | None, against: Path | None, dry_run: bool, device: str,
+          workers: int | None, seed: int, max_bucket_share: float, **knobs) -> None:
     """De-duplicate SRC (a shard directory, an LSUN LMDB or a folder of images) into OUT.
 
     Trains the paper's 3072-128-3072 denoising autoencoder on 32x32 crops (or loads

@@ -376,8 +376,7 @@ def dedup(
         "largest_groups": _largest_groups(group_sizes, all_keys, 10),
         "group_size_histogram": dict(sorted(Counter(group_sizes.values()).items())),
         "distance_histogram": dict(sorted(Counter(distances.tolist()).items())),
-        # own hashes further apart than --radius: found only through a probe hash
-        "removed_by_probes": int((distances > radius).sum()),
+        "removed_by_probes": _found_by_probes_only(all_hashes, radius, removed) if probe else 0,
         "parameters": {**params, "model": model_info.get("model"), "device": device,
                        "workers": workers, "seed": seed, "max_bucket_share": max_bucket_share,
                        "config": asdict(model.config)},
@@ -394,6 +393,13 @@ def dedup(
     }
     write_json(out / REPORT, report)
     return report
+
+
+def _found_by_probes_only(hashes: np.ndarray, radius: int, removed: np.ndarray) -> int:
+    """How many removed rows would be in no group without the probe hashes."""
+    labels = find_groups(hashes, radius)
+    alone = np.bincount(labels, minlength=len(labels))[labels] == 1
+    return int(alone[removed].sum())
 
 
 def _write_csv(path: Path, removed: list[str], kept: list[str], distances: np.ndarray) -> None:

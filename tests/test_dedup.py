@@ -153,7 +153,7 @@ def test_real_photos_with_planted_duplicates(planted):
     # measured P 1.0, R 0.87-0.92 on seeds 0-2 (equal hashes alone: R 0.54-0.59)
     assert precision >= 0.98 and recall >= 0.75, (precision, recall)
     # shifted and trimmed copies are found through the probe hashes, not by equal hashes
-    assert report["removed_by_probes"] > 0
+    assert 0 < report["removed_by_probes"] < report["removed"]
     moved = {k: copies_found(labels, truth, kinds, k) for k in ("shift", "border_crop_4pct")}
     assert min(moved.values()) >= 0.25, moved  # measured 0.29-0.79
     equal_only = dd.find_groups(hashes, 0)  # the paper's rule alone (--no-probe)
