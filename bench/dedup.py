@@ -120,18 +120,6 @@ def phash_codes(rows: np.ndarray) -> tuple[np.ndarray, float]:
     return codes, len(rows) / (time.perf_counter() - start)
 
 
-def labels_from_csv(out: Path, n: int) -> np.ndarray:
-    """The group of every row as `dcgan-data dedup` decided it: removed rows join the row kept
-    in their place (duplicates.csv), every other row is its own group."""
-    import csv
-
-    labels = np.arange(n)
-    with open(out / dd.CSV, newline="") as f:
-        for row in csv.DictReader(f):
-            labels[int(row["key"][3:])] = int(row["duplicate_of"][3:])
-    return labels
-
-
 def hash_and_group_rate(model: hashing.HashAutoencoder, rows: np.ndarray, n: int,
                         radius: int, probe: bool) -> float:
     """rows/s of hashing + grouping `n` rows (the set tiled) from a shard directory."""
@@ -173,7 +161,8 @@ def main() -> None:
     shutil.rmtree(src, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     writer = ShardWriter(src, rows.shape[1:], {"bench": "dedup"})
-    writer.write(0, rows, [f"img{i:06d}" for i in range(len(rows))])
+    keys = [f"img{i:06d}" for i in range(len(rows))]
+    writer.write(0, rows, keys)
     writer.finish(1)
 
     start = time.perf_counter()
@@ -192,7 +181,7 @@ def main() -> None:
             dd.dedup(src, variant_out, dry_run=True, model_path=model_path, **options)
         else:
             variant_out = out
-        labels = labels_from_csv(variant_out, len(rows))
+        labels = dd.read_kept_as(variant_out, keys)  # as the stage decided: its CSV
         scored[name] = {**pair_scores(labels, truth), **options,
                         "recall_by_transform": recall_by_transform(labels, truth, kinds)}
     scored["defaults"].update({

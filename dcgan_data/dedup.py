@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import os
 import time
 from collections import Counter
@@ -31,9 +30,9 @@ import torch
 from dcgan_data import hashing
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import DcganDataError, InputError
-from dcgan_data.files import atomic_path, atomic_write_text, progress, write_json
+from dcgan_data.files import atomic_path, progress, write_csv, write_json
 from dcgan_data.images import contact_sheet, resize_square, save_png
-from dcgan_data.shards import MANIFEST, ShardSet, ShardWriter
+from dcgan_data.shards import ShardSet, ShardWriter, is_shard_dir
 
 MODEL = "hash_model.pt"
 HASHES = "hashes.npy"
@@ -213,7 +212,7 @@ def open_input(src: str | os.PathLike, cache: Path, size: int, workers: int | No
     src = Path(src)
     if not src.exists():
         raise InputError(f"{src}: no such file or directory")
-    if (src / MANIFEST).exists() or list(src.glob("shard-*[0-9].json")):
+    if is_shard_dir(src):
         return ShardSet(src), None
     from dcgan_data.ingest import ingest
 
@@ -314,7 +313,7 @@ def dedup(
         other_hashes, other_probes = hashing.hash_shards(model, other, device,
                                                          "hash --against", probe)
     else:
-        other_hashes, other_probes = hashes[:0], None if probes is None else probes[:0]
+        other_hashes, other_probes = hashes[:0], None
     timings["hash"] = time.perf_counter() - clock
     stats = hashing.code_stats(hashes)
     if len(hashes) >= 50:
@@ -322,7 +321,7 @@ def dedup(
 
     clock = time.perf_counter()
     all_hashes = np.concatenate([hashes, other_hashes])
-    all_probes = probes if other is None or not probe else np.concatenate([probes, other_probes])
+    all_probes = probes if other_probes is None else np.concatenate([probes, other_probes])
     labels = find_groups(all_hashes, radius, all_probes)
     area = np.concatenate([np.prod(shards.source_hw().astype(np.int64), axis=1),
                            np.zeros(len(other_hashes), np.int64)])
@@ -356,8 +355,9 @@ def dedup(
     other_keys = other.keys() if other else []
     all_keys = keys + other_keys
     distances = hashing.popcount(hashes[removed] ^ all_hashes[kept_as[removed]])
-    _write_csv(out / CSV, [keys[i] for i in removed], [all_keys[j] for j in kept_as[removed]],
-               distances)
+    write_csv(out / CSV, ["key", "duplicate_of", "distance"],
+              zip([keys[i] for i in removed], [all_keys[j] for j in kept_as[removed]],
+                  distances.tolist(), strict=True))
     _write_sheet(out / SHEET, shards, other, removed, kept_as, labels, group_sizes)
     written = None if writer is None else _write_shards(writer, shards, kept_as, size)
     timings["write"] = time.perf_counter() - clock
@@ -402,12 +402,15 @@ def _found_by_probes_only(hashes: np.ndarray, radius: int, removed: np.ndarray) 
     return int(alone[removed].sum())
 
 
-def _write_csv(path: Path, removed: list[str], kept: list[str], distances: np.ndarray) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["key", "duplicate_of", "distance"])
-    writer.writerows(zip(removed, kept, distances.tolist(), strict=True))
-    atomic_write_text(path, buf.getvalue())
+def read_kept_as(out: str | os.PathLike, keys: list[str]) -> np.ndarray:
+    """The row kept in place of each row (its own index if kept), read back from
+    OUT/duplicates.csv; `keys` are the rows' keys in order (SRC's, then --against's)."""
+    index = {key: i for i, key in enumerate(keys)}
+    kept_as = np.arange(len(keys))
+    with open(Path(out) / CSV, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            kept_as[index[row["key"]]] = index[row["duplicate_of"]]
+    return kept_as
 
 
 def _largest_groups(group_sizes: Counter, keys: list[str], n: int) -> list[dict[str, Any]]:

@@ -15,8 +15,6 @@ people), faces_report.json and faces.png.
 
 from __future__ import annotations
 
-import csv
-import io
 import multiprocessing
 import os
 import threading
@@ -33,16 +31,15 @@ import numpy as np
 
 from dcgan_data.crawl import FetchError, FetchOptions, Unit, fetch_many, plan_units, read_unit
 from dcgan_data.errors import DcganDataError, InputError
-from dcgan_data.files import atomic_write_bytes, atomic_write_text, progress, write_json
+from dcgan_data.files import atomic_write_bytes, progress, write_csv, write_json
 from dcgan_data.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
-    contact_sheet,
     decode_image,
     resize_square,
-    save_png,
     sniff_format,
 )
+from dcgan_data.ingest import write_contact_sheet
 from dcgan_data.shards import ShardSet, ShardWriter
 
 with warnings.catch_warnings():  # the package imports imghdr and compares strings with `is`
@@ -497,26 +494,13 @@ def _report(notes: list[dict], options: FaceOptions, params: dict, units: list[U
 
 
 def _write_tables(out_dir: Path, notes: list[dict]) -> None:
-    buf = io.StringIO()
-    table = csv.writer(buf, lineterminator="\n")
-    table.writerow(["source", "x", "y", "w", "h", "score", "kept"])
-    for n in notes:
-        table.writerows(n["detections"])
-    atomic_write_text(out_dir / "faces.csv", buf.getvalue())
+    write_csv(out_dir / "faces.csv", ["source", "x", "y", "w", "h", "score", "kept"],
+              (row for n in notes for row in n["detections"]))
     labels = [row for n in notes for row in n["labels"]]
     if labels:
-        buf = io.StringIO()
-        table = csv.writer(buf, lineterminator="\n")
-        table.writerow(["key", "label"])
-        table.writerows(labels)
-        atomic_write_text(out_dir / "labels.csv", buf.getvalue())
+        write_csv(out_dir / "labels.csv", ["key", "label"], labels)
 
 
 def _write_sheet(out_dir: Path) -> str | None:
-    shards = ShardSet(out_dir)
-    if len(shards) == 0:
-        return None
-    count = min(SHEET_FACES, len(shards))
-    indices = np.linspace(0, len(shards) - 1, count).astype(np.int64)
-    save_png(out_dir / "faces.png", contact_sheet(shards.load(np.unique(indices))))
-    return "faces.png"
+    written = write_contact_sheet(ShardSet(out_dir), out_dir / "faces.png", SHEET_FACES)
+    return "faces.png" if written else None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import tempfile
@@ -43,6 +45,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write `obj` as indented JSON, atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def write_csv(path: str | os.PathLike, header: list[str], rows: Iterable[Iterable]) -> None:
+    """Write a CSV table (header first, "\n" line ends), atomically."""
+    buf = io.StringIO()
+    table = csv.writer(buf, lineterminator="\n")
+    table.writerow(header)
+    table.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -32,7 +32,7 @@ from dcgan_data.images import (
     save_png,
     sniff_format,
 )
-from dcgan_data.shards import DEFAULT_ROWS_PER_SHARD, ShardSet, ShardWriter
+from dcgan_data.shards import DEFAULT_ROWS_PER_SHARD, ShardSet, ShardWriter, is_shard_dir
 from dcgan_data.sources import Source, open_source
 
 CHUNK = 256  # items per task: big enough to amortise IPC, small enough to balance load
@@ -211,7 +211,7 @@ def inspect(path: str | os.PathLike, sample: int = 64, size: int = 64
     Returns the summary and a contact sheet (None if there is nothing to show).
     """
     path = Path(path)
-    if (path / "manifest.json").exists() or list(path.glob("shard-*[0-9].json")):
+    if is_shard_dir(path):
         shards = ShardSet(path)
         problems = shards.verify()
         summary = {"kind": "shards", "path": str(path), "count": len(shards),

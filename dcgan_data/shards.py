@@ -28,11 +28,18 @@ from dcgan_data.files import atomic_path, atomic_write_text, read_json, write_js
 FORMAT = "dcgan-data-shards"
 VERSION = 1
 MANIFEST = "manifest.json"
+SIDECARS = "shard-*[0-9].json"  # one per finished shard
 DEFAULT_ROWS_PER_SHARD = 65_536
 
 
 def shard_stem(index: int) -> str:
     return f"shard-{index:05d}"
+
+
+def is_shard_dir(path: str | os.PathLike) -> bool:
+    """A shard directory, finished (manifest) or not (shards written, no manifest yet)."""
+    path = Path(path)
+    return (path / MANIFEST).exists() or any(path.glob(SIDECARS))
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -61,7 +68,7 @@ class ShardWriter:
         self.params = dict(params or {})
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.entries: dict[int, dict[str, Any]] = {}
-        for sidecar in sorted(self.out_dir.glob("shard-*[0-9].json")):
+        for sidecar in sorted(self.out_dir.glob(SIDECARS)):
             entry = read_json(sidecar)
             if entry.get("shape") != self.shape or entry.get("params") != self.params:
                 raise InputError(
@@ -153,7 +160,7 @@ class ShardSet:
         if not self.path.is_dir():
             raise InputError(f"{self.path}: no such shard directory")
         if not manifest_path.exists():
-            partial = list(self.path.glob("shard-*[0-9].json"))
+            partial = list(self.path.glob(SIDECARS))
             if partial:
                 raise InputError(
                     f"{self.path}: no manifest.json but {len(partial)} shard(s): the run that "
