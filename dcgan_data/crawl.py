@@ -21,10 +21,11 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -40,6 +41,8 @@ NOAI_DIRECTIVES = {"noai", "noimageai"}
 URL_FIELDS = ("url", "URL", "link", "image_url")
 LABEL_FIELDS = ("name", "label", "caption")
 CHUNK = 64 * 1024
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 # ---------------------------------------------------------------------------- crawl lists
@@ -346,17 +349,24 @@ def fetch_many(
             result = exc
         return entry, result, time.perf_counter() - start
 
-    todo = iter(entries)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="fetch") as pool:
-        pending = set()
-        while True:
-            while len(pending) < 2 * max(1, workers):
-                entry = next(todo, None)
-                if entry is None:
-                    break
-                pending.add(pool.submit(task, entry))
-            if not pending:
-                return
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
+        for _, result in bounded_map(pool, task, entries, 2 * max(1, workers)):
+            yield result
+
+
+def bounded_map(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int
+                ) -> Iterator[tuple[T, R]]:
+    """(item, fn(item)) on `pool` as each finishes, with at most `window` submitted and not
+    yet consumed, so results never pile up in memory ahead of the consumer."""
+    todo, pending = iter(items), {}
+    while True:
+        while len(pending) < window:
+            item = next(todo, None)
+            if item is None:
+                break
+            pending[pool.submit(fn, item)] = item
+        if not pending:
+            return
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            yield pending.pop(future), future.result()

@@ -21,15 +21,24 @@ import threading
 import time
 import warnings
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
-from dcgan_data.crawl import FetchError, FetchOptions, Unit, fetch_many, plan_units, read_unit
+from dcgan_data.crawl import (
+    FetchError,
+    FetchOptions,
+    Unit,
+    bounded_map,
+    fetch_many,
+    plan_units,
+    read_unit,
+)
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_write_bytes, progress, write_csv, write_json
 from dcgan_data.images import (
@@ -422,18 +431,8 @@ def _run_units(crawl: Path, units: list[Unit], options: FaceOptions, processes: 
     pool = ProcessPoolExecutor(min(processes, len(units)), mp_context=context,
                                initializer=_exit_with_parent)
     try:
-        pending, todo = {}, iter(units)
-        while True:
-            while len(pending) < 2 * processes:
-                unit = next(todo, None)
-                if unit is None:
-                    break
-                pending[pool.submit(faces_unit, crawl, unit, options)] = unit
-            if not pending:
-                return
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield pending.pop(future), future.result()
+        yield from bounded_map(pool, partial(faces_unit, crawl, options=options), units,
+                               2 * processes)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
