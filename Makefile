@@ -16,7 +16,7 @@ SAMPLE_STEPS ?= 300
 # a failed stage must not leave its target behind looking finished
 .DELETE_ON_ERROR:
 
-.PHONY: help install browser test lint demo bench clean
+.PHONY: help install browser test lint demo bench fit-verify clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -54,7 +54,14 @@ demo: install ## the LSUN pipeline on the bundled sample data
 	@echo "  $(SAMPLE)/lsun/samples.png 64 images from the trained generator"
 
 bench: install ## benchmarks, each against its peer or physical limit (writes bench/out/)
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	@for script in $(filter-out $(BENCH_TOOLS),$(wildcard bench/*.py)); do \
+	  echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# not benchmarks: the near-duplicate sets, and the fit of dedup's verification model
+BENCH_TOOLS := bench/neardup_sets.py bench/fit_verify.py
+fit-verify: install ## refit dcgan_data/verify_model.json on the tuning set (bench/fit_verify.py)
+	$(BIN)/python bench/fit_verify.py
 
 clean: ## remove build outputs (keeps .venv)
 	rm -rf build bench/out

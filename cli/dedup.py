@@ -1,4 +1,5 @@
-"""`dcgan-data dedup`: remove near-duplicate images by the DCGAN paper's semantic hash."""
+"""`dcgan-data dedup`: remove near-duplicate images (candidates from the DCGAN paper's semantic
+hash and a perceptual descriptor, each pair verified on the images)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,27 @@ import click
               help="Output directory: kept shards, duplicates.csv, dedup_report.json, "
                    "duplicates.png, hashes.npy, hash_model.pt.")
 @click.option("--size", default=64, show_default=True, help="Side of the output images.")
-@click.option("--radius", default=0, show_default=True,  # = dcgan_data.dedup.DEFAULT_RADIUS
-              help="Also group hashes within this Hamming distance (0: equal hashes, "
-                   "as in the paper; 1 finds more near duplicates, a little less "
-                   "precisely).")
+@click.option("--radius", type=int,
+              help="Also propose hashes within this Hamming distance as candidates "
+                   "(default 0: equal hashes).")
 @click.option("--probe/--no-probe", default=True, show_default=True,
-              help="Also group images whose slightly shifted (up to half a pixel of the "
-                   "32x32 crop) or zoomed (8.5%) versions hash equal: finds shifted and "
-                   "trimmed copies. --no-probe: equal hashes only, the paper's rule.")
+              help="Also propose images whose slightly shifted (up to half a pixel of the "
+                   "32x32 crop) or zoomed (8.5%) versions hash equal.")
+@click.option("--neighbours", type=int,
+              help="Nearest neighbours by perceptual (DCT) descriptor proposed per image "
+                   "(default 8; 0: none).")
+@click.option("--verify/--no-verify", "verified", default=True, show_default=True,
+              help="Remove only pairs verified on the images (--no-verify: every candidate "
+                   "pair joins its group).")
+@click.option("--verify-threshold", type=float,
+              help="Log-odds a pair needs to count as duplicates (default: the calibrated "
+                   "threshold of the verification model; higher: fewer, surer removals).")
+@click.option("--mirrors", is_flag=True,
+              help="Also treat mirror images as duplicates (a mirror is a new image for "
+                   "GAN training; off by default).")
+@click.option("--paper-rule", is_flag=True,
+              help="The DCGAN paper's rule alone: equal hashes are duplicates (no probes, "
+                   "no neighbours, no verification).")
 @click.option("--keep", type=click.Choice(["first", "largest"]), default="first",
               show_default=True,
               help="Which image of a group to keep: the first key, or the largest source.")
@@ -46,23 +60,31 @@ import click
               help="Noise on the code pre-activations while training.")
 @click.option("--max-bucket-share", default=0.5, show_default=True,
               help="Refuse to run when one hash holds more than this share of the images.")
-def dedup(src: Path, out: Path, size: int, radius: int, probe: bool, keep: str,
-          model_path: Path | None, against: Path | None, dry_run: bool, device: str,
-          workers: int | None, seed: int, max_bucket_share: float, **knobs) -> None:
+def dedup(src: Path, out: Path, size: int, radius: int | None, probe: bool,
+          neighbours: int | None, verified: bool, verify_threshold: float | None,
+          mirrors: bool, paper_rule: bool, keep: str, model_path: Path | None,
+          against: Path | None, dry_run: bool, device: str, workers: int | None, seed: int,
+          max_bucket_share: float, **knobs) -> None:
     """De-duplicate SRC (a shard directory, an LSUN LMDB or a folder of images) into OUT.
 
     Trains the paper's 3072-128-3072 denoising autoencoder on 32x32 crops (or loads
-    --model), hashes every image to 128 bits, keeps one image per group of equal hashes
-    (or of equal probe hashes, or hashes within --radius) and writes the kept images as
-    shards.
+    --model) and hashes every image to 128 bits; proposes candidate pairs from equal hashes,
+    probe hashes and nearest neighbours by a perceptual descriptor; verifies each pair on
+    the images, keeps one image per verified group and writes the kept images as shards.
     """
     from dcgan_data.dedup import dedup as run
     from dcgan_data.hashing import HashConfig
 
     config = HashConfig(**{k: v for k, v in knobs.items() if v is not None})
-    report = run(src, out, size=size, radius=radius, keep=keep, model_path=model_path,
+    options = {"radius": radius, "neighbours": neighbours, "verify_threshold": verify_threshold}
+    if paper_rule:
+        options.update(neighbours=0)
+        probe = verified = False
+    report = run(src, out, size=size, keep=keep, model_path=model_path,
                  against=against, dry_run=dry_run, device=device, workers=workers, seed=seed,
-                 config=config, max_bucket_share=max_bucket_share, probe=probe)
+                 config=config, max_bucket_share=max_bucket_share, probe=probe,
+                 verified=verified, mirrors=mirrors,
+                 **{k: v for k, v in options.items() if v is not None})
     where = "dry run, no shards written" if dry_run else f"shards in {out}"
     click.echo(f"dedup: kept {report['kept']} of {report['images']} images, removed "
                f"{report['removed']} in {report['groups_with_duplicates']} groups "

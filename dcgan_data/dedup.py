@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dcgan_data import hashing
+from dcgan_data import hashing, verify
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_path, progress, write_csv, write_json
@@ -45,6 +45,10 @@ MAX_RADIUS = 16  # beyond this the blocks get so short that the multi-index is b
 DEFAULT_RADIUS = 0
 KEEP_POLICIES = ("first", "largest")
 LARGE_BUCKET = 4096  # buckets this big are compared by faiss rather than numpy
+BUCKET_BAND = 4  # a row sharing a key is a candidate with this many rows after it
+DEFAULT_NEIGHBOURS = 8  # nearest neighbours by DCT descriptor proposed as candidates
+MIN_COSINE = 0.5  # ...when at least this similar (true pairs are far above it)
+KEEPER_ROUNDS = 8  # how often a component's unverified rest is regrouped before it is kept
 
 
 # --- grouping ------------------------------------------------------------------------------
@@ -173,7 +177,8 @@ def probe_pairs(probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def find_groups(hashes: np.ndarray, radius: int, probes: np.ndarray | None = None
                 ) -> np.ndarray:
     """Group label of every row: the first row of its group (equal hashes, hashes within
-    `radius`, or rows sharing a probe hash, joined by chains of such pairs)."""
+    `radius`, or rows sharing a probe hash, joined by chains of such pairs). Unverified:
+    the paper's rule (with probes and radius as options)."""
     inverse, first = exact_groups(hashes)
     a, b = radius_pairs(hashes[first], radius)
     if probes is not None:
@@ -181,6 +186,115 @@ def find_groups(hashes: np.ndarray, radius: int, probes: np.ndarray | None = Non
         a, b = np.concatenate([a, inverse[rows_a]]), np.concatenate([b, inverse[rows_b]])
     code_label = connected(len(first), a, b)
     return first[code_label][inverse]
+
+
+# --- candidates and verified groups --------------------------------------------------------
+
+
+def shared_key_pairs(keys: np.ndarray, band: int = BUCKET_BAND) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs of rows sharing a key, from (N, M, 16) keys (each row's hash and probe
+    hashes). After one sort, each entry is paired with the next `band` entries holding the
+    same key: every pair in a small bucket, a band through a large one (linear in N)."""
+    n, moves = keys.shape[:2]
+    halves = np.ascontiguousarray(keys).reshape(n * moves, 16).view(np.uint64)
+    order = np.lexsort((halves[:, 1], halves[:, 0]))
+    ordered = halves[order]
+    found_a, found_b = [], []
+    for k in range(1, band + 1):
+        same = (ordered[k:] == ordered[:-k]).all(axis=1)
+        if not same.any():
+            break
+        found_a.append(order[:-k][same] // moves)
+        found_b.append(order[k:][same] // moves)
+    if not found_a:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return verify.unique_pairs(np.concatenate(found_a), np.concatenate(found_b), n)
+
+
+def candidate_pairs(hashes: np.ndarray, probes: np.ndarray | None, radius: int,
+                    grey: np.ndarray, neighbours: int, mirrors: bool, device: str
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """The union of every generator's candidate pairs (a < b) and how many each proposed."""
+    a, b = shared_key_pairs(probes if probes is not None else hashes[:, None, :])
+    counts = {"hash": len(a)}
+    if radius:
+        inverse, first = exact_groups(hashes)
+        code_a, code_b = radius_pairs(hashes[first], radius)
+        a, b = np.concatenate([a, first[code_a]]), np.concatenate([b, first[code_b]])
+        counts["radius"] = len(code_a)
+    if neighbours:
+        near_a, near_b = verify.neighbour_pairs(grey, neighbours, MIN_COSINE, mirrors, device)
+        a, b = np.concatenate([a, near_a]), np.concatenate([b, near_b])
+        counts["neighbours"] = len(near_a)
+    a, b = verify.unique_pairs(a, b, len(hashes))
+    counts["distinct"] = len(a)
+    return a, b, counts
+
+
+class Verifier:
+    """Scores pairs of rows by their thumbnails: log-odds of being near duplicates."""
+
+    def __init__(self, grey: np.ndarray, colour: np.ndarray, threshold: float | None,
+                 mirrors: bool, device: str):
+        self.grey, self.colour, self.mirrors, self.device = grey, colour, mirrors, device
+        self.model = verify.VerifyModel.load()
+        self.threshold = self.model.threshold if threshold is None else threshold
+        self.scored = 0
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        scores = np.empty(len(a), np.float32)
+        for start in range(0, len(a), 1 << 16):
+            pa, pb = a[start : start + (1 << 16)], b[start : start + (1 << 16)]
+            features = verify.pair_features(self.grey[pa], self.colour[pa], self.grey[pb],
+                                            self.colour[pb], self.mirrors, self.device)
+            scores[start : start + len(pa)] = self.model.log_odds(features)
+        self.scored += len(a)
+        return scores
+
+
+def verified_groups(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
+                    verifier: Verifier, area: np.ndarray, keep: str, protected: int
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """The row kept in place of each row, and the log-odds of each row against its keeper.
+
+    Verified pairs join rows into connected components; each component keeps one row (the
+    keep policy) and loses only the members verified against that keeper. A chain of
+    verified pairs is not enough: members that fail against the keeper are grouped again
+    among themselves around a keeper of their own, for up to KEEPER_ROUNDS rounds, and what
+    is left after that is kept. Every removed row is therefore a verified duplicate of the
+    row kept in its place, and the work is linear in the component sizes.
+    """
+    passed = scores >= verifier.threshold
+    edge_score = dict(zip((a[passed] * n + b[passed]).tolist(), scores[passed].tolist(),
+                          strict=True))
+    labels = connected(n, a[passed], b[passed])
+    kept_as = np.arange(n)
+    row_score = np.full(n, np.inf, np.float32)
+    pending = np.flatnonzero(np.bincount(labels, minlength=n)[labels] > 1)
+    stats = {"split_rounds": 0, "rechecked_pairs": 0, "kept_unverified": 0}
+    for _ in range(KEEPER_ROUNDS):
+        if not len(pending):
+            break
+        keeper = pending[choose_kept(labels[pending], area[pending], keep,
+                                     int(np.searchsorted(pending, protected)))]
+        members = pending[keeper != pending]
+        keepers = keeper[keeper != pending]
+        known = np.array([edge_score.get(k, np.nan) for k in
+                          (np.minimum(members, keepers) * n + np.maximum(members, keepers))
+                          .tolist()], np.float32)
+        unknown = np.isnan(known)
+        known[unknown] = verifier(members[unknown], keepers[unknown])
+        stats["rechecked_pairs"] += int(unknown.sum())
+        ok = known >= verifier.threshold
+        kept_as[members[ok]] = keepers[ok]
+        row_score[members[ok]] = known[ok]
+        pending = np.sort(members[~ok])
+        stats["split_rounds"] += bool(len(pending))
+        if len(pending):  # the rest of each component tries again around a keeper of its own
+            alone = np.bincount(labels[pending], minlength=n)[labels[pending]] == 1
+            pending = pending[~alone]
+    stats["kept_unverified"] = len(pending)
+    return kept_as, row_score, stats
 
 
 def choose_kept(labels: np.ndarray, area: np.ndarray, keep: str, protected: int) -> np.ndarray:
@@ -220,8 +334,8 @@ def open_input(src: str | os.PathLike, cache: Path, size: int, workers: int | No
     return ShardSet(cache), report
 
 
-def _check_options(src: Path, out: Path, radius: int, keep: str, size: int, device: str,
-                   against: Path | None, max_bucket_share: float) -> None:
+def _check_options(src: Path, out: Path, radius: int, keep: str, size: int,
+                   against: Path | None, max_bucket_share: float, dry_run: bool) -> None:
     if not 0 < max_bucket_share <= 1:
         raise InputError(f"--max-bucket-share must be in (0, 1], not {max_bucket_share}")
     if not 0 <= radius <= MAX_RADIUS:
@@ -233,6 +347,13 @@ def _check_options(src: Path, out: Path, radius: int, keep: str, size: int, devi
     for other in (src, against):
         if other is not None and out.resolve() == other.resolve():
             raise InputError(f"-o {out} is an input; write the output somewhere else")
+    if against is not None and against.exists() and src.exists() and \
+            against.resolve() == src.resolve():
+        raise InputError(f"--against {against} is SRC itself: every image would be a "
+                         "duplicate of itself; name another shard set")
+    if dry_run and (out / "manifest.json").exists():
+        raise InputError(f"-o {out} holds a finished dedup; a dry run never touches a "
+                         "finished output: choose another -o")
 
 
 def _get_model(src: ShardSet, out: Path, model_path: Path | None, config: hashing.HashConfig,
@@ -279,14 +400,22 @@ def dedup(
     config: hashing.HashConfig | None = None,
     max_bucket_share: float = 0.5,
     probe: bool = True,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    verified: bool = True,
+    verify_threshold: float | None = None,
+    mirrors: bool = False,
 ) -> dict[str, Any]:
-    """De-duplicate `src` into `out`. Returns the report (also out/dedup_report.json)."""
+    """De-duplicate `src` into `out`. Returns the report (also out/dedup_report.json).
+
+    The defaults propose candidates from the hash, its probe hashes and nearest neighbours,
+    and remove only verified duplicates. `probe=False, neighbours=0, verified=False` is the
+    paper's rule: equal hashes are duplicates."""
     src, out = Path(src), Path(out)
     against = Path(against) if against is not None else None
     model_path = Path(model_path) if model_path is not None else None
     config = config or hashing.HashConfig()
     device = resolve_device(device)
-    _check_options(src, out, radius, keep, size, device, against, max_bucket_share)
+    _check_options(src, out, radius, keep, size, against, max_bucket_share, dry_run)
     if workers:
         torch.set_num_threads(workers)
     timings: dict[str, float] = {}
@@ -308,36 +437,49 @@ def dedup(
     timings["train"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    hashes, probes = hashing.hash_shards(model, shards, device, probes=probe)
+    hasher = hashing.Hasher(model, device, probe)
+    hashes, probes, grey, colour = _scan(hasher, shards, "hash")
     if other is not None:
-        other_hashes, other_probes = hashing.hash_shards(model, other, device,
-                                                         "hash --against", probe)
+        other_scan = _scan(hasher, other, "hash --against")
+        all_hashes = np.concatenate([hashes, other_scan[0]])
+        all_probes = None if probes is None else np.concatenate([probes, other_scan[1]])
+        grey, colour = np.concatenate([grey, other_scan[2]]), np.concatenate([colour,
+                                                                              other_scan[3]])
     else:
-        other_hashes, other_probes = hashes[:0], None
+        all_hashes, all_probes = hashes, probes
     timings["hash"] = time.perf_counter() - clock
     stats = hashing.code_stats(hashes)
     if len(hashes) >= 50:
         hashing.check_codes(stats, max_bucket_share=max_bucket_share)
 
     clock = time.perf_counter()
-    all_hashes = np.concatenate([hashes, other_hashes])
-    all_probes = probes if other_probes is None else np.concatenate([probes, other_probes])
-    labels = find_groups(all_hashes, radius, all_probes)
     area = np.concatenate([np.prod(shards.source_hw().astype(np.int64), axis=1),
-                           np.zeros(len(other_hashes), np.int64)])
-    kept_as = choose_kept(labels, area, keep, len(hashes))[: len(hashes)]
+                           np.zeros(len(all_hashes) - len(hashes), np.int64)])
+    if verified:
+        kept_as, row_score, grouping = _verified_kept_as(
+            all_hashes, all_probes, radius, grey, colour, neighbours, mirrors,
+            verify_threshold, device, area, keep, len(hashes))
+    else:
+        labels = find_groups(all_hashes, radius, all_probes)
+        kept_as = choose_kept(labels, area, keep, len(hashes))
+        row_score = np.full(len(all_hashes), np.nan, np.float32)
+        grouping = {"verified": False}
+    kept_as, row_score = kept_as[: len(hashes)], row_score[: len(hashes)]
+    labels = kept_as
     timings["group"] = time.perf_counter() - clock
     removed = np.flatnonzero(kept_as != np.arange(len(hashes)))
-    group_sizes = Counter(labels[: len(hashes)].tolist())
+    group_sizes = Counter(labels.tolist())
     largest = max(group_sizes.values())
     if len(hashes) >= 50 and largest / len(hashes) > max_bucket_share:
         raise DcganDataError(
-            f"degenerate grouping: one group at radius {radius} holds {largest} of "
-            f"{len(hashes)} images; refusing to remove them (lower --radius, or raise "
-            "--max-bucket-share if the images really are that alike)")
+            f"degenerate grouping: one group holds {largest} of {len(hashes)} images; "
+            "refusing to remove them (raise --max-bucket-share if the images really are "
+            "that alike)")
 
     params = {"stage": "dedup", "size": size, "radius": radius, "keep": keep,
-              "probes": len(hashing.PROBES) if probe else 0,
+              "probes": len(hashing.PROBES) if probe else 0, "neighbours": neighbours,
+              "verified": verified, "verify_threshold": grouping.get("threshold"),
+              "mirrors": mirrors,
               "against": str(against) if against else None, "source_rows": len(shards),
               "hashes_sha1": hashlib.sha1(all_hashes.tobytes()).hexdigest()}
     # refuses an OUT holding shards of another run, before anything is overwritten
@@ -355,9 +497,10 @@ def dedup(
     other_keys = other.keys() if other else []
     all_keys = keys + other_keys
     distances = hashing.popcount(hashes[removed] ^ all_hashes[kept_as[removed]])
-    write_csv(out / CSV, ["key", "duplicate_of", "distance"],
+    scores = [round(float(x), 2) if np.isfinite(x) else "" for x in row_score[removed]]
+    write_csv(out / CSV, ["key", "duplicate_of", "distance", "score"],
               zip([keys[i] for i in removed], [all_keys[j] for j in kept_as[removed]],
-                  distances.tolist(), strict=True))
+                  distances.tolist(), scores, strict=True))
     _write_sheet(out / SHEET, shards, other, removed, kept_as, labels, group_sizes)
     written = None if writer is None else _write_shards(writer, shards, kept_as, size)
     timings["write"] = time.perf_counter() - clock
@@ -376,13 +519,13 @@ def dedup(
         "largest_groups": _largest_groups(group_sizes, all_keys, 10),
         "group_size_histogram": dict(sorted(Counter(group_sizes.values()).items())),
         "distance_histogram": dict(sorted(Counter(distances.tolist()).items())),
-        "removed_by_probes": _found_by_probes_only(all_hashes, radius, removed) if probe else 0,
+        "grouping": grouping,
         "parameters": {**params, "model": model_info.get("model"), "device": device,
                        "workers": workers, "seed": seed, "max_bucket_share": max_bucket_share,
                        "config": asdict(model.config)},
         "model": model_info,
         "bits": stats,
-        "against_images": len(other_hashes),
+        "against_images": len(all_hashes) - len(hashes),
         "output_shards": written,
         "ingest": ingest_report and {k: ingest_report.get(k) for k in
                                      ("images", "failed", "seconds") if k in ingest_report},
@@ -395,11 +538,44 @@ def dedup(
     return report
 
 
-def _found_by_probes_only(hashes: np.ndarray, radius: int, removed: np.ndarray) -> int:
-    """How many removed rows would be in no group without the probe hashes."""
-    labels = find_groups(hashes, radius)
-    alone = np.bincount(labels, minlength=len(labels))[labels] == 1
-    return int(alone[removed].sum())
+def _scan(hasher: hashing.Hasher, shards: ShardSet, desc: str
+          ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """One pass over the rows: hashes, probe hashes (or None) and verification thumbnails."""
+    n = len(shards)
+    hashes = np.empty((n, hashing.HASH_BYTES), np.uint8)
+    probes = np.empty((n, len(hashing.PROBES), hashing.HASH_BYTES), np.uint8) \
+        if hasher.slopes is not None else None
+    grey = np.empty((n, verify.GREY, verify.GREY), np.uint8)
+    colour = np.empty((n, verify.COLOUR, verify.COLOUR, 3), np.uint8)
+    row = 0
+    with progress(total=n, desc=desc) as bar:
+        for _, array in shards.iter_shards():
+            for start in range(0, len(array), hashing.CHUNK):
+                rows = np.asarray(array[start : start + hashing.CHUNK])
+                part = slice(row, row + len(rows))
+                hashes[part], moved = hasher(hashing.to_hash_crops(rows))
+                if probes is not None:
+                    probes[part] = moved
+                grey[part], colour[part] = verify.thumbnails(rows)
+                row += len(rows)
+                bar.update(len(rows))
+    return hashes, probes, grey, colour
+
+
+def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int,
+                      grey: np.ndarray, colour: np.ndarray, neighbours: int, mirrors: bool,
+                      threshold: float | None, device: str, area: np.ndarray, keep: str,
+                      protected: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Candidates from every generator, verified; the kept row of each row and its score."""
+    a, b, proposed = candidate_pairs(hashes, probes, radius, grey, neighbours, mirrors, device)
+    verifier = Verifier(grey, colour, threshold, mirrors, device)
+    scores = verifier(a, b)
+    kept_as, row_score, split = verified_groups(len(hashes), a, b, scores, verifier, area,
+                                                keep, protected)
+    return kept_as, row_score, {
+        "verified": True, "threshold": round(verifier.threshold, 3),
+        "candidates": proposed, "verified_pairs": int((scores >= verifier.threshold).sum()),
+        "pairs_scored": verifier.scored, **split}
 
 
 def read_kept_as(out: str | os.PathLike, keys: list[str]) -> np.ndarray:

@@ -59,46 +59,157 @@ def cut(photo: np.ndarray, crop: Crop, size: int, dy: int = 0, dx: int = 0) -> n
     return resize_square(photo[y : y + crop.side, x : x + crop.side], size)
 
 
-def _reencode(fmt: str, quality: int) -> Callable[[np.ndarray], np.ndarray]:
-    def apply(rgb: np.ndarray) -> np.ndarray:
-        return decode_image(encode_image(rgb, fmt, quality))[0]
+Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def _reencode(fmt: str, low: int, high: int) -> Transform:
+    def apply(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return decode_image(encode_image(rgb, fmt, int(rng.integers(low, high + 1))))[0]
     return apply
 
 
-def _resize_down_up(rgb: np.ndarray) -> np.ndarray:
+def _resize_down_up(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     side = rgb.shape[0]
     small = cv2.resize(rgb, (side * 5 // 8, side * 5 // 8), interpolation=cv2.INTER_AREA)
     return cv2.resize(small, (side, side), interpolation=cv2.INTER_LINEAR)
 
 
-def _border_crop(rgb: np.ndarray) -> np.ndarray:
-    side = rgb.shape[0]
-    trim = max(1, round(side * 0.04))
-    return resize_square(rgb[trim : side - trim, trim : side - trim], side)
-
-
-def _brightness(factor: float) -> Callable[[np.ndarray], np.ndarray]:
-    def apply(rgb: np.ndarray) -> np.ndarray:
-        return np.clip(rgb.astype(np.float32) * factor, 0, 255).astype(np.uint8)
+def _border_crop(low: float, high: float) -> Transform:
+    def apply(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        side = rgb.shape[0]
+        trim = max(1, round(side * rng.uniform(low, high)))
+        return resize_square(rgb[trim : side - trim, trim : side - trim], side)
     return apply
 
 
-def _blur(rgb: np.ndarray) -> np.ndarray:
-    return cv2.GaussianBlur(rgb, (0, 0), 0.8)
+def _scaled(rgb: np.ndarray, factor: np.ndarray | float) -> np.ndarray:
+    return np.clip(rgb.astype(np.float32) * factor, 0, 255).astype(np.uint8)
 
 
-# name -> transform of a size x size crop; "shift" is applied in source pixels by `cut`
-TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "jpeg_q40": _reencode("jpeg", 40),
-    "jpeg_q75": _reencode("jpeg", 75),
-    "webp_q80": _reencode("webp", 80),
+def _brightness(low: float, high: float) -> Transform:
+    def apply(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return _scaled(rgb, rng.uniform(low, high))
+    return apply
+
+
+def _strong_brightness(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return _scaled(rgb, rng.uniform(0.6, 0.8) if rng.random() < 0.5 else rng.uniform(1.25, 1.5))
+
+
+def _contrast(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    factor = rng.choice([rng.uniform(0.55, 0.8), rng.uniform(1.3, 1.7)])
+    mean = rgb.reshape(-1, 3).mean(0)
+    return np.clip((rgb - mean) * factor + mean, 0, 255).astype(np.uint8)
+
+
+def _saturation(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    factor = rng.choice([rng.uniform(0.2, 0.6), rng.uniform(1.5, 2.5)])
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None].astype(np.float32)
+    return np.clip(gray + (rgb - gray) * factor, 0, 255).astype(np.uint8)
+
+
+def _grayscale(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+
+
+def _blur(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return cv2.GaussianBlur(rgb, (0, 0), rng.uniform(0.8, 2.0))
+
+
+def _noise(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    noise = rng.normal(0, rng.uniform(6, 16), rgb.shape)
+    return np.clip(rgb + noise, 0, 255).astype(np.uint8)
+
+
+def _rotate(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rotated 2-5 degrees about the centre; the corners the rotation leaves empty are
+    filled by reflection, as a re-poster cropping to the frame would show them."""
+    side = rgb.shape[0]
+    angle = rng.uniform(2, 5) * rng.choice([-1, 1])
+    matrix = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)
+    return cv2.warpAffine(rgb, matrix, (side, side), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT)
+
+
+def _perspective(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    side = rgb.shape[0]
+    corners = np.float32([[0, 0], [side, 0], [side, side], [0, side]])
+    moved = corners + rng.uniform(-0.06, 0.06, (4, 2)).astype(np.float32) * side
+    matrix = cv2.getPerspectiveTransform(corners, moved)
+    return cv2.warpPerspective(rgb, matrix, (side, side), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT)
+
+
+def _pad(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A coloured frame of 5-15% on each side, shrunk back to the original size."""
+    side = rgb.shape[0]
+    width = int(round(side * rng.uniform(0.05, 0.15)))
+    colour = [int(c) for c in rng.integers(0, 256, 3)]
+    framed = cv2.copyMakeBorder(rgb, width, width, width, width, cv2.BORDER_CONSTANT,
+                                value=colour)
+    return resize_square(framed, side)
+
+
+def _text(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A caption of a few random letters somewhere on the image."""
+    side = rgb.shape[0]
+    out = rgb.copy()
+    letters = "".join(rng.choice(list("ABCDEFGHJKLMNPRSTUVWXYZ0123456789"), 6))
+    scale = side / 256 * rng.uniform(0.8, 1.4)
+    colour = [int(c) for c in rng.integers(0, 256, 3)]
+    origin = (int(rng.integers(0, side // 3)), int(rng.integers(side // 4, side)))
+    cv2.putText(out, letters, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour,
+                max(1, round(2 * scale)), cv2.LINE_AA)
+    return out
+
+
+def _sticker(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A round face-like sticker (an emoji stand-in) covering 1-4% of the image."""
+    side = rgb.shape[0]
+    out = rgb.copy()
+    radius = int(side * rng.uniform(0.06, 0.11))
+    cx, cy = (int(c) for c in rng.integers(radius, side - radius, 2))
+    cv2.circle(out, (cx, cy), radius, (250, 200, 30), -1, cv2.LINE_AA)
+    for ex in (-1, 1):
+        cv2.circle(out, (cx + ex * radius // 3, cy - radius // 4), max(1, radius // 7),
+                   (40, 30, 20), -1, cv2.LINE_AA)
+    cv2.ellipse(out, (cx, cy + radius // 6), (radius // 2, radius // 3), 0, 0, 180,
+                (40, 30, 20), max(1, radius // 10), cv2.LINE_AA)
+    return out
+
+
+def _mirror(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return np.ascontiguousarray(rgb[:, ::-1])
+
+
+# name -> transform of a size x size crop; "shift" is applied in source pixels by `cut`.
+# These are this project's own edits (the tuning set); bench/dedup.py also scores a second
+# set made with a public augmentation library, which nothing here was tuned on.
+TRANSFORMS: dict[str, Transform] = {
+    "jpeg_q40": _reencode("jpeg", 40, 40),
+    "jpeg_q75": _reencode("jpeg", 75, 75),
+    "jpeg_low": _reencode("jpeg", 8, 20),
+    "webp_q80": _reencode("webp", 80, 80),
     "resize": _resize_down_up,
-    "border_crop_4pct": _border_crop,
-    "brighter_10pct": _brightness(1.1),
-    "darker_10pct": _brightness(0.9),
+    "border_crop_4pct": _border_crop(0.04, 0.04),
+    "border_crop": _border_crop(0.05, 0.10),
+    "brighter_10pct": _brightness(1.1, 1.1),
+    "darker_10pct": _brightness(0.9, 0.9),
+    "brightness": _strong_brightness,
+    "contrast": _contrast,
+    "saturation": _saturation,
+    "grayscale": _grayscale,
     "blur": _blur,
+    "noise": _noise,
+    "rotate": _rotate,
+    "perspective": _perspective,
+    "pad": _pad,
+    "text": _text,
+    "sticker": _sticker,
 }
 TRANSFORM_NAMES = [*TRANSFORMS, "shift"]
+# a mirror image is a new image for GAN training: scored apart, found only with --mirrors
+MIRROR = "mirror"
 
 
 def near_duplicate(photo: np.ndarray, crop: Crop, size: int, transform: str,
@@ -109,7 +220,9 @@ def near_duplicate(photo: np.ndarray, crop: Crop, size: int, transform: str,
         step = crop.side / size
         dy, dx = (int(round(rng.integers(2, 7) * step * s)) for s in rng.choice([-1, 1], 2))
         return cut(photo, crop, size, dy, dx)
-    return TRANSFORMS[transform](cut(photo, crop, size))
+    if transform == MIRROR:
+        return _mirror(cut(photo, crop, size), rng)
+    return TRANSFORMS[transform](cut(photo, crop, size), rng)
 
 
 def flat_images(count: int, size: int, rng: np.random.Generator) -> np.ndarray:

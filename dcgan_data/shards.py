@@ -14,7 +14,9 @@ the shards that are complete. The manifest is the one global step, written last.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import mmap
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -151,6 +153,22 @@ class ShardWriter:
         return [self.entries[i]["notes"] for i in sorted(self.entries)]
 
 
+@contextlib.contextmanager
+def _random_reads(array: np.ndarray) -> Iterator[np.ndarray]:
+    """A memory map read at scattered rows: without this, the kernel's read-ahead drags in
+    large regions around every row touched (a sample of 200k rows from 3M then reads most
+    of the file). Sequential scans get their read-ahead back afterwards."""
+    mapping = getattr(array, "_mmap", None)
+    if mapping is None or not hasattr(mapping, "madvise"):
+        yield array
+        return
+    mapping.madvise(mmap.MADV_RANDOM)
+    try:
+        yield array
+    finally:
+        mapping.madvise(mmap.MADV_NORMAL)
+
+
 class ShardSet:
     """Read-only access to a finished shard directory, memory-mapped."""
 
@@ -242,7 +260,8 @@ class ShardSet:
         shard_of = np.searchsorted(self.offsets, indices, side="right") - 1
         for s in np.unique(shard_of):
             where = np.nonzero(shard_of == s)[0]
-            out[where] = self.shard(int(s))[indices[where] - self.offsets[s]]
+            with _random_reads(self.shard(int(s))) as array:
+                out[where] = array[indices[where] - self.offsets[s]]
         return out
 
     def verify(self) -> list[str]:

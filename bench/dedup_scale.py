@@ -1,0 +1,133 @@
+"""Benchmark: does dedup's precision hold as the set grows? Time and real memory at scale.
+
+    python bench/dedup_scale.py [--rows 100000 300000] [--copies 0.05]
+
+For each size N: N random 64x64 crops of the sample photos (any position and size, so
+low-texture crops of skies, walls and wood abound), of which a share `--copies` are
+replaced by edited copies (this project's own edits) of other rows. `dedup` runs at its
+defaults in a child process; reported: removed share, removals that are planted copies and
+those that are not, seconds per stage, and the peak anonymous memory (RssAnon sampled every
+0.2 s: the shards' mapped pages are not counted, they belong to the page cache). Writes
+bench/out/dedup_scale/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+OUT = ROOT / "bench" / "out" / "dedup_scale"
+SHARD_ROWS = 65_536
+
+
+def make_set(path: Path, n: int, copies: float, seed: int) -> np.ndarray:
+    """Write N rows as shards; return each row's source row (itself unless a planted copy)."""
+    import cv2
+    from neardup_sets import tuning_photos
+
+    from dcgan_data.neardup import TRANSFORMS
+    from dcgan_data.shards import ShardWriter
+
+    rng = np.random.default_rng(seed)
+    photos = tuning_photos()
+    source = np.arange(n)
+    for row in np.sort(rng.choice(np.arange(1, n), int(n * copies), replace=False)):
+        source[row] = source[rng.integers(0, row)]  # an earlier row's original
+    wanted = set(source[source != np.arange(n)].tolist())
+    edits = list(TRANSFORMS)
+    writer = ShardWriter(path, (64, 64, 3), {"bench": "dedup_scale", "rows": n})
+    originals: dict[int, np.ndarray] = {}
+    for shard, start in enumerate(range(0, n, SHARD_ROWS)):
+        rows = np.empty((min(SHARD_ROWS, n - start), 64, 64, 3), np.uint8)
+        for i in range(len(rows)):
+            row = start + i
+            if source[row] != row:
+                rows[i] = TRANSFORMS[str(rng.choice(edits))](originals[int(source[row])], rng)
+                continue
+            photo = photos[rng.integers(len(photos))]
+            side = int(rng.integers(96, min(photo.shape[:2]) + 1))
+            y, x = (int(rng.integers(0, d - side + 1)) for d in photo.shape[:2])
+            rows[i] = cv2.resize(photo[y : y + side, x : x + side], (64, 64),
+                                 interpolation=cv2.INTER_AREA)
+            if row in wanted:
+                originals[row] = rows[i].copy()
+        writer.write(shard, rows, [f"r{j:08d}" for j in range(start, start + len(rows))])
+    writer.finish(len(range(0, n, SHARD_ROWS)))
+    return source
+
+
+def child(src: str, out: str) -> None:
+    """Run dedup at its defaults, sampling this process's anonymous memory."""
+    from dcgan_data import dedup as dd
+
+    peak = [0]
+
+    def sample() -> None:
+        while True:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    peak[0] = max(peak[0], int(line.split()[1]) * 1024)
+            time.sleep(0.2)
+
+    threading.Thread(target=sample, daemon=True).start()
+    start = time.perf_counter()
+    report = dd.dedup(src, out, dry_run=True)
+    print(json.dumps({"seconds": time.perf_counter() - start, "peak_anon_bytes": peak[0],
+                      "timings_s": report["timings_s"], "grouping": report["grouping"],
+                      "removed": report["removed"], "largest_groups":
+                      report["largest_groups"][:3]}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 300_000])
+    parser.add_argument("--copies", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(*args.child)
+    from dcgan_data.dedup import read_kept_as
+
+    results = []
+    for n in args.rows:
+        src, out = OUT / f"src_{n}", OUT / f"out_{n}"
+        shutil.rmtree(src, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+        source = make_set(src, n, args.copies, args.seed)
+        uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        run = subprocess.run([sys.executable, __file__, "--child", str(src), str(out)],
+                             capture_output=True, text=True, check=True)
+        measured = json.loads(run.stdout.strip().splitlines()[-1])
+        kept_as = read_kept_as(out, [f"r{j:08d}" for j in range(n)])
+        removed = np.flatnonzero(kept_as != np.arange(n))
+        planted_right = int((source[removed] == source[kept_as[removed]]).sum())
+        result = {"rows": n, "uptime": uptime, **measured,
+                  "planted_copies": int((source != np.arange(n)).sum()),
+                  "removed_share": round(len(removed) / n, 5),
+                  "removed_planted_pairs": planted_right,
+                  "removed_other": len(removed) - planted_right,
+                  "removed_other_share": round((len(removed) - planted_right) / n, 5),
+                  "planted_recall": round(planted_right / max(1, (source != np.arange(n)).sum()),
+                                          4)}
+        results.append(result)
+        print(json.dumps(result), flush=True)
+        shutil.rmtree(src, ignore_errors=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    OUT.joinpath("results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

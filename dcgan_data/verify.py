@@ -1,0 +1,355 @@
+"""Candidate pairs from a perceptual descriptor, and their verification on the images.
+
+Hashes are fast but blunt: equal hashes miss copies whose colour, contrast or framing changed,
+and a generous rule (nearby hashes, shared probe hashes) also joins unrelated low-texture
+images. So dedup proposes candidate pairs generously and decides each one here, on small
+thumbnails of the two images:
+
+* every row keeps a 32x32 grey thumbnail and an 8x8 colour one (1.2 KB);
+* candidates: each image's nearest neighbours (faiss) by a DCT descriptor of its grey
+  thumbnail (low frequencies, without the mean, unit length: blind to brightness, contrast
+  and colour), queried also with zoomed-in views of the image, so that a copy trimmed at the
+  border or framed by padding is found from either side;
+* verification: the second image is aligned to the first over a few views (as is, zoomed in
+  either image, rotated a few degrees) and small shifts; at the best view, a handful of
+  features (grey correlation, DCT agreement, level-free colour difference, contrast ratio,
+  how much texture the images have) go through a logistic model fitted on this project's
+  own near-duplicate edits (`bench/fit_verify.py`, `verify_model.json`). A pair is a
+  duplicate when the model's log-odds pass the model's threshold (or `--verify-threshold`).
+
+Everything is batched tensor code: the same on CPU and GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+GREY = 32  # grey thumbnail side
+COLOUR = 8  # colour thumbnail side
+DCT_SIDE = 8  # low-frequency block of the DCT descriptor
+SHIFT = 1  # alignment shifts, in grey-thumbnail pixels, on each axis
+MARGIN = 2  # border left out of the correlation (room for the shifts)
+BLUR = 1.0  # Gaussian sigma before correlating: sub-pixel misalignments do not count
+ZOOMS = (1.12, 1.25)  # zoomed-in views (a 5-10% trim or a pad, seen from the other side)
+ROTATIONS = (-3.5, 3.5)  # degrees
+MODEL_FILE = Path(__file__).with_name("verify_model.json")
+PAIR_CHUNK = 4096
+
+
+# --- thumbnails ----------------------------------------------------------------------------
+
+
+def thumbnails(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W, 3) uint8 rows -> (N, 32, 32) uint8 grey and (N, 8, 8, 3) uint8 colour."""
+    rows = np.ascontiguousarray(rows)
+    n = len(rows)
+    grey = np.empty((n, GREY, GREY), np.uint8)
+    colour = np.empty((n, COLOUR, COLOUR, 3), np.uint8)
+    for i, row in enumerate(rows):
+        grey[i] = cv2.resize(cv2.cvtColor(row, cv2.COLOR_RGB2GRAY), (GREY, GREY),
+                             interpolation=cv2.INTER_AREA)
+        colour[i] = cv2.resize(row, (COLOUR, COLOUR), interpolation=cv2.INTER_AREA)
+    return grey, colour
+
+
+# --- views and descriptors -----------------------------------------------------------------
+
+
+def _view(grey: torch.Tensor, zoom: float = 1.0, degrees: float = 0.0,
+          mirror: bool = False) -> torch.Tensor:
+    """(N, 1, 32, 32) float views of grey thumbnails: zoomed in about the centre, rotated,
+    mirrored; borders reflect."""
+    if mirror:
+        grey = grey.flip(-1)
+    if zoom == 1.0 and degrees == 0.0:
+        return grey
+    angle = math.radians(degrees)
+    theta = torch.tensor([[math.cos(angle) / zoom, -math.sin(angle) / zoom, 0.0],
+                          [math.sin(angle) / zoom, math.cos(angle) / zoom, 0.0]],
+                         device=grey.device).expand(len(grey), 2, 3)
+    grid = F.affine_grid(theta, list(grey.shape), align_corners=False)
+    return F.grid_sample(grey, grid, mode="bilinear", padding_mode="reflection",
+                         align_corners=False)
+
+
+@lru_cache(maxsize=4)
+def _dct_matrix(device: str) -> torch.Tensor:
+    """(8, 32) rows of the orthonormal DCT-II basis: the low frequencies of a 32-point DCT."""
+    k = torch.arange(DCT_SIDE, dtype=torch.float32)[:, None]
+    x = torch.arange(GREY, dtype=torch.float32)[None, :]
+    basis = torch.cos(math.pi * (2 * x + 1) * k / (2 * GREY)) * math.sqrt(2 / GREY)
+    basis[0] /= math.sqrt(2)
+    return basis.to(device)
+
+
+def _low_dct(view: torch.Tensor) -> torch.Tensor:
+    """(N, 1, 32, 32) -> (N, 64) low-frequency DCT coefficients (DC first)."""
+    basis = _dct_matrix(str(view.device))
+    return (basis @ view[:, 0] @ basis.t()).flatten(1)
+
+
+def _descriptor(coefficients: torch.Tensor) -> torch.Tensor:
+    """Unit-length DCT descriptor without the DC term: blind to brightness and contrast."""
+    ac = coefficients[:, 1:]
+    return ac / ac.norm(dim=1, keepdim=True).clamp_min(1e-6)
+
+
+def _blur_kernel(device: str) -> torch.Tensor:
+    radius = int(math.ceil(3 * BLUR))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
+    kernel = torch.exp(-x * x / (2 * BLUR * BLUR))
+    return kernel / kernel.sum()
+
+
+def _standardised(view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blurred, zero-mean, unit-std views and their grey std before standardising."""
+    kernel = _blur_kernel(str(view.device))
+    pad = len(kernel) // 2
+    blurred = F.conv2d(F.pad(view, (pad, pad, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    blurred = F.conv2d(F.pad(blurred, (0, 0, pad, pad), mode="reflect"),
+                       kernel.view(1, 1, -1, 1))
+    mean = blurred.mean(dim=(1, 2, 3), keepdim=True)
+    std = blurred.std(dim=(1, 2, 3), keepdim=True)
+    return (blurred - mean) / std.clamp_min(1e-3), std.flatten()
+
+
+def descriptors(grey: np.ndarray, zoom: float = 1.0, mirror: bool = False,
+                device: str = "cpu") -> np.ndarray:
+    """(N, 63) float32 unit DCT descriptors of (N, 32, 32) uint8 grey thumbnails' views."""
+    out = np.empty((len(grey), DCT_SIDE * DCT_SIDE - 1), np.float32)
+    for start in range(0, len(grey), PAIR_CHUNK * 4):
+        part = torch.from_numpy(grey[start : start + PAIR_CHUNK * 4]).to(device).float()
+        view = _view(part[:, None], zoom, mirror=mirror)
+        out[start : start + len(part)] = _descriptor(_low_dct(view)).cpu().numpy()
+    return out
+
+
+# --- candidates by nearest neighbours ------------------------------------------------------
+
+
+def neighbour_pairs(grey: np.ndarray, k: int, min_cosine: float, mirrors: bool = False,
+                    device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (a < b) where b is among a's k nearest neighbours by DCT descriptor (or the
+    reverse), for a's own view and its zoomed-in views (and mirror, with `mirrors`), with
+    cosine >= min_cosine. Exact search up to 200k rows, an inverted-file index above."""
+    n = len(grey)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    base = descriptors(grey, device=device)
+    index = _knn_index(base)
+    k = min(k + 1, n)
+    found_a, found_b = [], []
+    views = [(1.0, False), *((z, False) for z in ZOOMS)]
+    if mirrors:
+        views += [(1.0, True)]
+    for zoom, mirror in views:
+        query = base if (zoom, mirror) == (1.0, False) else \
+            descriptors(grey, zoom, mirror, device)
+        similarity, neighbour = index.search(query, k)
+        rows = np.repeat(np.arange(n), k)
+        keep = (neighbour.ravel() >= 0) & (similarity.ravel() >= min_cosine) & \
+            (neighbour.ravel() != rows)
+        found_a.append(rows[keep])
+        found_b.append(neighbour.ravel()[keep].astype(np.int64))
+    return unique_pairs(np.concatenate(found_a), np.concatenate(found_b), n)
+
+
+EXACT_SEARCH_ROWS = 200_000
+
+
+def _knn_index(vectors: np.ndarray) -> Any:
+    import faiss
+
+    dim = vectors.shape[1]
+    if len(vectors) <= EXACT_SEARCH_ROWS:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        # about 1,000 rows per list, 16 lists visited per query: cost per query stays flat
+        lists = max(64, len(vectors) // 1000)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists,
+                                   faiss.METRIC_INNER_PRODUCT)
+        sample = vectors[np.random.default_rng(0).choice(len(vectors),
+                                                         min(len(vectors), lists * 64),
+                                                         replace=False)]
+        index.train(sample)
+        index.nprobe = 16
+    index.add(vectors)
+    return index
+
+
+def unique_pairs(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct unordered pairs (low < high) of the pairs (a, b), self-pairs dropped."""
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    keep = low != high
+    unique = np.unique(low[keep].astype(np.int64) * n + high[keep])
+    return unique // n, unique % n
+
+
+# --- verification --------------------------------------------------------------------------
+
+FEATURES = ("correlation", "dct_cosine", "dct_sign_agreement", "colour_difference",
+            "contrast_ratio", "texture_low", "texture_high", "aligned")
+
+
+View = tuple[float, float, bool]  # (zoom, degrees, mirror)
+
+
+def _views_of_pair(mirrors: bool) -> list[tuple[View, View]]:
+    """(view of a, view of b) alignments tried for every pair: (zoom, degrees, mirror)."""
+    plain = (1.0, 0.0, False)
+    views = [(plain, plain)]
+    views += [((z, 0.0, False), plain) for z in ZOOMS]
+    views += [(plain, (z, 0.0, False)) for z in ZOOMS]
+    views += [(plain, (1.0, d, False)) for d in ROTATIONS]
+    if mirrors:
+        views += [(plain, (1.0, 0.0, True))]
+    return views
+
+
+def _shift_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Best correlation of standardised views over shifts of b by up to SHIFT pixels, on the
+    central region."""
+    inner = a[:, 0, MARGIN:-MARGIN, MARGIN:-MARGIN]
+    inner = inner - inner.mean(dim=(1, 2), keepdim=True)
+    inner_norm = inner.square().sum(dim=(1, 2))
+    best = torch.full((len(a),), -1.0, device=a.device)
+    side = a.shape[-1]
+    for dy in range(-SHIFT, SHIFT + 1):
+        for dx in range(-SHIFT, SHIFT + 1):
+            moved = b[:, 0, MARGIN + dy : side - MARGIN + dy, MARGIN + dx : side - MARGIN + dx]
+            moved = moved - moved.mean(dim=(1, 2), keepdim=True)
+            score = (inner * moved).sum(dim=(1, 2)) / \
+                (inner_norm * moved.square().sum(dim=(1, 2))).sqrt().clamp_min(1e-6)
+            best = torch.maximum(best, score)
+    return best
+
+
+def _texture(grey: torch.Tensor) -> torch.Tensor:
+    """Grey-level std left after fitting a smooth quadratic surface: how much an image has
+    beyond a gradient (skies, walls and gradients have little)."""
+    side = grey.shape[-1]
+    y, x = torch.meshgrid(torch.linspace(-1, 1, side, device=grey.device),
+                          torch.linspace(-1, 1, side, device=grey.device), indexing="ij")
+    basis = torch.stack([torch.ones_like(x), x, y, x * x, y * y, x * y]).flatten(1).t()
+    pixels = grey.flatten(1).t()
+    solution = torch.linalg.lstsq(basis, pixels).solution
+    return (pixels - basis @ solution).std(dim=0)
+
+
+def _level_free(colour: torch.Tensor) -> torch.Tensor:
+    """Colour thumbnails divided by their mean level: brightness edits do not count."""
+    return colour * (128.0 / (colour.mean(dim=(1, 2, 3), keepdim=True) + 8.0))
+
+
+def pair_features(grey_a: np.ndarray, colour_a: np.ndarray, grey_b: np.ndarray,
+                  colour_b: np.ndarray, mirrors: bool = False, device: str = "cpu"
+                  ) -> np.ndarray:
+    """(P, len(FEATURES)) float32 features of pairs of thumbnails (row i of a with row i
+    of b), at the view alignment with the highest correlation."""
+    out = np.empty((len(grey_a), len(FEATURES)), np.float32)
+    for start in range(0, len(grey_a), PAIR_CHUNK):
+        part = slice(start, start + PAIR_CHUNK)
+        out[part] = _chunk_features(grey_a[part], colour_a[part], grey_b[part],
+                                    colour_b[part], mirrors, device).cpu().numpy()
+    return out
+
+
+def _chunk_features(grey_a: np.ndarray, colour_a: np.ndarray, grey_b: np.ndarray,
+                    colour_b: np.ndarray, mirrors: bool, device: str) -> torch.Tensor:
+    a = torch.from_numpy(grey_a).to(device).float()[:, None]
+    b = torch.from_numpy(grey_b).to(device).float()[:, None]
+    rows = torch.arange(len(a), device=device)
+    per_view = []
+    for view_a, view_b in _views_of_pair(mirrors):
+        va, vb = _view(a, *view_a), _view(b, *view_b)
+        sa, std_a = _standardised(va)
+        sb, std_b = _standardised(vb)
+        dct_a, dct_b = _low_dct(va), _low_dct(vb)
+        sign_a = dct_a[:, 1:] > dct_a[:, 1:].median(dim=1, keepdim=True).values
+        sign_b = dct_b[:, 1:] > dct_b[:, 1:].median(dim=1, keepdim=True).values
+        per_view.append(torch.stack([
+            _shift_correlation(sa, sb),
+            (_descriptor(dct_a) * _descriptor(dct_b)).sum(dim=1),
+            (sign_a == sign_b).float().mean(dim=1),
+            ((std_a + 1) / (std_b + 1)).log().abs(),
+        ], dim=1))
+    views = torch.stack(per_view)  # (views, P, 4)
+    best = views[:, :, 0].argmax(dim=0)
+    chosen = views[best, rows]
+    ca = _level_free(torch.from_numpy(colour_a).to(device).float())
+    cb = _level_free(torch.from_numpy(colour_b).to(device).float())
+    if mirrors:  # a mirrored best view compares mirrored colour too
+        flipped = best == len(views) - 1
+        cb = torch.where(flipped[:, None, None, None], cb.flip(2), cb)
+    colour_difference = (ca - cb).abs().mean(dim=(1, 2, 3))
+    texture_a, texture_b = _texture(a[:, 0]), _texture(b[:, 0])
+    return torch.stack([
+        chosen[:, 0], chosen[:, 1], chosen[:, 2], colour_difference, chosen[:, 3],
+        torch.log1p(torch.minimum(texture_a, texture_b)),
+        torch.log1p(torch.maximum(texture_a, texture_b)),
+        (best > 0).float(),
+    ], dim=1)
+
+
+# --- the decision --------------------------------------------------------------------------
+
+
+def expand(features: np.ndarray) -> np.ndarray:
+    """Features and their pairwise products (the logistic model's inputs): texture changes
+    how much correlation and colour mean, which a plain linear model cannot say."""
+    columns = [features]
+    for i in range(features.shape[1]):
+        columns.append(features[:, i : i + 1] * features[:, i:])
+    return np.concatenate(columns, axis=1).astype(np.float64)
+
+
+class VerifyModel:
+    """A logistic model over `expand(pair_features)`, with its calibrated threshold."""
+
+    def __init__(self, params: dict[str, Any]):
+        if tuple(params["features"]) != FEATURES:
+            raise ValueError("verify model was fitted on other features")
+        self.params = params
+        self.mean = np.asarray(params["mean"], np.float64)
+        self.scale = np.asarray(params["scale"], np.float64)
+        self.weights = np.asarray(params["weights"], np.float64)
+        self.bias = float(params["bias"])
+        self.threshold = float(params["threshold"])
+
+    @classmethod
+    def load(cls, path: str | Path = MODEL_FILE) -> VerifyModel:
+        return cls(json.loads(Path(path).read_text()))
+
+    def log_odds(self, features: np.ndarray) -> np.ndarray:
+        return (expand(features) - self.mean) / self.scale @ self.weights + self.bias
+
+
+def fit(features: np.ndarray, same: np.ndarray, l2: float = 1e-3) -> dict[str, Any]:
+    """Fit the logistic model to pair features and truth (no threshold yet)."""
+    x = expand(features)
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    inputs = torch.tensor((x - mean) / scale)
+    target = torch.tensor(same, dtype=torch.float64)
+    weights = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([weights, bias], max_iter=500)
+
+    def loss() -> torch.Tensor:
+        optimiser.zero_grad()
+        value = F.binary_cross_entropy_with_logits(inputs @ weights + bias, target) + \
+            l2 * weights.square().sum()
+        value.backward()
+        return value
+
+    optimiser.step(loss)
+    return {"features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist(),
+            "weights": weights.detach().numpy().tolist(), "bias": float(bias.item())}

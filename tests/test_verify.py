@@ -1,0 +1,91 @@
+"""verify: thumbnails, the DCT descriptor's invariances, nearest-neighbour candidates, and the
+fitted model's decisions on real photos with edits it must accept and pairs it must refuse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import PHOTOS, load_photo
+from dcgan_data import verify
+from dcgan_data.images import center_crop_resize
+from dcgan_data.neardup import TRANSFORMS, Crop, cut
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return load_photo(PHOTOS[3])
+
+
+def crop_at(photo: np.ndarray, y: int, x: int, side: int = 200) -> np.ndarray:
+    return cut(photo, Crop(0, y, x, side), 256)
+
+
+def small(rgb: np.ndarray) -> np.ndarray:
+    return center_crop_resize(rgb, 64)
+
+
+def scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    a = np.stack([small(p) for p, _ in pairs])
+    b = np.stack([small(q) for _, q in pairs])
+    (grey_a, colour_a), (grey_b, colour_b) = verify.thumbnails(a), verify.thumbnails(b)
+    model = verify.VerifyModel.load()
+    features = verify.pair_features(grey_a, colour_a, grey_b, colour_b)
+    return model.log_odds(features) - model.threshold
+
+
+def test_thumbnails_shapes_and_levels():
+    rows = np.zeros((3, 64, 64, 3), np.uint8)
+    rows[1] = 200
+    grey, colour = verify.thumbnails(rows)
+    assert grey.shape == (3, 32, 32) and colour.shape == (3, 8, 8, 3)
+    assert grey[1].min() == 200 and colour[1].max() == 200 and grey[0].max() == 0
+
+
+def test_descriptor_ignores_brightness_and_contrast(photo):
+    base = small(crop_at(photo, 40, 60))
+    edited = np.clip((base.astype(np.float32) - 100) * 1.4 + 120, 0, 255).astype(np.uint8)
+    other = small(crop_at(photo, 300, 300))
+    grey, _ = verify.thumbnails(np.stack([base, edited, other]))
+    d = verify.descriptors(grey)
+    assert np.allclose(np.linalg.norm(d, axis=1), 1, atol=1e-4)
+    assert d[0] @ d[1] > 0.97 and d[0] @ d[2] < d[0] @ d[1] - 0.2
+
+
+def test_neighbour_pairs_find_a_trimmed_copy_from_either_side(photo):
+    rng = np.random.default_rng(0)
+    originals = [crop_at(photo, y, x) for y, x in ((0, 0), (0, 250), (250, 0), (250, 250),
+                                                   (120, 400), (400, 120))]
+    trimmed = TRANSFORMS["border_crop"](originals[2], rng)
+    rows = np.stack([small(x) for x in [*originals, trimmed]])
+    grey, _ = verify.thumbnails(rows)
+    a, b = verify.neighbour_pairs(grey, k=1, min_cosine=0.5)
+    assert (2, 6) in set(zip(a.tolist(), b.tolist(), strict=True))
+    assert (a < b).all()
+
+
+@pytest.mark.parametrize("edit", ["grayscale", "contrast", "saturation", "brightness",
+                                  "border_crop", "rotate", "jpeg_low", "noise", "text"])
+def test_model_accepts_edited_copies(photo, edit):
+    rng = np.random.default_rng(1)
+    base = crop_at(photo, 100, 150)
+    assert scores([(base, TRANSFORMS[edit](base, rng))])[0] > 0
+
+
+def test_model_refuses_other_crops_and_flat_images(photo):
+    base = crop_at(photo, 100, 150)
+    half_over = crop_at(photo, 100, 250)  # overlaps the first by a third
+    far = crop_at(photo, 400, 500)
+    flat_a = np.full((256, 256, 3), (30, 90, 200), np.uint8)
+    flat_b = np.full((256, 256, 3), (200, 60, 30), np.uint8)
+    assert (scores([(base, half_over), (base, far), (flat_a, flat_b)]) < 0).all()
+
+
+def test_mirror_views_only_when_asked(photo):
+    base = small(crop_at(photo, 100, 150))
+    mirrored = np.ascontiguousarray(base[:, ::-1])
+    (ga, ca), (gb, cb) = verify.thumbnails(base[None]), verify.thumbnails(mirrored[None])
+    model = verify.VerifyModel.load()
+    plain = model.log_odds(verify.pair_features(ga, ca, gb, cb))[0]
+    with_mirrors = model.log_odds(verify.pair_features(ga, ca, gb, cb, mirrors=True))[0]
+    assert plain < model.threshold < with_mirrors
