@@ -47,7 +47,7 @@ KEEP_POLICIES = ("first", "largest")
 LARGE_BUCKET = 4096  # buckets this big are compared by faiss rather than numpy
 BUCKET_BAND = 4  # a row sharing a key is a candidate with this many rows after it
 DEFAULT_NEIGHBOURS = 8  # nearest neighbours by DCT descriptor proposed as candidates
-MIN_COSINE = 0.5  # ...when at least this similar (true pairs are far above it)
+MIN_COSINE = 0.75  # ...when at least this similar (verified true pairs are above 0.85)
 KEEPER_ROUNDS = 8  # how often a component's unverified rest is regrouped before it is kept
 
 
