@@ -40,7 +40,7 @@ from dcgan_data.crawl import (
     read_unit,
 )
 from dcgan_data.errors import DcganDataError, InputError
-from dcgan_data.files import atomic_write_bytes, progress, write_csv, write_json
+from dcgan_data.files import atomic_write_bytes, locks_output, progress, write_csv, write_json
 from dcgan_data.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
@@ -357,6 +357,7 @@ def _keep_original(folder: Path, unit: Unit, line: int, data: bytes) -> None:
 # ---------------------------------------------------------------------------- the stage
 
 
+@locks_output("out_dir")
 def faces(
     crawl: str | os.PathLike,
     out_dir: str | os.PathLike,

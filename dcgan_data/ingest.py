@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dcgan_data.errors import InputError
-from dcgan_data.files import progress, write_json
+from dcgan_data.files import locks_output, progress, write_json
 from dcgan_data.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
@@ -60,7 +60,7 @@ def crop_items(
             failed.append({"key": item, "reason": exc.reason, "detail": exc.detail})
             continue
         keys.append(item)
-        hw.append((header.height, header.width))
+        hw.append(header.upright_hw)
         if conversion:
             converted.append({"key": item, "conversion": conversion})
     images = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
@@ -108,6 +108,7 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+@locks_output("out")
 def ingest(
     src: str | os.PathLike,
     out: str | os.PathLike,

@@ -19,7 +19,7 @@ import lmdb
 import numpy as np
 
 from dcgan_data.errors import InputError
-from dcgan_data.files import progress
+from dcgan_data.files import locks_output, progress
 from dcgan_data.images import ImageError, decode_image, encode_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
@@ -142,6 +142,7 @@ def _shrink_to_short_side(rgb: np.ndarray, short_side: int | None) -> np.ndarray
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
+@locks_output("out")
 def pack_images(
     inputs: Iterable[str],
     out: str | os.PathLike,
