@@ -495,10 +495,10 @@ def _report(notes: list[dict], options: FaceOptions, params: dict, units: list[U
 
 def _write_tables(out_dir: Path, notes: list[dict]) -> None:
     write_csv(out_dir / "faces.csv", ["source", "x", "y", "w", "h", "score", "kept"],
-              (row for n in notes for row in n["detections"]))
+              (row for n in notes for row in n["detections"]), spreadsheet_safe=True)
     labels = [row for n in notes for row in n["labels"]]
     if labels:
-        write_csv(out_dir / "labels.csv", ["key", "label"], labels)
+        write_csv(out_dir / "labels.csv", ["key", "label"], labels, spreadsheet_safe=True)
 
 
 def _write_sheet(out_dir: Path) -> str | None:

@@ -129,13 +129,31 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
-def write_csv(path: str | os.PathLike, header: list[str], rows: Iterable[Iterable]) -> None:
-    """Write a CSV table (header first, "\n" line ends), atomically."""
+def write_csv(path: str | os.PathLike, header: list[str], rows: Iterable[Iterable],
+              spreadsheet_safe: bool = False) -> None:
+    """Write a CSV table (header first, "\n" line ends), atomically. With `spreadsheet_safe`,
+    text from outside (labels, URLs) is written as `spreadsheet_text` makes it."""
     buf = io.StringIO()
     table = csv.writer(buf, lineterminator="\n")
     table.writerow(header)
+    if spreadsheet_safe:
+        rows = ([spreadsheet_text(c) if isinstance(c, str) else c for c in row] for row in rows)
     table.writerows(rows)
     atomic_write_text(path, buf.getvalue())
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def spreadsheet_text(cell: str) -> str:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first), with a
+    leading "'" as OWASP recommends; a cell starting with "'" gets one too, so removing one
+    leading "'" (`from_spreadsheet_text`) always gives the original back."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
+def from_spreadsheet_text(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") else cell
 
 
 def read_json(path: str | os.PathLike) -> Any:

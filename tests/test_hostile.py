@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import os
 import stat
+import threading
+import time
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import lmdb
 import numpy as np
@@ -13,8 +19,16 @@ import pytest
 from PIL import Image
 
 from conftest import PHOTOS, write_shards
+from dcgan_data import crawl
+from dcgan_data.crawl import FetchError, FetchOptions, fetch, plan_units, read_crawl, read_unit
 from dcgan_data.errors import InputError
-from dcgan_data.files import LOCK_FILE, atomic_write_bytes, output_lock
+from dcgan_data.files import (
+    LOCK_FILE,
+    atomic_write_bytes,
+    from_spreadsheet_text,
+    output_lock,
+    write_csv,
+)
 from dcgan_data.images import ImageError, decode_image, encode_image, read_header
 from dcgan_data.ingest import ingest, inspect
 from dcgan_data.shards import ShardSet, ShardWriter, decode_key, encode_key
@@ -231,3 +245,172 @@ def test_a_truncated_data_mdb_is_named_not_a_sigbus(tmp_path):
         f.truncate(mdb.stat().st_size // 2)
     with pytest.raises(InputError, match="truncated"):
         ingest(tmp_path / "db", tmp_path / "out", size=32, workers=1)
+
+
+# ---------------------------------------------------------------------------- crawl lists
+
+
+def test_unicode_line_separators_stay_inside_their_crawl_line(tmp_path):
+    crawl = tmp_path / "crawl.txt"
+    crawl.write_text("Ann\u2028Lee\thttp://x.org/a.jpg\nBo\x85b\x1cc\thttp://x.org/b.jpg\r\n"
+                     "Cy\x0bd\thttp://x.org/c.jpg\n", encoding="utf-8")
+    entries, malformed = read_crawl(crawl)
+    assert malformed == []
+    assert [(e.line, e.label) for e in entries] == [(1, "Ann\u2028Lee"), (2, "Bo\x85b\x1cc"),
+                                                    (3, "Cy\x0bd")]
+
+
+def test_quoted_csv_fields_may_hold_line_breaks_and_units_never_cut_a_record(tmp_path):
+    crawl = tmp_path / "crawl.csv"
+    crawl.write_text('url,name\nhttp://x.org/a.jpg,"Ann\nLee"\nhttp://x.org/b.jpg,"say ""hi""\n'
+                     'twice\n"\nhttp://x.org/c.jpg,Cy\n', encoding="utf-8")
+    entries, malformed = read_crawl(crawl)
+    assert malformed == []
+    assert [(e.line, e.source, e.label) for e in entries] == [
+        (2, "http://x.org/a.jpg", "Ann\nLee"), (4, "http://x.org/b.jpg", 'say "hi"\ntwice\n'),
+        (7, "http://x.org/c.jpg", "Cy")]
+    units = plan_units(crawl, 1)
+    assert [u.lines for u in units] == [2, 3, 1]
+    assert [e.label for u in units for e in read_unit(crawl, u)[0]] == [e.label for e in entries]
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(tmp_path):
+    cells = ["=HYPERLINK(\"http://evil\")", "+1", "-2+3", "@SUM(A1)", "\tx", "'quoted", "Ann"]
+    write_csv(tmp_path / "t.csv", ["label", "n"], [[c, -1] for c in cells],
+              spreadsheet_safe=True)
+    with open(tmp_path / "t.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    assert [r[0][0] for r in rows[:6]] == ["'"] * 6 and rows[6][0] == "Ann"
+    assert [from_spreadsheet_text(r[0]) for r in rows] == cells
+    assert {r[1] for r in rows} == {"-1"}  # numbers are numbers
+
+
+# ---------------------------------------------------------------------------- fetching
+
+
+class HostileServer:
+    """127.0.0.1 routes: /trickle-headers, /trickle-body (a byte every 0.2 s), /img,
+    /to-ipv6 (redirects to [::1]), /busy (429 with Retry-After: 1 once, then the image)."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                outer.hits.append(self.path)
+                try:
+                    outer.route(self)
+                except OSError:
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def route(self, h: BaseHTTPRequestHandler) -> None:
+        if h.path == "/trickle-headers":
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nX-Pad: " + b"a" * 200:
+                h.wfile.write(bytes([byte]))
+                h.wfile.flush()
+                time.sleep(0.2)
+            return
+        if h.path == "/busy" and self.hits.count("/busy") == 1:
+            h.send_response(429)
+            h.send_header("Retry-After", "1")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        if h.path == "/to-ipv6":
+            h.send_response(302)
+            h.send_header("Location", f"http://[::1]:{self.port}/img")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.send_header("Content-Length", str(len(JPEG)))
+        h.end_headers()
+        if h.path == "/trickle-body":
+            for i in range(len(JPEG)):
+                h.wfile.write(JPEG[i : i + 1])
+                h.wfile.flush()
+                time.sleep(0.2)
+        h.wfile.write(JPEG)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def hostile():
+    server = HostileServer()
+    yield server
+    server.close()
+
+
+TRUSTED = FetchOptions(timeout=1.0, retries=0, backoff=0.01, allow_private_addresses=True)
+
+
+@pytest.mark.parametrize("path", ["/trickle-headers", "/trickle-body"])
+def test_timeout_is_a_wall_clock_deadline_for_the_whole_response(hostile, path):
+    start = time.monotonic()
+    with pytest.raises(FetchError) as info:
+        fetch(hostile.url + path, TRUSTED)
+    assert info.value.reason == "timeout"
+    assert time.monotonic() - start < 2.5
+
+
+def test_retry_after_on_429_is_honoured(hostile):
+    start = time.monotonic()
+    assert fetch(hostile.url + "/busy", replace(TRUSTED, retries=1)) == JPEG
+    assert time.monotonic() - start >= 1.0 and hostile.hits == ["/busy", "/busy"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "0.0.0.0", "2130706433",
+                                  "127.1"])
+def test_internal_addresses_are_refused_by_default(hostile, host):
+    with pytest.raises(FetchError) as info:
+        fetch(f"http://{host}:{hostile.port}/img", replace(TRUSTED, allow_private_addresses=False))
+    assert info.value.reason == "private_address"
+    assert hostile.hits == []
+
+
+def test_a_redirect_to_an_internal_address_is_refused(hostile, monkeypatch):
+    # pretend 127.0.0.1 is a public host, so the first hop is fetched and the redirect is not
+    monkeypatch.setattr(crawl, "_refused_address", lambda ip: ip != "127.0.0.1")
+    strict = replace(TRUSTED, allow_private_addresses=False)
+    assert fetch(hostile.url + "/img", strict) == JPEG
+    with pytest.raises(FetchError) as info:
+        fetch(hostile.url + "/to-ipv6", strict)
+    assert info.value.reason == "private_address" and hostile.hits == ["/img", "/to-ipv6"]
+
+
+def test_local_paths_are_regular_files_below_the_root_and_bounded(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(JPEG)
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    local = FetchOptions(base_dir=tmp_path, max_bytes=len(JPEG))
+    assert fetch("a.jpg", local) == JPEG
+    cases = [(str(fifo), local, "not_a_file"),
+             ("/dev/zero", replace(local, local_root=Path("/")), "not_a_file"),
+             ("/etc/passwd", local, "outside_local_root"),
+             ("../../etc/passwd", local, "outside_local_root"),
+             ("/etc/passwd", replace(local, local_root=Path("/")), "not_an_image")]
+    for source, options, reason in cases:
+        start = time.monotonic()
+        with pytest.raises(FetchError) as info:
+            fetch(source, options)
+        assert info.value.reason == reason and time.monotonic() - start < 2
+        assert "root:x:" not in str(info.value)  # a file's bytes never reach a report
+    os.symlink("/etc/passwd", tmp_path / "link.jpg")
+    with pytest.raises(FetchError, match="outside_local_root"):
+        fetch("link.jpg", local)
