@@ -30,13 +30,15 @@ import socket
 import stat
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+import numpy as np
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
@@ -80,6 +82,8 @@ class Unit:
     start: int
     stop: int
     digest: str  # of the header and these bytes: a re-run redoes a unit whose lines changed
+    # (line, first line) for each of these lines naming an image an earlier line named
+    repeats: tuple[tuple[int, int], ...] = ()
 
 
 def crawl_format(path: str | os.PathLike) -> str:
@@ -174,6 +178,32 @@ def parse_records(text: str, first_line: int, fmt: str, columns: list[str]
         except ValueError as exc:
             malformed.append((start, str(exc)))
     return entries, malformed
+
+
+def mark_repeats(path: str | os.PathLike, units: list[Unit]) -> list[Unit]:
+    """The units, each knowing which of its lines name an image that an earlier line of the
+    list already named (one image gives one set of rows, with the first line's label)."""
+    lines, digests = array("q"), array("q")
+    for unit in units:
+        for entry in read_unit(path, unit)[0]:
+            lines.append(entry.line)
+            name = entry.source.encode("utf-8", "surrogateescape")
+            digests.append(int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(),
+                                          "little", signed=True))
+    if not lines:
+        return units
+    line_of = np.frombuffer(lines, np.int64)
+    _, first, which = np.unique(np.frombuffer(digests, np.int64), return_index=True,
+                                return_inverse=True)
+    first_line = line_of[first[which.reshape(-1)]]
+    repeated = np.nonzero(first_line != line_of)[0]
+    marked = []
+    for unit in units:
+        ends = np.searchsorted(line_of[repeated], [unit.first_line, unit.first_line + unit.lines])
+        at = repeated[ends[0] : ends[1]]
+        pairs = tuple(zip(line_of[at].tolist(), first_line[at].tolist(), strict=True))
+        marked.append(replace(unit, repeats=pairs) if pairs else unit)
+    return marked
 
 
 def read_crawl(path: str | os.PathLike) -> tuple[list[Entry], list[tuple[int, str]]]:

@@ -36,6 +36,7 @@ from dcgan_data.crawl import (
     Unit,
     bounded_map,
     fetch_many,
+    mark_repeats,
     plan_units,
     read_unit,
 )
@@ -264,6 +265,11 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
     tally = _Tally()
     for line, reason in malformed:
         tally.fail("malformed", f"line {line}: {reason}")
+    repeats, listed = dict(unit.repeats), len(entries)
+    for entry in entries:
+        if entry.line in repeats:
+            tally.fail("repeated_url", f"line {entry.line}: as line {repeats[entry.line]}")
+    entries = [entry for entry in entries if entry.line not in repeats]
     seconds = Counter()
     counts = Counter()
     per_line: dict[int, tuple[list[np.ndarray], list[str], list[list], str | None, tuple]] = {}
@@ -316,7 +322,7 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
         "first_line": unit.first_line,
         "lines": unit.lines,
         "lines_sha1": unit.digest,
-        "entries": len(entries),
+        "entries": listed,
         "malformed": len(malformed),
         **{name: counts[name] for name in
            ("fetched", "decoded", "with_face", "with_kept_face", "boxes", "kept")},
@@ -376,7 +382,7 @@ def faces(
         raise InputError("--size must be >= 8, --min-face >= 1 and --margin >= 0")
     if options.fetch.base_dir == Path():  # relative paths are read from beside the list
         options = replace(options, fetch=replace(options.fetch, base_dir=crawl.resolve().parent))
-    units = plan_units(crawl, lines_per_shard)
+    units = mark_repeats(crawl, plan_units(crawl, lines_per_shard))
     params = {
         "stage": "faces",
         "crawl": crawl.name,

@@ -7,6 +7,8 @@ import hashlib
 import io
 import os
 import stat
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -18,10 +20,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PHOTOS, write_shards
+from conftest import FACES, PHOTOS, write_shards
 from dcgan_data import crawl
 from dcgan_data.crawl import FetchError, FetchOptions, fetch, plan_units, read_crawl, read_unit
 from dcgan_data.errors import InputError
+from dcgan_data.faces import FaceOptions, faces
 from dcgan_data.files import (
     LOCK_FILE,
     atomic_write_bytes,
@@ -414,3 +417,53 @@ def test_local_paths_are_regular_files_below_the_root_and_bounded(tmp_path):
     os.symlink("/etc/passwd", tmp_path / "link.jpg")
     with pytest.raises(FetchError, match="outside_local_root"):
         fetch("link.jpg", local)
+
+
+def test_an_image_listed_on_several_lines_gives_one_set_of_rows_with_one_label(tmp_path):
+    face = FACES[0]
+    (tmp_path / face.name).write_bytes(face.read_bytes())
+    crawl_list = tmp_path / "crawl.txt"
+    crawl_list.write_text(f"Ann\t{face.name}\nBob\t{PHOTOS[0]}\nCy\t{face.name}\n")
+    out = tmp_path / "out"
+    report = faces(crawl_list, out, FaceOptions(detector="haar",
+                                                fetch=FetchOptions(local_root=Path("/"))),
+                   processes=1, lines_per_shard=2)
+    keys = ShardSet(out).keys()
+    assert keys and len(keys) == len(set(keys))
+    with open(out / "labels.csv", newline="") as f:
+        labels = list(csv.DictReader(f))
+    assert {r["label"] for r in labels} == {"Ann"} and len(labels) == len(keys)
+    assert report["failed_by_reason"] == {"repeated_url": 1}
+    assert report["failed_examples"]["repeated_url"] == ["line 3: as line 1"]
+
+
+def test_every_stage_that_writes_a_directory_takes_its_lock(tmp_path):
+    from dcgan_data.dedup import dedup
+    from dcgan_data.lsun import pack_images
+    from dcgan_data.trainer import train
+
+    out = tmp_path / "out"
+    stages = [lambda: ingest(tmp_path / "src", out), lambda: pack_images([str(PHOTOS[0])], out),
+              lambda: faces(tmp_path / "list.txt", out), lambda: dedup(tmp_path / "src", out),
+              lambda: train(tmp_path / "src", out)]
+    with output_lock(out):
+        for stage in stages:
+            with pytest.raises(InputError, match="another dcgan-data run"):
+                stage()
+
+
+def test_the_lock_goes_when_its_holder_dies(tmp_path):
+    hold = ("import sys, time\nfrom dcgan_data.files import output_lock\n"
+            "with output_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=f"pid {holder.pid}"):
+            with output_lock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with output_lock(tmp_path):  # SIGKILL released it
+        pass
