@@ -32,7 +32,14 @@ FORMAT = "dcgan-data-shards"
 VERSION = 1
 MANIFEST = "manifest.json"
 SIDECARS = "shard-*[0-9].json"  # one per finished shard
-DEFAULT_ROWS_PER_SHARD = 65_536
+# A shard is built in memory before it is written: bound its bytes, not its rows (65,536
+# rows at 64 px; 4,096 at 256 px).
+DEFAULT_SHARD_BYTES = 768 * 2**20
+
+
+def rows_per_shard_of(shape: Sequence[int], shard_bytes: int = DEFAULT_SHARD_BYTES) -> int:
+    """How many uint8 rows of `shape` fit in `shard_bytes`."""
+    return max(1, shard_bytes // int(np.prod(shape)))
 KEYS_ENCODING = "percent"  # manifest field; absent in shard sets written before it existed
 
 

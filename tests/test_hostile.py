@@ -34,7 +34,15 @@ from dcgan_data.files import (
 )
 from dcgan_data.images import ImageError, decode_image, encode_image, read_header
 from dcgan_data.ingest import ingest, inspect
-from dcgan_data.shards import ShardSet, ShardWriter, decode_key, encode_key
+from dcgan_data.shards import (
+    DEFAULT_SHARD_BYTES,
+    ShardSet,
+    ShardWriter,
+    decode_key,
+    encode_key,
+    rows_per_shard_of,
+)
+from dcgan_data.sources import FolderSource
 
 JPEG = PHOTOS[0].read_bytes()
 
@@ -467,3 +475,43 @@ def test_the_lock_goes_when_its_holder_dies(tmp_path):
         holder.wait()
     with output_lock(tmp_path):  # SIGKILL released it
         pass
+
+
+def test_an_unreadable_file_is_reported_unreadable_not_missing(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root reads a chmod-000 file")
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (src / name).write_bytes(JPEG)
+    (src / "b.jpg").chmod(0)
+    report = ingest(src, tmp_path / "out", size=32, workers=1)
+    assert report["failed_by_reason"] == {"unreadable": 1}
+
+
+def test_unreadable_items_are_named_unreadable(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(JPEG)
+    source = FolderSource(src)
+    (src / "a.jpg").unlink()
+    (src / "a.jpg").mkdir()  # there, but reading it fails (EISDIR), as chmod 000 does
+    (src / "gone.jpg").write_bytes(JPEG)
+    (src / "gone.jpg").unlink()
+    got = source.read_many(["a.jpg", "gone.jpg"])
+    assert isinstance(got[0], ImageError) and got[0].reason == "unreadable" and got[1] is None
+
+
+def test_ingest_refuses_an_output_inside_its_source(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(JPEG)
+    for out in (src, src / "shards"):
+        with pytest.raises(InputError, match="inside the source"):
+            ingest(src, out, size=32, workers=1)
+    assert not list(src.rglob("shard-*"))
+
+
+def test_shard_size_is_bounded_in_bytes_not_rows():
+    assert rows_per_shard_of((64, 64, 3)) == 65_536  # the old default, unchanged
+    assert rows_per_shard_of((256, 256, 3)) * 256 * 256 * 3 <= DEFAULT_SHARD_BYTES
