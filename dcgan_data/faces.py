@@ -475,6 +475,8 @@ def _report(notes: list[dict], options: FaceOptions, params: dict, units: list[U
             "max_bytes": options.fetch.max_bytes,
             "max_redirects": options.fetch.max_redirects,
             "respect_robots_headers": options.fetch.respect_robots,
+            "allow_private_addresses": options.fetch.allow_private_addresses,
+            "local_root": options.fetch.local_root or options.fetch.base_dir,
             "user_agent": options.fetch.user_agent,
             "keep_originals": options.keep_originals,
         },
