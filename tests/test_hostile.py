@@ -515,3 +515,19 @@ def test_ingest_refuses_an_output_inside_its_source(tmp_path):
 def test_shard_size_is_bounded_in_bytes_not_rows():
     assert rows_per_shard_of((64, 64, 3)) == 65_536  # the old default, unchanged
     assert rows_per_shard_of((256, 256, 3)) * 256 * 256 * 3 <= DEFAULT_SHARD_BYTES
+
+
+def test_train_and_dedup_refuse_a_damaged_shard(tmp_path, crops64):
+    from dcgan_data.dedup import dedup
+    from dcgan_data.trainer import train
+
+    out = write_shards(tmp_path / "s", crops64[:100], rows_per_shard=50)
+    path = out / "shard-00000.npy"
+    data = bytearray(path.read_bytes())
+    data[-64 * 64 * 3 * 50 // 2 :] = bytes(64 * 64 * 3 * 50 // 2)
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        train(out, tmp_path / "run", device="cpu", steps=1, batch_size=8)
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        dedup(out, tmp_path / "dedup", device="cpu")
+    assert not (tmp_path / "dedup" / "manifest.json").exists()
