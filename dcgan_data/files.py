@@ -70,9 +70,11 @@ def output_lock(out_dir: str | os.PathLike) -> Iterator[Path]:
     A second run into the same directory is refused at once with a one-line message, instead
     of interleaving its files with the first run's. The kernel drops the lock when the holder
     dies (flock), so a killed run never leaves the directory locked. Holding the lock, the
-    stage also removes temporary files a killed run left behind.
+    stage also removes temporary files a killed run left behind. A stage that fails leaves no
+    directory it created behind it empty (a refused option writes nothing).
     """
     out_dir = Path(out_dir)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(out_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -88,6 +90,11 @@ def output_lock(out_dir: str | os.PathLike) -> Iterator[Path]:
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         remove_stale_temporaries(out_dir)
         yield out_dir
+    except BaseException:
+        if created and [p.name for p in out_dir.iterdir()] == [LOCK_FILE]:
+            (out_dir / LOCK_FILE).unlink()
+            out_dir.rmdir()
+        raise
     finally:
         os.close(fd)
 
