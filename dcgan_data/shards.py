@@ -225,15 +225,15 @@ class ShardSet:
             entry = self.shards[i]
             path = self.path / entry["file"]
             try:
-                if sha256_file(path) != entry["sha256"]:
-                    raise InputError(f"{path}: sha256 mismatch, the shard is damaged; re-run "
-                                     "the stage that wrote it into a fresh directory")
                 array = np.load(path, mmap_mode="r")
             except (OSError, ValueError) as exc:
                 raise InputError(f"{path}: unreadable shard ({exc})") from None
             if array.shape != (entry["rows"], *self.shape) or array.dtype != np.uint8:
                 raise InputError(f"{path}: shape {array.shape} {array.dtype}, manifest says "
                                  f"{(entry['rows'], *self.shape)} uint8")
+            if sha256_file(path) != entry["sha256"]:
+                raise InputError(f"{path}: sha256 mismatch, the shard is damaged; re-run "
+                                 "the stage that wrote it into a fresh directory")
             self._arrays[i] = array
         return self._arrays[i]
 
