@@ -56,6 +56,7 @@ LABELS = {
 }
 MIN_FACE_EVAL = 24  # the labelled faces in the photos are 27-40 px wide
 IOU_MATCH = 0.4
+LOCAL = FetchOptions(allow_private_addresses=True)  # the bench's server is on 127.0.0.1
 
 
 def load(path: Path) -> np.ndarray:
@@ -215,11 +216,11 @@ def end_to_end(lines: int, processes: int) -> dict:
             crawl.write_text("".join(f"{url}/{s}\n" for s in sources))
             start = time.perf_counter()
             fetched = sum(isinstance(r, bytes) for _, r, _ in fetch_many(
-                [Entry(i, f"{url}/{s}") for i, s in enumerate(sources)], FetchOptions(),
+                [Entry(i, f"{url}/{s}") for i, s in enumerate(sources)], LOCAL,
                 workers=16))
             fetch_rate = fetched / (time.perf_counter() - start)
             start, cpu = time.perf_counter(), cpu_seconds()
-            report = faces(crawl, Path(tmp) / "out", FaceOptions(), processes=processes,
+            report = faces(crawl, Path(tmp) / "out", FaceOptions(fetch=LOCAL), processes=processes,
                            lines_per_shard=200)
             wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     finally:

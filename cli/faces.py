@@ -36,12 +36,17 @@ import click
               help="Also keep every fetched image's bytes in this directory.")
 @click.option("--ignore-robots-headers", is_flag=True,
               help="Fetch images whose response carries X-Robots-Tag: noai / noimageai.")
+@click.option("--allow-private-addresses", is_flag=True,
+              help="Also fetch from loopback, private and link-local hosts (a list you trust).")
+@click.option("--local-root", type=click.Path(file_okay=False, path_type=Path),
+              help="Local paths in the list must lie below this folder  [default: the list's]")
 @click.option("--lines-per-shard", default=256, show_default=True, type=click.IntRange(1),
               help="Crawl lines per work unit (one shard each); a killed run redoes one unit.")
 def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: float,
           retries: int, max_bytes: int, max_redirects: int, detector: str, min_face: int,
           min_score: float | None, margin: float, size: int, keep_originals: Path | None,
-          ignore_robots_headers: bool, lines_per_shard: int) -> None:
+          ignore_robots_headers: bool, allow_private_addresses: bool, local_root: Path | None,
+          lines_per_shard: int) -> None:
     """Fetch the images a crawl list names, detect faces, keep the large ones as crops.
 
     CRAWL holds one http(s) URL or local path per line, or `name<TAB>url`; .tsv, .csv and
@@ -56,7 +61,9 @@ def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: 
         workers=workers, keep_originals=keep_originals,
         fetch=FetchOptions(timeout=timeout, retries=retries, max_bytes=max_bytes,
                            max_redirects=max_redirects,
-                           respect_robots=not ignore_robots_headers),
+                           respect_robots=not ignore_robots_headers,
+                           allow_private_addresses=allow_private_addresses,
+                           local_root=local_root),
     )
     report = run_faces(crawl, out, options, processes=processes, lines_per_shard=lines_per_shard)
     rate, resumed = report["images_per_second"], report["units_resumed"]

@@ -42,11 +42,11 @@ def pack(images: tuple[str, ...], out: str, fmt: str, quality: int, short_side: 
 @click.option("--size", type=click.IntRange(min=8), default=64, show_default=True,
               help="Output side in px (center crop, area resize).")
 @WORKERS
-@click.option("--rows-per-shard", type=click.IntRange(min=1), default=65_536,
-              show_default=True)
+@click.option("--rows-per-shard", type=click.IntRange(min=1), default=None,
+              help="Rows in each shard [default: as many as fit in 768 MiB: 65,536 at 64 px].")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=50_000_000, show_default=True,
               help="Refuse images whose header declares more pixels (decompression bombs).")
-def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: int,
+def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: int | None,
            max_pixels: int) -> None:
     """Crop and resize an LSUN LMDB (or a folder of them, or of images) into shards.
 

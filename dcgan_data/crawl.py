@@ -9,27 +9,41 @@ Work units are ranges of physical lines, so a unit can be read from its byte ran
 (by another process or machine) and a re-run recognises the units it already finished.
 
 `fetch` returns the bytes of one image or raises `FetchError` with a short reason code
-("timeout", "http_404", "too_large", "noai", ...) that reports count.
+("timeout", "http_404", "too_large", "noai", ...) that reports count. A crawl list may come
+from the web, so by default a fetch never connects to a loopback, private, link-local or
+otherwise non-global address (checked after DNS resolution, on every redirect), and a local
+path is read only when it is a regular file under the list's folder (or `local_root`).
 """
 
 from __future__ import annotations
 
 import csv
+import email.utils
+import functools
 import hashlib
+import io
+import ipaddress
 import json
 import os
 import re
+import socket
+import stat
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+import numpy as np
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from dcgan_data import __version__
 from dcgan_data.errors import InputError
@@ -41,6 +55,7 @@ NOAI_DIRECTIVES = {"noai", "noimageai"}
 URL_FIELDS = ("url", "URL", "link", "image_url")
 LABEL_FIELDS = ("name", "label", "caption")
 CHUNK = 64 * 1024
+MAX_RETRY_AFTER = 120.0  # seconds: a longer Retry-After gives up on the URL instead
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -67,6 +82,8 @@ class Unit:
     start: int
     stop: int
     digest: str  # of the header and these bytes: a re-run redoes a unit whose lines changed
+    # (line, first line) for each of these lines naming an image an earlier line named
+    repeats: tuple[tuple[int, int], ...] = ()
 
 
 def crawl_format(path: str | os.PathLike) -> str:
@@ -88,7 +105,9 @@ def read_columns(path: str | os.PathLike, fmt: str) -> list[str] | None:
 
 
 def plan_units(path: str | os.PathLike, lines_per_unit: int) -> list[Unit]:
-    """Split the crawl list into units of `lines_per_unit` physical lines (one pass)."""
+    """Split the crawl list into units of about `lines_per_unit` lines (one pass). Lines end
+    at "\n" only; in a .csv/.tsv list a quoted field may hold line breaks, and a unit ends
+    only where a record does."""
     if lines_per_unit < 1:
         raise InputError("--lines-per-shard must be at least 1")
     path = Path(path)
@@ -101,12 +120,14 @@ def plan_units(path: str | os.PathLike, lines_per_unit: int) -> list[Unit]:
         if fmt in ("tsv", "csv"):
             header = f.readline()
         line_no, start, pos = (2 if header else 1), len(header), len(header)
-        digest, count = hashlib.sha1(header), 0
+        digest, count, quoted = hashlib.sha1(header), 0, False
         for raw in f:
             digest.update(raw)
             pos += len(raw)
             count += 1
-            if count == lines_per_unit:
+            if header:  # "" inside a quoted field counts twice: the parity is right
+                quoted ^= raw.count(b'"') % 2 == 1
+            if count >= lines_per_unit and not quoted:
                 units.append(Unit(len(units), line_no, count, start, pos, digest.hexdigest()))
                 line_no, start, digest, count = line_no + count, pos, hashlib.sha1(header), 0
         if count:
@@ -121,8 +142,68 @@ def read_unit(path: str | os.PathLike, unit: Unit) -> tuple[list[Entry], list[tu
     with open(path, "rb") as f:
         f.seek(unit.start)
         data = f.read(unit.stop - unit.start)
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    return parse_lines(enumerate(lines, unit.first_line), fmt, columns)
+    text = data.decode("utf-8", errors="replace")
+    if fmt in ("tsv", "csv"):
+        return parse_records(text, unit.first_line, fmt, columns)
+    # "\n" alone ends a line: str.splitlines would also split at \x0b, \x1c, U+2028, ...
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()
+    return parse_lines(enumerate(lines, unit.first_line), fmt)
+
+
+def parse_records(text: str, first_line: int, fmt: str, columns: list[str]
+                  ) -> tuple[list[Entry], list[tuple[int, str]]]:
+    """Parse .csv/.tsv records (quoted fields may span lines), each numbered by the line it
+    starts on."""
+    entries, malformed = [], []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
+    line_no = first_line
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            malformed.append((line_no, f"unreadable CSV ({exc})"))
+            break
+        start, line_no = line_no, first_line + reader.line_num
+        if not any(cell.strip() for cell in row) or row[0].lstrip().startswith("#"):
+            continue
+        try:
+            if len(row) != len(columns):
+                raise ValueError(f"{len(row)} fields, the header has {len(columns)}")
+            source, label = _pick(dict(zip(columns, row, strict=True)))
+            entries.append(Entry(start, _check_source(source), label))
+        except ValueError as exc:
+            malformed.append((start, str(exc)))
+    return entries, malformed
+
+
+def mark_repeats(path: str | os.PathLike, units: list[Unit]) -> list[Unit]:
+    """The units, each knowing which of its lines name an image that an earlier line of the
+    list already named (one image gives one set of rows, with the first line's label)."""
+    lines, digests = array("q"), array("q")
+    for unit in units:
+        for entry in read_unit(path, unit)[0]:
+            lines.append(entry.line)
+            name = entry.source.encode("utf-8", "surrogateescape")
+            digests.append(int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(),
+                                          "little", signed=True))
+    if not lines:
+        return units
+    line_of = np.frombuffer(lines, np.int64)
+    _, first, which = np.unique(np.frombuffer(digests, np.int64), return_index=True,
+                                return_inverse=True)
+    first_line = line_of[first[which.reshape(-1)]]
+    repeated = np.nonzero(first_line != line_of)[0]
+    marked = []
+    for unit in units:
+        ends = np.searchsorted(line_of[repeated], [unit.first_line, unit.first_line + unit.lines])
+        at = repeated[ends[0] : ends[1]]
+        pairs = tuple(zip(line_of[at].tolist(), first_line[at].tolist(), strict=True))
+        marked.append(replace(unit, repeats=pairs) if pairs else unit)
+    return marked
 
 
 def read_crawl(path: str | os.PathLike) -> tuple[list[Entry], list[tuple[int, str]]]:
@@ -136,21 +217,22 @@ def read_crawl(path: str | os.PathLike) -> tuple[list[Entry], list[tuple[int, st
 
 
 def parse_lines(
-    numbered: Iterable[tuple[int, str]], fmt: str, columns: list[str] | None = None
+    numbered: Iterable[tuple[int, str]], fmt: str
 ) -> tuple[list[Entry], list[tuple[int, str]]]:
+    """Parse .txt/.jsonl lines: (entries, malformed)."""
     entries, malformed = [], []
     for line_no, text in numbered:
         if not text.strip() or text.lstrip().startswith("#"):
             continue
         try:
-            source, label = _parse_line(text, fmt, columns)
+            source, label = _parse_line(text, fmt)
             entries.append(Entry(line_no, _check_source(source), label))
         except ValueError as exc:
             malformed.append((line_no, str(exc)))
     return entries, malformed
 
 
-def _parse_line(text: str, fmt: str, columns: list[str] | None) -> tuple[str, str | None]:
+def _parse_line(text: str, fmt: str) -> tuple[str, str | None]:
     if fmt == "jsonl":
         try:
             obj = json.loads(text)
@@ -159,11 +241,6 @@ def _parse_line(text: str, fmt: str, columns: list[str] | None) -> tuple[str, st
         if not isinstance(obj, dict):
             raise ValueError("not a JSON object")
         return _pick(obj)
-    if fmt in ("tsv", "csv"):
-        row = next(csv.reader([text], delimiter="\t" if fmt == "tsv" else ","))
-        if len(row) != len(columns):
-            raise ValueError(f"{len(row)} fields, the header has {len(columns)}")
-        return _pick(dict(zip(columns, row, strict=True)))
     parts = text.strip().split("\t")
     if len(parts) == 1:
         return parts[0], None
@@ -201,22 +278,26 @@ def _check_source(source: str) -> str:
 class FetchError(Exception):
     """An image that could not be fetched. `reason` is a short code for reports."""
 
-    def __init__(self, reason: str, detail: str = "", retry: bool = False):
+    def __init__(self, reason: str, detail: str = "", retry: bool = False,
+                 retry_after: float | None = None):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
         self.retry = retry
+        self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After)
 
 
 @dataclass
 class FetchOptions:
-    timeout: float = 10.0  # seconds for the whole response, headers and body
+    timeout: float = 10.0  # seconds of wall clock for one request: connect, headers, body
     retries: int = 2  # extra attempts after a timeout, a 429 or a 5xx
     backoff: float = 1.0  # seconds before the first retry, doubled after each
     max_bytes: int = 20 * 1024 * 1024
     max_redirects: int = 5
     respect_robots: bool = True  # skip X-Robots-Tag: noai / noimageai
     base_dir: Path = field(default_factory=Path)  # relative local paths are read from here
+    local_root: Path | None = None  # local paths must lie below this; None: base_dir
+    allow_private_addresses: bool = False  # fetch from loopback/private hosts (trusted lists)
     user_agent: str = USER_AGENT
 
 
@@ -231,7 +312,12 @@ def fetch(source: str, options: FetchOptions, session: requests.Session | None =
         except FetchError as exc:
             if not exc.retry or attempt == options.retries:
                 raise
-        time.sleep(options.backoff * 2**attempt)
+            wait = options.backoff * 2**attempt
+            if exc.retry_after is not None:
+                if exc.retry_after > MAX_RETRY_AFTER:
+                    raise
+                wait = max(wait, exc.retry_after)
+        time.sleep(wait)
     raise AssertionError("unreachable")
 
 
@@ -240,51 +326,191 @@ def new_session(options: FetchOptions) -> requests.Session:
     session.headers["User-Agent"] = options.user_agent
     session.max_redirects = options.max_redirects
     session.trust_env = False  # proxies from the environment do not apply to a crawl
+    adapter = _GuardedAdapter(options.allow_private_addresses)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     return session
 
 
 def _read_local(source: str, options: FetchOptions) -> bytes:
-    path = options.base_dir / source
+    """A local file's bytes: only a regular file below the local root, at most max_bytes."""
+    path = (options.base_dir / source).resolve()
+    root = (options.local_root or options.base_dir).resolve()
+    if not path.is_relative_to(root):
+        raise FetchError("outside_local_root",
+                         f"{source} is not below {root} (allow a folder with --local-root)")
     try:
-        size = path.stat().st_size
-        if size > options.max_bytes:
-            raise FetchError("too_large", f"{size} bytes > {options.max_bytes}")
-        data = path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
         raise FetchError("missing_file", str(path)) from None
     except OSError as exc:
         raise FetchError("unreadable_file", f"{path}: {exc.strerror}") from None
-    if sniff_format(data[:16]) is None:
-        raise FetchError("not_an_image", f"leading bytes {data[:8].hex()}")
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise FetchError("not_a_file", f"{path} is not a regular file")
+        try:
+            data = f.read(options.max_bytes + 1)  # st_size can lie (/proc, a growing file)
+        except OSError as exc:
+            raise FetchError("unreadable_file", f"{path}: {exc.strerror}") from None
+    if len(data) > options.max_bytes:
+        raise FetchError("too_large", f"{path}: over {options.max_bytes} bytes")
+    if sniff_format(data[:16]) is None:  # the file's bytes are never echoed into a report
+        raise FetchError("not_an_image", f"{path}: not an image file")
     return data
 
 
+# ---------------------------------------------------------------------------- connections
+
+# The sockets of the request this thread is making, for its deadline watchdog.
+_in_flight = threading.local()
+
+
+def _track(sock: socket.socket) -> None:
+    sockets = getattr(_in_flight, "sockets", None)
+    if sockets is not None:
+        sockets.append(sock)
+
+
+def _refused_address(ip: str) -> bool:
+    address = ipaddress.ip_address(ip.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return not address.is_global or address.is_multicast
+
+
+class _GuardedConnectionMixin:
+    """Connects only to addresses that pass the crawl's address policy, resolved once (so a
+    second DNS answer cannot swap in another address), and lets the deadline watchdog see
+    the socket of every request."""
+
+    allow_private = False
+
+    def _new_conn(self) -> socket.socket:
+        host = self._dns_host
+        if not self.allow_private:
+            try:
+                infos = socket.getaddrinfo(host, self.port, type=socket.SOCK_STREAM)
+            except socket.gaierror:
+                infos = []  # the parent class reports the lookup failure
+            addresses = [info[4][0] for info in infos]
+            refused = [a for a in addresses if _refused_address(a)]
+            if refused:
+                raise FetchError("private_address", f"{host} resolves to {refused[0]}, not a "
+                                 "public address (--allow-private-addresses for a trusted list)")
+            if addresses:
+                self._dns_host = addresses[0]
+        try:
+            sock = super()._new_conn()
+        finally:
+            self._dns_host = host
+        return sock
+
+    def request(self, *args, **kwargs):
+        if self.sock is not None:  # a kept-alive connection: this request's watchdog needs it
+            _track(self.sock)
+        return super().request(*args, **kwargs)
+
+    def connect(self) -> None:
+        super().connect()
+        _track(self.sock)
+
+
+@functools.lru_cache(maxsize=2)
+def _pool_classes(allow_private: bool) -> dict[str, type]:
+    def pool(base_pool: type, base_conn: type) -> type:
+        conn = type(f"Guarded{base_conn.__name__}", (_GuardedConnectionMixin, base_conn),
+                    {"allow_private": allow_private})
+        return type(f"Guarded{base_pool.__name__}", (base_pool,), {"ConnectionCls": conn})
+
+    return {"http": pool(HTTPConnectionPool, HTTPConnection),
+            "https": pool(HTTPSConnectionPool, HTTPSConnection)}
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def __init__(self, allow_private: bool):
+        self.allow_private = allow_private
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _pool_classes(self.allow_private)
+
+
+class _Deadline:
+    """Shuts the request's sockets down when its wall-clock time is up: socket timeouts
+    bound each read, not a server trickling a byte at a time."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+
+    def __enter__(self) -> _Deadline:
+        self.sockets = _in_flight.sockets = []
+        self.timer = threading.Timer(self.seconds, self._expire)
+        self.timer.daemon = True
+        self.timer.start()
+        return self
+
+    def _expire(self) -> None:
+        self.expired = True
+        for sock in list(self.sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __exit__(self, *exc_info) -> None:
+        self.timer.cancel()
+        _in_flight.sockets = None
+
+
 def _get(url: str, options: FetchOptions, session: requests.Session) -> bytes:
-    deadline = time.monotonic() + options.timeout
+    timed_out = FetchError("timeout", f"no full answer within {options.timeout:g}s", retry=True)
+    with _Deadline(options.timeout) as deadline:
+        try:
+            with session.get(url, stream=True, timeout=options.timeout) as response:
+                _check_response(response, options)
+                return _read_body(response, options, deadline)
+        except FetchError:
+            raise
+        except requests.TooManyRedirects:
+            raise FetchError("too_many_redirects", f"more than {options.max_redirects}"
+                             ) from None
+        except (requests.Timeout, TimeoutError):
+            raise timed_out from None
+        except (requests.RequestException, OSError) as exc:
+            if deadline.expired:  # the watchdog cut the connection
+                raise timed_out from None
+            if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+                raise FetchError("connection_lost", str(exc)[:120], retry=True) from None
+            # requests reports a read timeout inside the body as a ConnectionError
+            if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
+                raise FetchError("timeout", "body stalled", retry=True) from None
+            if isinstance(exc, requests.ConnectionError):
+                raise FetchError("dead_url", _short(exc)) from None
+            raise FetchError("bad_request", _short(exc)) from None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
     try:
-        with session.get(url, stream=True, timeout=options.timeout) as response:
-            _check_response(response, options)
-            return _read_body(response, options, deadline)
-    except requests.TooManyRedirects:
-        raise FetchError("too_many_redirects", f"more than {options.max_redirects}") from None
-    except (requests.Timeout, TimeoutError):
-        raise FetchError("timeout", f"no answer within {options.timeout:g}s", retry=True) from None
-    except requests.exceptions.ChunkedEncodingError as exc:
-        raise FetchError("connection_lost", str(exc)[:120], retry=True) from None
-    except requests.ConnectionError as exc:
-        # requests reports a read timeout inside the body as a ConnectionError
-        if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
-            raise FetchError("timeout", "body stalled", retry=True) from None
-        raise FetchError("dead_url", _short(exc)) from None
-    except requests.RequestException as exc:
-        raise FetchError("bad_request", _short(exc)) from None
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _check_response(response: requests.Response, options: FetchOptions) -> None:
     status = response.status_code
     if status != 200:
         retry = status == 429 or status >= 500
-        raise FetchError(f"http_{status}", response.reason or "", retry=retry)
+        raise FetchError(f"http_{status}", response.reason or "", retry=retry,
+                         retry_after=_retry_after(response.headers.get("Retry-After")))
     if options.respect_robots and _noai(response.headers.get("X-Robots-Tag", "")):
         raise FetchError("noai", f"X-Robots-Tag: {response.headers['X-Robots-Tag']}")
     declared = response.headers.get("Content-Length", "")
@@ -292,7 +518,8 @@ def _check_response(response: requests.Response, options: FetchOptions) -> None:
         raise FetchError("too_large", f"Content-Length {declared} > {options.max_bytes}")
 
 
-def _read_body(response: requests.Response, options: FetchOptions, deadline: float) -> bytes:
+def _read_body(response: requests.Response, options: FetchOptions,
+               deadline: _Deadline) -> bytes:
     body, sniffed = bytearray(), False
     for chunk in response.iter_content(CHUNK):
         body += chunk
@@ -302,7 +529,7 @@ def _read_body(response: requests.Response, options: FetchOptions, deadline: flo
             if sniff_format(bytes(body[:16])) is None:
                 raise FetchError("not_an_image", _not_image_detail(response, body))
             sniffed = True
-        if time.monotonic() > deadline:  # a server trickling bytes: the timeout is per response
+        if deadline.expired:
             raise TimeoutError
     if sniff_format(bytes(body[:16])) is None:
         raise FetchError("not_an_image", _not_image_detail(response, body))

@@ -30,7 +30,7 @@ import torch
 from dcgan_data import hashing, verify
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import DcganDataError, InputError
-from dcgan_data.files import atomic_path, progress, write_csv, write_json
+from dcgan_data.files import atomic_path, locks_output, progress, write_csv, write_json
 from dcgan_data.images import contact_sheet, resize_square, save_png
 from dcgan_data.shards import ShardSet, ShardWriter, is_shard_dir
 
@@ -385,6 +385,7 @@ def _get_model(src: ShardSet, out: Path, model_path: Path | None, config: hashin
 # --- the stage -----------------------------------------------------------------------------
 
 
+@locks_output("out")  # one run per output directory
 def dedup(
     src: str | os.PathLike,
     out: str | os.PathLike,

@@ -36,11 +36,12 @@ from dcgan_data.crawl import (
     Unit,
     bounded_map,
     fetch_many,
+    mark_repeats,
     plan_units,
     read_unit,
 )
 from dcgan_data.errors import DcganDataError, InputError
-from dcgan_data.files import atomic_write_bytes, progress, write_csv, write_json
+from dcgan_data.files import atomic_write_bytes, locks_output, progress, write_csv, write_json
 from dcgan_data.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
@@ -264,6 +265,11 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
     tally = _Tally()
     for line, reason in malformed:
         tally.fail("malformed", f"line {line}: {reason}")
+    repeats, listed = dict(unit.repeats), len(entries)
+    for entry in entries:
+        if entry.line in repeats:
+            tally.fail("repeated_url", f"line {entry.line}: as line {repeats[entry.line]}")
+    entries = [entry for entry in entries if entry.line not in repeats]
     seconds = Counter()
     counts = Counter()
     per_line: dict[int, tuple[list[np.ndarray], list[str], list[list], str | None, tuple]] = {}
@@ -316,7 +322,7 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
         "first_line": unit.first_line,
         "lines": unit.lines,
         "lines_sha1": unit.digest,
-        "entries": len(entries),
+        "entries": listed,
         "malformed": len(malformed),
         **{name: counts[name] for name in
            ("fetched", "decoded", "with_face", "with_kept_face", "boxes", "kept")},
@@ -357,6 +363,7 @@ def _keep_original(folder: Path, unit: Unit, line: int, data: bytes) -> None:
 # ---------------------------------------------------------------------------- the stage
 
 
+@locks_output("out_dir")
 def faces(
     crawl: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -375,7 +382,7 @@ def faces(
         raise InputError("--size must be >= 8, --min-face >= 1 and --margin >= 0")
     if options.fetch.base_dir == Path():  # relative paths are read from beside the list
         options = replace(options, fetch=replace(options.fetch, base_dir=crawl.resolve().parent))
-    units = plan_units(crawl, lines_per_shard)
+    units = mark_repeats(crawl, plan_units(crawl, lines_per_shard))
     params = {
         "stage": "faces",
         "crawl": crawl.name,
@@ -468,6 +475,8 @@ def _report(notes: list[dict], options: FaceOptions, params: dict, units: list[U
             "max_bytes": options.fetch.max_bytes,
             "max_redirects": options.fetch.max_redirects,
             "respect_robots_headers": options.fetch.respect_robots,
+            "allow_private_addresses": options.fetch.allow_private_addresses,
+            "local_root": options.fetch.local_root or options.fetch.base_dir,
             "user_agent": options.fetch.user_agent,
             "keep_originals": options.keep_originals,
         },
@@ -494,10 +503,10 @@ def _report(notes: list[dict], options: FaceOptions, params: dict, units: list[U
 
 def _write_tables(out_dir: Path, notes: list[dict]) -> None:
     write_csv(out_dir / "faces.csv", ["source", "x", "y", "w", "h", "score", "kept"],
-              (row for n in notes for row in n["detections"]))
+              (row for n in notes for row in n["detections"]), spreadsheet_safe=True)
     labels = [row for n in notes for row in n["labels"]]
     if labels:
-        write_csv(out_dir / "labels.csv", ["key", "label"], labels)
+        write_csv(out_dir / "labels.csv", ["key", "label"], labels, spreadsheet_safe=True)
 
 
 def _write_sheet(out_dir: Path) -> str | None:

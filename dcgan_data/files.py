@@ -1,18 +1,37 @@
-"""Atomic writes, JSON reports and progress bars shared by every stage."""
+"""Atomic writes, output-directory locks, JSON reports and progress bars shared by every
+stage."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
+import functools
+import inspect
 import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tqdm import tqdm
+
+from dcgan_data.errors import InputError
+
+LOCK_FILE = ".dcgan-data.lock"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files 0600; a finished file gets the mode the user's umask asks for
+_FILE_MODE = 0o666 & ~_current_umask()
 
 
 @contextlib.contextmanager
@@ -24,6 +43,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _FILE_MODE)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -39,7 +59,76 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    # surrogateescape: a file name that is not UTF-8 is written back as its own bytes
+    atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive advisory lock on an output directory while a stage writes into it.
+
+    A second run into the same directory is refused at once with a one-line message, instead
+    of interleaving its files with the first run's. The kernel drops the lock when the holder
+    dies (flock), so a killed run never leaves the directory locked. Holding the lock, the
+    stage also removes temporary files a killed run left behind. A stage that fails leaves no
+    directory it created behind it empty (a refused option writes nothing).
+    """
+    out_dir = Path(out_dir)
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise InputError(f"{out_dir}: another dcgan-data run (pid {holder or '?'}) is writing "
+                         "there; wait for it to finish or choose another output directory"
+                         ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        remove_stale_temporaries(out_dir)
+        yield out_dir
+    except BaseException:
+        if created and [p.name for p in out_dir.iterdir()] == [LOCK_FILE]:
+            (out_dir / LOCK_FILE).unlink()
+            out_dir.rmdir()
+        raise
+    finally:
+        os.close(fd)
+
+
+def locks_output(arg: str) -> Callable[[F], F]:
+    """Decorate a stage function so it runs holding `output_lock` on its argument `arg`."""
+
+    def decorate(stage: F) -> F:
+        signature = inspect.signature(stage)
+
+        @functools.wraps(stage)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            if os.environ.get("RANK", "0") != "0":  # a distributed job: rank 0 alone writes
+                return stage(*args, **kwargs)
+            out_dir = signature.bind(*args, **kwargs).arguments[arg]
+            with output_lock(out_dir):
+                return stage(*args, **kwargs)
+
+        return locked  # type: ignore[return-value]
+
+    return decorate
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete the `.NAME.XXXX.tmp` files `atomic_path` leaves when a run is killed mid-write.
+    Call only while holding the folder's `output_lock`. Returns how many were removed."""
+    removed = 0
+    # the folder and its direct subfolders (checkpoints/, samples/): an -o naming a big tree
+    # by mistake must not cost a walk of it
+    for tmp in [*folder.glob(".*.tmp"), *folder.glob("*/.*.tmp")]:
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -47,13 +136,31 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
-def write_csv(path: str | os.PathLike, header: list[str], rows: Iterable[Iterable]) -> None:
-    """Write a CSV table (header first, "\n" line ends), atomically."""
+def write_csv(path: str | os.PathLike, header: list[str], rows: Iterable[Iterable],
+              spreadsheet_safe: bool = False) -> None:
+    """Write a CSV table (header first, "\n" line ends), atomically. With `spreadsheet_safe`,
+    text from outside (labels, URLs) is written as `spreadsheet_text` makes it."""
     buf = io.StringIO()
     table = csv.writer(buf, lineterminator="\n")
     table.writerow(header)
+    if spreadsheet_safe:
+        rows = ([spreadsheet_text(c) if isinstance(c, str) else c for c in row] for row in rows)
     table.writerows(rows)
     atomic_write_text(path, buf.getvalue())
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def spreadsheet_text(cell: str) -> str:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first), with a
+    leading "'" as OWASP recommends; a cell starting with "'" gets one too, so removing one
+    leading "'" (`from_spreadsheet_text`) always gives the original back."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
+def from_spreadsheet_text(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") else cell
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -2,6 +2,9 @@
 
 Every decode goes through `decode_image`, which refuses bad input with an `ImageError`
 whose `reason` is a short code that reports count ("corrupt", "too_many_pixels", ...).
+JPEGs are decoded by libjpeg-turbo through simplejpeg in strict mode: where libjpeg only
+warns ("Corrupt JPEG data: ...") and paints over the damage, the image is refused as
+`corrupt`, since damaged pixels in a training set are worse than one image fewer.
 """
 
 from __future__ import annotations
@@ -9,11 +12,13 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import warnings
 from typing import NamedTuple
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image
 
 from dcgan_data.files import atomic_write_bytes
@@ -34,12 +39,12 @@ _MAGIC = (
 )
 
 
-# largest reduction first: (factor, OpenCV flag for a JPEG decoded at 1/factor scale)
-_REDUCED = (
-    (8, cv2.IMREAD_REDUCED_COLOR_8),
-    (4, cv2.IMREAD_REDUCED_COLOR_4),
-    (2, cv2.IMREAD_REDUCED_COLOR_2),
-)
+# largest first: a JPEG is decoded at 1/factor scale (libjpeg's DCT scaling)
+_REDUCTIONS = (8, 4, 2)
+# in JPEG entropy-coded data, 0xFF is followed by a stuffed 0x00 or a restart marker; any
+# other byte after 0xFF is the marker that ends the scan
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+_EXIF_ORIENTATION = 0x0112
 
 
 class ImageError(ValueError):
@@ -62,15 +67,54 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def _looks_truncated(data: bytes, fmt: str) -> bool:
-    # OpenCV pads a truncated JPEG with grey and carries on, so check the end markers ourselves.
+    # Decoders pad a truncated image with grey and carry on, so walk the format's own
+    # structure to its end marker. Bytes after that end (a phone's motion-photo MP4 after
+    # the JPEG, metadata after IEND) are not damage.
     if fmt == "jpeg":
-        return b"\xff\xd9" not in data[-4096:]
+        return _jpeg_end(data) is None
     if fmt == "png":
-        return b"IEND" not in data[-64:]
+        return _png_end(data) is None
     if fmt == "webp":
         declared = int.from_bytes(data[4:8], "little") + 8
         return len(data) < declared
     return False
+
+
+def _jpeg_end(data: bytes) -> int | None:
+    """The offset just past the EOI marker that ends the JPEG stream, or None if the data
+    stops first. Segments are skipped by their lengths, so an EXIF thumbnail's own EOI does
+    not count."""
+    pos, size = 2, len(data)
+    while pos + 2 <= size:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xD9:
+            return pos + 2
+        elif 0xD0 <= marker <= 0xD7 or marker in (0x01, 0xD8):  # markers without a length
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+            if marker == 0xDA:
+                found = _SCAN_END.search(data, pos)
+                if found is None:
+                    return None
+                pos = found.start()
+    return None
+
+
+def _png_end(data: bytes) -> int | None:
+    """The offset just past the IEND chunk, or None if the data stops first."""
+    pos, size = 8, len(data)
+    while pos + 12 <= size:
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        chunk = data[pos + 4 : pos + 8]
+        pos += 12 + length
+        if chunk == b"IEND":
+            return pos if pos <= size else None
+    return None
 
 
 class Header(NamedTuple):
@@ -79,6 +123,14 @@ class Header(NamedTuple):
     height: int
     mode: str
     has_alpha: bool
+    orientation: int = 1  # EXIF orientation, 1..8: the decoded pixels are turned upright
+
+    @property
+    def upright_hw(self) -> tuple[int, int]:
+        """Height and width of the image as shown, after its EXIF orientation."""
+        if self.orientation in (5, 6, 7, 8):  # a quarter turn
+            return self.width, self.height
+        return self.height, self.width
 
 
 def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
@@ -96,7 +148,10 @@ def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
             warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data))
             has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
-            header = Header(fmt, img.width, img.height, img.mode, has_alpha)
+            # cheap for JPEG (its EXIF is parsed with the header); other formats' EXIF is
+            # read only where the pixels are decoded with their alpha, unturned
+            orientation = _orientation(img) if fmt == "jpeg" or has_alpha else 1
+            header = Header(fmt, img.width, img.height, img.mode, has_alpha, orientation)
     except Exception as exc:  # PIL raises many types for a bad header
         raise ImageError("corrupt", f"unreadable {fmt} header ({exc})") from None
     if header.width * header.height > max_pixels:
@@ -110,21 +165,22 @@ def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
 def decode_pixels(
     data: bytes, header: Header, keep_short_side: int | None = None
 ) -> tuple[np.ndarray, str | None]:
-    """Decode checked image bytes to RGB uint8 (H, W, 3), and name the conversion applied.
+    """Decode checked image bytes to upright RGB uint8 (H, W, 3), and name the conversion
+    applied.
 
     With `keep_short_side`, a JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT
     scaling, several times faster than a full decode) when its short side stays at least that.
     """
+    if header.fmt == "jpeg" and header.mode != "CMYK":
+        rgb = _decode_jpeg(data, header, keep_short_side)
+        return _upright(rgb, header.orientation), _conversion(header.mode, False)
+    # OpenCV turns an image upright by its EXIF orientation, except when keeping its alpha
     flags = cv2.IMREAD_UNCHANGED if header.has_alpha else cv2.IMREAD_COLOR
-    if keep_short_side and header.fmt == "jpeg" and not header.has_alpha:
-        short = min(header.width, header.height)
-        for factor, reduced_flag in _REDUCED:
-            if short // factor >= keep_short_side:
-                flags = reduced_flag
-                break
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if pixels is None or pixels.size == 0:
         raise ImageError("corrupt", f"{header.fmt} data does not decode")
+    if header.has_alpha:
+        pixels = _upright(pixels, header.orientation)
     if pixels.dtype == np.uint16:
         pixels = (pixels >> 8).astype(np.uint8)
     if pixels.ndim == 2:
@@ -147,6 +203,39 @@ def decode_image(
     Raises ImageError for empty, non-image, truncated, corrupt or oversized input.
     """
     return decode_pixels(data, read_header(data, max_pixels), keep_short_side)
+
+
+def _decode_jpeg(data: bytes, header: Header, keep_short_side: int | None) -> np.ndarray:
+    factor = 1
+    short = min(header.width, header.height)
+    if keep_short_side:
+        factor = next((f for f in _REDUCTIONS if short // f >= keep_short_side), 1)
+    try:
+        # asking for at least 1/factor of each side selects libjpeg's 1/factor scale
+        return simplejpeg.decode_jpeg(data, "RGB", min_height=-(-header.height // factor),
+                                      min_width=-(-header.width // factor), strict=True)
+    except ValueError as exc:  # strict: libjpeg's warnings about damaged data are errors
+        raise ImageError("corrupt", f"jpeg: {exc}") from None
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = int(img.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # a damaged EXIF block must not cost the image
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Pixels stored under EXIF `orientation`, turned to how the image is meant to be shown."""
+    if orientation in (5, 6, 7, 8):  # the stored rows are the shown columns
+        pixels = pixels.swapaxes(0, 1)
+        orientation = {5: 1, 6: 2, 7: 3, 8: 4}[orientation]
+    if orientation in (2, 3):
+        pixels = pixels[:, ::-1]
+    if orientation in (3, 4):
+        pixels = pixels[::-1]
+    return np.ascontiguousarray(pixels)
 
 
 def _composite_on_white(bgra: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dcgan_data.errors import InputError
-from dcgan_data.files import progress, write_json
+from dcgan_data.files import locks_output, progress, write_json
 from dcgan_data.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
@@ -32,7 +32,7 @@ from dcgan_data.images import (
     save_png,
     sniff_format,
 )
-from dcgan_data.shards import DEFAULT_ROWS_PER_SHARD, ShardSet, ShardWriter, is_shard_dir
+from dcgan_data.shards import ShardSet, ShardWriter, is_shard_dir, rows_per_shard_of
 from dcgan_data.sources import Source, open_source
 
 CHUNK = 256  # items per task: big enough to amortise IPC, small enough to balance load
@@ -49,6 +49,8 @@ def crop_items(
         try:
             if data is None:
                 raise ImageError("missing", "no value for this key")
+            if isinstance(data, ImageError):
+                raise data
             header = read_header(data, max_pixels)
             if min(header.width, header.height) < size:
                 raise ImageError("too_small", f"{header.width}x{header.height} is smaller "
@@ -60,7 +62,7 @@ def crop_items(
             failed.append({"key": item, "reason": exc.reason, "detail": exc.detail})
             continue
         keys.append(item)
-        hw.append((header.height, header.width))
+        hw.append(header.upright_hw)
         if conversion:
             converted.append({"key": item, "conversion": conversion})
     images = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
@@ -108,22 +110,26 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+@locks_output("out")
 def ingest(
     src: str | os.PathLike,
     out: str | os.PathLike,
     size: int = 64,
     workers: int | None = None,
-    rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
+    rows_per_shard: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict[str, Any]:
     """Turn an LSUN LMDB or a folder of images into size x size shards in `out`.
 
     Returns the report, also written to out/ingest_report.json, with a contact sheet.
+    `rows_per_shard` defaults to as many rows as fit in shards.DEFAULT_SHARD_BYTES.
     """
     if size < 8 or size % 2:
         raise InputError(f"--size must be an even number >= 8, not {size}")
+    rows_per_shard = rows_per_shard or rows_per_shard_of((size, size, 3))
     if rows_per_shard < 1:
         raise InputError("--rows-per-shard must be at least 1")
+    _check_not_inside(Path(src), Path(out))
     start = time.perf_counter()
     workers = workers or os.cpu_count() or 1
     source = open_source(src)
@@ -159,6 +165,12 @@ def ingest(
     write_json(Path(out) / REPORT, report)
     write_contact_sheet(ShardSet(out), Path(out) / SHEET)
     return report
+
+
+def _check_not_inside(src: Path, out: Path) -> None:
+    # a re-run would read the first run's outputs (its contact sheet, say) as images
+    if out.resolve() == src.resolve() or out.resolve().is_relative_to(src.resolve()):
+        raise InputError(f"-o {out} is inside the source {src}; write the shards elsewhere")
 
 
 def _report(notes: list[dict], source: Source, out, size: int, shards: int, resumed: int) -> dict:
@@ -200,6 +212,12 @@ def write_contact_sheet(shards: ShardSet, path: str | os.PathLike, n: int = 64) 
     return True
 
 
+def _format_name(data: bytes | ImageError | None) -> str:
+    if isinstance(data, ImageError):
+        return data.reason
+    return (sniff_format(data) or "not_an_image") if data else "empty"
+
+
 def _spread(values: np.ndarray) -> dict[str, float]:
     return {"min": int(values.min()), "median": float(np.median(values)), "max": int(values.max())}
 
@@ -226,8 +244,7 @@ def inspect(path: str | os.PathLike, sample: int = 64, size: int = 64
     items = source.items()
     picks = [items[int(i)] for i in np.unique(np.linspace(0, len(items) - 1, sample).round())
              ] if items else []
-    formats = Counter(sniff_format(d) or "not_an_image" if d else "empty"
-                      for d in source.read_many(picks))
+    formats = Counter(map(_format_name, source.read_many(picks)))
     part = crop_items(source, picks, size)
     hw = part["hw"]
     summary = {

@@ -19,7 +19,7 @@ import lmdb
 import numpy as np
 
 from dcgan_data.errors import InputError
-from dcgan_data.files import progress
+from dcgan_data.files import locks_output, progress
 from dcgan_data.images import ImageError, decode_image, encode_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
@@ -40,7 +40,28 @@ def open_readonly(db: Path) -> lmdb.Environment:
             )
         except lmdb.Error as exc:
             raise InputError(f"{db}: unreadable LMDB ({exc})") from None
+        _check_complete(db, _open_envs[slot])
     return _open_envs[slot]
+
+
+def _check_complete(db: Path, env: lmdb.Environment) -> None:
+    # Reading a page past the end of a cut data.mdb kills the process with SIGBUS, so a file
+    # shorter than the pages the database says it uses is refused before any read.
+    used = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    size = (db / "data.mdb").stat().st_size
+    if size < used:
+        raise InputError(f"{db / 'data.mdb'}: {size} bytes, but the database uses {used}: "
+                         "the file is truncated (an interrupted copy or download?)")
+
+
+def item_name(key: bytes) -> str:
+    """An LMDB key as an item name: UTF-8, with any other bytes kept as surrogate escapes
+    (as Python names files), so `item_key` gives back exactly the same bytes."""
+    return key.decode("utf-8", "surrogateescape")
+
+
+def item_key(name: str) -> bytes:
+    return name.encode("utf-8", "surrogateescape")
 
 
 def is_lmdb_dir(path: Path) -> bool:
@@ -86,15 +107,15 @@ class LsunSource:
             with self._env(db).begin(buffers=False) as txn:
                 keys = txn.cursor().iternext(keys=True, values=False)
                 prefix = db_path.name + "/" if prefix_db else ""
-                names.extend(prefix + key.decode("ascii", "backslashreplace") for key in keys)
+                names.extend(prefix + item_name(key) for key in keys)
         return names
 
     def _split(self, item: str) -> tuple[int, bytes]:
         if len(self.dbs) == 1:
-            return 0, item.encode("ascii")
+            return 0, item_key(item)
         db_name, key = item.split("/", 1)
         db = next(i for i, p in enumerate(self.dbs) if p.name == db_name)
-        return db, key.encode("ascii")
+        return db, item_key(key)
 
     def read_many(self, items: Sequence[str]) -> list[bytes | None]:
         """The values of `items` (None where a key is missing), one transaction per database."""
@@ -142,6 +163,7 @@ def _shrink_to_short_side(rgb: np.ndarray, short_side: int | None) -> np.ndarray
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
+@locks_output("out")
 def pack_images(
     inputs: Iterable[str],
     out: str | os.PathLike,

@@ -2,7 +2,7 @@
 
 A shard directory holds, for each shard i:
   shard-0000i.npy        N x H x W x 3 uint8 (np.load(mmap_mode="r") works)
-  shard-0000i.keys.txt   N lines: the source key, path or URL of each row
+  shard-0000i.keys.txt   N lines: the source key, path or URL of each row (`encode_key`)
   shard-0000i.hw.npy     N x 2 int32: the source image's height and width
   shard-0000i.json       written last: rows, sha256, shape, and the stage's notes for this unit
 and, once every shard is written, manifest.json listing them all.
@@ -10,6 +10,8 @@ and, once every shard is written, manifest.json listing them all.
 A shard is complete when its .json exists, so independent workers (processes today,
 machines later) can each write their own shards, and a killed run resumes by skipping
 the shards that are complete. The manifest is the one global step, written last.
+Readers check each shard file's sha256 the first time they map it, so a damaged shard
+fails the run that reads it instead of flowing on into training or a fresh manifest.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import numpy as np
 
@@ -31,7 +34,31 @@ FORMAT = "dcgan-data-shards"
 VERSION = 1
 MANIFEST = "manifest.json"
 SIDECARS = "shard-*[0-9].json"  # one per finished shard
-DEFAULT_ROWS_PER_SHARD = 65_536
+# A shard is built in memory before it is written: bound its bytes, not its rows (65,536
+# rows at 64 px; 4,096 at 256 px).
+DEFAULT_SHARD_BYTES = 768 * 2**20
+
+
+def rows_per_shard_of(shape: Sequence[int], shard_bytes: int = DEFAULT_SHARD_BYTES) -> int:
+    """How many uint8 rows of `shape` fit in `shard_bytes`."""
+    return max(1, shard_bytes // int(np.prod(shape)))
+KEYS_ENCODING = "percent"  # manifest field; absent in shard sets written before it existed
+
+
+def encode_key(key: str) -> str:
+    """A key's line in keys.txt: printable characters as they are; `%` and every other
+    character (line breaks, controls, Unicode separators, the raw bytes of a file name that
+    is not UTF-8) as %XX escapes of its UTF-8 bytes. `decode_key` gives the key back exactly.
+    """
+    if key.isprintable() and "%" not in key:
+        return key
+    return "".join(c if c.isprintable() and c != "%" else
+                   quote(c, safe="", errors="surrogateescape") for c in key)
+
+
+def decode_key(line: str) -> str:
+    """The key `encode_key` wrote as `line`."""
+    return unquote(line, errors="surrogateescape") if "%" in line else line
 
 
 def shard_stem(index: int) -> str:
@@ -100,9 +127,6 @@ class ShardWriter:
             source_hw = np.tile(np.asarray(self.shape[:2], np.int32), (rows, 1))
         source_hw = np.asarray(source_hw, np.int32).reshape(rows, 2)
         stem = self.out_dir / shard_stem(index)
-        for key in keys:
-            if "\n" in key or "\r" in key:
-                raise ValueError(f"shard key contains a line break: {key!r}")
         with atomic_path(stem.with_suffix(".npy")) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, images)
@@ -110,7 +134,8 @@ class ShardWriter:
         with atomic_path(stem.with_suffix(".hw.npy")) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, source_hw)
-        atomic_write_text(stem.with_suffix(".keys.txt"), "".join(k + "\n" for k in keys))
+        atomic_write_text(stem.with_suffix(".keys.txt"),
+                          "".join(encode_key(k) + "\n" for k in keys))
         entry = {
             "index": index,
             "file": stem.name + ".npy",
@@ -140,6 +165,7 @@ class ShardWriter:
             "version": VERSION,
             "shape": self.shape,
             "dtype": "uint8",
+            "keys_encoding": KEYS_ENCODING,
             "count": sum(s["rows"] for s in shards),
             "params": self.params,
             "info": info or {},
@@ -202,6 +228,7 @@ class ShardSet:
             raise InputError(f"{manifest_path}: count {manifest['count']} != sum of shard rows")
         self.offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
         self._arrays: dict[int, np.ndarray] = {}
+        self._decode_keys = manifest.get("keys_encoding") == KEYS_ENCODING
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -211,7 +238,7 @@ class ShardSet:
         return len(self.shards)
 
     def shard(self, i: int) -> np.ndarray:
-        """Shard i as a read-only memory map (N, H, W, 3)."""
+        """Shard i as a read-only memory map (N, H, W, 3), its sha256 checked on first use."""
         if i not in self._arrays:
             entry = self.shards[i]
             path = self.path / entry["file"]
@@ -222,18 +249,32 @@ class ShardSet:
             if array.shape != (entry["rows"], *self.shape) or array.dtype != np.uint8:
                 raise InputError(f"{path}: shape {array.shape} {array.dtype}, manifest says "
                                  f"{(entry['rows'], *self.shape)} uint8")
+            if sha256_file(path) != entry["sha256"]:
+                raise InputError(f"{path}: sha256 mismatch, the shard is damaged; re-run "
+                                 "the stage that wrote it into a fresh directory")
             self._arrays[i] = array
         return self._arrays[i]
 
     def shard_keys(self, i: int) -> list[str]:
         path = self.path / self.shards[i]["keys"]
-        keys = path.read_text(encoding="utf-8").splitlines()
+        try:
+            lines = path.read_text(encoding="utf-8").split("\n")
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: unreadable keys ({exc})") from None
+        keys = lines[:-1] if lines and lines[-1] == "" else lines
         if len(keys) != self.shards[i]["rows"]:
             raise InputError(f"{path}: {len(keys)} keys for {self.shards[i]['rows']} rows")
-        return keys
+        return [decode_key(k) for k in keys] if self._decode_keys else keys
 
     def shard_hw(self, i: int) -> np.ndarray:
-        return np.load(self.path / self.shards[i]["hw"])
+        path = self.path / self.shards[i]["hw"]
+        try:
+            hw = np.load(path)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: unreadable source sizes ({exc})") from None
+        if hw.shape != (self.shards[i]["rows"], 2):
+            raise InputError(f"{path}: shape {hw.shape}, expected ({self.shards[i]['rows']}, 2)")
+        return hw
 
     def keys(self) -> list[str]:
         return [k for i in range(self.num_shards) for k in self.shard_keys(i)]
@@ -274,8 +315,9 @@ class ShardSet:
                 continue
             if sha256_file(path) != entry["sha256"]:
                 problems.append(f"{entry['file']}: sha256 mismatch")
-            try:
-                self.shard_keys(i)
-            except (OSError, InputError) as exc:
-                problems.append(str(exc))
+            for check in (self.shard_keys, self.shard_hw):
+                try:
+                    check(i)
+                except InputError as exc:
+                    problems.append(str(exc))
         return problems

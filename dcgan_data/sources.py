@@ -1,7 +1,8 @@
 """Where images come from: one small reader per kind of source, picked by `open_source`.
 
 A source lists its items (string names, in a stable order) and reads their bytes in
-batches. Sources pickle without open handles, so worker processes can each read their own.
+batches: None for an item that is gone, an ImageError for one that cannot be read.
+Sources pickle without open handles, so worker processes can each read their own.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dcgan_data.errors import InputError
+from dcgan_data.images import ImageError
 from dcgan_data.lsun import LsunSource, find_lmdb_dirs, image_files
 
 
@@ -21,7 +23,7 @@ class Source(Protocol):
 
     def items(self) -> list[str]: ...
 
-    def read_many(self, items: Sequence[str]) -> list[bytes | None]: ...
+    def read_many(self, items: Sequence[str]) -> list[bytes | ImageError | None]: ...
 
 
 class FolderSource:
@@ -35,13 +37,15 @@ class FolderSource:
     def items(self) -> list[str]:
         return [p.relative_to(self.path).as_posix() for p in image_files(self.path)]
 
-    def read_many(self, items: Sequence[str]) -> list[bytes | None]:
-        out: list[bytes | None] = []
+    def read_many(self, items: Sequence[str]) -> list[bytes | ImageError | None]:
+        out: list[bytes | ImageError | None] = []
         for item in items:
             try:
                 out.append((self.path / item).read_bytes())
-            except OSError:
+            except FileNotFoundError:
                 out.append(None)
+            except OSError as exc:  # permission denied, an I/O error: there, but unreadable
+                out.append(ImageError("unreadable", exc.strerror or str(exc)))
         return out
 
 

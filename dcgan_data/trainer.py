@@ -51,7 +51,7 @@ from torch import nn
 
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import InputError
-from dcgan_data.files import atomic_path, atomic_write_text, progress, write_json
+from dcgan_data.files import atomic_path, atomic_write_text, locks_output, progress, write_json
 from dcgan_data.images import contact_sheet, save_png
 from dcgan_data.model import SIZES, build
 from dcgan_data.shards import ShardSet
@@ -454,6 +454,7 @@ class StopFlag:
                 signal.signal(s, handler)
 
 
+@locks_output("out")  # one run per output directory
 def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
           resume: bool = False, **options: Any) -> dict:
     """Train on the shards in `data`, writing the run to `out`. Returns the run's summary.

@@ -24,7 +24,8 @@ sample-faces: $(SAMPLE)/crawl/crawl.txt sample-lsun
 	trap 'kill $$server 2>/dev/null' EXIT; \
 	$(BIN)/python -c "import socket,time; [time.sleep(0.1) for _ in range(50) if socket.socket().connect_ex(('127.0.0.1', $(SAMPLE_PORT)))]"; \
 	$(MAKE) --no-print-directory faces CRAWL=$(SAMPLE)/crawl/crawl.txt OUT=$(SAMPLE)/faces STEPS=$(SAMPLE_STEPS) \
-	  TRAIN_ARGS="$(SAMPLE_FACES_TRAIN_ARGS)" FACES_DEDUP_ARGS="--model $(SAMPLE)/lsun/dedup/hash_model.pt"
+	  TRAIN_ARGS="$(SAMPLE_FACES_TRAIN_ARGS)" FACES_DEDUP_ARGS="--model $(SAMPLE)/lsun/dedup/hash_model.pt" \
+	  FACES_ARGS="--allow-private-addresses --local-root pipelines/sample"
 
 pipelines: sample-lsun sample-faces ## both pipelines on the bundled sample, then check their outputs
 	$(BIN)/python pipelines/check.py $(SAMPLE)

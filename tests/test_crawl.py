@@ -134,7 +134,8 @@ def server():
     srv.close()
 
 
-FAST = FetchOptions(timeout=0.5, retries=1, backoff=0.05, max_bytes=2_000_000)
+FAST = FetchOptions(timeout=0.5, retries=1, backoff=0.05, max_bytes=2_000_000,
+                    allow_private_addresses=True)  # the test server is on 127.0.0.1
 
 
 # ---------------------------------------------------------------------------- crawl lists
@@ -244,7 +245,8 @@ def test_slow_response_times_out_after_retries(server):
 
 
 def test_declared_length_over_the_limit_is_refused_before_the_body(server):
-    small = FetchOptions(timeout=0.5, retries=0, max_bytes=len(JPEG) - 1)
+    small = FetchOptions(timeout=0.5, retries=0, max_bytes=len(JPEG) - 1,
+                         allow_private_addresses=True)
     with pytest.raises(FetchError, match="too_large: Content-Length"):
         fetch(f"{server.url}/img/{PHOTOS[0].name}", small)
 
@@ -257,7 +259,8 @@ def test_body_over_the_limit_is_refused_while_streaming(server):
 
 
 def test_noai_header_is_honoured_unless_overridden(server):
-    ignore = FetchOptions(timeout=0.5, retries=0, respect_robots=False)
+    ignore = FetchOptions(timeout=0.5, retries=0, respect_robots=False,
+                          allow_private_addresses=True)
     assert fetch(f"{server.url}/noai.jpg", ignore) == JPEG
     assert fetch(f"{server.url}/otherbot.jpg", FAST) == JPEG  # addressed to another robot
 

@@ -127,7 +127,8 @@ def crawl_list(tmp_path, url: str) -> tuple:
     options = FaceOptions(
         min_face=24,
         keep_originals=tmp_path / "originals",
-        fetch=FetchOptions(timeout=0.5, retries=1, backoff=0.05, max_bytes=2_000_000),
+        fetch=FetchOptions(timeout=0.5, retries=1, backoff=0.05, max_bytes=2_000_000,
+                           allow_private_addresses=True),
     )
     return crawl, options
 
@@ -193,7 +194,7 @@ def test_killed_run_resumes_without_refetching_finished_units(tmp_path, server):
     crawl.write_text("".join(f"{server.url}/delay/{i}\n" for i in range(24)))
     out = tmp_path / "out"
     args = ["faces", str(crawl), "-o", str(out), "--processes", "1", "--workers", "1",
-            "--lines-per-shard", "4"]
+            "--lines-per-shard", "4", "--allow-private-addresses"]
     run = subprocess.Popen([sys.executable, "-m", "dcgan_data", *args])
     deadline = time.monotonic() + 60
     while not (out / "shard-00001.json").exists() and time.monotonic() < deadline:
@@ -217,7 +218,8 @@ def test_cli_with_local_paths_on_two_processes(tmp_path):
     names = [FACE["astronaut.jpg"], *PHOTOS[:3], tmp_path / "gone.jpg"]
     crawl.write_text("".join(f'{{"url": "{p}", "name": "{p.stem}"}}\n' for p in names))
     out = tmp_path / "out"
-    args = ["faces", str(crawl), "-o", str(out), "--processes", "2", "--lines-per-shard", "2"]
+    args = ["faces", str(crawl), "-o", str(out), "--processes", "2", "--lines-per-shard", "2",
+            "--local-root", "/"]  # the photos are outside the list's folder
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "5 entries, 4 fetched, 1 failed" in result.output and "1 kept" in result.output
