@@ -185,6 +185,13 @@ class ShardSet:
         self.offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
         self._arrays: dict[int, np.ndarray] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickle as paths: a memory map pickles as a full in-memory copy of the shard, so a
+        # spawned DataLoader worker would get the whole data set; each process maps its own.
+        state = self.__dict__.copy()
+        state["_arrays"] = {}
+        return state
+
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
