@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from dcgan_data.errors import InputError
+from dcgan_data.errors import InputError, require
 from dcgan_data.files import atomic_path, atomic_write_bytes, progress, read_json, write_json
 from dcgan_data.shards import ShardSet
 
@@ -44,17 +44,6 @@ REPORT = "export_report.json"
 STATE = ".export_state.json"
 STYLEGAN_ZIP = "dataset.zip"
 READ_BATCH = 1024  # rows copied out of the memory maps at a time
-INTEROP_HINT = "pip install 'dcgan-data[interop]'"
-
-
-def need(module: str, purpose: str) -> Any:
-    """Import an optional interop library, or end with a one-line message naming the extra."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise InputError(f"{purpose} needs the {module!r} package: {INTEROP_HINT}") from None
 
 
 def row_labels(shards: ShardSet) -> list[str | None] | None:
@@ -147,7 +136,7 @@ class FolderWriter:
 
 class WebDatasetWriter:
     def __init__(self, dest: Path, rows: Rows, parts: int):
-        self.wds = need("webdataset", "--format webdataset")
+        self.wds = require("webdataset", "--format webdataset")
         self.dest, self.rows = dest, rows
 
     def write_part(self, part: int, start: int, stop: int) -> int:
@@ -200,7 +189,7 @@ class StyleGanWriter:
 
 class HfWriter:
     def __init__(self, dest: Path, rows: Rows, parts: int):
-        self.datasets = need("datasets", "--format hf")
+        self.datasets = require("datasets", "--format hf")
         self.dest, self.rows, self.parts = dest, rows, parts
         d = self.datasets
         columns = {"image": d.Image(), "key": d.Value("string")}
