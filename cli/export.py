@@ -35,3 +35,21 @@ def export(shards: Path, out: Path, fmt: str, rows_per_part: int) -> None:
         + (f"; {rate:g} images/s, {report['mb_per_s']:g} MB/s" if rate else "")
         + f"); report: {out / REPORT}"
     )
+
+
+@click.command("export-weights")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for netG.pth, netD.pth and weights.json.")
+@click.option("--checkpoint", default=None,
+              help="A checkpoint file, or a name in RUN/checkpoints [default: last.pt].")
+def export_weights(run: Path, out: Path, checkpoint: str | None) -> None:
+    """Write a run's G and D as pytorch/examples' dcgan main.py loads them (--netG, --netD)."""
+    from dcgan_data.export import export_weights as run_export
+
+    info = run_export(run, out, checkpoint)
+    click.echo(f"wrote {info['netG']} and {info['netD']} (step {info['step']}, size "
+               f"{info['size']}, nz {info['nz']}, ngf {info['ngf']}, ndf {info['ndf']})")
+    if not info["examples_compatible"]:
+        click.echo("note: pytorch/examples' dcgan builds 64 px networks only; these are "
+                   f"{info['size']} px", err=True)

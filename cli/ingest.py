@@ -52,6 +52,9 @@ def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: i
            max_pixels: int) -> None:
     """Crop and resize an LSUN LMDB (or a folder of them, or of images) into shards.
 
+    SRC may also be webdataset .tar shards (a .tar or a folder of them) or a Hugging Face
+    dataset (a save_to_disk folder, or .parquet files) with an image column.
+
     Writes OUT/manifest.json, OUT/shard-*.npy, OUT/ingest_report.json and
     OUT/contact_sheet.png. Re-running the same command resumes.
     """

@@ -26,6 +26,7 @@ COMMANDS = {
     "sample": "dcgan_data_cli.train:sample",
     "report": "dcgan_data_cli.report:report",
     "export": "dcgan_data_cli.export:export",
+    "export-weights": "dcgan_data_cli.export:export_weights",
 }
 
 

@@ -329,3 +329,38 @@ def _open_state(dest: Path, params: dict[str, Any]) -> dict[str, Any]:
     state = {"params": params, "parts": {}}
     write_json(path, state)
     return state
+
+
+# ---------------------------------------------------------------------------- weights
+
+
+def export_weights(run: str | os.PathLike, out: str | os.PathLike,
+                   checkpoint: str | None = None) -> dict[str, Any]:
+    """Write a run's G and D as pytorch/examples' DCGAN reads them: out/netG.pth and
+    out/netD.pth, state dicts of an `nn.Sequential` named `main`.
+
+    Our layers are the examples' layers in the same order (D's final Sigmoid has no weights,
+    so our logit D becomes their probability D unchanged); only the attribute name differs.
+    At --size 64 their `main.py --netG netG.pth --netD netD.pth --ngf N --ndf N` loads them.
+    """
+    import torch
+
+    from dcgan_data.sampling import checkpoint_path
+    from dcgan_data.trainer import load_checkpoint
+
+    path = checkpoint_path(run, checkpoint)
+    ckpt = load_checkpoint(path)
+    out = Path(out)
+    files = {}
+    for net in ("G", "D"):
+        state = {("main." + k.removeprefix("net.")): v for k, v in ckpt[net].items()}
+        target = out / f"net{net}.pth"
+        with atomic_path(target) as tmp:
+            torch.save(state, tmp)
+        files[f"net{net}"] = str(target)
+    cfg = ckpt["config"]
+    info = {"checkpoint": str(path), "step": ckpt["step"], **files,
+            **{k: cfg[k] for k in ("size", "nz", "ngf", "ndf")},
+            "examples_compatible": cfg["size"] == 64}
+    write_json(out / "weights.json", info)
+    return info

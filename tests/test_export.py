@@ -191,3 +191,55 @@ def test_cli_export_and_missing_extra_message(shard_dir, tmp_path, monkeypatch):
     assert result.output.strip().splitlines() == [
         "error: --format webdataset needs the 'webdataset' package: "
         "pip install 'dcgan-data[interop]'"]
+
+
+def examples_nets(nz: int, ngf: int, ndf: int):
+    """The networks of pytorch/examples' dcgan/main.py at 64 px, rebuilt from its layer list:
+    a `main` Sequential each, G ending in Tanh, D in Sigmoid."""
+    from torch import nn
+
+    def up(i, o, first=False):
+        return [nn.ConvTranspose2d(i, o, 4, 1 if first else 2, 0 if first else 1, bias=False),
+                nn.BatchNorm2d(o), nn.ReLU(True)]
+
+    def down(i, o):
+        return [nn.Conv2d(i, o, 4, 2, 1, bias=False), nn.BatchNorm2d(o), nn.LeakyReLU(0.2, True)]
+
+    g = nn.Module()
+    g.main = nn.Sequential(*up(nz, ngf * 8, True), *up(ngf * 8, ngf * 4), *up(ngf * 4, ngf * 2),
+                           *up(ngf * 2, ngf), nn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False),
+                           nn.Tanh())
+    d = nn.Module()
+    d.main = nn.Sequential(nn.Conv2d(3, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True),
+                           *down(ndf, ndf * 2), *down(ndf * 2, ndf * 4), *down(ndf * 4, ndf * 8),
+                           nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid())
+    return g, d
+
+
+def test_export_weights_load_into_the_pytorch_examples_networks(tmp_path, crops64):
+    import torch
+
+    from dcgan_data import trainer
+    from dcgan_data.model import Discriminator
+    from dcgan_data.sampling import load_generator
+
+    write_shards(tmp_path / "s", crops64[:32])
+    trainer.train(tmp_path / "s", tmp_path / "run", device="cpu", ngf=8, ndf=8, batch_size=16,
+                  steps=2, log_every=1, sample_every=1000, ckpt_every=2)
+    result = CliRunner().invoke(cli, ["export-weights", str(tmp_path / "run"), "-o",
+                                      str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    g, d = examples_nets(100, 8, 8)
+    g.load_state_dict(torch.load(tmp_path / "w" / "netG.pth"))  # strict: every key fits
+    d.load_state_dict(torch.load(tmp_path / "w" / "netD.pth"))
+    ours, _ = load_generator(tmp_path / "run" / "checkpoints" / "last.pt")
+    our_d = Discriminator(64, 8)
+    our_d.load_state_dict(trainer.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+                          ["D"])
+    g.eval(), d.eval(), our_d.eval()
+    z = torch.randn(4, 100, 1, 1)
+    with torch.no_grad():
+        fake = g.main(z)
+        torch.testing.assert_close(fake, ours(z.view(4, 100)))
+        torch.testing.assert_close(d.main(fake).flatten(), torch.sigmoid(our_d(fake)))
+    assert json.loads((tmp_path / "w" / "weights.json").read_text())["examples_compatible"]
