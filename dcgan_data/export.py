@@ -6,7 +6,8 @@
               source size), as the `webdataset` library reads them.
   stylegan    DEST/dataset.zip in StyleGAN2-ADA / StyleGAN3's layout: 00000/img00000000.png
               (1000 images a folder) and dataset.json mapping each file to its class index
-              (labels null when the shards have none); `train.py --data DEST/dataset.zip`.
+              (labels null when the shards have none, or not every row has one);
+              `train.py --data DEST/dataset.zip`. Parts are staged as zips in DEST/staging/.
   hf          DEST/data/train-NNNNN-of-NNNNN.parquet, a Hugging Face `datasets` dataset with
               an Image column and key / label / source size columns.
 
@@ -152,11 +153,11 @@ class WebDatasetWriter:
 
 
 class StyleGanWriter:
-    """PNGs staged in DEST/staging/ part by part, zipped (stored, as dataset_tool.py does)
-    into DEST/dataset.zip once all are there."""
+    """Each part's PNGs go into their own zip in DEST/staging/; once all are there they are
+    copied into DEST/dataset.zip (stored, uncompressed, as dataset_tool.py writes it)."""
 
     def __init__(self, dest: Path, rows: Rows, parts: int):
-        self.dest, self.rows = dest, rows
+        self.dest, self.rows, self.parts = dest, rows, parts
         self.staging = dest / "staging"
         # StyleGAN reads labels for every image or for none; int labels are class indices
         self.labelled = rows.targets is not None and bool((rows.targets >= 0).all())
@@ -165,13 +166,15 @@ class StyleGanWriter:
     def file(i: int) -> str:
         return f"{i // 1000:05d}/img{i:08d}.png"
 
+    def part_zip(self, part: int) -> Path:
+        return self.staging / f"part-{part:05d}.zip"
+
     def write_part(self, part: int, start: int, stop: int) -> int:
-        written = 0
-        for i, rgb in self.rows.images(start, stop):
-            data = encode_png(rgb)
-            atomic_write_bytes(self.staging / self.file(i), data)
-            written += len(data)
-        return written
+        with atomic_path(self.part_zip(part)) as tmp:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+                for i, rgb in self.rows.images(start, stop):
+                    z.writestr(self.file(i), encode_png(rgb))
+            return tmp.stat().st_size
 
     def finish(self) -> None:
         if not self.staging.exists() and (self.dest / STYLEGAN_ZIP).exists():
@@ -181,8 +184,10 @@ class StyleGanWriter:
                   if self.labelled else None)
         with atomic_path(self.dest / STYLEGAN_ZIP) as tmp:
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-                for i in range(n):
-                    z.write(self.staging / self.file(i), self.file(i))
+                for part in range(self.parts):
+                    with zipfile.ZipFile(self.part_zip(part)) as staged:
+                        for name in staged.namelist():
+                            z.writestr(name, staged.read(name))
                 z.writestr("dataset.json", json.dumps({"labels": labels}))
         shutil.rmtree(self.staging, ignore_errors=True)
 
@@ -190,6 +195,7 @@ class StyleGanWriter:
 class HfWriter:
     def __init__(self, dest: Path, rows: Rows, parts: int):
         self.datasets = require("datasets", "--format hf")
+        self.parquet = require("pyarrow.parquet", "--format hf")
         self.dest, self.rows, self.parts = dest, rows, parts
         d = self.datasets
         columns = {"image": d.Image(), "key": d.Value("string")}
@@ -207,10 +213,12 @@ class HfWriter:
             for name in self.features:
                 if name != "image":
                     table[name].append(meta["class" if name == "label" else name])
-        data = self.datasets.Dataset.from_dict(table, features=self.features)
+        # the Arrow table carries the features (Image, ClassLabel) in its schema metadata,
+        # which load_dataset reads back from the parquet file
+        data = self.datasets.Dataset.from_dict(table, features=self.features).data.table
         name = f"data/train-{part:05d}-of-{self.parts:05d}.parquet"
         with atomic_path(self.dest / name) as tmp:
-            data.to_parquet(str(tmp))
+            self.parquet.write_table(data, tmp)
             return tmp.stat().st_size
 
     def finish(self) -> None:
