@@ -4,8 +4,8 @@
 
 One shard directory of 64px crops of real photos is read and exported in one run:
   read        ShardSet.load of every row (memory map -> memory): the speed of the source;
-  png         encode_png of every row already in memory, nothing written: the limit of a
-              lossless export on one core;
+  png         encode_png of every row already in memory on one thread, nothing written: the
+              limit of a lossless export on one core (export encodes on one thread per core);
   folder, webdataset, stylegan, hf
               `dcgan_data.export.export` end to end (encoding, writing, state, report).
 Rates are images/s and MB/s of output written; each is the best and worst of --repeats runs.
@@ -86,8 +86,8 @@ def main() -> None:
             assert report["rows"] == n
             rates.setdefault(fmt, []).append((n / seconds, dir_bytes(dest) / 1e6 / seconds))
 
-    print(f"{n} rows of {SIZE}px ({raw_mb:.0f} MB raw), 1 process, {args.repeats} repeats; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{n} rows of {SIZE}px ({raw_mb:.0f} MB raw), {os.cpu_count()} encoding threads, "
+          f"{args.repeats} repeats; load average {os.getloadavg()[0]:.1f}")
     best_png = max(r[0] for r in rates["png"])
     best_read = max(r[0] for r in rates["read"])
     for name, runs in rates.items():
@@ -95,7 +95,7 @@ def main() -> None:
         line = (f"  {name:10s} {ips[0]:9.0f}-{ips[-1]:.0f} images/s  "
                 f"{mbs[0]:7.1f}-{mbs[-1]:.1f} MB/s")
         if name in FORMATS:
-            line += (f"  best / png limit {ips[-1] / best_png:.2f}x, "
+            line += (f"  best / 1-core png limit {ips[-1] / best_png:.2f}x, "
                      f"/ read {ips[-1] / best_read:.4f}x")
         print(line)
 

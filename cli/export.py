@@ -19,14 +19,16 @@ from dcgan_data.export import DEFAULT_ROWS_PER_PART, FORMATS, REPORT
 @click.option("--rows-per-part", default=DEFAULT_ROWS_PER_PART, show_default=True,
               type=click.IntRange(1),
               help="Rows per tar / parquet file, and per resumable unit.")
-def export(shards: Path, out: Path, fmt: str, rows_per_part: int) -> None:
+@click.option("--threads", default=None, type=click.IntRange(1),
+              help="Threads encoding PNGs  [default: one per core]")
+def export(shards: Path, out: Path, fmt: str, rows_per_part: int, threads: int | None) -> None:
     """Export a shard directory as PNG images other trainers read, with keys and labels.
 
     Labels come from SHARDS/labels.csv when present. Re-running the same command resumes.
     """
     from dcgan_data.export import export as run_export
 
-    report = run_export(shards, out, fmt, rows_per_part=rows_per_part)
+    report = run_export(shards, out, fmt, rows_per_part=rows_per_part, threads=threads)
     rate = report["images_per_s"]
     click.echo(
         f"exported {report['rows']} images as {fmt} into {out} "
