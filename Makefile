@@ -27,7 +27,7 @@ install: $(STAMP) ## create .venv and install dcgan-data with its dev tools
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,interop]"
 	touch $@
 
 # The report test renders pages in Debian's chromium; install it when missing (CI runs as root).

@@ -40,17 +40,24 @@ import click
               help="Also fetch from loopback, private and link-local hosts (a list you trust).")
 @click.option("--local-root", type=click.Path(file_okay=False, path_type=Path),
               help="Local paths in the list must lie below this folder  [default: the list's]")
+@click.option("--url-col", default=None,
+              help="Column (field) naming the image in a .parquet/.tsv/.csv/.jsonl list  "
+                   "[default: url, URL, link or image_url]")
+@click.option("--label-col", default=None,
+              help="Column (field) kept as the label  [default: name, label or caption]")
 @click.option("--lines-per-shard", default=256, show_default=True, type=click.IntRange(1),
               help="Crawl lines per work unit (one shard each); a killed run redoes one unit.")
 def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: float,
           retries: int, max_bytes: int, max_redirects: int, detector: str, min_face: int,
           min_score: float | None, margin: float, size: int, keep_originals: Path | None,
           ignore_robots_headers: bool, allow_private_addresses: bool, local_root: Path | None,
+          url_col: str | None, label_col: str | None,
           lines_per_shard: int) -> None:
     """Fetch the images a crawl list names, detect faces, keep the large ones as crops.
 
-    CRAWL holds one http(s) URL or local path per line, or `name<TAB>url`; .tsv, .csv and
-    .jsonl lists need a `url` column. Re-running the same command resumes.
+    CRAWL holds one http(s) URL or local path per line, or `name<TAB>url`; .tsv, .csv,
+    .jsonl and .parquet lists need a url column (--url-col). Lists compressed as .gz, .bz2,
+    .xz or .zst are read too. Re-running the same command resumes.
     """
     from dcgan_data.crawl import FetchOptions
     from dcgan_data.faces import FaceOptions
@@ -58,7 +65,7 @@ def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: 
 
     options = FaceOptions(
         detector=detector, min_face=min_face, min_score=min_score, margin=margin, size=size,
-        workers=workers, keep_originals=keep_originals,
+        workers=workers, keep_originals=keep_originals, url_col=url_col, label_col=label_col,
         fetch=FetchOptions(timeout=timeout, retries=retries, max_bytes=max_bytes,
                            max_redirects=max_redirects,
                            respect_robots=not ignore_robots_headers,

@@ -16,8 +16,10 @@ WORKERS = click.option("--workers", type=click.IntRange(min=1), default=None,
 @click.argument("images", nargs=-1, required=True)
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="LMDB directory to write (e.g. mine_train_lmdb).")
-@click.option("--format", "fmt", type=click.Choice(["webp", "jpeg"]), default="webp",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["jpeg", "webp"]), default="jpeg",
+              show_default=True,
+              help="JPEG as LSUN's scene categories; WebP is smaller but JPEG-only decoders "
+                   "(GPU, torchvision.io.decode_jpeg) cannot read it.")
 @click.option("--quality", type=click.IntRange(1, 100), default=75, show_default=True)
 @click.option("--short-side", type=click.IntRange(min=8), default=256, show_default=True,
               help="Shrink so the short side is this many px (LSUN uses 256).")
@@ -49,6 +51,9 @@ def pack(images: tuple[str, ...], out: str, fmt: str, quality: int, short_side: 
 def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: int | None,
            max_pixels: int) -> None:
     """Crop and resize an LSUN LMDB (or a folder of them, or of images) into shards.
+
+    SRC may also be webdataset .tar shards (a .tar or a folder of them) or a Hugging Face
+    dataset (a save_to_disk folder, or .parquet files) with an image column.
 
     Writes OUT/manifest.json, OUT/shard-*.npy, OUT/ingest_report.json and
     OUT/contact_sheet.png. Re-running the same command resumes.

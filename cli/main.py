@@ -25,6 +25,8 @@ COMMANDS = {
     "train": "dcgan_data_cli.train:train",
     "sample": "dcgan_data_cli.train:sample",
     "report": "dcgan_data_cli.report:report",
+    "export": "dcgan_data_cli.export:export",
+    "export-weights": "dcgan_data_cli.export:export_weights",
 }
 
 

@@ -2,11 +2,15 @@
 
 A crawl list names one image per line: an http(s) URL or a local path, optionally as
 `name<TAB>url` (the name is kept as a label). `.tsv`, `.csv` and `.jsonl` lists name the
-image in a `url` column or field (and the label in `name` or `label`). Blank lines and `#`
-comments are ignored; a malformed line is counted, never fatal.
+image in a `url` column or field (and the label in `name` or `label`); `.parquet` lists (the
+format of LAION-style URL lists) likewise, by column. `url_col` / `label_col` name other
+columns. Blank lines and `#` comments are ignored; a malformed line (no url, a NUL byte, not
+JSON) is counted, never fatal. A list compressed as `.gz`, `.bz2`, `.xz` or `.zst` is
+decompressed once, streaming, into the stage's output directory (`plain_list`).
 
-Work units are ranges of physical lines, so a unit can be read from its byte range alone
-(by another process or machine) and a re-run recognises the units it already finished.
+Work units are ranges of physical lines (of rows, for Parquet), so a unit can be read from its
+byte range (its row groups) alone, by another process or machine, and a re-run recognises the
+units it already finished.
 
 `fetch` returns the bytes of one image or raises `FetchError` with a short reason code
 ("timeout", "http_404", "too_large", "noai", ...) that reports count. A crawl list may come
@@ -17,17 +21,21 @@ path is read only when it is a regular file under the list's folder (or `local_r
 
 from __future__ import annotations
 
+import bz2
 import csv
 import email.utils
 import functools
+import gzip
 import hashlib
 import io
 import ipaddress
 import json
+import lzma
 import os
 import re
 import socket
 import stat
+import shutil
 import threading
 import time
 from array import array
@@ -35,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -46,7 +54,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from dcgan_data import __version__
-from dcgan_data.errors import InputError
+from dcgan_data.errors import InputError, require
+from dcgan_data.files import atomic_path, read_json, write_json
 from dcgan_data.images import sniff_format
 
 USER_AGENT = f"dcgan-data/{__version__} (face crawl for DCGAN training; python-requests)"
@@ -54,6 +63,8 @@ USER_AGENT = f"dcgan-data/{__version__} (face crawl for DCGAN training; python-r
 NOAI_DIRECTIVES = {"noai", "noimageai"}
 URL_FIELDS = ("url", "URL", "link", "image_url")
 LABEL_FIELDS = ("name", "label", "caption")
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
+PLAIN_LISTS = "crawl_list"  # folder of the output directory holding decompressed lists
 CHUNK = 64 * 1024
 MAX_RETRY_AFTER = 120.0  # seconds: a longer Retry-After gives up on the URL instead
 T = TypeVar("T")
@@ -74,7 +85,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Unit:
-    """Lines first_line..first_line+lines-1 of the crawl list, bytes [start, stop)."""
+    """Lines first_line..first_line+lines-1 of the crawl list, bytes [start, stop); for a
+    Parquet list, rows [start, stop) (first_line = start + 1)."""
 
     index: int
     first_line: int
@@ -87,11 +99,53 @@ class Unit:
 
 
 def crawl_format(path: str | os.PathLike) -> str:
-    suffix = Path(path).suffix.lower().lstrip(".")
-    return suffix if suffix in ("tsv", "csv", "jsonl") else "txt"
+    name = Path(path).name.lower()
+    for suffix in COMPRESSED:
+        name = name.removesuffix(suffix)
+    suffix = Path(name).suffix.lstrip(".")
+    return suffix if suffix in ("tsv", "csv", "jsonl", "parquet") else "txt"
 
 
-def read_columns(path: str | os.PathLike, fmt: str) -> list[str] | None:
+def plain_list(path: str | os.PathLike, work_dir: str | os.PathLike) -> Path:
+    """The crawl list itself or, for a compressed one, its decompressed copy in
+    work_dir/crawl_list/ (streamed once; made again only when the compressed file changes)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in COMPRESSED:
+        return path
+    if not path.is_file():
+        raise InputError(f"{path}: no such crawl list")
+    copy = Path(work_dir) / PLAIN_LISTS / path.name[: -len(suffix)]
+    stamp = copy.with_name(copy.name + ".source.json")
+    stat = path.stat()
+    source = {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if copy.exists() and stamp.exists() and read_json(stamp) == source:
+        return copy
+    errors: tuple[type[Exception], ...] = (OSError, EOFError, lzma.LZMAError)
+    if suffix == ".zst":
+        errors += (require("zstandard", "a .zst crawl list").ZstdError,)
+    with atomic_path(copy) as tmp:
+        try:
+            with _decompressed(path, suffix) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except errors as exc:
+            raise InputError(f"{path}: not a complete {suffix[1:]} file ({exc})") from None
+    write_json(stamp, source)
+    return copy
+
+
+def _decompressed(path: Path, suffix: str) -> BinaryIO:
+    if suffix == ".gz":
+        return gzip.open(path, "rb")
+    if suffix == ".bz2":
+        return bz2.open(path, "rb")
+    if suffix == ".xz":
+        return lzma.open(path, "rb")
+    zstandard = require("zstandard", "a .zst crawl list")
+    return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+
+
+def read_columns(path: str | os.PathLike, fmt: str, url_col: str | None = None) -> list[str] | None:
     """The header of a .tsv/.csv list (which must have a url column), None for other formats."""
     if fmt not in ("tsv", "csv"):
         return None
@@ -99,21 +153,24 @@ def read_columns(path: str | os.PathLike, fmt: str) -> list[str] | None:
         first = f.readline()
     columns = next(csv.reader([first], delimiter="\t" if fmt == "tsv" else ","), [])
     columns = [c.strip() for c in columns]
-    if not any(c in URL_FIELDS for c in columns):
-        raise InputError(f"{path}: the header {columns} has no url column")
+    if not any(c in ((url_col,) if url_col else URL_FIELDS) for c in columns):
+        raise InputError(f"{path}: the header {columns} has no {url_col or 'url'} column")
     return columns
 
 
-def plan_units(path: str | os.PathLike, lines_per_unit: int) -> list[Unit]:
-    """Split the crawl list into units of about `lines_per_unit` lines (one pass). Lines end
-    at "\n" only; in a .csv/.tsv list a quoted field may hold line breaks, and a unit ends
-    only where a record does."""
+def plan_units(path: str | os.PathLike, lines_per_unit: int, url_col: str | None = None,
+               label_col: str | None = None) -> list[Unit]:
+    """Split the crawl list into units of about `lines_per_unit` lines (one pass; row
+    groups for Parquet). Lines end at "\n" only; in a .csv/.tsv list a quoted field may hold
+    line breaks, and a unit ends only where a record does."""
     if lines_per_unit < 1:
         raise InputError("--lines-per-shard must be at least 1")
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such crawl list")
     fmt = crawl_format(path)
+    if fmt == "parquet":
+        return _plan_parquet(path, lines_per_unit, url_col, label_col)
     header = b""
     units: list[Unit] = []
     with open(path, "rb") as f:
@@ -135,24 +192,28 @@ def plan_units(path: str | os.PathLike, lines_per_unit: int) -> list[Unit]:
     return units
 
 
-def read_unit(path: str | os.PathLike, unit: Unit) -> tuple[list[Entry], list[tuple[int, str]]]:
+def read_unit(path: str | os.PathLike, unit: Unit, url_col: str | None = None,
+              label_col: str | None = None) -> tuple[list[Entry], list[tuple[int, str]]]:
     """Parse one unit's lines: (entries, malformed as (line, reason))."""
     fmt = crawl_format(path)
-    columns = read_columns(path, fmt)
+    if fmt == "parquet":
+        return _read_parquet_unit(Path(path), unit, url_col, label_col)
+    columns = read_columns(path, fmt, url_col)
     with open(path, "rb") as f:
         f.seek(unit.start)
         data = f.read(unit.stop - unit.start)
     text = data.decode("utf-8", errors="replace")
     if fmt in ("tsv", "csv"):
-        return parse_records(text, unit.first_line, fmt, columns)
+        return parse_records(text, unit.first_line, fmt, columns, url_col, label_col)
     # "\n" alone ends a line: str.splitlines would also split at \x0b, \x1c, U+2028, ...
     lines = [line.removesuffix("\r") for line in text.split("\n")]
     if lines and lines[-1] == "":
         lines.pop()
-    return parse_lines(enumerate(lines, unit.first_line), fmt)
+    return parse_lines(enumerate(lines, unit.first_line), fmt, columns, url_col, label_col)
 
 
-def parse_records(text: str, first_line: int, fmt: str, columns: list[str]
+def parse_records(text: str, first_line: int, fmt: str, columns: list[str],
+                  url_col: str | None = None, label_col: str | None = None
                   ) -> tuple[list[Entry], list[tuple[int, str]]]:
     """Parse .csv/.tsv records (quoted fields may span lines), each numbered by the line it
     starts on."""
@@ -173,19 +234,20 @@ def parse_records(text: str, first_line: int, fmt: str, columns: list[str]
         try:
             if len(row) != len(columns):
                 raise ValueError(f"{len(row)} fields, the header has {len(columns)}")
-            source, label = _pick(dict(zip(columns, row, strict=True)))
+            source, label = _pick(dict(zip(columns, row, strict=True)), url_col, label_col)
             entries.append(Entry(start, _check_source(source), label))
         except ValueError as exc:
             malformed.append((start, str(exc)))
     return entries, malformed
 
 
-def mark_repeats(path: str | os.PathLike, units: list[Unit]) -> list[Unit]:
+def mark_repeats(path: str | os.PathLike, units: list[Unit], url_col: str | None = None,
+                 label_col: str | None = None) -> list[Unit]:
     """The units, each knowing which of its lines name an image that an earlier line of the
     list already named (one image gives one set of rows, with the first line's label)."""
     lines, digests = array("q"), array("q")
     for unit in units:
-        for entry in read_unit(path, unit)[0]:
+        for entry in read_unit(path, unit, url_col, label_col)[0]:
             lines.append(entry.line)
             name = entry.source.encode("utf-8", "surrogateescape")
             digests.append(int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(),
@@ -206,33 +268,39 @@ def mark_repeats(path: str | os.PathLike, units: list[Unit]) -> list[Unit]:
     return marked
 
 
-def read_crawl(path: str | os.PathLike) -> tuple[list[Entry], list[tuple[int, str]]]:
+def read_crawl(path: str | os.PathLike, url_col: str | None = None, label_col: str | None = None
+               ) -> tuple[list[Entry], list[tuple[int, str]]]:
     """Parse a whole crawl list (small lists, tests): (entries, malformed)."""
     entries, malformed = [], []
-    for unit in plan_units(path, 1 << 30):
-        e, m = read_unit(path, unit)
+    for unit in plan_units(path, 1 << 30, url_col, label_col):
+        e, m = read_unit(path, unit, url_col, label_col)
         entries += e
         malformed += m
     return entries, malformed
 
 
 def parse_lines(
-    numbered: Iterable[tuple[int, str]], fmt: str
+    numbered: Iterable[tuple[int, str | dict]], fmt: str, columns: list[str] | None = None,
+    url_col: str | None = None, label_col: str | None = None,
 ) -> tuple[list[Entry], list[tuple[int, str]]]:
-    """Parse .txt/.jsonl lines: (entries, malformed)."""
+    """Lines of text (or Parquet rows as dicts) -> (entries, malformed as (line, reason))."""
     entries, malformed = [], []
     for line_no, text in numbered:
-        if not text.strip() or text.lstrip().startswith("#"):
+        if isinstance(text, str) and (not text.strip() or text.lstrip().startswith("#")):
             continue
         try:
-            source, label = _parse_line(text, fmt)
+            record = text if isinstance(text, dict) else _parse_line(text, fmt, columns)
+            source, label = (record if isinstance(record, tuple)
+                             else _pick(record, url_col, label_col))
             entries.append(Entry(line_no, _check_source(source), label))
         except ValueError as exc:
             malformed.append((line_no, str(exc)))
     return entries, malformed
 
 
-def _parse_line(text: str, fmt: str) -> tuple[str, str | None]:
+def _parse_line(text: str, fmt: str, columns: list[str] | None
+                ) -> dict[str, Any] | tuple[str, str | None]:
+    """A record (dict) for the tabular formats, (source, label) for plain lines."""
     if fmt == "jsonl":
         try:
             obj = json.loads(text)
@@ -240,7 +308,7 @@ def _parse_line(text: str, fmt: str) -> tuple[str, str | None]:
             raise ValueError(f"not JSON ({exc.msg})") from None
         if not isinstance(obj, dict):
             raise ValueError("not a JSON object")
-        return _pick(obj)
+        return obj
     parts = text.strip().split("\t")
     if len(parts) == 1:
         return parts[0], None
@@ -249,17 +317,22 @@ def _parse_line(text: str, fmt: str) -> tuple[str, str | None]:
     raise ValueError(f"{len(parts)} tab-separated fields (expected url or name<TAB>url)")
 
 
-def _pick(record: dict) -> tuple[str, str | None]:
-    source = next((record[k] for k in URL_FIELDS if k in record), None)
+def _pick(record: dict, url_col: str | None = None, label_col: str | None = None
+          ) -> tuple[str, str | None]:
+    source = record.get(url_col) if url_col else next(
+        (record[k] for k in URL_FIELDS if k in record), None)
     if not isinstance(source, str):
-        raise ValueError("no url field")
-    label = next((record[k] for k in LABEL_FIELDS if record.get(k)), None)
-    return source.strip(), None if label is None else str(label)
+        raise ValueError(f"no {url_col or 'url'} field")
+    label = record.get(label_col) if label_col else next(
+        (record[k] for k in LABEL_FIELDS if record.get(k)), None)
+    return source.strip(), None if label in (None, "") else str(label)
 
 
 def _check_source(source: str) -> str:
     if not source:
         raise ValueError("empty url")
+    if any(ord(c) < 32 or c == "\x7f" for c in source):
+        raise ValueError(f"control character (NUL, tab...) in {source[:80]!r}")
     if "://" in source:
         parts = urlsplit(source)
         if parts.scheme not in ("http", "https"):
@@ -270,6 +343,60 @@ def _check_source(source: str) -> str:
         # a path names a folder or has an extension; a line of plain words is neither
         raise ValueError(f"neither a URL nor a path: {source[:80]!r}")
     return source
+
+
+# Parquet lists are read with pyarrow, column by column and row group by row group: a list
+# of millions of URLs is never loaded whole.
+
+
+def _parquet(path: Path, url_col: str | None, label_col: str | None) -> tuple[Any, list[str]]:
+    """The open ParquetFile and the columns to read (url first, then label candidates)."""
+    pq = require("pyarrow.parquet", "a Parquet crawl list")
+    try:
+        table = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError... for a broken file
+        raise InputError(f"{path}: unreadable Parquet file ({exc})") from None
+    names = table.schema_arrow.names
+    url = url_col or next((c for c in URL_FIELDS if c in names), None)
+    if url not in names:
+        raise InputError(f"{path}: no {url_col or 'url'} column (columns: {names})")
+    if label_col and label_col not in names:
+        raise InputError(f"{path}: no {label_col} column (columns: {names})")
+    labels = [label_col] if label_col else [c for c in LABEL_FIELDS if c in names]
+    return table, [url, *labels]
+
+
+def _plan_parquet(path: Path, rows_per_unit: int, url_col: str | None, label_col: str | None
+                  ) -> list[Unit]:
+    table, columns = _parquet(path, url_col, label_col)
+    units: list[Unit] = []
+    digest, count, start = hashlib.sha1(), 0, 0
+    for batch in table.iter_batches(batch_size=rows_per_unit, columns=columns):
+        for row in zip(*(batch.column(c).to_pylist() for c in columns), strict=True):
+            digest.update(json.dumps(row, default=str).encode("utf-8") + b"\n")
+            count += 1
+            if count == rows_per_unit:
+                units.append(Unit(len(units), start + 1, count, start, start + count,
+                                  digest.hexdigest()))
+                digest, count, start = hashlib.sha1(), 0, start + count
+    if count:
+        units.append(Unit(len(units), start + 1, count, start, start + count,
+                          digest.hexdigest()))
+    return units
+
+
+def _read_parquet_unit(path: Path, unit: Unit, url_col: str | None, label_col: str | None
+                       ) -> tuple[list[Entry], list[tuple[int, str]]]:
+    table, columns = _parquet(path, url_col, label_col)
+    meta = table.metadata
+    bounds = [0]
+    for g in range(meta.num_row_groups):
+        bounds.append(bounds[-1] + meta.row_group(g).num_rows)
+    groups = [g for g in range(meta.num_row_groups)
+              if bounds[g] < unit.stop and bounds[g + 1] > unit.start]
+    rows = table.read_row_groups(groups, columns=columns).slice(
+        unit.start - bounds[groups[0]], unit.lines).to_pylist()
+    return parse_lines(enumerate(rows, unit.first_line), "parquet", None, url_col, label_col)
 
 
 # ---------------------------------------------------------------------------- fetching

@@ -11,3 +11,15 @@ class InputError(DcganDataError):
     """The user's input (a path, a file, an option) is missing or unusable. Exit code 2."""
 
     exit_code = 2
+
+
+def require(module: str, purpose: str):
+    """Import an optional (interop) package, or end the run with a one-line message."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        top = module.split(".")[0]
+        raise InputError(f"{purpose} needs the {top!r} package: "
+                         "pip install 'dcgan-data[interop]'") from None

@@ -37,6 +37,7 @@ from dcgan_data.crawl import (
     bounded_map,
     fetch_many,
     mark_repeats,
+    plain_list,
     plan_units,
     read_unit,
 )
@@ -217,6 +218,8 @@ class FaceOptions:
     workers: int = 16  # fetch threads per process
     keep_originals: Path | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    url_col: str | None = None  # None: url, URL, link or image_url
+    label_col: str | None = None  # None: name, label or caption when present
     fetch: FetchOptions = field(default_factory=FetchOptions)
 
     def score_threshold(self) -> float:
@@ -259,7 +262,7 @@ def _cached_detector(name: str, min_face: int) -> Detector:
 def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
     """Fetch, decode, detect and crop one unit of crawl lines. Never raises for a bad image."""
     start = time.perf_counter()
-    entries, malformed = read_unit(crawl, unit)
+    entries, malformed = read_unit(crawl, unit, options.url_col, options.label_col)
     detector = _cached_detector(options.detector, options.min_face)
     min_score = options.score_threshold()
     tally = _Tally()
@@ -382,7 +385,10 @@ def faces(
         raise InputError("--size must be >= 8, --min-face >= 1 and --margin >= 0")
     if options.fetch.base_dir == Path():  # relative paths are read from beside the list
         options = replace(options, fetch=replace(options.fetch, base_dir=crawl.resolve().parent))
-    units = mark_repeats(crawl, plan_units(crawl, lines_per_shard))
+    listing = plain_list(crawl, out_dir)  # a compressed list's decompressed copy
+    units = mark_repeats(listing, plan_units(listing, lines_per_shard, options.url_col,
+                                             options.label_col),
+                         options.url_col, options.label_col)
     params = {
         "stage": "faces",
         "crawl": crawl.name,
@@ -392,6 +398,8 @@ def faces(
         "min_score": options.score_threshold(),
         "margin": options.margin,
         "size": options.size,
+        **{name: value for name, value in
+           (("url_col", options.url_col), ("label_col", options.label_col)) if value},
     }
     writer = ShardWriter(out_dir, (options.size, options.size, 3), params)
     todo = [u for u in units if not _unit_done(writer, u)]
@@ -403,7 +411,7 @@ def faces(
                    desc="faces")
     processed = Counter()
     try:
-        for unit, result in _run_units(crawl, todo, options, processes):
+        for unit, result in _run_units(listing, todo, options, processes):
             writer.write(unit.index, result.images, result.keys, result.source_hw, result.notes)
             processed["entries"] += result.notes["entries"]
             processed["fetched"] += result.notes["fetched"]

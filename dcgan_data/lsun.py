@@ -23,6 +23,10 @@ from dcgan_data.files import locks_output, progress
 from dcgan_data.images import ImageError, decode_image, encode_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
+# LSUN's scene categories (the paper's) are JPEG q75; JPEG-only decoders (GPU decoders,
+# torchvision.io.decode_jpeg) cannot read WebP, so WebP is the option, not the default
+PACK_FORMATS = ("jpeg", "webp")
+PACK_QUALITY = 75
 MAP_SIZE = 1 << 40  # address space only; the file grows as data is written
 
 # lmdb allows one open environment per database per process: every source shares these.
@@ -167,8 +171,8 @@ def _shrink_to_short_side(rgb: np.ndarray, short_side: int | None) -> np.ndarray
 def pack_images(
     inputs: Iterable[str],
     out: str | os.PathLike,
-    fmt: str = "webp",
-    quality: int = 75,
+    fmt: str = PACK_FORMATS[0],
+    quality: int = PACK_QUALITY,
     short_side: int | None = 256,
 ) -> dict[str, Any]:
     """Write images into an LSUN-format LMDB: key = SHA-1 hex of the encoded bytes.

@@ -230,6 +230,13 @@ class ShardSet:
         self._arrays: dict[int, np.ndarray] = {}
         self._decode_keys = manifest.get("keys_encoding") == KEYS_ENCODING
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickle as paths: a memory map pickles as a full in-memory copy of the shard, so a
+        # spawned DataLoader worker would get the whole data set; each process maps its own.
+        state = self.__dict__.copy()
+        state["_arrays"] = {}
+        return state
+
     def __len__(self) -> int:
         return int(self.offsets[-1])
 

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from dcgan_data.errors import InputError
 from dcgan_data.images import ImageError
+from dcgan_data.interop import HF_MARKERS, HfSource, WebDatasetSource
 from dcgan_data.lsun import LsunSource, find_lmdb_dirs, image_files
 
 
@@ -50,14 +51,23 @@ class FolderSource:
 
 
 def open_source(path: str | os.PathLike) -> Source:
-    """An LSUN LMDB (or a folder of them), else a folder of image files."""
+    """An LSUN LMDB (or a folder of them), webdataset .tar shards, a Hugging Face dataset
+    (save_to_disk folder or .parquet files), else a folder of image files."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
+    if path.is_file() and path.suffix in (".tar", ".parquet"):
+        return WebDatasetSource(path) if path.suffix == ".tar" else HfSource(path)
     if not path.is_dir():
-        raise InputError(f"{path}: expected an LMDB directory or a folder of images")
+        raise InputError(f"{path}: expected an LMDB directory, a folder of images, "
+                         ".tar shards or a Hugging Face dataset")
     if not os.access(path, os.R_OK | os.X_OK):
         raise InputError(f"{path}: permission denied")
     if find_lmdb_dirs(path):
         return LsunSource(path)
+    if any((path / marker).exists() for marker in HF_MARKERS) or (
+            any(path.rglob("*.parquet")) and not image_files(path)):
+        return HfSource(path)
+    if any(path.glob("*.tar")) and not image_files(path):
+        return WebDatasetSource(path)
     return FolderSource(path)

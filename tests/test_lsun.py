@@ -1,4 +1,5 @@
 import hashlib
+import io
 import pickle
 
 import lmdb
@@ -30,6 +31,19 @@ def test_pack_writes_lsun_format(packed):
         assert sniff_format(value) == "webp"
         rgb, _ = decode_image(value)
         assert min(rgb.shape[:2]) <= 256
+
+
+def test_pack_default_is_jpeg_q75_like_lsun_scenes(tmp_path):
+    import cv2
+    import PIL.Image
+
+    pack_images([str(PHOTOS[0])], tmp_path / "d_lmdb")
+    (value,) = LsunSource(tmp_path / "d_lmdb").read_many(LsunSource(tmp_path / "d_lmdb").items())
+    assert sniff_format(value) == "jpeg"
+    rgb, _ = decode_image(value)
+    _, q75 = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    tables = [PIL.Image.open(io.BytesIO(b)).quantization for b in (value, q75.tobytes())]
+    assert tables[0] == tables[1]
 
 
 def test_pack_is_idempotent(packed, tmp_path):

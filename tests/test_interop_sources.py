@@ -1,0 +1,92 @@
+"""ingest from webdataset tars and Hugging Face datasets, on real photos."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import PHOTOS, write_shards
+from dcgan_data.export import export
+from dcgan_data.ingest import ingest
+from dcgan_data.interop import HfSource, WebDatasetSource
+from dcgan_data.shards import ShardSet
+from dcgan_data.sources import open_source
+
+wds = pytest.importorskip("webdataset")
+datasets = pytest.importorskip("datasets")
+CORRUPT = PHOTOS[0].read_bytes()[:200] + bytes(range(256)) * 8
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The first 6 photos ingested from a plain folder: what every other source must give."""
+    root = tmp_path_factory.mktemp("ref")
+    for p in PHOTOS[:6]:
+        shutil.copy(p, root / p.name)
+    ingest(root, root / "shards", size=32, workers=1)
+    return ShardSet(root / "shards").load()
+
+
+def test_webdataset_tars_every_image_member_keyed_by_name(tmp_path, reference):
+    (tmp_path / "w").mkdir()
+    for t, chunk in enumerate([PHOTOS[:4], PHOTOS[4:6]]):
+        with wds.TarWriter(str(tmp_path / "w" / f"train-{t}.tar")) as tar:
+            for p in chunk:
+                tar.write({"__key__": p.stem, "jpg": p.read_bytes(), "json": b"{}"})
+            if t == 1:
+                tar.write({"__key__": "broken", "jpg": CORRUPT, "txt": b"caption"})
+    source = open_source(tmp_path / "w")
+    assert isinstance(source, WebDatasetSource)
+    assert source.items()[0] == f"train-0.tar/{PHOTOS[0].stem}.jpg" and len(source.items()) == 7
+    assert len(pickle.dumps(source)) < 1000  # the member index stays behind
+    report = ingest(tmp_path / "w", tmp_path / "s", size=32, workers=2)
+    assert report["source_kind"] == "webdataset" and report["written"] == 6
+    assert report["failed_items"][0]["key"] == "train-1.tar/broken.jpg"
+    np.testing.assert_array_equal(ShardSet(tmp_path / "s").load(), reference)
+    one = open_source(tmp_path / "w" / "train-1.tar")
+    assert one.items() == [f"{PHOTOS[4].stem}.jpg", f"{PHOTOS[5].stem}.jpg", "broken.jpg"]
+    assert one.read_many(["nope.jpg"]) == [None]
+
+
+def test_hf_save_to_disk_folder(tmp_path, reference):
+    rows = {"image": [{"bytes": p.read_bytes(), "path": None} for p in PHOTOS[:6]],
+            "caption": [p.stem for p in PHOTOS[:6]]}
+    features = datasets.Features({"image": datasets.Image(), "caption": datasets.Value("string")})
+    data = datasets.Dataset.from_dict(rows, features=features)
+    datasets.DatasetDict({"train": data}).save_to_disk(str(tmp_path / "dd"))
+    data.save_to_disk(str(tmp_path / "d"))
+    for path in ("d", "dd"):
+        source = open_source(tmp_path / path)
+        assert isinstance(source, HfSource) and source.items() == [str(i) for i in range(6)]
+        report = ingest(tmp_path / path, tmp_path / f"s{path}", size=32, workers=2)
+        assert report["source_kind"] == "hf" and report["written"] == 6
+        np.testing.assert_array_equal(ShardSet(tmp_path / f"s{path}").load(), reference)
+
+
+def test_hf_parquet_files_including_a_plain_binary_column(tmp_path, reference):
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    data = datasets.Dataset.from_dict(
+        {"picture": [{"bytes": p.read_bytes(), "path": None} for p in PHOTOS[:6]]},
+        features=datasets.Features({"picture": datasets.Image()}))
+    (tmp_path / "p" / "data").mkdir(parents=True)
+    data.select(range(4)).to_parquet(str(tmp_path / "p" / "data" / "a.parquet"))
+    pq.write_table(pa.table({"jpg": [p.read_bytes() for p in PHOTOS[4:6]] + [CORRUPT]}),
+                   tmp_path / "p" / "data" / "b.parquet", row_group_size=2)
+    source = open_source(tmp_path / "p")
+    assert isinstance(source, HfSource) and source.items()[-1] == "data/b.parquet/2"
+    report = ingest(tmp_path / "p", tmp_path / "s", size=32, workers=2)
+    assert report["written"] == 6 and report["failed_items"][0]["key"] == "data/b.parquet/2"
+    np.testing.assert_array_equal(ShardSet(tmp_path / "s").load(), reference)
+    assert source.read_many(["data/b.parquet/9", "c.parquet/0"]) == [None, None]
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "hf"])
+def test_export_then_ingest_gives_back_the_same_rows(tmp_path, crops64, fmt):
+    write_shards(tmp_path / "s", crops64[:30])
+    export(tmp_path / "s", tmp_path / "e", fmt, rows_per_part=12)
+    ingest(tmp_path / "e", tmp_path / "back", size=64, workers=1)
+    np.testing.assert_array_equal(ShardSet(tmp_path / "back").load(), crops64[:30])
