@@ -33,9 +33,9 @@ import json
 import lzma
 import os
 import re
+import shutil
 import socket
 import stat
-import shutil
 import threading
 import time
 from array import array
