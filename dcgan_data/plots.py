@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
 from dcgan_data.files import atomic_write_bytes
 
-WIDTH, HEIGHT, DPI = 6.4, 3.2, 100  # inches; 640 x 320 px, two fit side by side on a page
+WIDTH, HEIGHT, DPI = 6.0, 3.0, 100  # inches; 600 x 300 px, two fit side by side on a page
 BLUE, RED, GREY = "#1f77b4", "#d62728", "#888888"
 
 
@@ -62,9 +62,16 @@ def histogram(counts: Mapping[int, int], path: str | os.PathLike, title: str, xl
     fig, ax = _figure(title, xlabel, ylabel)
     values = sorted((int(k), int(v)) for k, v in counts.items())
     if values:
-        ax.bar([k for k, _ in values], [v for _, v in values], width=0.8, color=BLUE)
+        bars = ax.bar([k for k, _ in values], [v for _, v in values], width=0.8, color=BLUE)
+        if len(values) <= 12:
+            ax.bar_label(bars, padding=2)
+        low, high = min(0, values[0][0]), values[-1][0]
+        ax.set_xlim(low - 0.6, max(high, low + 4) + 0.6)  # one bar must not fill the plot
+        ax.margins(y=0.12)
     if log:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _save(fig, path)
 
@@ -76,6 +83,8 @@ def value_histogram(values: Sequence[float], path: str | os.PathLike, title: str
     values = np.asarray(values, np.float64)
     if len(values):
         ax.hist(values, bins=min(40, max(5, len(np.unique(values)))), color=BLUE)
+        ax.set_xlim(0, max(values.max(), *(marks or {}).values()) * 1.08)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     for i, (label, x) in enumerate((marks or {}).items()):
         ax.axvline(x, color=RED if i == 0 else GREY, linestyle="--", label=label)
     if marks:

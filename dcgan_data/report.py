@@ -32,6 +32,7 @@ from dcgan_data.files import atomic_write_text
 
 TABLE_ROWS = 200  # rows of a collapsed item table (failed keys...); the status table has all
 SAMPLE_GRIDS = 4  # training sample grids shown side by side, first to last
+SHOT_WIDTH = 1280  # px: the width of the checked page and its screenshot
 RAW_JSON_MAX = 200_000  # characters of a report shown inline; larger ones are only linked
 # metrics.jsonl columns with a plot of their own; any other numeric column is plotted too
 TRAIN_COLUMNS = {"step", "loss_D", "loss_G", "D_x", "D_G_z", "images_per_s"}
@@ -573,7 +574,7 @@ tbody tr > td:first-child { color: #555; white-space: nowrap; }
 thead th { border-bottom: 1px solid #ccc; }
 td { max-width: 70em; overflow-wrap: anywhere; }
 .figures { display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-start; }
-figure { margin: 0; max-width: 640px; }
+figure { margin: 0; max-width: 600px; }
 figure.wide { max-width: 100%; }
 .grids { flex-basis: 100%; }
 .grids figure { display: inline-block; width: 23%; margin-right: 1%; vertical-align: top; }
@@ -647,7 +648,7 @@ def browser_check(page: str | os.PathLike, screenshot: str | os.PathLike | None 
     """Open `page` in headless Chromium: how many pictures loaded and failed, and how often
     raw dict text shows outside collapsed parts; with `screenshot`, save the whole page."""
     page = Path(page)
-    dom = _chromium(page, "--dump-dom")
+    dom = _chromium(page, "--dump-dom", f"--window-size={SHOT_WIDTH},800")
     found = re.search(r'<body data-images-ok="(\d+)" data-images-broken="(\d+)" '
                       r'data-raw-dicts="(\d+)" data-height="(\d+)"', dom)
     if found is None:
@@ -657,7 +658,7 @@ def browser_check(page: str | os.PathLike, screenshot: str | os.PathLike | None 
         shot = Path(screenshot).resolve()
         shot.parent.mkdir(parents=True, exist_ok=True)
         height = min(max(check.height, 600), 16000)
-        _chromium(page, f"--screenshot={shot}", f"--window-size=1280,{height}",
+        _chromium(page, f"--screenshot={shot}", f"--window-size={SHOT_WIDTH},{height}",
                   "--hide-scrollbars")
         if not shot.exists():
             raise DcganDataError(f"chromium wrote no screenshot of {page}")

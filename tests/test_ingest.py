@@ -88,7 +88,7 @@ def test_ingest_skips_and_names_every_bad_value(tmp_path):
     fates = read_table(tmp_path / "out" / on_disk["status_table"])
     assert sorted(r["key"] for r in fates) == sorted(keys)  # one row per source key
     assert {r["key"]: r["status"] for r in fates if r["status"] != "ok"} == failed
-    ok = {r["key"]: (r["height"], r["width"]) for r in fates if r["status"] == "ok"}
+    ok = {r["key"]: [r["height"], r["width"]] for r in fates if r["status"] == "ok"}
     assert [ok[k] for k in shards.keys()] == shards.source_hw().tolist()
     assert (tmp_path / "out" / "contact_sheet.png").stat().st_size > 1000
 
