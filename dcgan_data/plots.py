@@ -57,19 +57,22 @@ def bar_counts(counts: Mapping[str, int], path: str | os.PathLike, title: str,
 
 
 def histogram(counts: Mapping[int, int], path: str | os.PathLike, title: str, xlabel: str,
-              ylabel: str = "count", log: bool = False) -> None:
-    """Bars for integer values already counted ({value: count}, e.g. group sizes)."""
+              ylabel: str = "count", log: bool = False, start: int | None = None) -> None:
+    """Bars for integer values already counted ({value: count}, e.g. group sizes); the axis
+    begins at `start` (default: the smallest value)."""
     fig, ax = _figure(title, xlabel, ylabel)
     values = sorted((int(k), int(v)) for k, v in counts.items())
     if values:
         bars = ax.bar([k for k, _ in values], [v for _, v in values], width=0.8, color=BLUE)
         if len(values) <= 12:
             ax.bar_label(bars, padding=2)
-        low, high = min(0, values[0][0]), values[-1][0]
+        low = values[0][0] if start is None else min(start, values[0][0])
+        high = values[-1][0]
         ax.set_xlim(low - 0.6, max(high, low + 4) + 0.6)  # one bar must not fill the plot
         ax.margins(y=0.12)
     if log:
         ax.set_yscale("log")
+        ax.set_ylim(bottom=0.7)
         ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.yaxis.set_minor_formatter(NullFormatter())
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -290,13 +290,13 @@ def dedup_section(page: Page, stage: Stage, summary: Summary) -> Section:
         section.figures.append(page.plot(
             f"dedup_{slug}_groups", "how many images share each hash", plots.histogram, sizes,
             title="Group sizes (1 = unique)", xlabel="images in the group",
-            ylabel="groups", log=True))
+            ylabel="groups", log=True, start=1))
     distances = {int(k): v for k, v in (r.get("distance_histogram") or {}).items()}
     if distances:
         section.figures.append(page.plot(
             f"dedup_{slug}_distances", "each removed image's distance to the one it copies",
             plots.histogram, distances, title="Hamming distance of the removed images",
-            xlabel="bits that differ", ylabel="images removed"))
+            xlabel="bits that differ", ylabel="images removed", start=0))
     rates = (r.get("bits") or {}).get("bit_rates")
     if rates:
         section.figures.append(page.plot(f"dedup_{slug}_bits",
