@@ -364,9 +364,10 @@ def faces_section(page: Page, stage: Stage, summary: Summary) -> Section:
                        ("labels.csv", "the name of each kept face")):
         if (stage.folder / name).exists():
             section.links.append(page.link(stage.folder / name, f"{name} ({what})"))
+    failed = r.get("failed_by_reason") or {}
     summary.cards.append((fmt(r.get("entries")), "images listed",
-                          f"{fmt(r.get('failed'))} failed: "
-                          f"{by_reason(r.get('failed_by_reason') or {}) or 'none'}"))
+                          f"{fmt(r.get('failed'))} failed: {by_reason(failed)}" if failed
+                          else "none failed"))
     summary.cards.append((fmt(r.get("kept")), "faces kept",
                           f"of {fmt(r.get('boxes'))} found in {fmt(r.get('decoded'))} images"))
     return section
