@@ -85,7 +85,7 @@ def value_histogram(values: Sequence[float], path: str | os.PathLike, title: str
     fig, ax = _figure(title, xlabel, "count")
     values = np.asarray(values, np.float64)
     if len(values):
-        high = max(values.max(), *(marks or {}).values()) * 1.08
+        high = max([values.max(), *(marks or {}).values()]) * 1.08
         ax.hist(values, bins=np.linspace(0, high, 41), color=BLUE)
         ax.set_xlim(0, high)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
