@@ -514,7 +514,7 @@ def render_section(page: Page, stage: Stage, section: Section) -> str:
         f'<small>{esc(where)}/ &middot; {fmt_seconds(section.seconds)}</small></h2>',
         table(section.headline) if section.headline else "",
         f'<div class="figures">{"".join(figures)}</div>' if figures else "",
-        f'<p class="links">Tables: {links}</p>' if links else "",
+        f'<p class="links">Files: {links}</p>' if links else "",
         *section.collapsed,
         raw_json(page, stage),
         "</section>",
