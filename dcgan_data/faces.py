@@ -10,7 +10,8 @@ in flight.
 
 Outputs: shards (row key `URL#i`, the i-th detection of that image in faces.csv),
 faces.csv (every detection, kept or not), labels.csv (row key -> name, when the list names
-people), faces_report.json and faces.png.
+people), faces_status.parquet (or .csv.gz without pyarrow: one row per list line with its
+fate, from per-unit parts in status/), faces_report.json and faces.png.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from dcgan_data import status
 from dcgan_data.crawl import (
     FetchError,
     FetchOptions,
@@ -61,6 +63,9 @@ DETECTORS = ("mtcnn", "haar")
 # A score is a probability for MTCNN and a count of merged neighbour windows for Haar.
 DEFAULT_MIN_SCORE = {"mtcnn": 0.9, "haar": 5.0}
 EXAMPLES_PER_REASON = 5
+STATUS = "faces_status"  # + status.extension()
+STATUS_COLUMNS = ["line", "url", "label", "status", "detail", "width", "height", "faces_found",
+                  "faces_kept"]
 SHEET_FACES = 256
 
 
@@ -234,6 +239,7 @@ class UnitResult:
     keys: list[str]
     source_hw: np.ndarray  # N x 2
     notes: dict[str, Any]
+    status: list[list]  # one STATUS_COLUMNS row per list line, in line order
 
 
 class _Tally:
@@ -266,12 +272,17 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
     detector = _cached_detector(options.detector, options.min_face)
     min_score = options.score_threshold()
     tally = _Tally()
+    fates: dict[int, list] = {}  # line -> its status row
     for line, reason in malformed:
         tally.fail("malformed", f"line {line}: {reason}")
+        fates[line] = [line, None, None, "malformed", reason, None, None, None, None]
     repeats, listed = dict(unit.repeats), len(entries)
     for entry in entries:
         if entry.line in repeats:
-            tally.fail("repeated_url", f"line {entry.line}: as line {repeats[entry.line]}")
+            detail = f"as line {repeats[entry.line]}"
+            tally.fail("repeated_url", f"line {entry.line}: {detail}")
+            fates[entry.line] = [entry.line, entry.source, entry.label, "repeated_url", detail,
+                                 None, None, None, None]
     entries = [entry for entry in entries if entry.line not in repeats]
     seconds = Counter()
     counts = Counter()
@@ -280,8 +291,11 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
     for entry, got, fetch_seconds in fetch_many(entries, options.fetch, options.workers):
         seconds["fetch"] += fetch_seconds
         where = f"line {entry.line}: {entry.source[:200]}"
+        fate = fates[entry.line] = [entry.line, entry.source, entry.label, "ok", None, None,
+                                    None, None, None]
         if isinstance(got, FetchError):
             tally.fail(got.reason, f"{where} ({got.detail})" if got.detail else where)
+            fate[3:5] = got.reason, got.detail or None
             continue
         counts["fetched"] += 1
         if options.keep_originals is not None:
@@ -291,21 +305,25 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
             rgb, _ = decode_image(got, options.max_pixels)
         except ImageError as exc:
             tally.fail(exc.reason, f"{where} ({exc.detail})")
+            fate[3:5] = exc.reason, exc.detail
             continue
         finally:
             seconds["decode"] += time.perf_counter() - t
         counts["decoded"] += 1
+        fate[5:7] = rgb.shape[1], rgb.shape[0]
         t = time.perf_counter()
         try:
             boxes = detector.detect(rgb)
         except Exception as exc:  # a detector bug on one odd image must not end the run
             tally.fail("detector_error", f"{where} ({type(exc).__name__}: {exc})")
+            fate[3:5] = "detector_error", f"{type(exc).__name__}: {exc}"
             continue
         finally:
             seconds["detect"] += time.perf_counter() - t
         t = time.perf_counter()
         crops, keys, rows = _crops(rgb, boxes, entry.source, options, min_score)
         per_line[entry.line] = (crops, keys, rows, entry.label, rgb.shape[:2])
+        fate[7:9] = len(boxes), len(crops)
         counts.update(with_face=bool(boxes), with_kept_face=bool(crops), boxes=len(boxes),
                       kept=len(crops))
         seconds["crop"] += time.perf_counter() - t
@@ -341,6 +359,7 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
         keys=keys,
         source_hw=np.asarray(hw, np.int32).reshape(-1, 2),
         notes=notes,
+        status=[fates[line] for line in sorted(fates)],
     )
 
 
@@ -412,6 +431,9 @@ def faces(
     processed = Counter()
     try:
         for unit, result in _run_units(listing, todo, options, processes):
+            # the part first: a unit whose shard is written has its status rows too
+            status.write_table(status.part_stem(out_dir, unit.index), STATUS_COLUMNS,
+                               [result.status])
             writer.write(unit.index, result.images, result.keys, result.source_hw, result.notes)
             processed["entries"] += result.notes["entries"]
             processed["fetched"] += result.notes["fetched"]
@@ -424,6 +446,8 @@ def faces(
     notes = [writer.entries[u.index]["notes"] for u in units]
     report = _report(notes, options, params, units, len(todo), processed, wall)
     _write_tables(out_dir, notes)
+    report["status_table"] = status.join_parts(out_dir, [u.index for u in units],
+                                               out_dir / STATUS, STATUS_COLUMNS).name
     report["sheet"] = _write_sheet(out_dir)
     write_json(out_dir / "faces_report.json", report)
     return report
@@ -432,7 +456,8 @@ def faces(
 def _unit_done(writer: ShardWriter, unit: Unit) -> bool:
     # A unit whose lines changed since it was written (an edited list) is done again.
     entry = writer.entries.get(unit.index)
-    return entry is not None and entry["notes"].get("lines_sha1") == unit.digest
+    return (entry is not None and entry["notes"].get("lines_sha1") == unit.digest
+            and status.find(status.part_stem(writer.out_dir, unit.index)) is not None)
 
 
 def _run_units(crawl: Path, units: list[Unit], options: FaceOptions, processes: int):

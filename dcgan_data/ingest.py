@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from dcgan_data import status
 from dcgan_data.errors import InputError
 from dcgan_data.files import locks_output, progress, write_json
 from dcgan_data.images import (
@@ -37,6 +38,8 @@ from dcgan_data.sources import Source, open_source
 
 CHUNK = 256  # items per task: big enough to amortise IPC, small enough to balance load
 REPORT = "ingest_report.json"
+STATUS = "ingest_status"  # + status.extension(): one row per source key
+STATUS_COLUMNS = ["key", "status", "detail", "width", "height"]
 SHEET = "contact_sheet.png"
 
 
@@ -162,8 +165,11 @@ def ingest(
     report = _report(writer.notes(), source, out, size, len(units), len(resumed))
     report.update(seconds=round(seconds, 3), workers=workers,
                   images_per_s=round(todo_items / seconds, 1) if seconds > 0 else None)
+    shards = ShardSet(out)
+    report["status_table"] = status.write_table(
+        Path(out) / STATUS, STATUS_COLUMNS, _status_rows(units, shards, writer.notes())).name
     write_json(Path(out) / REPORT, report)
-    write_contact_sheet(ShardSet(out), Path(out) / SHEET)
+    write_contact_sheet(shards, Path(out) / SHEET)
     return report
 
 
@@ -193,6 +199,18 @@ def _report(notes: list[dict], source: Source, out, size: int, shards: int, resu
         "shards": shards,
         "shards_resumed": resumed,
     }
+
+
+def _status_rows(units: list[Sequence[str]], shards: ShardSet, notes: list[dict]
+                 ) -> Iterator[list[list]]:
+    """Per unit, a STATUS_COLUMNS row for each of its keys in source order."""
+    for index, items in enumerate(units):
+        fates = {f["key"]: [f["key"], f["reason"], f["detail"], None, None]
+                 for f in notes[index]["failed"]}
+        hw = shards.shard_hw(index)
+        for key, (height, width) in zip(shards.shard_keys(index), hw.tolist(), strict=True):
+            fates[key] = [key, "ok", None, width, height]
+        yield [fates[key] for key in items]
 
 
 def sample_rows(shards: ShardSet, n: int = 64) -> np.ndarray:

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -54,6 +53,7 @@ from dcgan_data.errors import InputError
 from dcgan_data.files import atomic_path, atomic_write_text, locks_output, progress, write_json
 from dcgan_data.images import contact_sheet, save_png
 from dcgan_data.model import SIZES, build
+from dcgan_data.plots import plot_losses
 from dcgan_data.shards import ShardSet
 
 log = logging.getLogger(__name__)
@@ -389,32 +389,6 @@ def read_metrics(path: Path, up_to_step: int) -> list[dict]:
             if isinstance(entry, dict) and entry.get("step", math.inf) <= up_to_step:
                 lines.append(entry)
     return lines
-
-
-def plot_losses(metrics: list[dict], path: Path) -> None:
-    """loss_D and loss_G against step, drawn with OpenCV (no plotting library needed)."""
-    width, height, margin = 900, 420, 60
-    image = np.full((height, width, 3), 255, np.uint8)
-    if len(metrics) >= 2:
-        steps = np.array([m["step"] for m in metrics], np.float64)
-        curves = {"loss_D": (31, 119, 180), "loss_G": (214, 39, 40)}  # RGB
-        values = np.array([[m[k] for k in curves] for m in metrics], np.float64)
-        top = float(np.nanpercentile(values, 99)) * 1.05 or 1.0  # one spike must not flatten all
-        x = margin + (steps - steps[0]) / max(steps[-1] - steps[0], 1) * (width - 2 * margin)
-        for i, ((name, color), column) in enumerate(zip(curves.items(), values.T, strict=True)):
-            y = height - margin - np.clip(column / top, 0, 1) * (height - 2 * margin)
-            points = np.stack([x, y], 1).round().astype(np.int32)
-            cv2.polylines(image, [points], False, color, 1, cv2.LINE_AA)
-            cv2.putText(image, name, (width - margin - 80, margin + 20 + 20 * i),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
-        labels = [(f"{top:.2f}", (5, margin + 5)), ("0", (5, height - margin + 5)),
-                  (f"step {int(steps[0])}", (margin, height - margin + 25)),
-                  (f"step {int(steps[-1])}", (width - margin - 80, height - margin + 25))]
-        for text, org in labels:
-            cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
-                        cv2.LINE_AA)
-    cv2.rectangle(image, (margin, margin), (width - margin, height - margin), (0, 0, 0), 1)
-    save_png(path, image)
 
 
 def write_samples(g: nn.Module, z: torch.Tensor, path: Path) -> None:

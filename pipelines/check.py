@@ -3,8 +3,9 @@
     python pipelines/check.py build/sample
 
 Checks that each stage's report agrees with the shards it wrote, that dedup found the
-planted duplicates at the expected precision, that sample grids were written, and that
-every picture of each report.html loads in headless Chromium.
+planted duplicates at the expected precision, that sample grids were written, that the
+status tables name every item's fate, and that each report.html loads in headless Chromium
+with every picture and no raw dict text (a screenshot is saved beside it).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import sys
 from pathlib import Path
 
 from dcgan_data.images import decode_image
-from dcgan_data.report import browser_image_tally
+from dcgan_data.report import browser_check
 from dcgan_data.shards import ShardSet
+from dcgan_data.status import read_table
 
 # The bundled sample is small (a few hundred planted pairs): these floors leave room for
 # chance, not for a broken stage.
@@ -64,10 +66,14 @@ class Checker:
         self.expect(grid.std() > 5, f"{out}/samples.png is flat")
 
     def page(self, out: Path) -> None:
-        loaded, broken = browser_image_tally(out / "report.html")
-        self.expect(loaded >= 4 and broken == 0,
-                    f"{out}/report.html: {loaded} pictures loaded, {broken} broken")
-        self.figures.append(f"{out}/report.html: {loaded} pictures load in chromium")
+        check = browser_check(out / "report.html", out / "report_screenshot.png")
+        self.expect(check.images_ok >= 8 and check.images_broken == 0,
+                    f"{out}/report.html: {check.images_ok} pictures loaded, "
+                    f"{check.images_broken} broken")
+        self.expect(check.raw_dicts == 0,
+                    f"{out}/report.html: {check.raw_dicts} raw dict(s) outside collapsed parts")
+        self.figures.append(f"{out}/report.html: {check.images_ok} pictures load in chromium, "
+                            f"no raw dicts; screenshot {out}/report_screenshot.png")
 
     def lsun(self, sample: Path) -> None:
         out = sample / "lsun"
@@ -78,6 +84,10 @@ class Checker:
                     "ingest: report written != shard rows")
         self.expect({f["key"] for f in ingest["failed_items"]} == bad,
                     f"ingest: failed keys {ingest['failed_items']} != the sample's broken keys")
+        fates = read_table(out / "ingested" / ingest["status_table"])
+        self.expect(len(fates) == ingest["read"]
+                    and {r["key"] for r in fates if r["status"] != "ok"} == bad,
+                    "ingest: the status table does not name the sample's broken keys")
         removed = self.dedup(out / "ingested", out / "dedup")
         original = {r["key"]: r["duplicate_of"] for r in truth}
         group = lambda key: original.get(key, key)  # noqa: E731 - a one-line lookup
@@ -106,6 +116,11 @@ class Checker:
         for reason in ("http_404", "malformed"):
             self.expect(report["failed_by_reason"].get(reason) == 1,
                         f"faces: expected one {reason}, got {report['failed_by_reason']}")
+        fates = read_table(out / "faces" / report["status_table"])
+        failed = sum(r["status"] != "ok" for r in fates)
+        self.expect(len(fates) == report["entries"] + report["failed_by_reason"]["malformed"]
+                    and failed == report["failed"],
+                    f"faces: status table has {len(fates)} rows, {failed} failed")
         self.expect(len(shards) >= 50, f"faces: only {len(shards)} faces kept")
         removed = self.dedup(out / "faces", out / "dedup")
         planted = {(r["url"], r["duplicate_of"]) for r in rows(sample / "crawl" /

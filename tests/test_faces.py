@@ -18,11 +18,13 @@ from click.testing import CliRunner
 from test_crawl import ImageServer, closed_port
 
 from conftest import FACES, PHOTOS, load_photo
+from dcgan_data import status
 from dcgan_data.crawl import FetchOptions
 from dcgan_data.errors import InputError
 from dcgan_data.faces import Box, FaceOptions, crop_face, faces, is_kept, make_detector
 from dcgan_data.images import decode_image
 from dcgan_data.shards import ShardSet
+from dcgan_data.status import read_table
 from dcgan_data_cli.main import cli
 
 FACE = {p.name: p for p in FACES}
@@ -169,6 +171,17 @@ def test_faces_stage_end_to_end_with_every_kind_of_bad_input(tmp_path, server):
     assert np.array_equal(shards.load([0])[0], crop_face(rgb, Box(*box, 1.0), 0.25, 64))
     assert (out / "labels.csv").read_text() == f"key,label\n{keys[0]},Eileen Collins\n"
     assert (out / "faces.png").read_bytes()[:4] == b"\x89PNG"
+    fates = {r["line"]: r for r in read_table(out / report["status_table"])}
+    assert sorted(fates) == list(range(2, 16))  # every line but the comment, once
+    assert {line: r["status"] for line, r in fates.items()} == {
+        2: "ok", 3: "ok", 4: "ok", 5: "http_404", 6: "ok", 7: "timeout",
+        8: "too_many_redirects", 9: "not_an_image", 10: "truncated", 11: "too_large",
+        12: "noai", 13: "dead_url", 14: "malformed", 15: "ok"}
+    assert fates[2]["label"] == "Eileen Collins" and fates[3]["url"].endswith("/messi5.jpg")
+    assert (fates[2]["width"], fates[2]["height"], fates[2]["faces_kept"]) == (512, 512, 1)
+    assert fates[4]["faces_found"] == 0 and fates[5]["detail"] == "Not Found"
+    assert fates[5]["width"] is None and fates[14]["url"] is None
+    assert sum(r["faces_kept"] or 0 for r in fates.values()) == report["kept"]
     kept_files = sorted(p.relative_to(tmp_path / "originals").as_posix()
                         for p in (tmp_path / "originals").rglob("*.*"))
     assert kept_files == ["00000/000000002.jpg", "00000/000000003.jpg", "00000/000000004.jpg",
@@ -184,6 +197,7 @@ def test_faces_stage_end_to_end_with_every_kind_of_bad_input(tmp_path, server):
     refetched = {path for path, n in server.hits.items() if n != hits.get(path)}
     assert refetched == {"/404", "/flaky/faces", "/slow", "/loop"}  # lines 5-8
     assert ShardSet(out).keys() == keys
+    assert {r["line"]: r for r in read_table(out / report["status_table"])} == fates
 
     with pytest.raises(InputError, match="different run"):
         faces(crawl, out, FaceOptions(min_face=48), processes=1, lines_per_shard=4)
@@ -228,3 +242,14 @@ def test_cli_with_local_paths_on_two_processes(tmp_path):
 
     result = CliRunner().invoke(cli, ["faces", str(crawl), "-o", str(out), "--detector", "x"])
     assert result.exit_code == 2
+
+
+def test_status_table_is_gzipped_csv_without_pyarrow(tmp_path, monkeypatch):
+    monkeypatch.setattr(status, "_pyarrow", lambda: None)
+    crawl = tmp_path / "list.txt"
+    crawl.write_text(f"{FACE['astronaut.jpg']}\n{tmp_path / 'gone.jpg'}\n")
+    report = faces(crawl, tmp_path / "out", FaceOptions(detector="haar"), processes=1)
+    assert report["status_table"] == "faces_status.csv.gz"
+    rows = read_table(tmp_path / "out" / "faces_status.csv.gz")
+    assert [(r["line"], r["status"], r["faces_kept"]) for r in rows] == [
+        (1, "ok", 1), (2, "missing_file", None)]

@@ -18,6 +18,7 @@ from dcgan_data.errors import InputError
 from dcgan_data.images import decode_image, encode_image
 from dcgan_data.ingest import ingest, inspect
 from dcgan_data.shards import ShardSet
+from dcgan_data.status import read_table
 
 
 def write_lmdb(path, values):
@@ -84,6 +85,11 @@ def test_ingest_skips_and_names_every_bad_value(tmp_path):
     assert (shards.source_hw() >= 64).all()
     on_disk = json.loads((tmp_path / "out" / "ingest_report.json").read_text())
     assert on_disk["failed_by_reason"]["truncated"] == 1
+    fates = read_table(tmp_path / "out" / on_disk["status_table"])
+    assert sorted(r["key"] for r in fates) == sorted(keys)  # one row per source key
+    assert {r["key"]: r["status"] for r in fates if r["status"] != "ok"} == failed
+    ok = {r["key"]: [r["height"], r["width"]] for r in fates if r["status"] == "ok"}
+    assert [ok[k] for k in shards.keys()] == shards.source_hw().tolist()
     assert (tmp_path / "out" / "contact_sheet.png").stat().st_size > 1000
 
 
