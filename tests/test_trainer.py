@@ -17,7 +17,8 @@ import torch
 from click.testing import CliRunner
 
 from conftest import ROOT, photo_crops, write_shards
-from dcgan_data import trainer
+from dcgan_data import feed, model, processes, trainer
+from dcgan_data.checkpoint import load_checkpoint
 from dcgan_data.errors import InputError
 from dcgan_data.images import decode_image
 from dcgan_data.sampling import write_grid
@@ -85,22 +86,22 @@ def test_short_run_learns_and_writes_the_run_directory(trained_run):
     assert early.shape == late.shape == (8 * 34 + 2, 8 * 34 + 2, 3)  # 64 images, 8 x 8 grid
     assert np.abs(early.astype(int) - late.astype(int)).mean() > 1  # G changed
     assert png(trained_run / "loss.png").std() > 0
-    ckpt = trainer.load_checkpoint(trained_run / "checkpoints" / "last.pt")
+    ckpt = load_checkpoint(trained_run / "checkpoints" / "last.pt")
     assert ckpt["step"] == 30 and ckpt["config"]["ngf"] == 16
-    assert trainer.load_checkpoint(trained_run / "checkpoints" / "step_000015.pt")["step"] == 15
+    assert load_checkpoint(trained_run / "checkpoints" / "step_000015.pt")["step"] == 15
 
 
 def test_batches_are_a_per_epoch_permutation_split_across_ranks():
     rows, batch, world = 100, 8, 2
     per_epoch = rows // (batch * world)
     for epoch in range(2):
-        seen = [trainer.batch_rows(epoch * per_epoch + k, rows, batch, r, world, seed=5)
+        seen = [feed.batch_rows(epoch * per_epoch + k, rows, batch, r, world, seed=5)
                 for k in range(per_epoch) for r in range(world)]
         flat = np.concatenate(seen)
         assert len(flat) == len(set(flat.tolist())) == per_epoch * batch * world
-    first = trainer.batch_rows(0, rows, batch, 0, world, seed=5)
-    assert not np.array_equal(first, trainer.batch_rows(per_epoch, rows, batch, 0, world, 5))
-    assert np.array_equal(first, trainer.batch_rows(0, rows, batch, 0, world, seed=5))
+    first = feed.batch_rows(0, rows, batch, 0, world, seed=5)
+    assert not np.array_equal(first, feed.batch_rows(per_epoch, rows, batch, 0, world, 5))
+    assert np.array_equal(first, feed.batch_rows(0, rows, batch, 0, world, seed=5))
 
 
 def test_resume_settings_come_from_the_checkpoint_unless_given(shards32):
@@ -118,15 +119,15 @@ def test_resume_settings_come_from_the_checkpoint_unless_given(shards32):
 def test_memory_and_stream_feeds_give_the_same_batches(shards32):
     shards = ShardSet(shards32)
     rows = np.array([3, 39, 40, 41, 95])  # across shard boundaries
-    memory = trainer.BatchFeed(shards, torch.device("cpu"), "memory")
-    stream = trainer.BatchFeed(shards, torch.device("cpu"), "stream")
+    memory = feed.BatchFeed(shards, torch.device("cpu"), "memory")
+    stream = feed.BatchFeed(shards, torch.device("cpu"), "stream")
     expected = shards.load(rows)
     assert np.array_equal(memory.get(rows).numpy(), expected)
     assert np.array_equal(stream.get(rows, next_rows=rows[:2]).numpy(), expected)
     assert np.array_equal(stream.get(rows[:2]).numpy(), expected[:2])  # the prefetched batch
     memory.close()
     stream.close()
-    x = trainer.to_model_input(torch.from_numpy(expected))
+    x = model.to_model_input(torch.from_numpy(expected))
     assert x.shape == (5, 3, 32, 32) and x.is_contiguous(memory_format=torch.channels_last)
     assert x.min() >= -1 and x.max() <= 1
     expected_x = torch.from_numpy(expected[0, 0, 0] / 127.5 - 1).float()
@@ -169,7 +170,7 @@ def test_resume_after_a_signal_or_a_crash_reproduces_the_straight_run(shards32, 
     monkeypatch.setattr(trainer, "train_step", step_then(7, "signal"))
     summary = trainer.train(shards32, tmp_path / "signal", device="cpu", steps=12, **TINY)
     assert summary["interrupted"] == signal.SIGTERM and summary["step"] == 7
-    assert trainer.load_checkpoint(tmp_path / "signal/checkpoints/last.pt")["step"] == 7
+    assert load_checkpoint(tmp_path / "signal/checkpoints/last.pt")["step"] == 7
 
     # a crash in step 10: the last checkpoint is step 8, metrics reach step 9
     monkeypatch.setattr(trainer, "train_step", step_then(10, "crash"))
@@ -197,7 +198,7 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(shards32, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "continue with --resume" in err
-    step = trainer.load_checkpoint(run / "checkpoints/last.pt")["step"]
+    step = load_checkpoint(run / "checkpoints/last.pt")["step"]
     assert step == metrics(run)[-1]["step"] >= 2
 
 
@@ -220,7 +221,7 @@ def test_ddp_on_gloo_with_two_processes(shards32, tmp_path):
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
         "step_000002.png", "step_000004.png"]
     assert not list(run.rglob("*.tmp"))
-    assert trainer.load_checkpoint(run / "checkpoints/last.pt")["step"] == 4
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,5 +297,5 @@ def test_resume_with_a_different_architecture_or_without_resume(trained_run, tmp
 def test_freed_memory_is_kept_for_reuse_on_glibc():
     import platform
 
-    applied = trainer.reuse_freed_memory()
+    applied = processes.reuse_freed_memory()
     assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
