@@ -34,16 +34,20 @@ import numpy as np
 import torch
 
 from dcgan_data import hashing
+from dcgan_data.checkpoint import load_checkpoint
+from dcgan_data.devices import resolve_device
 from dcgan_data.errors import InputError
 from dcgan_data.feed import data_checksum
-from dcgan_data.files import atomic_path
+from dcgan_data.files import atomic_path, write_json
 from dcgan_data.model import Generator, draw_z, generate
+from dcgan_data.sampling import checkpoint_path, load_generator
 from dcgan_data.shards import ShardSet
 
 log = logging.getLogger(__name__)
 
 DEDUP_MODEL = "hash_model.pt"  # dedup's model file (dedup.MODEL), beside its output shards
 OWN_MODEL = "quality_model.pt"
+OWN_MODEL_STEPS = (200, 1000)  # a quarter of dedup's budget: features, not exact duplicates
 STATS = "quality_stats.npz"
 REAL_IMAGES = 10_000  # real images in the cached statistics (all of a smaller set)
 KID_FEATURES = 2_000  # of which kept for KID
@@ -55,7 +59,7 @@ KID_SUBSETS, KID_SUBSET = 10, 1_000
 class RealStats:
     mean: np.ndarray  # (128,) in scaled units
     cov: np.ndarray  # (128, 128)
-    scale: np.ndarray  # (128,) the real codes' std: the unit of each feature
+    scale: np.ndarray  # (128,) the real codes' root mean variance: one unit for all features
     features: np.ndarray  # (<= KID_FEATURES, 128) scaled, for KID
     count: int
 
@@ -94,9 +98,9 @@ def code_space(shards: ShardSet, model: str | os.PathLike | None = None,
             return CodeSpace(shards.path / name, device)
     log.info("%s: no hash model beside the shards; training one for the quality figure",
              shards.path)
-    rng = np.random.default_rng(0)
-    crops = hashing.sample_crops(shards, hashing.HashConfig().max_train_images, rng)
-    trained, _ = hashing.train_hash_model(crops, hashing.HashConfig(), device)
+    config = hashing.HashConfig(min_steps=OWN_MODEL_STEPS[0], max_steps=OWN_MODEL_STEPS[1])
+    crops = hashing.sample_crops(shards, config.max_train_images, np.random.default_rng(0))
+    trained, _ = hashing.train_hash_model(crops, config, device)
     path = _writable(shards.path / OWN_MODEL)
     hashing.save_model(trained, path, {"trained_for": "quality figure"})
     return CodeSpace(path, device)
@@ -125,7 +129,7 @@ def real_stats(shards: ShardSet, space: CodeSpace) -> RealStats:
     rows = np.linspace(0, len(shards) - 1, count).round().astype(np.int64)
     codes = np.concatenate([space.codes(shards.load(rows[i : i + 4096]))
                             for i in range(0, count, 4096)])
-    scale = np.maximum(codes.std(0), 1e-6)
+    scale = np.full(codes.shape[1], max(np.sqrt(codes.var(0).mean()), 1e-6))
     scaled = codes / scale
     keep = np.random.default_rng(0).permutation(count)[:KID_FEATURES]
     stats = RealStats(scaled.mean(0), np.cov(scaled, rowvar=False), scale, scaled[keep], count)
@@ -189,3 +193,23 @@ class Evaluator:
         z = draw_z(self.images, g.nz, z_dist, torch.Generator().manual_seed(seed),
                    torch.device("cpu"))
         return {**self.scores(generate(g, z)), "eval_images": self.images}
+
+
+def evaluate_run(run: str | os.PathLike, real: str | os.PathLike, checkpoint: str | None = None,
+                 images: int = EVAL_IMAGES, model: str | os.PathLike | None = None,
+                 device: str = "auto") -> dict:
+    """hash_fd and hash_kid of a run's checkpoint against the shards `real`; the figures are
+    also written to RUN/quality_report.json."""
+    path = checkpoint_path(run, checkpoint)
+    g, cfg = load_generator(path, resolve_device(device))
+    shards = ShardSet(real)
+    if shards.shape[0] != cfg["size"]:
+        raise InputError(f"{real} holds {shards.shape[0]} px images, the run generates "
+                         f"{cfg['size']} px ones")
+    evaluator = Evaluator(shards, model, images)
+    report = {"checkpoint": str(path), "step": load_checkpoint(path)["step"], "real": str(real),
+              "real_images": evaluator.real.count, "hash_model": str(evaluator.space.path),
+              **evaluator(g, cfg["z_dist"], cfg.get("seed", 0))}
+    write_json(Path(run) / "quality_report.json", report)
+    return report
+

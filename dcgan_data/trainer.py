@@ -52,7 +52,7 @@ from dcgan_data.checkpoint import (
 from dcgan_data.errors import InputError
 from dcgan_data.feed import BatchFeed, batch_rows, data_checksum
 from dcgan_data.files import atomic_write_text, progress, write_json
-from dcgan_data.images import contact_sheet, save_png
+from dcgan_data.images import contact_sheet, decode_image, save_png
 from dcgan_data.model import SIZES, build, draw_z, generate, to_model_input
 from dcgan_data.processes import StopFlag, any_rank, reuse_freed_memory, setup_processes
 from dcgan_data.quality import EVAL_IMAGES, Evaluator
@@ -236,6 +236,26 @@ def write_samples(g: nn.Module, z: torch.Tensor, path: Path) -> None:
     save_png(path, contact_sheet(generate(g, z)))
 
 
+def write_progression(samples: Path, path: Path, grids: int = 6) -> None:
+    """Up to `grids` sample grids, evenly spaced over the run so far, side by side and each
+    headed by its step: how the same z's images changed as G learned."""
+    files = sorted(samples.glob("step_*.png"))
+    if not files:
+        return
+    picks = [files[round(i)] for i in np.linspace(0, len(files) - 1, min(grids, len(files)))]
+    columns = []
+    for file in dict.fromkeys(picks):
+        grid, _ = decode_image(file.read_bytes())
+        head = np.full((24, grid.shape[1], 3), 255, np.uint8)
+        cv2.putText(head, f"step {int(file.stem.split('_')[1])}", (4, 17),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        columns.append(np.concatenate([head, grid]))
+    height = max(c.shape[0] for c in columns)
+    columns = [np.pad(c, ((0, height - c.shape[0]), (0, 8), (0, 0)), constant_values=255)
+               for c in columns]
+    save_png(path, np.concatenate(columns, axis=1))
+
+
 # --------------------------------------------------------------------------------------------
 # the run
 
@@ -325,6 +345,7 @@ class RunDir:
 
     def samples(self, step: int, g: nn.Module) -> None:
         write_samples(g, self.fixed_z, self.run / "samples" / f"step_{step:06d}.png")
+        write_progression(self.run / "samples", self.run / "progression.png")
         plot_losses(self.history, self.run / "loss.png")
 
     def checkpoint(self, step: int, state: dict) -> None:

@@ -299,3 +299,69 @@ def test_freed_memory_is_kept_for_reuse_on_glibc():
 
     applied = processes.reuse_freed_memory()
     assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+# --------------------------------------------------------------------------------------------
+# reliability: other data on resume, a full disk, sampling many images
+
+
+def test_resume_refuses_other_data_with_the_same_row_count(trained_run, tmp_path):
+    other = write_shards(tmp_path / "other", photo_crops(96, size=32, seed=4), rows_per_shard=40)
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    result = run_cli("train", other, "-o", run, "--resume", "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert "is not the data the run was trained on" in result.output
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_one(shards32, tmp_path,
+                                                                        monkeypatch):
+    import tempfile
+
+    run = tmp_path / "run"
+    result = run_cli("train", shards32, "-o", run, *TINY_ARGS, "--steps", "4")
+    assert result.exit_code == 0, result.output
+    real_mkstemp = tempfile.mkstemp
+
+    def full_disk_for_checkpoints(*args, **kwargs):
+        fd, path = real_mkstemp(*args, **kwargs)
+        if os.path.basename(path).startswith(".last.pt."):  # the checkpoint's temporary file
+            os.unlink(path)
+            os.symlink("/dev/full", path)  # every write to it fails with ENOSPC
+        return fd, path
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_disk_for_checkpoints)
+    result = run_cli("train", shards32, "-o", run, "--resume", "--steps", "8", "--device", "cpu")
+    assert result.exit_code == 1
+    assert result.output.startswith("error: no space left on /") and "--resume" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 4
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name != "last.pt"]
+
+
+def test_sampling_many_images_runs_the_generator_in_bounded_batches(trained_run, tmp_path,
+                                                                    monkeypatch):
+    from dcgan_data.model import Generator, draw_z, generate, to_uint8_images
+    from dcgan_data.sampling import load_generator
+
+    g, _ = load_generator(trained_run / "checkpoints/last.pt")
+    z = draw_z(600, 100, "uniform", torch.Generator().manual_seed(2), torch.device("cpu"))
+    with torch.no_grad():
+        whole = to_uint8_images(g(z)).astype(int)  # one batch of 600
+    batches = []
+    forward = Generator.forward
+    monkeypatch.setattr(Generator, "forward", lambda self, z: batches.append(len(z))
+                        or forward(self, z))
+    result = run_cli("sample", trained_run, "-n", "600", "-o", tmp_path / "many.png")
+    assert result.exit_code == 0 and "wrote 600" in result.output
+    assert sum(batches) == 600 and max(batches) <= 256
+    batches.clear()
+    assert np.abs(generate(g, z, chunk=256) - whole).max() <= 1  # the same images, batched
+    assert batches == [256, 256, 88]
+
+
+def test_progression_puts_the_sample_grids_side_by_side(trained_run):
+    grid = png(trained_run / "samples" / "step_000015.png")
+    progression = png(trained_run / "progression.png")  # steps 15 and 30, each headed
+    assert progression.shape == (24 + grid.shape[0], 2 * (grid.shape[1] + 8), 3)
+    assert np.array_equal(progression[24:, : grid.shape[1]], grid)
