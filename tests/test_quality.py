@@ -16,6 +16,7 @@ from dcgan_data.shards import ShardSet
 from dcgan_data_cli.main import cli
 
 EVAL = 256
+pytestmark = pytest.mark.timeout(1800)  # the run fixture trains a GAN; a loaded box is slow
 
 
 @pytest.fixture(scope="module")
