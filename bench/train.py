@@ -12,9 +12,9 @@ machine hits them alike:
              Its data is handed over as float tensors already in memory (no decoding), so the
              ratio is the training loop alone.
   reference+alloc  the reference in a process with the trainer's allocator setting
-             (trainer.reuse_freed_memory), to show how much of the gap that setting is.
+             (processes.reuse_freed_memory), to show how much of the gap that setting is.
   ours       the trainer's loop body in a process set up as `dcgan-data train` sets up its
-             own (trainer.reuse_freed_memory; trainer.BatchFeed over memory-mapped shards,
+             own (processes.reuse_freed_memory; feed.BatchFeed over memory-mapped shards,
              to_model_input, train_step): channels_last, BCE with logits, D frozen for G's
              backward, fused Adam.
   ours-mem   the same train_step on one float batch already in memory (no feed at all):
@@ -41,9 +41,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dcgan_data import trainer
+from dcgan_data import feed, processes, trainer
 from dcgan_data.images import decode_image, resize_square
-from dcgan_data.model import build
+from dcgan_data.model import build, draw_z, to_model_input
 from dcgan_data.shards import ShardSet, ShardWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,23 +115,23 @@ class Ours:
         self.opt_g, self.opt_d = trainer.make_adam(self.g, cfg), trainer.make_adam(self.d, cfg)
         self.amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)
         self.shards = shards
-        self.feed = trainer.BatchFeed(shards, torch.device("cpu"), "stream")
+        self.feed = feed.BatchFeed(shards, torch.device("cpu"), "stream")
         self.z_gen = torch.Generator()
         self.feed_seconds = 0.0  # main-thread time spent getting batches
-        self.fixed = (trainer.to_model_input(torch.from_numpy(shards.load(np.arange(BATCH))))
+        self.fixed = (to_model_input(torch.from_numpy(shards.load(np.arange(BATCH))))
                       if in_memory else None)
 
     def step(self, i: int) -> None:
         if self.fixed is not None:
             real = self.fixed
         else:
-            rows = trainer.batch_rows(i, len(self.shards), BATCH, 0, 1, seed=0)
-            next_rows = trainer.batch_rows(i + 1, len(self.shards), BATCH, 0, 1, seed=0)
+            rows = feed.batch_rows(i, len(self.shards), BATCH, 0, 1, seed=0)
+            next_rows = feed.batch_rows(i + 1, len(self.shards), BATCH, 0, 1, seed=0)
             start = time.perf_counter()
-            real = trainer.to_model_input(self.feed.get(rows, next_rows))
+            real = to_model_input(self.feed.get(rows, next_rows))
             self.feed_seconds += time.perf_counter() - start
         self.z_gen.manual_seed(trainer.step_seed(0, i, 0))
-        z = trainer.draw_z(BATCH, NZ, "uniform", self.z_gen, torch.device("cpu"))
+        z = draw_z(BATCH, NZ, "uniform", self.z_gen, torch.device("cpu"))
         trainer.train_step(self.g, self.d, self.d, self.d_params, self.opt_g, self.opt_d, real,
                            z, self.amp)
 
@@ -183,7 +183,7 @@ def matmul_flops_per_s(side: int = 4096, repeats: int = 5) -> float:
 
 def make_variant(name: str, shards: ShardSet) -> Reference | Ours:
     if name.startswith("reference"):
-        return Reference(trainer.to_model_input(torch.from_numpy(shards.load())).contiguous())
+        return Reference(to_model_input(torch.from_numpy(shards.load())).contiguous())
     return Ours(shards, amp=name == "ours-amp", in_memory=name == "ours-mem")
 
 
@@ -191,7 +191,7 @@ def worker(name: str, path: str, threads: int, conn: Connection) -> None:
     """One variant in its own process: a step per message, answering (wall s, CPU s)."""
     torch.set_num_threads(threads)
     if name != "reference":  # the reference runs as the example does, with the default
-        trainer.reuse_freed_memory()
+        processes.reuse_freed_memory()
     variant = make_variant(name, ShardSet(path))
     variant.step(0)  # warm-up: allocator, oneDNN kernel choice
     if isinstance(variant, Ours):

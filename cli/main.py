@@ -24,6 +24,7 @@ COMMANDS = {
     "faces": "dcgan_data_cli.faces:faces",
     "train": "dcgan_data_cli.train:train",
     "sample": "dcgan_data_cli.train:sample",
+    "fid": "dcgan_data_cli.train:fid",
     "report": "dcgan_data_cli.report:report",
     "export": "dcgan_data_cli.export:export",
     "export-weights": "dcgan_data_cli.export:export_weights",

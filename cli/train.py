@@ -47,6 +47,14 @@ TRAIN_OPTIONS = [
                  help="Steps per checkpoints/last.pt [default: 1000]."),
     click.option("--keep-every", type=click.IntRange(min=0), default=None,
                  help="Also keep checkpoints/step_NNNNNN.pt this often [default: 0 = never]."),
+    click.option("--eval-every", type=click.IntRange(min=1), default=None,
+                 help="Steps per quality evaluation (hash_fd, hash_kid in metrics.jsonl); "
+                      "also at the last step [default: 1000]."),
+    click.option("--eval-images", type=click.IntRange(min=2), default=None,
+                 help="Generated images per evaluation [default: 2048]."),
+    click.option("--eval-model", type=click.Path(dir_okay=False), default=None,
+                 help="Hash model for the quality figure [default: DATA/hash_model.pt from "
+                      "dedup, else one trained on DATA once]."),
 ]
 
 
@@ -81,10 +89,12 @@ def train(data: str, out: str, resume: bool, device: str, compile_: bool | None,
     summary = run_train(data, out, device=device, resume=resume, **given)
     last = summary["last"]
     if last is not None:
+        quality = (f" hash_fd {last['hash_fd']:.2f} hash_kid {last['hash_kid']:.3f}"
+                   if "hash_fd" in last else "")
         click.echo(f"step {summary['step']}/{summary['total_steps']}: loss_D "
                    f"{last['loss_D']:.3f} loss_G {last['loss_G']:.3f} D(x) {last['D_x']:.2f} "
-                   f"D(G(z)) {last['D_G_z']:.2f}, {last['images_per_s']:.0f} images/s; "
-                   f"run: {out}")
+                   f"D(G(z)) {last['D_G_z']:.2f}{quality}, {last['images_per_s']:.0f} "
+                   f"images/s; run: {out}")
     if summary["interrupted"]:
         click.echo(f"interrupted: checkpoint at step {summary['step']} in "
                    f"{summary['checkpoint']}; continue with --resume", err=True)
@@ -113,3 +123,31 @@ def sample(run: str, count: int, out: str, interpolate: bool, frames: int,
     summary = write_grid(run, out, count, interpolate, frames, seed, checkpoint, device)
     click.echo(f"wrote {summary['images']} {summary['size']}px images to {out} "
                f"(from {summary['checkpoint']})")
+
+
+@click.command()
+@click.argument("run", type=click.Path())
+@click.option("--real", required=True, type=click.Path(),
+              help="Shard directory of the real images (normally the run's training data).")
+@click.option("--checkpoint", default=None,
+              help="A checkpoint file, or a name in RUN/checkpoints [default: last.pt].")
+@click.option("--images", type=click.IntRange(min=2), default=None,
+              help="Generated images to score [default: 2048].")
+@click.option("--hash-model", type=click.Path(dir_okay=False), default=None,
+              help="Hash model whose codes are the feature space [default: REAL/hash_model.pt "
+                   "from dedup, else one trained on REAL once].")
+@DEVICE
+def fid(run: str, real: str, checkpoint: str | None, images: int | None,
+        hash_model: str | None, device: str) -> None:
+    """Score a run's generator against real shards: hash_fd and hash_kid.
+
+    These are FID's and KID's formulas in the dedup hash model's 128-unit code space (no
+    download needed), not FID with Inception features: compare runs on the same data with
+    them, not with published FIDs. Writes RUN/quality_report.json.
+    """
+    from dcgan_data.quality import EVAL_IMAGES, evaluate_run
+
+    report = evaluate_run(run, real, checkpoint, images or EVAL_IMAGES, hash_model, device)
+    click.echo(f"step {report['step']}: hash_fd {report['hash_fd']:.3f} hash_kid "
+               f"{report['hash_kid']:.4f} ({report['eval_images']} generated vs "
+               f"{report['real_images']} real images; {run}/quality_report.json)")

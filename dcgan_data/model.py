@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from itertools import pairwise
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -48,7 +49,7 @@ class Generator(nn.Module):
             ]
         layers += [nn.ConvTranspose2d(channels[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
-        self.nz = nz
+        self.size, self.nz = size, nz
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z (N, nz) -> images (N, 3, size, size) in [-1, 1]."""
@@ -97,3 +98,43 @@ def build(size: int = 64, nz: int = NZ, ngf: int = 128, ndf: int = 128) -> tuple
     g.apply(init_weights)
     d.apply(init_weights)
     return g, d
+
+
+# --- what goes in and comes out: z, and images as pixels ------------------------------------
+
+
+def draw_z(n: int, nz: int, dist: str, generator: torch.Generator,
+           device: torch.device) -> torch.Tensor:
+    """n z vectors: uniform in [-1, 1] as in the paper, or standard normal."""
+    if dist == "normal":
+        return torch.randn(n, nz, generator=generator, device=device)
+    return torch.rand(n, nz, generator=generator, device=device).mul_(2).sub_(1)
+
+
+def to_model_input(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [-1, 1]. The permuted view is already channels_last."""
+    x = batch.permute(0, 3, 1, 2).float()
+    return x.mul_(2.0 / 255.0).sub_(1.0).contiguous(memory_format=torch.channels_last)
+
+
+def to_uint8_images(x: torch.Tensor) -> np.ndarray:
+    """G's output (N, 3, H, W) in [-1, 1] -> uint8 RGB (N, H, W, 3) on the CPU."""
+    x = (x.float() + 1.0).mul_(127.5).round_().clamp_(0, 255)
+    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+SAMPLE_CHUNK = 256  # images per forward pass when sampling: bounded memory for any count
+
+
+@torch.no_grad()
+def generate(g: Generator, z: torch.Tensor, chunk: int = SAMPLE_CHUNK) -> np.ndarray:
+    """uint8 images (N, H, W, 3) for z (N, nz), `chunk` at a time, with G in inference mode
+    (BatchNorm's running statistics, so each image depends on its own z alone)."""
+    was_training = g.training
+    g.eval()
+    device = next(g.parameters()).device
+    out = np.empty((len(z), g.size, g.size, 3), np.uint8)
+    for start in range(0, len(z), chunk):
+        out[start : start + chunk] = to_uint8_images(g(z[start : start + chunk].to(device)))
+    g.train(was_training)
+    return out

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dcgan_data.checkpoint import load_checkpoint
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import InputError
 from dcgan_data.images import contact_sheet, save_png
-from dcgan_data.model import Generator
-from dcgan_data.trainer import draw_z, load_checkpoint, to_uint8_images
+from dcgan_data.model import Generator, draw_z, generate
 
 
 def checkpoint_path(run: str | os.PathLike, checkpoint: str | None = None) -> Path:
@@ -43,11 +43,10 @@ def load_generator(path: str | os.PathLike, device: str = "cpu") -> tuple[Genera
 
 @torch.no_grad()
 def sample_images(g: Generator, cfg: dict, n: int, seed: int = 0) -> np.ndarray:
-    """n images (N, H, W, 3) uint8 from z drawn as in training."""
+    """n images (N, H, W, 3) uint8 from z drawn as in training, a bounded batch at a time."""
     z = draw_z(n, cfg["nz"], cfg["z_dist"], torch.Generator().manual_seed(seed),
                torch.device("cpu"))
-    device = next(g.parameters()).device
-    return to_uint8_images(g(z.to(device)))
+    return generate(g, z)
 
 
 @torch.no_grad()
@@ -59,8 +58,7 @@ def walk_images(g: Generator, cfg: dict, rows: int, frames: int = 10,
     b = draw_z(rows, cfg["nz"], cfg["z_dist"], gen, torch.device("cpu"))
     t = torch.linspace(0, 1, frames).view(1, frames, 1)
     z = (a[:, None] * (1 - t) + b[:, None] * t).reshape(rows * frames, cfg["nz"])
-    device = next(g.parameters()).device
-    return to_uint8_images(g(z.to(device)))
+    return generate(g, z)
 
 
 def write_grid(run: str | os.PathLike, out: str | os.PathLike, n: int = 64,

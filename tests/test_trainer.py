@@ -17,7 +17,8 @@ import torch
 from click.testing import CliRunner
 
 from conftest import ROOT, photo_crops, write_shards
-from dcgan_data import trainer
+from dcgan_data import feed, model, processes, trainer
+from dcgan_data.checkpoint import load_checkpoint
 from dcgan_data.errors import InputError
 from dcgan_data.images import decode_image
 from dcgan_data.sampling import write_grid
@@ -85,22 +86,22 @@ def test_short_run_learns_and_writes_the_run_directory(trained_run):
     assert early.shape == late.shape == (8 * 34 + 2, 8 * 34 + 2, 3)  # 64 images, 8 x 8 grid
     assert np.abs(early.astype(int) - late.astype(int)).mean() > 1  # G changed
     assert png(trained_run / "loss.png").std() > 0
-    ckpt = trainer.load_checkpoint(trained_run / "checkpoints" / "last.pt")
+    ckpt = load_checkpoint(trained_run / "checkpoints" / "last.pt")
     assert ckpt["step"] == 30 and ckpt["config"]["ngf"] == 16
-    assert trainer.load_checkpoint(trained_run / "checkpoints" / "step_000015.pt")["step"] == 15
+    assert load_checkpoint(trained_run / "checkpoints" / "step_000015.pt")["step"] == 15
 
 
 def test_batches_are_a_per_epoch_permutation_split_across_ranks():
     rows, batch, world = 100, 8, 2
     per_epoch = rows // (batch * world)
     for epoch in range(2):
-        seen = [trainer.batch_rows(epoch * per_epoch + k, rows, batch, r, world, seed=5)
+        seen = [feed.batch_rows(epoch * per_epoch + k, rows, batch, r, world, seed=5)
                 for k in range(per_epoch) for r in range(world)]
         flat = np.concatenate(seen)
         assert len(flat) == len(set(flat.tolist())) == per_epoch * batch * world
-    first = trainer.batch_rows(0, rows, batch, 0, world, seed=5)
-    assert not np.array_equal(first, trainer.batch_rows(per_epoch, rows, batch, 0, world, 5))
-    assert np.array_equal(first, trainer.batch_rows(0, rows, batch, 0, world, seed=5))
+    first = feed.batch_rows(0, rows, batch, 0, world, seed=5)
+    assert not np.array_equal(first, feed.batch_rows(per_epoch, rows, batch, 0, world, 5))
+    assert np.array_equal(first, feed.batch_rows(0, rows, batch, 0, world, seed=5))
 
 
 def test_resume_settings_come_from_the_checkpoint_unless_given(shards32):
@@ -118,15 +119,15 @@ def test_resume_settings_come_from_the_checkpoint_unless_given(shards32):
 def test_memory_and_stream_feeds_give_the_same_batches(shards32):
     shards = ShardSet(shards32)
     rows = np.array([3, 39, 40, 41, 95])  # across shard boundaries
-    memory = trainer.BatchFeed(shards, torch.device("cpu"), "memory")
-    stream = trainer.BatchFeed(shards, torch.device("cpu"), "stream")
+    memory = feed.BatchFeed(shards, torch.device("cpu"), "memory")
+    stream = feed.BatchFeed(shards, torch.device("cpu"), "stream")
     expected = shards.load(rows)
     assert np.array_equal(memory.get(rows).numpy(), expected)
     assert np.array_equal(stream.get(rows, next_rows=rows[:2]).numpy(), expected)
     assert np.array_equal(stream.get(rows[:2]).numpy(), expected[:2])  # the prefetched batch
     memory.close()
     stream.close()
-    x = trainer.to_model_input(torch.from_numpy(expected))
+    x = model.to_model_input(torch.from_numpy(expected))
     assert x.shape == (5, 3, 32, 32) and x.is_contiguous(memory_format=torch.channels_last)
     assert x.min() >= -1 and x.max() <= 1
     expected_x = torch.from_numpy(expected[0, 0, 0] / 127.5 - 1).float()
@@ -169,7 +170,7 @@ def test_resume_after_a_signal_or_a_crash_reproduces_the_straight_run(shards32, 
     monkeypatch.setattr(trainer, "train_step", step_then(7, "signal"))
     summary = trainer.train(shards32, tmp_path / "signal", device="cpu", steps=12, **TINY)
     assert summary["interrupted"] == signal.SIGTERM and summary["step"] == 7
-    assert trainer.load_checkpoint(tmp_path / "signal/checkpoints/last.pt")["step"] == 7
+    assert load_checkpoint(tmp_path / "signal/checkpoints/last.pt")["step"] == 7
 
     # a crash in step 10: the last checkpoint is step 8, metrics reach step 9
     monkeypatch.setattr(trainer, "train_step", step_then(10, "crash"))
@@ -197,7 +198,7 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(shards32, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "continue with --resume" in err
-    step = trainer.load_checkpoint(run / "checkpoints/last.pt")["step"]
+    step = load_checkpoint(run / "checkpoints/last.pt")["step"]
     assert step == metrics(run)[-1]["step"] >= 2
 
 
@@ -220,7 +221,7 @@ def test_ddp_on_gloo_with_two_processes(shards32, tmp_path):
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
         "step_000002.png", "step_000004.png"]
     assert not list(run.rglob("*.tmp"))
-    assert trainer.load_checkpoint(run / "checkpoints/last.pt")["step"] == 4
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,5 +297,71 @@ def test_resume_with_a_different_architecture_or_without_resume(trained_run, tmp
 def test_freed_memory_is_kept_for_reuse_on_glibc():
     import platform
 
-    applied = trainer.reuse_freed_memory()
+    applied = processes.reuse_freed_memory()
     assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+# --------------------------------------------------------------------------------------------
+# reliability: other data on resume, a full disk, sampling many images
+
+
+def test_resume_refuses_other_data_with_the_same_row_count(trained_run, tmp_path):
+    other = write_shards(tmp_path / "other", photo_crops(96, size=32, seed=4), rows_per_shard=40)
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    result = run_cli("train", other, "-o", run, "--resume", "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert "is not the data the run was trained on" in result.output
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_one(shards32, tmp_path,
+                                                                        monkeypatch):
+    import tempfile
+
+    run = tmp_path / "run"
+    result = run_cli("train", shards32, "-o", run, *TINY_ARGS, "--steps", "4")
+    assert result.exit_code == 0, result.output
+    real_mkstemp = tempfile.mkstemp
+
+    def full_disk_for_checkpoints(*args, **kwargs):
+        fd, path = real_mkstemp(*args, **kwargs)
+        if os.path.basename(path).startswith(".last.pt."):  # the checkpoint's temporary file
+            os.unlink(path)
+            os.symlink("/dev/full", path)  # every write to it fails with ENOSPC
+        return fd, path
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_disk_for_checkpoints)
+    result = run_cli("train", shards32, "-o", run, "--resume", "--steps", "8", "--device", "cpu")
+    assert result.exit_code == 1
+    assert result.output.startswith("error: no space left on /") and "--resume" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 4
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name != "last.pt"]
+
+
+def test_sampling_many_images_runs_the_generator_in_bounded_batches(trained_run, tmp_path,
+                                                                    monkeypatch):
+    from dcgan_data.model import Generator, draw_z, generate, to_uint8_images
+    from dcgan_data.sampling import load_generator
+
+    g, _ = load_generator(trained_run / "checkpoints/last.pt")
+    z = draw_z(600, 100, "uniform", torch.Generator().manual_seed(2), torch.device("cpu"))
+    with torch.no_grad():
+        whole = to_uint8_images(g(z)).astype(int)  # one batch of 600
+    batches = []
+    forward = Generator.forward
+    monkeypatch.setattr(Generator, "forward", lambda self, z: batches.append(len(z))
+                        or forward(self, z))
+    result = run_cli("sample", trained_run, "-n", "600", "-o", tmp_path / "many.png")
+    assert result.exit_code == 0 and "wrote 600" in result.output
+    assert sum(batches) == 600 and max(batches) <= 256
+    batches.clear()
+    assert np.abs(generate(g, z, chunk=256) - whole).max() <= 1  # the same images, batched
+    assert batches == [256, 256, 88]
+
+
+def test_progression_puts_the_sample_grids_side_by_side(trained_run):
+    grid = png(trained_run / "samples" / "step_000015.png")
+    progression = png(trained_run / "progression.png")  # steps 15 and 30, each headed
+    assert progression.shape == (24 + grid.shape[0], 2 * (grid.shape[1] + 8), 3)
+    assert np.array_equal(progression[24:, : grid.shape[1]], grid)
