@@ -25,6 +25,7 @@ COMMANDS = {
     "train": "dcgan_data_cli.train:train",
     "sample": "dcgan_data_cli.train:sample",
     "report": "dcgan_data_cli.report:report",
+    "audit": "dcgan_data_cli.audit:audit",
 }
 
 
