@@ -189,7 +189,8 @@ def holdout_rows(total: int, holdout: int | float, seed: int) -> np.ndarray:
 
 
 def get_model(train: Path, shards: ShardSet, model_path: Path | None, device: str,
-              seed: int) -> tuple[hashing.HashAutoencoder, dict[str, Any]]:
+              seed: int, config: hashing.HashConfig | None = None
+              ) -> tuple[hashing.HashAutoencoder, dict[str, Any]]:
     """--model; else the hash model of the dedup stage that wrote `train` (its own
     hash_model.pt, or the --model its report names); else a new one trained on `train`."""
     if model_path is None:
@@ -200,9 +201,9 @@ def get_model(train: Path, shards: ShardSet, model_path: Path | None, device: st
     if model_path is not None:
         model, info = hashing.load_model(model_path, device)
         return model, {"model": str(model_path), "trained": False}
-    crops = hashing.sample_crops(shards, hashing.HashConfig().max_train_images,
-                                 np.random.default_rng(seed))
-    model, stats = hashing.train_hash_model(crops, hashing.HashConfig(), device, seed)
+    config = config or hashing.HashConfig()
+    crops = hashing.sample_crops(shards, config.max_train_images, np.random.default_rng(seed))
+    model, stats = hashing.train_hash_model(crops, config, device, seed)
     return model, {"model": MODEL, "trained": True, **stats}
 
 
@@ -613,9 +614,11 @@ def audit(
     checkpoint: str | None = None,
     device: str = "auto",
     seed: int = 0,
+    config: hashing.HashConfig | None = None,
 ) -> dict[str, Any]:
     """Audit `generated` against the training shards `train`; write OUT/audit.csv,
-    audit_report.json, nearest.png and distances.png. Returns the report."""
+    audit_report.json, nearest.png and distances.png. Returns the report. `config` is for
+    a hash model trained here (no --model, none from a dedup stage)."""
     generated, train, out = Path(generated), Path(train), Path(out)
     model_path = Path(model_path) if model_path is not None else None
     holdout = parse_holdout(holdout)
@@ -627,7 +630,7 @@ def audit(
     # everything that can refuse the input runs before anything is written to `out`
     shards = _open_training(train)
     size = shards.shape[0]
-    model, model_info = get_model(train, shards, model_path, device, seed)
+    model, model_info = get_model(train, shards, model_path, device, seed, config)
     if isinstance(holdout, Path):
         if holdout.is_dir() and is_run_dir(holdout):
             raise InputError(f"--holdout {holdout} is a training run; give real images")
