@@ -9,9 +9,9 @@ planted: distinct crops of the sample photos and skimage.data images (overlappin
   1-3 px shift) and 600 unseen real images; calibration uses other unseen real images
   (--holdout FOLDER). Scores: precision and recall of the copies, and how often an unseen
   image is called a copy. The hash model is trained on the training set (300 steps).
-real: the paper's DCGAN (ngf = ndf = 32) trained on CPU on 16 training images for many steps
-  (it memorises them) and on the whole training set for few steps; each audited against its
-  own training set with the same 2,000 samples' worth of settings and unseen real images.
+real: the paper's DCGAN (ngf = ndf = --width) trained on CPU on 16 training images for many
+  steps (it memorises them) and on the whole training set for few steps; each audited with
+  2,000 samples against its own training set, calibrated on the same unseen real images.
 scale: 10,000 generated images against a training set of --scale-rows 32x32 rows (random
   crops of the photos, flipped and recoloured), timed end to end in a subprocess (the CLI),
   with its peak anonymous memory (RssAnon, sampled every 0.2 s: the shards are memory-mapped
@@ -25,6 +25,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,16 @@ def scores(table: Path, copy_of: np.ndarray, edits: list[str]) -> dict:
     }
 
 
+def shared_model(rows: np.ndarray, path: Path) -> None:
+    """The planted part's hash model (the same photos), else one trained on `rows`: on a
+    loaded 2-core box a hash model takes many minutes to train."""
+    if (OUT / "hash_model.pt").exists():
+        shutil.copyfile(OUT / "hash_model.pt", path)
+        return
+    model, _ = hashing.train_hash_model(hashing.to_hash_crops(rows), HASH, "cpu")
+    hashing.save_model(model, path)
+
+
 def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
     planted = audit.planted_memoriser(photos, per_photo=60, copies=1000, fakes=600,
                                       unseen=600, seed=0)
@@ -102,6 +113,7 @@ def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
     unseen = write_folder(work / "unseen", planted.unseen)
     model, stats = hashing.train_hash_model(hashing.to_hash_crops(planted.train), HASH, "cpu")
     hashing.save_model(model, work / "hash_model.pt")
+    hashing.save_model(model, OUT / "hash_model.pt")  # the other parts reuse it
     report = audit.audit(generated, train, work / "out", holdout=unseen,
                          model_path=work / "hash_model.pt", device="cpu")
     result = {"training_images": len(planted.train), "hash_training_s": stats["seconds"],
@@ -118,8 +130,8 @@ def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
     return result
 
 
-def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_full: int
-               ) -> dict:
+def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_full: int,
+               width: int) -> dict:
     from dcgan_data import trainer
 
     planted = audit.planted_memoriser(photos, per_photo=60, copies=0, fakes=0, unseen=600,
@@ -127,9 +139,8 @@ def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_f
     unseen = write_folder(work / "unseen", planted.unseen)
     full = write_shards(work / "full", planted.train)
     handful = write_shards(work / "handful", planted.train[:16])
-    model, _ = hashing.train_hash_model(hashing.to_hash_crops(planted.train), HASH, "cpu")
-    hashing.save_model(model, work / "hash_model.pt")
-    net = {"ngf": 32, "ndf": 32}
+    shared_model(planted.train, work / "hash_model.pt")
+    net = {"ngf": width, "ndf": width}
     result = {}
     for name, data, steps, batch in (("handful", handful, steps_handful, 16),
                                      ("full", full, steps_full, 64)):
@@ -140,7 +151,8 @@ def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_f
         report = audit.audit(work / f"run_{name}", data, work / f"audit_{name}", n=2000,
                              holdout=unseen, model_path=work / "hash_model.pt", device="cpu")
         result[name] = {"training_images": report["training_images"], "steps": steps,
-                        "batch_size": batch, "train_s": round(train_s, 1),
+                        "batch_size": batch, "width": width,
+                        "train_s": round(train_s, 1),
                         "copy_fraction": report["copy_fraction"],
                         "closer_than_holdout": report["closer_than_holdout"],
                         "verdict": report["verdict"],
@@ -190,15 +202,13 @@ def bench_scale(photos: list[np.ndarray], work: Path, rows: int) -> dict:
     if not (generated / "manifest.json").exists():
         write_shards(generated, scale_rows(photos, 10_000, seed=10**6), "gen")
     model_path = work / "hash_model.pt"
-    if not model_path.exists():
-        model, _ = hashing.train_hash_model(hashing.to_hash_crops(scale_rows(photos, 20_000, 7)),
-                                            HASH, "cpu")
-        hashing.save_model(model, model_path)
+    shared_model(scale_rows(photos, 20_000, 7), model_path)
     out = work / "out"
     command = [str(Path(sys.executable).parent / "dcgan-data"), "audit", str(generated),
                "--train", str(train), "-o", str(out), "--model", str(model_path),
                "--device", "cpu"]
     clock = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen(command)
     stop, peak = threading.Event(), [0]
     watcher = threading.Thread(target=peak_anon_memory, args=(process.pid, stop, peak))
@@ -207,15 +217,20 @@ def bench_scale(photos: list[np.ndarray], work: Path, rows: int) -> dict:
     stop.set()
     watcher.join()
     seconds = time.perf_counter() - clock
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if code:
         raise SystemExit(f"audit failed with exit code {code}")
     report = json.loads((out / audit.REPORT).read_text())
     timings = report["timings_s"]
     per_row = timings["scan"] / rows
     fixed = seconds - timings["scan"]
+    # the scan grows with the rows, the rest (read, re-rank, write) with the samples only
     return {"training_rows": rows, "samples": report["samples"], "seconds": round(seconds, 1),
-            "timings_s": timings, "peak_anon_bytes": peak[0],
+            "cpu_seconds": round(cpu, 1), "timings_s": timings, "peak_anon_bytes": peak[0],
+            "projected_1M_seconds": round(fixed + per_row * 1_000_000, 1),
             "projected_3M_seconds": round(fixed + per_row * 3_000_000, 1),
+            "projected_3M_cpu_seconds": round(cpu * (fixed + per_row * 3_000_000) / seconds, 1),
             "projected_3M_anon_bytes": int(peak[0] + 17 * (3_000_000 - rows)),
             "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
 
@@ -226,6 +241,7 @@ def main() -> None:
     parser.add_argument("--scale-rows", type=int, default=1_000_000)
     parser.add_argument("--steps-handful", type=int, default=1500)
     parser.add_argument("--steps-full", type=int, default=150)
+    parser.add_argument("--width", type=int, default=32, help="ngf = ndf of the real runs")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     results_path = OUT / "results.json"
@@ -241,7 +257,8 @@ def main() -> None:
         if part == "planted":
             results[part] = bench_planted(photos, work)
         elif part == "real":
-            results[part] = bench_real(photos, work, args.steps_handful, args.steps_full)
+            results[part] = bench_real(photos, work, args.steps_handful, args.steps_full,
+                                       args.width)
         elif part == "scale":
             results[part] = bench_scale(photos, work, args.scale_rows)
         else:

@@ -642,6 +642,9 @@ def audit(
         real_rows = shards.load(held_out_rows)
         keys = shards.keys()
         real_names = [keys[i] for i in held_out_rows]
+    if len(shards) - len(held_out_rows) < 2:
+        raise InputError(f"--train {train}: {len(shards)} image(s); the audit needs at least "
+                         "two in its index to tell a copy from a near neighbour")
     queries = read_generated(generated, n, size, seed, device, checkpoint)
     timings["read"] = time.perf_counter() - clock
 
