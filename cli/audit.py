@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 # defaults live in dcgan_data.audit; the CLI shows them without importing torch
-SAMPLES, HOLDOUT, ALPHA, NEIGHBOURS = 10_000, "2000", 0.001, 10
+SAMPLES, HOLDOUT, ALPHA, NEIGHBOURS = 10_000, "2000", 0.01, 10
 
 
 @click.command()

@@ -52,7 +52,7 @@ MODEL = "hash_model.pt"  # saved in OUT when the audit had to train one
 
 DEFAULT_SAMPLES = 10_000
 DEFAULT_HOLDOUT = 2000  # rows of the training shards kept out of the index (at most a third)
-DEFAULT_ALPHA = 0.001  # held-out real images a copy may be as close as (the false-copy rate)
+DEFAULT_ALPHA = 0.01  # held-out real images a copy may be as close as (the false-copy rate)
 DEFAULT_NEIGHBOURS = 10  # nearest rows by code values, per query
 MAX_HASH_CANDIDATES = 16  # rows sharing a probe hash, per query (fewest differing bits first)
 SMOOTH = 1.0  # Gaussian blur (sigma, 32x32 pixels) before pixel distances
@@ -701,13 +701,15 @@ def audit(
         "copies": copies,
         "copy_fraction": round(copies / count, 6),
         "closer_than_holdout": round(closer, 4),
-        "verdict": _verdict(copies, count, closer, int(np.isfinite(holdout_d).sum())),
+        "expected_false_copies": round(alpha_used * count, 1),
+        "verdict": _verdict(copies, count, alpha_used, closer,
+                            int(np.isfinite(holdout_d).sum())),
         "training_images": len(shards),
         "indexed_images": len(shards) - len(held_out_rows),
         "holdout_images": len(real_rows),
         "holdout_source": str(holdout) if isinstance(holdout, Path) else "training rows",
         "holdout_called_copies": int((np.nan_to_num(holdout_r, nan=np.inf) < threshold).sum()),
-        "holdout_keys": real_names[:100],
+        "holdout_keys": real_names,
         "threshold": round(threshold, 4),
         "alpha": alpha,
         "alpha_effective": round(alpha_used, 6),
@@ -740,15 +742,15 @@ def _found_by_hash(candidates: Candidates, nearest: np.ndarray) -> np.ndarray:
     return hit
 
 
-def _verdict(copies: int, count: int, closer: float, held_out: int) -> str:
+def _verdict(copies: int, count: int, alpha: float, closer: float, held_out: int) -> str:
     """One sentence; "closer" only when P is over 0.5 by three standard errors (the
     Mann-Whitney statistic's spread when the two sets of distances do not differ)."""
     spread = math.sqrt((count + held_out + 1) / (12 * count * max(held_out, 1)))
     lean = "closer to the training set than" if closer > 0.5 + 3 * spread else \
         "no closer to the training set than"
     return (f"{copies} of {count} samples ({copies / count:.2%}) are copies of training "
-            f"images; samples are {lean} held-out real images "
-            f"(P(closer) = {closer:.2f}, +-{spread:.2f})")
+            f"images (unseen real images would give about {alpha * count:.0f}); samples are "
+            f"{lean} held-out real images (P(closer) = {closer:.2f}, +-{spread:.2f})")
 
 
 # --- a planted memoriser (for the tests and the benchmark) ---------------------------------
