@@ -801,5 +801,6 @@ def planted_memoriser(photos: list[np.ndarray], per_photo: int, copies: int, fak
     generated.extend(rows[rest[unseen:]])
     edits.extend(["none"] * fakes)
     shuffle = rng.permutation(len(copy_of))
-    return Planted(rows[train_idx], rows[rest[:unseen]], np.stack(generated)[shuffle],
+    generated = np.stack(generated) if generated else np.zeros((0, *rows.shape[1:]), np.uint8)
+    return Planted(rows[train_idx], rows[rest[:unseen]], generated[shuffle],
                    copy_of[shuffle], [edits[i] for i in shuffle])
