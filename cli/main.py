@@ -26,6 +26,7 @@ COMMANDS = {
     "sample": "dcgan_data_cli.train:sample",
     "fid": "dcgan_data_cli.train:fid",
     "report": "dcgan_data_cli.report:report",
+    "audit": "dcgan_data_cli.audit:audit",
     "export": "dcgan_data_cli.export:export",
     "export-weights": "dcgan_data_cli.export:export_weights",
 }

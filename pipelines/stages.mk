@@ -1,6 +1,8 @@
-# Stages shared by the pipelines: dedup -> train -> sample -> report.html.
+# Stages shared by the pipelines: dedup -> train -> sample -> audit -> report.html.
 # $(call train_stages,OUT,INPUT_STAGE_DIR,DEDUP_ARGS) defines, for one pipeline output folder,
-#   OUT/dedup/manifest.json, OUT/train/train_report.json, OUT/samples.png, OUT/report.html.
+#   OUT/dedup/manifest.json, OUT/train/train_report.json, OUT/samples.png,
+#   OUT/audit/audit_report.json, OUT/report.html.
+# AUDIT_ARGS passes options to `dcgan-data audit` (e.g. -n 2000).
 # Every stage writes a file target last: a re-run skips finished stages; when a stage's input
 # changed its old output is removed and it runs afresh; a killed stage (no target yet) resumes.
 
@@ -19,6 +21,11 @@ $(1)/train/train_report.json: $(1)/dedup/manifest.json
 $(1)/samples.png: $(1)/train/train_report.json
 	$$(DCGAN) sample $(1)/train -n 64 -o $$@ --device $$(DEVICE)
 
-$(1)/report.html: $(1)/samples.png
+# did the generator memorise its training images? (samples vs the de-duplicated shards)
+$(1)/audit/audit_report.json: $(1)/samples.png
+	$$(call redo_if_done,$$@)
+	$$(DCGAN) audit $(1)/train --train $(1)/dedup -o $(1)/audit --device $$(DEVICE) $$(AUDIT_ARGS)
+
+$(1)/report.html: $(1)/samples.png $(1)/audit/audit_report.json
 	$$(DCGAN) report $(1) -o $$@
 endef

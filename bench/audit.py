@@ -1,0 +1,282 @@
+"""Benchmark: `dcgan-data audit` on a planted memoriser, on real DCGANs that did and did not
+memorise, and at scale.
+
+    python bench/audit.py [--parts planted,real,scale] [--scale-rows 1000000]
+
+planted: distinct crops of the sample photos and skimage.data images (overlapping each other
+  by at most half) split into a training set and unseen real images. A stand-in generator
+  outputs 1,000 edited copies of training rows (JPEG q75, WebP q80, brightness +-10%, blur, a
+  1-3 px shift) and 600 unseen real images; calibration uses other unseen real images
+  (--holdout FOLDER). Scores: precision and recall of the copies, and how often an unseen
+  image is called a copy. The hash model is trained on the training set (300 steps).
+real: the paper's DCGAN (ngf = ndf = --width) trained on CPU on 16 training images for many
+  steps (it memorises them) and on the whole training set for few steps; each audited with
+  2,000 samples against its own training set, calibrated on the same unseen real images.
+scale: 10,000 generated images against a training set of --scale-rows 32x32 rows (random
+  crops of the photos, flipped and recoloured), timed end to end in a subprocess (the CLI),
+  with its peak anonymous memory (RssAnon, sampled every 0.2 s: the shards are memory-mapped
+  and their page cache is not the audit's) and a linear projection to 3M rows.
+Writes bench/out/audit/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from dcgan_data import audit, hashing  # noqa: E402
+from dcgan_data.images import decode_image, encode_image, resize_square  # noqa: E402
+from dcgan_data.shards import ShardWriter  # noqa: E402
+
+OUT = ROOT / "bench" / "out" / "audit"
+SKIMAGE = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
+           "immunohistochemistry", "retina", "cat", "brick", "grass", "gravel", "horse", "coins"]
+HASH = hashing.HashConfig(min_steps=300, max_steps=300)
+
+
+def load_photos() -> list[np.ndarray]:
+    import skimage.data
+
+    photos = [decode_image(p.read_bytes())[0]
+              for p in sorted((ROOT / "pipelines" / "sample" / "photos").glob("*.jpg"))]
+    for name in SKIMAGE:
+        image = getattr(skimage.data, name)()
+        if image.ndim == 3 and image.shape[2] == 3:
+            photos.append(image)
+    return photos
+
+
+def write_shards(out: Path, images: np.ndarray, prefix: str = "img",
+                 rows_per_shard: int = 65_536) -> Path:
+    writer = ShardWriter(out, images.shape[1:], {"bench": "audit"})
+    starts = range(0, len(images), rows_per_shard)
+    for index, start in enumerate(starts):
+        part = images[start : start + rows_per_shard]
+        writer.write(index, part, [f"{prefix}{start + i:07d}" for i in range(len(part))])
+    writer.finish(len(starts))
+    return out
+
+
+def write_folder(out: Path, images: np.ndarray) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for i, row in enumerate(images):
+        (out / f"real{i:05d}.png").write_bytes(encode_image(row, "png"))
+    return out
+
+
+def scores(table: Path, copy_of: np.ndarray, edits: list[str]) -> dict:
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    called = np.array([r["copy"] == "1" for r in rows])
+    truth = copy_of >= 0
+    hits = int((called & truth).sum())
+    names = np.array(edits)
+    return {
+        "precision": round(hits / max(int(called.sum()), 1), 4),
+        "recall": round(hits / int(truth.sum()), 4),
+        "unseen_called_copy": round(float((called & ~truth).sum() / (~truth).sum()), 4),
+        "copies": int(truth.sum()), "unseen": int((~truth).sum()),
+        "recall_by_edit": {e: round(float(called[names == e].mean()), 3)
+                           for e in sorted(set(edits)) if e != "none"},
+    }
+
+
+def shared_model(rows: np.ndarray, path: Path) -> None:
+    """The hash model of an earlier run of this bench (trained on the planted part's
+    training set, the same photos), else one trained on `rows`: on a loaded 2-core box a
+    hash model takes many minutes to train."""
+    if (OUT / "hash_model.pt").exists():
+        shutil.copyfile(OUT / "hash_model.pt", path)
+        return
+    model, _ = hashing.train_hash_model(hashing.to_hash_crops(rows), HASH, "cpu")
+    hashing.save_model(model, path)
+
+
+def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
+    planted = audit.planted_memoriser(photos, per_photo=60, copies=1000, fakes=600,
+                                      unseen=600, seed=0)
+    train = write_shards(work / "train", planted.train)
+    generated = write_shards(work / "generated", planted.generated, "gen")
+    unseen = write_folder(work / "unseen", planted.unseen)
+    clock = time.perf_counter()
+    shared_model(planted.train, work / "hash_model.pt")
+    shutil.copyfile(work / "hash_model.pt", OUT / "hash_model.pt")  # the other parts reuse it
+    report = audit.audit(generated, train, work / "out", holdout=unseen,
+                         model_path=work / "hash_model.pt", device="cpu")
+    result = {"training_images": len(planted.train),
+              "hash_model_s": round(time.perf_counter() - clock, 1),
+              **scores(work / "out" / audit.CSV, planted.copy_of, planted.edits),
+              "threshold": report["threshold"], "alpha_effective": report["alpha_effective"],
+              "closer_than_holdout": report["closer_than_holdout"],
+              "timings_s": report["timings_s"]}
+    # the default calibration: rows of the training set held out of the index
+    report = audit.audit(generated, train, work / "out_rows", holdout=200,
+                         model_path=work / "hash_model.pt", device="cpu")
+    held_out = np.zeros(len(planted.train), bool)
+    held_out[[int(k[3:]) for k in report["holdout_keys"]]] = True  # keys imgNNNNNNN
+    findable = np.where((planted.copy_of >= 0) & ~held_out[planted.copy_of], planted.copy_of,
+                        -1)
+    result["holdout_200_training_rows"] = {
+        **scores(work / "out_rows" / audit.CSV, planted.copy_of, planted.edits),
+        "recall_of_indexed_originals": scores(work / "out_rows" / audit.CSV, findable,
+                                              planted.edits)["recall"],
+        "threshold": report["threshold"], "alpha_effective": report["alpha_effective"]}
+    return result
+
+
+def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_full: int,
+               width: int) -> dict:
+    from dcgan_data import trainer
+
+    planted = audit.planted_memoriser(photos, per_photo=60, copies=0, fakes=0, unseen=600,
+                                      seed=1)
+    unseen = write_folder(work / "unseen", planted.unseen)
+    full = write_shards(work / "full", planted.train)
+    handful = write_shards(work / "handful", planted.train[:16])
+    shared_model(planted.train, work / "hash_model.pt")
+    net = {"ngf": width, "ndf": width}
+    result = {}
+    for name, data, steps, batch in (("handful", handful, steps_handful, 16),
+                                     ("full", full, steps_full, 64)):
+        clock = time.perf_counter()
+        trainer.train(data, work / f"run_{name}", device="cpu", steps=steps, batch_size=batch,
+                      sample_every=10**6, ckpt_every=10**6, **net)
+        train_s = time.perf_counter() - clock
+        report = audit.audit(work / f"run_{name}", data, work / f"audit_{name}", n=2000,
+                             holdout=unseen, model_path=work / "hash_model.pt", device="cpu")
+        result[name] = {"training_images": report["training_images"], "steps": steps,
+                        "batch_size": batch, "width": width,
+                        "train_s": round(train_s, 1),
+                        "copy_fraction": report["copy_fraction"],
+                        "closer_than_holdout": report["closer_than_holdout"],
+                        "verdict": report["verdict"],
+                        "sample_distance_q50": report["sample_distance_quantiles"]["q50"],
+                        "holdout_distance_q50": report["holdout_distance_quantiles"]["q50"]}
+    return result
+
+
+def scale_rows(photos: list[np.ndarray], count: int, seed: int) -> np.ndarray:
+    """`count` 32x32 random crops of the photos, flipped and recoloured at random."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((count, 32, 32, 3), np.uint8)
+    for i in range(count):
+        photo = photos[int(rng.integers(len(photos)))]
+        h, w = photo.shape[:2]
+        side = int(rng.integers(24, min(h, w) + 1))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        crop = resize_square(photo[y : y + side, x : x + side], 32)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        out[i] = crop[:, :, rng.permutation(3)]
+    return out
+
+
+def peak_anon_memory(pid: int, stop: threading.Event, peak: list[int]) -> None:
+    while not stop.is_set():
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    peak[0] = max(peak[0], int(line.split()[1]) * 1024)
+        except OSError:
+            return
+        time.sleep(0.2)
+
+
+def bench_scale(photos: list[np.ndarray], work: Path, rows: int) -> dict:
+    train = work / f"train_{rows}"
+    if not (train / "manifest.json").exists():
+        shutil.rmtree(train, ignore_errors=True)
+        writer = ShardWriter(train, (32, 32, 3), {"bench": "audit-scale"})
+        per = 65_536
+        for index, start in enumerate(range(0, rows, per)):
+            part = scale_rows(photos, min(per, rows - start), seed=index)
+            writer.write(index, part, [f"row{start + i:08d}" for i in range(len(part))])
+        writer.finish(len(range(0, rows, per)))
+    generated = work / "generated"
+    if not (generated / "manifest.json").exists():
+        write_shards(generated, scale_rows(photos, 10_000, seed=10**6), "gen")
+    model_path = work / "hash_model.pt"
+    shared_model(scale_rows(photos, 20_000, 7), model_path)
+    out = work / "out"
+    command = [str(Path(sys.executable).parent / "dcgan-data"), "audit", str(generated),
+               "--train", str(train), "-o", str(out), "--model", str(model_path),
+               "--device", "cpu"]
+    clock = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    process = subprocess.Popen(command)
+    stop, peak = threading.Event(), [0]
+    watcher = threading.Thread(target=peak_anon_memory, args=(process.pid, stop, peak))
+    watcher.start()
+    code = process.wait()
+    stop.set()
+    watcher.join()
+    seconds = time.perf_counter() - clock
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if code:
+        raise SystemExit(f"audit failed with exit code {code}")
+    report = json.loads((out / audit.REPORT).read_text())
+    timings = report["timings_s"]
+    per_row = timings["scan"] / rows
+    fixed = seconds - timings["scan"]
+    # the scan grows with the rows, the rest (read, re-rank, write) with the samples only
+    return {"training_rows": rows, "samples": report["samples"], "seconds": round(seconds, 1),
+            "cpu_seconds": round(cpu, 1), "timings_s": timings, "peak_anon_bytes": peak[0],
+            "projected_1M_seconds": round(fixed + per_row * 1_000_000, 1),
+            "projected_3M_seconds": round(fixed + per_row * 3_000_000, 1),
+            "projected_3M_cpu_seconds": round(cpu * (fixed + per_row * 3_000_000) / seconds, 1),
+            "projected_3M_anon_bytes": int(peak[0] + 17 * (3_000_000 - rows)),
+            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="planted,real,scale")
+    parser.add_argument("--scale-rows", type=int, default=1_000_000)
+    parser.add_argument("--steps-handful", type=int, default=1500)
+    parser.add_argument("--steps-full", type=int, default=150)
+    parser.add_argument("--width", type=int, default=32, help="ngf = ndf of the real runs")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    results_path = OUT / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    photos = load_photos()
+    for part in args.parts.split(","):
+        work = OUT / part
+        if part != "scale":
+            shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True, exist_ok=True)
+        up = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        clock = time.perf_counter()
+        if part == "planted":
+            results[part] = bench_planted(photos, work)
+        elif part == "real":
+            results[part] = bench_real(photos, work, args.steps_handful, args.steps_full,
+                                       args.width)
+        elif part == "scale":
+            results[part] = bench_scale(photos, work, args.scale_rows)
+        else:
+            raise SystemExit(f"unknown part {part!r}")
+        results[part]["uptime_before"] = up
+        results[part]["wall_s"] = round(time.perf_counter() - clock, 1)
+        print(json.dumps({part: results[part]}, indent=2))
+        results_path.write_text(json.dumps(results, indent=2) + "\n")
+    os.sync()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""`dcgan-data audit`: did a generator memorise its training images?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+# defaults live in dcgan_data.audit; the CLI shows them without importing torch
+SAMPLES, HOLDOUT, ALPHA, NEIGHBOURS = 10_000, "2000", 0.01, 10
+
+
+@click.command()
+@click.argument("generated", type=click.Path(path_type=Path))
+@click.option("--train", "train", type=click.Path(path_type=Path), required=True,
+              help="The training shards the generator learnt from.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
+              help="Output directory: audit.csv, audit_report.json, nearest.png, "
+                   "distances.png.")
+@click.option("-n", "count", type=int, default=SAMPLES, show_default=True,
+              help="Samples drawn from a run (or the first N images of a folder or shards).")
+@click.option("--holdout", default=HOLDOUT, show_default=True,
+              help="Real images for calibration: rows of --train kept out of the index (a "
+                   "count, or a fraction below 1; at most a third), or a folder or shard "
+                   "directory of real images the generator never saw.")
+@click.option("--alpha", type=float, default=ALPHA, show_default=True,
+              help="A sample is a copy when at most this share of held-out real images are "
+                   "as close to the training set as it is.")
+@click.option("--model", "model_path", type=click.Path(path_type=Path),
+              help="Hash model [default: the one the dedup stage of --train used, else one "
+                   "trained on --train].")
+@click.option("--neighbours", type=int, default=NEIGHBOURS, show_default=True,
+              help="Nearest training images by code values checked per sample (besides "
+                   "those sharing a hash).")
+@click.option("--checkpoint", default=None,
+              help="For a run: a checkpoint file or a name in RUN/checkpoints "
+                   "[default: last.pt].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="auto: cuda when available, else cpu.")
+def audit(generated: Path, train: Path, out: Path, count: int, holdout: str, alpha: float,
+          model_path: Path | None, neighbours: int, checkpoint: str | None, seed: int,
+          device: str) -> None:
+    """Check whether GENERATED copies images of the training shards.
+
+    GENERATED is a training run (samples are drawn from its checkpoint), a folder of image
+    files or a shard directory (from any generator). Each image is compared with its nearest
+    training images (found by the semantic hash and by faiss on the hash's code values,
+    then measured in pixels), and called a copy when it is closer than held-out real images
+    are (see --alpha).
+    """
+    from dcgan_data.audit import audit as run
+
+    report = run(generated, train, out, n=count, holdout=holdout, alpha=alpha,
+                 model_path=model_path, neighbours=neighbours, checkpoint=checkpoint,
+                 device=device, seed=seed)
+    click.echo(f"audit: {report['verdict']}; report {out / 'audit_report.json'}")
