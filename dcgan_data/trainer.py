@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -50,7 +51,7 @@ from dcgan_data.checkpoint import (
 )
 from dcgan_data.errors import InputError
 from dcgan_data.feed import BatchFeed, batch_rows, data_checksum
-from dcgan_data.files import atomic_path, atomic_write_text, locks_output, progress, write_json
+from dcgan_data.files import atomic_write_text, locks_output, progress, write_json
 from dcgan_data.images import contact_sheet, decode_image, save_png
 from dcgan_data.model import SIZES, build, draw_z, generate, to_model_input
 from dcgan_data.plots import plot_losses
