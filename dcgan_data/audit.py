@@ -498,8 +498,10 @@ def copy_threshold(holdout: np.ndarray, alpha: float) -> tuple[float, float]:
 
 
 def closer_share(samples: np.ndarray, holdout: np.ndarray) -> float:
-    """P(a sample is closer to the training set than a held-out real image), ties half:
-    0.5 when samples are as far from it as unseen real images are, near 1 when they copy."""
+    """P(a sample's distance is below a held-out real image's), ties half: 0.5 when samples
+    are as near the training set as unseen real images are, near 1 when they copy. Used on
+    relative distances: on raw ones a blurred sample, near many images at once, would look
+    closer than a sharp real image."""
     samples, holdout = samples[np.isfinite(samples)], np.sort(holdout[np.isfinite(holdout)])
     if not len(samples) or not len(holdout):
         return float("nan")
@@ -670,7 +672,7 @@ def audit(
     hash_distance = np.full(count, -1, np.int64)
     found = np.flatnonzero(nearest[:count] >= 0)
     hash_distance[found] = hashing.popcount(q_hashes[found] ^ train_hashes[nearest[found]])
-    closer = closer_share(sample_d, holdout_d)
+    closer = closer_share(sample_r, holdout_r)
     copies = int(copy.sum())
 
     clock = time.perf_counter()
@@ -689,8 +691,7 @@ def audit(
                       sample_d[shown], sample_r[shown], copy[shown])
     write_distances(out / DISTANCES, (sample_d, holdout_d), (sample_r, holdout_r), threshold,
                     f"{copies} of {count} samples are copies ({copies / count:.2%}); "
-                    f"P(a sample is nearer the training set than a held-out image) = "
-                    f"{closer:.2f}")
+                    f"P(a sample's relative distance < a held-out image's) = {closer:.2f}")
     timings["write"] = time.perf_counter() - clock
 
     report = {
