@@ -21,11 +21,10 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, ThreadPoolExecutor, wait
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -34,6 +33,7 @@ import urllib3
 from dcgan_data import __version__
 from dcgan_data.errors import InputError
 from dcgan_data.images import sniff_format
+from dcgan_data.units import bounded_map
 
 USER_AGENT = f"dcgan-data/{__version__} (face crawl for DCGAN training; python-requests)"
 # X-Robots-Tag directives that ask not to use an image for AI training
@@ -41,8 +41,6 @@ NOAI_DIRECTIVES = {"noai", "noimageai"}
 URL_FIELDS = ("url", "URL", "link", "image_url")
 LABEL_FIELDS = ("name", "label", "caption")
 CHUNK = 64 * 1024
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 # ---------------------------------------------------------------------------- crawl lists
@@ -353,20 +351,3 @@ def fetch_many(
         for _, result in bounded_map(pool, task, entries, 2 * max(1, workers)):
             yield result
 
-
-def bounded_map(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int
-                ) -> Iterator[tuple[T, R]]:
-    """(item, fn(item)) on `pool` as each finishes, with at most `window` submitted and not
-    yet consumed, so results never pile up in memory ahead of the consumer."""
-    todo, pending = iter(items), {}
-    while True:
-        while len(pending) < window:
-            item = next(todo, None)
-            if item is None:
-                break
-            pending[pool.submit(fn, item)] = item
-        if not pending:
-            return
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        for future in done:
-            yield pending.pop(future), future.result()

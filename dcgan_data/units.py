@@ -23,10 +23,10 @@ import pickle
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from dcgan_data.errors import DcganDataError, InputError
 
@@ -34,6 +34,8 @@ ENGINES = ("local", "ray")
 DEFAULT_ENGINE = "local"
 RETRIES = 2  # extra attempts for a unit whose worker died or whose function raised
 EXAMPLES_PER_REASON = 5
+T = TypeVar("T")
+R = TypeVar("R")
 RAY_MISSING = "--engine ray needs Ray: pip install 'dcgan-data[ray]'"
 
 
@@ -183,8 +185,9 @@ class RayEngine(Engine):
         if not ray.is_initialized():
             if address:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
-            else:
-                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            else:  # a Ray of this machine alone has no business on its external address
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                         _node_ip_address="127.0.0.1")
         self.ray = ray
         self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
@@ -216,6 +219,24 @@ class RayEngine(Engine):
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
+
+
+def bounded_map(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int
+                ) -> Iterator[tuple[T, R]]:
+    """(item, fn(item)) on `pool` as each finishes, with at most `window` submitted and not
+    yet consumed, so results never pile up in memory ahead of the consumer."""
+    todo, pending = iter(items), {}
+    while True:
+        while len(pending) < window:
+            item = next(todo, None)
+            if item is None:
+                break
+            pending[pool.submit(fn, item)] = item
+        if not pending:
+            return
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            yield pending.pop(future), future.result()
 
 
 def make_engine(engine: Engine | str | None = None, workers: int | None = None,
