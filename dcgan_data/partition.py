@@ -2,9 +2,9 @@
 
 Grouping is the one global step of de-duplication: every row's hash and probe hashes must
 meet every other row's. In one pass that is a sort of N x M 16-byte hashes in memory. Here
-each (hash, row) is routed by a prefix of the hash to one of P partition files on disk (equal
-hashes share their prefix, so they always land together), and each partition is sorted on
-its own as one unit: in this process one after another, or on a Ray cluster in parallel.
+each (hash, row) is routed by its first 8 bytes to one of P partition files on disk (equal
+hashes always land together), and each partition is sorted on its own as one unit: in this
+process one after another, or on a Ray cluster in parallel.
 
 The edges are those of `dedup.probe_pairs`: within a partition the records keep their
 original order, so each hash's rows form the same chain as in the single sort.
@@ -93,10 +93,11 @@ def shared_hash_pairs(
 
 
 def partition_of(halves: np.ndarray, partitions: int) -> np.ndarray:
-    """Partition of each hash (its first 8 bytes as a little-endian uint64): the top bits of
-    its first byte pair, scaled to [0, partitions)."""
-    prefix = (halves[:, 0] & np.uint64(0xFFFF)).astype(np.int64)
-    return (prefix * partitions) >> 16
+    """Partition of each hash, from its first 8 bytes: mixed (a multiplicative hash) before
+    taking the top 16 bits, because a learned hash's bits are far from uniform and a plain
+    prefix would crowd a few partitions; then scaled to [0, partitions)."""
+    mixed = halves[:, 0] * np.uint64(0x9E3779B97F4A7C15)  # wraps modulo 2**64
+    return ((mixed >> np.uint64(48)).astype(np.int64) * partitions) >> 16
 
 
 def route(probes: np.ndarray, partitions: int, folder: Path) -> list[Path]:

@@ -5,7 +5,7 @@ import pytest
 
 from dcgan_data.dedup import connected, probe_pairs
 from dcgan_data.errors import InputError
-from dcgan_data.partition import auto_partitions, shared_hash_pairs
+from dcgan_data.partition import auto_partitions, partition_of, shared_hash_pairs
 from dcgan_data.units import LocalEngine
 
 
@@ -43,6 +43,14 @@ def test_partitions_on_processes_and_from_a_memmap(tmp_path):
     mapped = np.load(tmp_path / "probes.npy", mmap_mode="r")
     got = shared_hash_pairs(mapped, 8, LocalEngine(2))
     assert edge_set(*got) == edge_set(*probe_pairs(probes))
+
+
+def test_skewed_hashes_still_spread_over_the_partitions():
+    # a learned hash's leading bits are often constant; routing must not follow them
+    probes = np.random.default_rng(2).integers(0, 256, (4000, 16), dtype=np.uint8)
+    probes[:, :3] = 0
+    owner = partition_of(probes.view("<u8"), 16)
+    assert np.bincount(owner, minlength=16).min() > 4000 / 16 / 2
 
 
 def test_auto_partitions_grow_with_rows_and_shrink_with_memory():
