@@ -28,7 +28,7 @@ RECORD = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("row", "<i8")])
 # bytes a partition needs in memory per record: the records, the sort order, the sorted copy
 # and the comparison masks
 WORKING_BYTES = RECORD.itemsize + 8 + RECORD.itemsize + 8
-BLOCK_BYTES = 64 << 20  # input read per routing step
+BLOCK_BYTES = 16 << 20  # input read per routing step (about 6x that in memory)
 MAX_PARTITIONS = 4096
 
 
