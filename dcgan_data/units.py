@@ -10,7 +10,8 @@ The engine decides where that function runs:
 
 Either way the driver gets the same results and writes the same files from them. A unit
 whose worker dies is run again (Ray first retries it itself); a unit whose function raises
-is run again up to `retries` times, then yielded as a `UnitError` for the stage to record.
+is run again up to `retries` times, then yielded as a `UnitError` for the stage to record;
+a DcganDataError (bad input, which every unit would meet) is raised at once.
 `context` is a large read-only value (an image source) shipped once per worker, not once
 per unit; the function is then called as fn(context, unit).
 """
@@ -118,21 +119,25 @@ class LocalEngine(Engine):
                 try:
                     result = _call(fn, unit)
                     break
+                except DcganDataError:  # bad input or options: every unit would fail alike
+                    raise
                 except Exception as exc:  # recorded, as a worker's would be
                     result = UnitError("error", _describe(exc), attempt)
             yield unit, result
 
     def _run_pool(self, fn, units, context, retries):
         todo = [(unit, 0) for unit in reversed(units)]  # a stack: the first unit pops first
-        workers = min(self.workers, len(units))
         while todo:
+            workers = min(self.workers, len(todo))
             lost = yield from self._one_pool(fn, todo, context, retries, workers)
-            # the pool broke (a worker was killed): the units it held go round again
+            # The pool broke: a worker died (killed, out of memory) holding one of `lost`.
+            # Each is run again alone, so that a death is charged to the unit that caused it.
             for unit, attempts in lost:
-                if attempts + 1 > retries:
-                    yield unit, UnitError("worker_lost", "its worker process died", attempts + 1)
-                else:
-                    todo.append((unit, attempts + 1))
+                while (yield from self._one_pool(fn, [(unit, attempts)], context, retries, 1)):
+                    attempts += 1
+                    if attempts > retries:
+                        yield unit, UnitError("worker_lost", "its worker process died", attempts)
+                        break
 
     def _one_pool(self, fn, todo, context, retries, workers):
         """Run `todo` on one pool until it is empty or the pool breaks; the units in flight
@@ -153,6 +158,8 @@ class LocalEngine(Engine):
                     error = future.exception()
                     if isinstance(error, BrokenProcessPool):
                         return (yield from _salvage(pending, [(unit, attempts)]))
+                    if isinstance(error, DcganDataError):
+                        raise error
                     if error is None:
                         yield unit, future.result()
                     elif attempts < retries:
@@ -209,6 +216,8 @@ class RayEngine(Engine):
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayError as exc:
+                        if isinstance(getattr(exc, "cause", None), DcganDataError):
+                            raise exc.cause from None
                         lost = not isinstance(exc, ray.exceptions.RayTaskError)
                         if attempts < retries:
                             todo.append((unit, attempts + 1))

@@ -22,8 +22,9 @@ from ray.cluster_utils import Cluster  # noqa: E402
 from test_crawl import ImageServer  # noqa: E402
 from test_faces import crawl_list  # noqa: E402
 from test_ingest import bad_values, real_values, write_lmdb  # noqa: E402
-from test_units import die_once, fail_on_three  # noqa: E402
+from test_units import bad_input, die_once, fail_on_three  # noqa: E402
 
+from dcgan_data.errors import InputError  # noqa: E402
 from dcgan_data.faces import faces  # noqa: E402
 from dcgan_data.ingest import ingest  # noqa: E402
 from dcgan_data.shards import ShardSet  # noqa: E402
@@ -84,6 +85,11 @@ def test_a_worker_killed_mid_unit_is_recovered(cluster, tmp_path):
 def test_a_raising_unit_is_retried_then_recorded(cluster):
     got = dict(run_units(fail_on_three, range(5), RayEngine(cluster.address), retries=1))
     assert isinstance(got.pop(3), UnitError) and got == {0: 0, 1: 1, 2: 2, 4: 4}
+
+
+def test_bad_input_stops_the_run_at_once(cluster):
+    with pytest.raises(InputError, match="no url column"):
+        list(run_units(bad_input, range(4), RayEngine(cluster.address)))
 
 
 def test_ingest_on_ray_equals_local(cluster, tmp_path):

@@ -32,6 +32,10 @@ def fail_on_three(unit):
     return unit
 
 
+def bad_input(unit):
+    raise InputError("list.csv: the header has no url column")
+
+
 def die_once(marks: str, unit):
     """Kills its own process the first time it meets unit 2 (the mark survives the death)."""
     mark = Path(marks) / f"{unit}.died"
@@ -64,6 +68,12 @@ def test_a_raising_unit_is_retried_then_recorded(workers):
     got = dict(run_units(fail_on_three, range(5), LocalEngine(workers), retries=1))
     assert {u: r for u, r in got.items() if u != 3} == {0: 0, 1: 1, 2: 2, 4: 4}
     assert got[3] == UnitError("error", "ValueError: three is bad", 2)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bad_input_stops_the_run_at_once(workers):
+    with pytest.raises(InputError, match="no url column"):
+        list(run_units(bad_input, range(4), LocalEngine(workers)))
 
 
 def test_a_killed_worker_is_replaced_and_its_unit_rerun(tmp_path):
