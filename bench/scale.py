@@ -61,7 +61,7 @@ def build_inputs(images: int, lines: int) -> tuple[Path, Path]:
     spec = importlib.util.spec_from_file_location("bench_ingest", ROOT / "bench" / "ingest.py")
     bench_ingest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_ingest)
-    lmdb_dir = OUT / "lsun_lmdb"
+    lmdb_dir = OUT / f"lsun_{images}_lmdb"
     if not lmdb_dir.exists():
         bench_ingest.build_lmdb(lmdb_dir, images)
     photos = sorted((ROOT / "pipelines/sample/faces").glob("*.jpg"))
