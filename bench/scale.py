@@ -12,7 +12,7 @@ against the single pass.
    holding only loopback (`unshare -n`), so that Ray binds nothing else.
 2. Grouping: --rows synthetic rows of --moves 16-byte hashes each (a hash and its probes,
    random, with one row in 20 made to share a hash with another), in a .npy file. Each
-   method runs in its own process, reporting its peak resident memory (ru_maxrss) and that
+   method runs in its own process, reporting its peak resident memory (VmHWM) and that
    peak less the process's size before the work (the interpreter, numpy and torch):
    single    `dedup.probe_pairs` on the hashes loaded into memory (as dedup holds them);
    P=...     `partition.shared_hash_pairs` on the file (a memmap), partitions in sequence.
@@ -28,7 +28,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -47,7 +46,13 @@ def uptime() -> str:
 
 
 def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not carried over from
+    the parent that forked it)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 # ---------------------------------------------------------------------------- 1. runner

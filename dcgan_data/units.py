@@ -193,6 +193,9 @@ class RayEngine(Engine):
             if address:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
             else:  # a Ray of this machine alone has no business on its external address
+                # and, like the local engine's processes, runs at the user's priority (Ray
+                # lowers its workers' by default, which starves them on a busy machine)
+                os.environ.setdefault("RAY_worker_niceness", "0")
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
                          _node_ip_address="127.0.0.1")
         self.ray = ray
