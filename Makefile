@@ -22,12 +22,12 @@ SAMPLE_STEPS ?= 300
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
-install: $(STAMP) ## create .venv and install dcgan-data with its dev tools
+install: $(STAMP) ## create .venv and install dcgan-data with its dev tools and Ray
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e ".[dev,interop]"
+	$(BIN)/pip install --quiet -e ".[dev,interop,ray]"
 	touch $@
 
 # The report test renders pages in Debian's chromium; install it when missing (CI runs as root).

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from dcgan_data_cli.engine import engine_options
+
 
 @click.command("faces")
 @click.argument("crawl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -47,12 +49,13 @@ import click
               help="Column (field) kept as the label  [default: name, label or caption]")
 @click.option("--lines-per-shard", default=256, show_default=True, type=click.IntRange(1),
               help="Crawl lines per work unit (one shard each); a killed run redoes one unit.")
+@engine_options
 def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: float,
           retries: int, max_bytes: int, max_redirects: int, detector: str, min_face: int,
           min_score: float | None, margin: float, size: int, keep_originals: Path | None,
           ignore_robots_headers: bool, allow_private_addresses: bool, local_root: Path | None,
-          url_col: str | None, label_col: str | None,
-          lines_per_shard: int) -> None:
+          url_col: str | None, label_col: str | None, lines_per_shard: int, engine: str,
+          ray_address: str | None) -> None:
     """Fetch the images a crawl list names, detect faces, keep the large ones as crops.
 
     CRAWL holds one http(s) URL or local path per line, or `name<TAB>url`; .tsv, .csv,
@@ -62,6 +65,7 @@ def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: 
     from dcgan_data.crawl import FetchOptions
     from dcgan_data.faces import FaceOptions
     from dcgan_data.faces import faces as run_faces
+    from dcgan_data.units import make_engine
 
     options = FaceOptions(
         detector=detector, min_face=min_face, min_score=min_score, margin=margin, size=size,
@@ -72,7 +76,8 @@ def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: 
                            allow_private_addresses=allow_private_addresses,
                            local_root=local_root),
     )
-    report = run_faces(crawl, out, options, processes=processes, lines_per_shard=lines_per_shard)
+    report = run_faces(crawl, out, options, lines_per_shard=lines_per_shard,
+                       engine=make_engine(engine, processes, ray_address))
     rate, resumed = report["images_per_second"], report["units_resumed"]
     click.echo(
         f"{report['entries']} entries, {report['fetched']} fetched, {report['failed']} failed; "

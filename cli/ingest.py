@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from dcgan_data_cli.engine import engine_options
+
 WORKERS = click.option("--workers", type=click.IntRange(min=1), default=None,
                        help="Decoding processes [default: all cores].")
 
@@ -48,8 +50,9 @@ def pack(images: tuple[str, ...], out: str, fmt: str, quality: int, short_side: 
               help="Rows in each shard [default: as many as fit in 768 MiB: 65,536 at 64 px].")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=50_000_000, show_default=True,
               help="Refuse images whose header declares more pixels (decompression bombs).")
+@engine_options
 def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: int | None,
-           max_pixels: int) -> None:
+           max_pixels: int, engine: str, ray_address: str | None) -> None:
     """Crop and resize an LSUN LMDB (or a folder of them, or of images) into shards.
 
     SRC may also be webdataset .tar shards (a .tar or a folder of them) or a Hugging Face
@@ -59,9 +62,10 @@ def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: i
     OUT/contact_sheet.png. Re-running the same command resumes.
     """
     from dcgan_data.ingest import ingest as run_ingest
+    from dcgan_data.units import make_engine
 
-    report = run_ingest(src, out, size=size, workers=workers, rows_per_shard=rows_per_shard,
-                        max_pixels=max_pixels)
+    report = run_ingest(src, out, size=size, rows_per_shard=rows_per_shard,
+                        max_pixels=max_pixels, engine=make_engine(engine, workers, ray_address))
     click.echo(f"ingested {report['written']} of {report['read']} images into {out} "
                f"({report['failed']} failed: {report['failed_by_reason'] or 'none'}; "
                f"{report['images_per_s']} images/s); report: "

@@ -39,11 +39,11 @@ import stat
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, ThreadPoolExecutor, wait
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -57,6 +57,7 @@ from dcgan_data import __version__
 from dcgan_data.errors import InputError, require
 from dcgan_data.files import atomic_path, read_json, write_json
 from dcgan_data.images import sniff_format
+from dcgan_data.units import bounded_map
 
 USER_AGENT = f"dcgan-data/{__version__} (face crawl for DCGAN training; python-requests)"
 # X-Robots-Tag directives that ask not to use an image for AI training
@@ -67,8 +68,6 @@ COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
 PLAIN_LISTS = "crawl_list"  # folder of the output directory holding decompressed lists
 CHUNK = 64 * 1024
 MAX_RETRY_AFTER = 120.0  # seconds: a longer Retry-After gives up on the URL instead
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 # ---------------------------------------------------------------------------- crawl lists
@@ -707,20 +706,3 @@ def fetch_many(
         for _, result in bounded_map(pool, task, entries, 2 * max(1, workers)):
             yield result
 
-
-def bounded_map(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int
-                ) -> Iterator[tuple[T, R]]:
-    """(item, fn(item)) on `pool` as each finishes, with at most `window` submitted and not
-    yet consumed, so results never pile up in memory ahead of the consumer."""
-    todo, pending = iter(items), {}
-    while True:
-        while len(pending) < window:
-            item = next(todo, None)
-            if item is None:
-                break
-            pending[pool.submit(fn, item)] = item
-        if not pending:
-            return
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        for future in done:
-            yield pending.pop(future), future.result()

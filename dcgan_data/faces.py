@@ -4,9 +4,9 @@ The paper ran OpenCV's face detector over ~3M crawled images and kept the detect
 sufficiently high resolution. Here a work unit is a range of crawl-list lines and becomes one
 shard: its images are fetched on threads, decoded, searched for faces, and every box whose
 side is at least `min_face` px and whose score passes `min_score` is cut out as a square
-(grown by `margin`, kept inside the image) and resized to `size`. Units run in parallel
-processes; a re-run skips the units already written, so a killed run loses at most the units
-in flight.
+(grown by `margin`, kept inside the image) and resized to `size`. Units run on the unit
+runner (`units`: local processes or Ray); a re-run skips the units already written, so a
+killed run loses at most the units in flight.
 
 Outputs: shards (row key `URL#i`, the i-th detection of that image in faces.csv),
 faces.csv (every detection, kept or not), labels.csv (row key -> name, when the list names
@@ -16,13 +16,10 @@ fate, from per-unit parts in status/), faces_report.json and faces.png.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import threading
 import time
 import warnings
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -36,7 +33,6 @@ from dcgan_data.crawl import (
     FetchError,
     FetchOptions,
     Unit,
-    bounded_map,
     fetch_many,
     mark_repeats,
     plain_list,
@@ -54,6 +50,7 @@ from dcgan_data.images import (
 )
 from dcgan_data.ingest import write_contact_sheet
 from dcgan_data.shards import ShardSet, ShardWriter
+from dcgan_data.units import Engine, Failures, UnitError, make_engine, run_units
 
 with warnings.catch_warnings():  # the package imports imghdr and compares strings with `is`
     warnings.simplefilter("ignore")
@@ -62,7 +59,6 @@ with warnings.catch_warnings():  # the package imports imghdr and compares strin
 DETECTORS = ("mtcnn", "haar")
 # A score is a probability for MTCNN and a count of merged neighbour windows for Haar.
 DEFAULT_MIN_SCORE = {"mtcnn": 0.9, "haar": 5.0}
-EXAMPLES_PER_REASON = 5
 STATUS = "faces_status"  # + status.extension()
 STATUS_COLUMNS = ["line", "url", "label", "status", "detail", "width", "height", "faces_found",
                   "faces_kept"]
@@ -242,20 +238,6 @@ class UnitResult:
     status: list[list]  # one STATUS_COLUMNS row per list line, in line order
 
 
-class _Tally:
-    """Failure counts by reason, with the first few examples of each."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.examples: dict[str, list[str]] = {}
-
-    def fail(self, reason: str, example: str) -> None:
-        self.counts[reason] += 1
-        examples = self.examples.setdefault(reason, [])
-        if len(examples) < EXAMPLES_PER_REASON:
-            examples.append(example)
-
-
 _detectors: dict[tuple[str, int], Detector] = {}  # one per process: the nets load once
 
 
@@ -271,16 +253,16 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
     entries, malformed = read_unit(crawl, unit, options.url_col, options.label_col)
     detector = _cached_detector(options.detector, options.min_face)
     min_score = options.score_threshold()
-    tally = _Tally()
+    tally = Failures()
     fates: dict[int, list] = {}  # line -> its status row
     for line, reason in malformed:
-        tally.fail("malformed", f"line {line}: {reason}")
+        tally.add("malformed", f"line {line}: {reason}")
         fates[line] = [line, None, None, "malformed", reason, None, None, None, None]
     repeats, listed = dict(unit.repeats), len(entries)
     for entry in entries:
         if entry.line in repeats:
             detail = f"as line {repeats[entry.line]}"
-            tally.fail("repeated_url", f"line {entry.line}: {detail}")
+            tally.add("repeated_url", f"line {entry.line}: {detail}")
             fates[entry.line] = [entry.line, entry.source, entry.label, "repeated_url", detail,
                                  None, None, None, None]
     entries = [entry for entry in entries if entry.line not in repeats]
@@ -294,7 +276,7 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
         fate = fates[entry.line] = [entry.line, entry.source, entry.label, "ok", None, None,
                                     None, None, None]
         if isinstance(got, FetchError):
-            tally.fail(got.reason, f"{where} ({got.detail})" if got.detail else where)
+            tally.add(got.reason, f"{where} ({got.detail})" if got.detail else where)
             fate[3:5] = got.reason, got.detail or None
             continue
         counts["fetched"] += 1
@@ -304,7 +286,7 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
         try:
             rgb, _ = decode_image(got, options.max_pixels)
         except ImageError as exc:
-            tally.fail(exc.reason, f"{where} ({exc.detail})")
+            tally.add(exc.reason, f"{where} ({exc.detail})")
             fate[3:5] = exc.reason, exc.detail
             continue
         finally:
@@ -315,7 +297,7 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
         try:
             boxes = detector.detect(rgb)
         except Exception as exc:  # a detector bug on one odd image must not end the run
-            tally.fail("detector_error", f"{where} ({type(exc).__name__}: {exc})")
+            tally.add("detector_error", f"{where} ({type(exc).__name__}: {exc})")
             fate[3:5] = "detector_error", f"{type(exc).__name__}: {exc}"
             continue
         finally:
@@ -392,9 +374,11 @@ def faces(
     options: FaceOptions | None = None,
     processes: int | None = None,
     lines_per_shard: int = 256,
+    engine: Engine | str | None = None,
 ) -> dict[str, Any]:
-    """Turn a crawl list into face shards in out_dir; resumes a run cut short. Returns the
-    report (also written to faces_report.json)."""
+    """Turn a crawl list into face shards in out_dir; resumes a run cut short. Units run on
+    `engine` ("local": `processes` processes, or "ray"). Returns the report (also written to
+    faces_report.json)."""
     options = options or FaceOptions()
     crawl, out_dir = Path(crawl), Path(out_dir)
     if options.detector not in DETECTORS:
@@ -422,15 +406,20 @@ def faces(
     }
     writer = ShardWriter(out_dir, (options.size, options.size, 3), params)
     todo = [u for u in units if not _unit_done(writer, u)]
-    processes = processes or os.cpu_count() or 1
+    engine = make_engine(engine, processes)
 
     start = time.perf_counter()
     done_before = sum(u.lines for u in units) - sum(u.lines for u in todo)
     bar = progress(total=sum(u.lines for u in units), initial=done_before, unit="line",
                    desc="faces")
-    processed = Counter()
+    processed, lost = Counter(), Failures()
     try:
-        for unit, result in _run_units(listing, todo, options, processes):
+        for unit, result in run_units(partial(faces_unit, listing, options=options), todo,
+                                      engine):
+            if isinstance(result, UnitError):  # no shard: the manifest waits for a re-run
+                lost.add(result.reason, f"shard {unit.index}, lines {unit.first_line}.."
+                         f"{unit.first_line + unit.lines - 1}: {result.detail}")
+                continue
             # the part first: a unit whose shard is written has its status rows too
             status.write_table(status.part_stem(out_dir, unit.index), STATUS_COLUMNS,
                                [result.status])
@@ -441,10 +430,14 @@ def faces(
     finally:
         bar.close()
     wall = time.perf_counter() - start
+    if lost.counts:
+        raise DcganDataError(f"faces: {lost.as_dict()['failed_by_reason']} units failed, e.g. "
+                             f"{next(iter(lost.examples.values()))[0]}; the other shards are "
+                             "written and a re-run redoes the missing ones")
 
     writer.finish(len(units), info={"stage": "faces", "crawl": str(crawl)})
     notes = [writer.entries[u.index]["notes"] for u in units]
-    report = _report(notes, options, params, units, len(todo), processed, wall)
+    report = _report(notes, options, params, units, len(todo), processed, wall, engine.name)
     _write_tables(out_dir, notes)
     report["status_table"] = status.join_parts(out_dir, [u.index for u in units],
                                                out_dir / STATUS, STATUS_COLUMNS).name
@@ -460,41 +453,14 @@ def _unit_done(writer: ShardWriter, unit: Unit) -> bool:
             and status.find(status.part_stem(writer.out_dir, unit.index)) is not None)
 
 
-def _run_units(crawl: Path, units: list[Unit], options: FaceOptions, processes: int):
-    """Yield (unit, UnitResult) as units finish: in this process, or on a process pool."""
-    if processes <= 1 or len(units) <= 1:
-        for unit in units:
-            yield unit, faces_unit(crawl, unit, options)
-        return
-    # spawn: forking a process that holds OpenCV and fetch threads is not safe everywhere
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(min(processes, len(units)), mp_context=context,
-                               initializer=_exit_with_parent)
-    try:
-        yield from bounded_map(pool, partial(faces_unit, crawl, options=options), units,
-                               2 * processes)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _exit_with_parent() -> None:
-    # A pool worker whose parent was killed (kill -9, OOM) would wait forever for work.
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
-
-
 def _report(notes: list[dict], options: FaceOptions, params: dict, units: list[Unit],
-            units_run: int, processed: Counter, wall: float) -> dict[str, Any]:
-    failed: Counter[str] = Counter()
-    examples: dict[str, list[str]] = {}
+            units_run: int, processed: Counter, wall: float, engine_name: str
+            ) -> dict[str, Any]:
+    failed = Failures()
     seconds: Counter[str] = Counter()
     for n in notes:
-        failed.update(n["failed"])
+        failed.merge({"failed_by_reason": n["failed"], "failed_examples": n["failed_examples"]})
         seconds.update(n["seconds"])
-        for reason, items in n["failed_examples"].items():
-            room = EXAMPLES_PER_REASON - len(examples.setdefault(reason, []))
-            examples[reason] += items[:max(0, room)]
     total = {k: sum(n[k] for n in notes) for k in
              ("lines", "entries", "malformed", "fetched", "decoded", "with_face",
               "with_kept_face", "boxes", "kept")}
@@ -502,6 +468,7 @@ def _report(notes: list[dict], options: FaceOptions, params: dict, units: list[U
         "stage": "faces",
         "params": params,
         "options": {
+            "engine": engine_name,
             "workers": options.workers,
             "timeout": options.fetch.timeout,
             "retries": options.fetch.retries,
@@ -517,9 +484,7 @@ def _report(notes: list[dict], options: FaceOptions, params: dict, units: list[U
         "entries": total["entries"],
         "fetched": total["fetched"],
         "decoded": total["decoded"],
-        "failed": sum(failed.values()),
-        "failed_by_reason": dict(failed.most_common()),
-        "failed_examples": {reason: examples[reason] for reason, _ in failed.most_common()},
+        **failed.as_dict(),
         "images_with_face": total["with_face"],
         "images_with_kept_face": total["with_kept_face"],
         "boxes": total["boxes"],

@@ -1,17 +1,15 @@
 """Ingest: any image source -> fixed-size shards, resumably, on several processes.
 
 The source's items are split into units of `rows_per_shard` items; unit i becomes shard i.
-Units are independent (the shape that later runs on many machines); here they are cut into
-small chunks that a process pool decodes, and the parent writes each shard when its unit is
+Units are independent; they are cut into small chunks that the unit runner (`units`: local
+processes or a Ray cluster) decodes, and the driver writes each shard when its unit is
 whole. A killed run keeps its finished shards and redoes only the unit it was in.
 """
 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
-import pickle
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -21,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dcgan_data import status
-from dcgan_data.errors import InputError
+from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import locks_output, progress, write_json
 from dcgan_data.images import (
     DEFAULT_MAX_PIXELS,
@@ -35,6 +33,7 @@ from dcgan_data.images import (
 )
 from dcgan_data.shards import ShardSet, ShardWriter, is_shard_dir, rows_per_shard_of
 from dcgan_data.sources import Source, open_source
+from dcgan_data.units import Engine, Failures, UnitError, make_engine, run_units
 
 CHUNK = 256  # items per task: big enough to amortise IPC, small enough to balance load
 REPORT = "ingest_report.json"
@@ -73,31 +72,9 @@ def crop_items(
             "failed": failed, "converted": converted, "read": len(items)}
 
 
-_worker_source: Source | None = None
-
-
-def _init_worker(source_pickle: bytes) -> None:
-    # Unpickling drops any handle the parent had open (LMDB environments must not be forked).
-    global _worker_source
-    _worker_source = pickle.loads(source_pickle)
-
-
-def _crop_task(task: tuple[int, list[str], int, int]) -> tuple[int, dict[str, Any]]:
-    unit, items, size, max_pixels = task
-    assert _worker_source is not None
-    return unit, crop_items(_worker_source, items, size, max_pixels)
-
-
-def _run_tasks(source: Source, tasks: list, workers: int) -> Iterator[tuple[int, dict]]:
-    if workers <= 1:
-        _init_worker(pickle.dumps(source))
-        yield from map(_crop_task, tasks)
-        return
-    # forkserver: children start clean, without the parent's open LMDB environments (lmdb
-    # refuses to open an environment twice in one process, and a fork would inherit it).
-    context = multiprocessing.get_context("forkserver")
-    with context.Pool(workers, _init_worker, (pickle.dumps(source),)) as pool:
-        yield from pool.imap(_crop_task, tasks)
+def _crop_task(source: Source, task: tuple[int, list[str], int, int]) -> dict[str, Any]:
+    _, items, size, max_pixels = task
+    return crop_items(source, items, size, max_pixels)
 
 
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -121,11 +98,13 @@ def ingest(
     workers: int | None = None,
     rows_per_shard: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    engine: Engine | str | None = None,
 ) -> dict[str, Any]:
     """Turn an LSUN LMDB or a folder of images into size x size shards in `out`.
 
-    Returns the report, also written to out/ingest_report.json, with a contact sheet.
-    `rows_per_shard` defaults to as many rows as fit in shards.DEFAULT_SHARD_BYTES.
+    `engine` runs the decoding ("local" processes, `workers` of them, or "ray").
+    `rows_per_shard` defaults to as many rows as fit in shards.DEFAULT_SHARD_BYTES. Returns
+    the report, also written to out/ingest_report.json, with a contact sheet.
     """
     if size < 8 or size % 2:
         raise InputError(f"--size must be an even number >= 8, not {size}")
@@ -134,7 +113,7 @@ def ingest(
         raise InputError("--rows-per-shard must be at least 1")
     _check_not_inside(Path(src), Path(out))
     start = time.perf_counter()
-    workers = workers or os.cpu_count() or 1
+    engine = make_engine(engine, workers)
     source = open_source(src)
     items = source.items()
     if not items:
@@ -151,19 +130,31 @@ def ingest(
              for c in range(0, len(units[u]), CHUNK)]
 
     pending: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    lost, broken = Failures(), set()
     todo_items = sum(len(t[1]) for t in tasks)
     with progress(total=todo_items, desc="ingest") as bar:
-        for unit, part in _run_tasks(source, tasks, workers):
+        for task, part in run_units(_crop_task, tasks, engine, context=source):
+            unit = task[0]
+            if isinstance(part, UnitError):  # its shard cannot be whole: a re-run redoes it
+                lost.add(part.reason, f"shard {unit}, items {task[1][0]}..: {part.detail}")
+                broken.add(unit)
+            if unit in broken:
+                pending.pop(unit, None)
+                continue
             pending[unit].append(part)
             bar.update(part["read"])
             if sum(p["read"] for p in pending[unit]) == len(units[unit]):
                 shard = _merge(pending.pop(unit))
                 writer.write(unit, shard["images"], shard["keys"], shard["hw"], shard["notes"])
+    if lost.counts:
+        raise DcganDataError(f"ingest: {lost.as_dict()['failed_by_reason']} units failed, e.g. "
+                             f"{next(iter(lost.examples.values()))[0]}; the other shards are "
+                             "written and a re-run redoes the missing ones")
     writer.finish(len(units), {"stage": "ingest", "source": str(src)})
 
     seconds = time.perf_counter() - start
     report = _report(writer.notes(), source, out, size, len(units), len(resumed))
-    report.update(seconds=round(seconds, 3), workers=workers,
+    report.update(seconds=round(seconds, 3), engine=engine.name, workers=engine.workers,
                   images_per_s=round(todo_items / seconds, 1) if seconds > 0 else None)
     shards = ShardSet(out)
     report["status_table"] = status.write_table(
@@ -181,6 +172,9 @@ def _check_not_inside(src: Path, out: Path) -> None:
 
 def _report(notes: list[dict], source: Source, out, size: int, shards: int, resumed: int) -> dict:
     failed = [f for n in notes for f in n["failed"]]
+    record = Failures()
+    for f in failed:
+        record.add(f["reason"], f"{f['key']} ({f['detail']})")
     converted = [c for n in notes for c in n["converted"]]
     read = sum(n["read"] for n in notes)
     return {
@@ -191,8 +185,7 @@ def _report(notes: list[dict], source: Source, out, size: int, shards: int, resu
         "size": size,
         "read": read,
         "written": read - len(failed),
-        "failed": len(failed),
-        "failed_by_reason": dict(Counter(f["reason"] for f in failed)),
+        **record.as_dict(),
         "failed_items": failed,
         "converted": dict(Counter(c["conversion"] for c in converted)),
         "converted_items": converted,

@@ -1,0 +1,72 @@
+"""Partitioned grouping gives the edges (and so the groups) of the single-pass grouping."""
+
+import numpy as np
+import pytest
+
+from dcgan_data.dedup import connected, probe_pairs
+from dcgan_data.errors import InputError
+from dcgan_data.partition import auto_partitions, partition_of, shared_hash_pairs
+from dcgan_data.units import LocalEngine
+
+
+def planted_probes(n=3000, moves=5, groups=200, seed=0):
+    """Random hashes, with rows made to share a hash (as a hash or as a probe) in chains."""
+    rng = np.random.default_rng(seed)
+    probes = rng.integers(0, 256, (n, moves, 16), dtype=np.uint8)
+    for _ in range(groups):
+        rows = rng.choice(n, int(rng.integers(2, 5)), replace=False)
+        source = probes[rows[0], int(rng.integers(moves))]
+        for r in rows[1:]:
+            probes[r, int(rng.integers(moves))] = source
+    probes[7, 1] = probes[7, 3]  # a row sharing a hash with itself is no edge
+    return probes
+
+
+def edge_set(a, b):
+    return set(zip(a.tolist(), b.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 7, 64])
+def test_same_edges_as_single_pass(partitions, tmp_path):
+    probes = planted_probes()
+    want = probe_pairs(probes)
+    got = shared_hash_pairs(probes, partitions, LocalEngine(1), spill_dir=tmp_path)
+    assert len(got[0]) == len(want[0]) > 200
+    assert edge_set(*got) == edge_set(*want)
+    assert np.array_equal(connected(len(probes), *got), connected(len(probes), *want))
+    assert list(tmp_path.iterdir()) == []  # the spilled partitions are removed
+
+
+def test_partitions_on_processes_and_from_a_memmap(tmp_path):
+    probes = planted_probes(seed=1)
+    np.save(tmp_path / "probes.npy", probes)
+    mapped = np.load(tmp_path / "probes.npy", mmap_mode="r")
+    got = shared_hash_pairs(mapped, 8, LocalEngine(2))
+    assert edge_set(*got) == edge_set(*probe_pairs(probes))
+
+
+def test_skewed_hashes_still_spread_over_the_partitions():
+    # a learned hash's leading bits are often constant; routing must not follow them
+    probes = np.random.default_rng(2).integers(0, 256, (4000, 16), dtype=np.uint8)
+    probes[:, :3] = 0
+    owner = partition_of(probes.view("<u8"), 16)
+    assert np.bincount(owner, minlength=16).min() > 4000 / 16 / 2
+
+
+def test_auto_partitions_grow_with_rows_and_shrink_with_memory():
+    gib = 1 << 30
+    assert auto_partitions(1000, 28, 16 * gib) == 1
+    small = auto_partitions(3_000_000, 28, 16 * gib)
+    assert small == auto_partitions(3_000_000, 28, 2 * 16 * gib) * 2
+    assert auto_partitions(100_000_000, 28, 16 * gib) >= 32 * small // 2
+    p = auto_partitions(100_000_000, 28, 16 * gib)
+    assert p & (p - 1) == 0  # a power of two
+
+
+def test_bad_input():
+    with pytest.raises(InputError):
+        shared_hash_pairs(np.zeros((4, 16), np.uint8))
+    with pytest.raises(InputError, match="--partitions"):
+        shared_hash_pairs(np.zeros((4, 2, 16), np.uint8), 0)
+    a, b = shared_hash_pairs(np.zeros((0, 2, 16), np.uint8), 4)
+    assert len(a) == len(b) == 0
