@@ -606,6 +606,9 @@ def build_report(out: str | os.PathLike, page_path: str | os.PathLike | None = N
         section = SECTIONS.get(stage.kind, generic_section)(page, stage, summary)
         sections.append(section)
         parts.append(render_section(page, stage, section))
+    for stale in page.assets.glob("*.png"):  # plots of stages no longer there
+        if stale.resolve() not in page.used:
+            stale.unlink()
     title = esc(f"dcgan-data: {out.resolve().name}")
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{title}</title>"
             f"{_STYLE}</head><body><h1>{title}</h1>\n{render_summary(summary, sections)}\n"

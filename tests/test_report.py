@@ -126,8 +126,10 @@ def test_extra_metric_columns_and_an_audit_stage_are_shown(run_dir, tmp_path):
         "stage": "audit", "samples": 200, "copies": 3, "copy_fraction": 0.015,
         "quantiles": {"samples": [0.1, 0.5], "holdout": [0.2, 0.6]}}))
 
+    (run / "report_files" / "a_stage_since_removed.png").write_bytes(b"old plot")
     page = write_report(run).read_text()
     assert (run / "report_files" / "train_train_frechet.png").exists()
+    assert not (run / "report_files" / "a_stage_since_removed.png").exists()
     text = " ".join(visible_text(page).split())
     assert "frechet 25 at first, 12.5 at last" in text
     assert "12.5 frechet from 25 at the first evaluation" in text
