@@ -757,7 +757,7 @@ def _verdict(copies: int, count: int, alpha: float, closer: float, held_out: int
 # --- a planted memoriser (for the tests and the benchmark) ---------------------------------
 
 # near-duplicate edits a memorised image may carry; "shift" moves the crop 1-3 output pixels
-PLANTED_EDITS = ("jpeg_q75", "webp_q80", "brighter_10pct", "darker_10pct", "blur", "shift")
+PLANTED_EDITS = ("jpeg_q75", "webp_q80", "brighter_10pct", "darker_10pct", "slight_blur", "shift")
 
 
 @dataclass

@@ -210,6 +210,11 @@ TRANSFORMS: dict[str, Transform] = {
 TRANSFORM_NAMES = [*TRANSFORMS, "shift"]
 # a mirror image is a new image for GAN training: scored apart, found only with --mirrors
 MIRROR = "mirror"
+# edits that are not drawn for the sets above but may be asked for by name
+NAMED_ONLY: dict[str, Transform] = {
+    MIRROR: _mirror,
+    "slight_blur": lambda rgb, rng: cv2.GaussianBlur(rgb, (0, 0), 0.8),
+}
 
 
 def near_duplicate(photo: np.ndarray, crop: Crop, size: int, transform: str,
@@ -220,9 +225,8 @@ def near_duplicate(photo: np.ndarray, crop: Crop, size: int, transform: str,
         step = crop.side / size
         dy, dx = (int(round(rng.integers(2, 7) * step * s)) for s in rng.choice([-1, 1], 2))
         return cut(photo, crop, size, dy, dx)
-    if transform == MIRROR:
-        return _mirror(cut(photo, crop, size), rng)
-    return TRANSFORMS[transform](cut(photo, crop, size), rng)
+    edit = TRANSFORMS.get(transform) or NAMED_ONLY[transform]
+    return edit(cut(photo, crop, size), rng)
 
 
 def flat_images(count: int, size: int, rng: np.random.Generator) -> np.ndarray:
