@@ -281,9 +281,13 @@ def test_all_identical(tmp_path, crops64):
 
 def test_all_identical_with_a_model_is_degenerate(tmp_path, crops64, planted):
     same = write_shards(tmp_path / "same", np.repeat(crops64[:1], 60, axis=0))
-    with pytest.raises(DcganDataError, match="degenerate"):
+    with pytest.raises(DcganDataError, match="degenerate.*same image.*max-bucket-share 1"):
         dd.dedup(same, tmp_path / "out", model_path=planted[1] / dd.MODEL)
     assert not (tmp_path / "out").exists()
+    # told that they really are alike, dedup keeps one
+    report = dd.dedup(same, tmp_path / "out", model_path=planted[1] / dd.MODEL,
+                      max_bucket_share=1.0)
+    assert report["kept"] == 1 and report["removed"] == 59
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage" * 100, None])
