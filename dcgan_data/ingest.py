@@ -31,7 +31,13 @@ from dcgan_data.images import (
     save_png,
     sniff_format,
 )
-from dcgan_data.shards import ShardSet, ShardWriter, is_shard_dir, rows_per_shard_of
+from dcgan_data.shards import (
+    ShardSet,
+    ShardWriter,
+    encode_key,
+    is_shard_dir,
+    rows_per_shard_of,
+)
 from dcgan_data.sources import Source, open_source
 from dcgan_data.units import Engine, Failures, UnitError, make_engine, run_units
 
@@ -198,11 +204,11 @@ def _status_rows(units: list[Sequence[str]], shards: ShardSet, notes: list[dict]
                  ) -> Iterator[list[list]]:
     """Per unit, a STATUS_COLUMNS row for each of its keys in source order."""
     for index, items in enumerate(units):
-        fates = {f["key"]: [f["key"], f["reason"], f["detail"], None, None]
+        fates = {f["key"]: [encode_key(f["key"]), f["reason"], f["detail"], None, None]
                  for f in notes[index]["failed"]}
         hw = shards.shard_hw(index)
         for key, (height, width) in zip(shards.shard_keys(index), hw.tolist(), strict=True):
-            fates[key] = [key, "ok", None, width, height]
+            fates[key] = [encode_key(key), "ok", None, width, height]
         yield [fates[key] for key in items]
 
 

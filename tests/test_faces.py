@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,7 +249,8 @@ def test_status_table_is_gzipped_csv_without_pyarrow(tmp_path, monkeypatch):
     monkeypatch.setattr(status, "_pyarrow", lambda: None)
     crawl = tmp_path / "list.txt"
     crawl.write_text(f"{FACE['astronaut.jpg']}\n{tmp_path / 'gone.jpg'}\n")
-    report = faces(crawl, tmp_path / "out", FaceOptions(detector="haar"), processes=1)
+    options = FaceOptions(detector="haar", fetch=FetchOptions(local_root=Path("/")))
+    report = faces(crawl, tmp_path / "out", options, processes=1)
     assert report["status_table"] == "faces_status.csv.gz"
     rows = read_table(tmp_path / "out" / "faces_status.csv.gz")
     assert [(r["line"], r["status"], r["faces_kept"]) for r in rows] == [
