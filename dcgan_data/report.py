@@ -35,7 +35,9 @@ SAMPLE_GRIDS = 4  # training sample grids shown side by side, first to last
 SHOT_WIDTH = 1280  # px: the width of the checked page and its screenshot
 RAW_JSON_MAX = 200_000  # characters of a report shown inline; larger ones are only linked
 # metrics.jsonl columns with a plot of their own; any other numeric column is plotted too
-TRAIN_COLUMNS = {"step", "loss_D", "loss_G", "D_x", "D_G_z", "images_per_s"}
+# known metrics.jsonl columns drawn in their own plots (or settings, as eval_images: how many
+# generated images an evaluation used); any other numeric column gets a plot of its own
+TRAIN_COLUMNS = {"step", "loss_D", "loss_G", "D_x", "D_G_z", "images_per_s", "eval_images"}
 SKIP_DIRS = {"samples", "checkpoints", status.PARTS}
 
 

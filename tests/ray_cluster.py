@@ -125,7 +125,7 @@ def test_a_killed_driver_resumes(cluster, server, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "dcgan_data", "faces", str(crawl), "-o", str(out),
                "--workers", "1", "--lines-per-shard", "4", "--engine", "ray",
-               "--ray-address", cluster.address]
+               "--ray-address", cluster.address, "--allow-private-addresses"]
     run = subprocess.Popen(command)
     deadline = time.monotonic() + 120
     while not (out / "shard-00000.json").exists() and time.monotonic() < deadline:

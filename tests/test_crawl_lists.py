@@ -103,7 +103,7 @@ def test_faces_reads_a_gzipped_list_with_a_nul_line_and_a_parquet_list(tmp_path)
     crawl = tmp_path / "crawl.txt.gz"
     crawl.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     result = CliRunner().invoke(cli, ["faces", str(crawl), "-o", str(tmp_path / "a"),
-                                      "--processes", "1"])
+                                      "--processes", "1", "--local-root", "/"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "a" / "faces_report.json").read_text())
     assert report["entries"] == 3 and report["failed_by_reason"] == {"malformed": 1}
@@ -114,7 +114,7 @@ def test_faces_reads_a_gzipped_list_with_a_nul_line_and_a_parquet_list(tmp_path)
     write_parquet(table, [{"image_link": str(p), "person": p.stem} for p in [face, *PHOTOS[:2]]],
                   row_group_size=2)
     result = CliRunner().invoke(cli, ["faces", str(table), "-o", str(tmp_path / "b"),
-                                      "--processes", "1",
+                                      "--processes", "1", "--local-root", "/",
                                       "--url-col", "image_link", "--label-col", "person",
                                       "--lines-per-shard", "2"])
     assert result.exit_code == 0, result.output

@@ -26,8 +26,9 @@ def reference(tmp_path_factory):
     root = tmp_path_factory.mktemp("ref")
     for p in PHOTOS[:6]:
         shutil.copy(p, root / p.name)
-    ingest(root, root / "shards", size=32, workers=1)
-    return ShardSet(root / "shards").load()
+    shards = tmp_path_factory.mktemp("ref_shards")
+    ingest(root, shards, size=32, workers=1)
+    return ShardSet(shards).load()
 
 
 def test_webdataset_tars_every_image_member_keyed_by_name(tmp_path, reference):

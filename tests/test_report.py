@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from conftest import FACES, PHOTOS, photo_crops, write_shards
 from dcgan_data import dedup as dd
 from dcgan_data import hashing, plots, trainer
+from dcgan_data.crawl import FetchOptions
 from dcgan_data.errors import InputError
 from dcgan_data.faces import FaceOptions, faces
 from dcgan_data.images import decode_image
@@ -37,7 +39,8 @@ def run_dir(tmp_path_factory):
 
     crawl = tmp / "crawl.txt"
     crawl.write_text(f"{FACES[0]}\n{tmp / 'gone.jpg'}\na\tb\tc\n{PHOTOS[0]}\n")
-    faces(crawl, run / "faces", FaceOptions(detector="haar"), processes=1)
+    options = FaceOptions(detector="haar", fetch=FetchOptions(local_root=Path("/")))
+    faces(crawl, run / "faces", options, processes=1)
 
     crops = photo_crops(200, seed=5)
     images = np.concatenate([crops, crops[:20]])  # 20 exact copies
@@ -64,7 +67,8 @@ def test_every_stage_has_its_section_and_plots(run_dir):
     assert plotted == ["dedup_dedup_bits.png", "dedup_dedup_distances.png",
                        "dedup_dedup_groups.png", "faces_faces_failures.png",
                        "faces_faces_sizes.png", "ingest_ingested_failures.png",
-                       "train_train_dx.png", "train_train_losses.png"]
+                       "train_train_dx.png", "train_train_hash_fd.png",
+                       "train_train_hash_kid.png", "train_train_losses.png"]
     for plot in plotted:
         rgb, _ = decode_image((run_dir / "report_files" / plot).read_bytes())
         assert rgb.shape[1] >= 600 and rgb.std() > 10  # drawn, not blank
