@@ -124,8 +124,8 @@ def test_a_killed_driver_resumes(cluster, server, tmp_path):
     crawl.write_text("".join(f"{server.url}/delay/{i}\n" for i in range(24)))
     out = tmp_path / "out"
     command = [sys.executable, "-m", "dcgan_data", "faces", str(crawl), "-o", str(out),
-               "--workers", "1", "--lines-per-shard", "4", "--engine", "ray",
-               "--ray-address", cluster.address, "--allow-private-addresses"]
+               "--workers", "1", "--lines-per-shard", "4", "--allow-private-addresses",
+               "--engine", "ray", "--ray-address", cluster.address]
     run = subprocess.Popen(command)
     deadline = time.monotonic() + 120
     while not (out / "shard-00000.json").exists() and time.monotonic() < deadline:
