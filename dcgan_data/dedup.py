@@ -451,7 +451,7 @@ def dedup(
     timings["hash"] = time.perf_counter() - clock
     stats = hashing.code_stats(hashes)
     if len(hashes) >= 50:
-        hashing.check_codes(stats, max_bucket_share=max_bucket_share)
+        _check_codes(stats, grey[: len(hashes)], colour[: len(hashes)], max_bucket_share)
 
     clock = time.perf_counter()
     area = np.concatenate([np.prod(shards.source_hw().astype(np.int64), axis=1),
@@ -537,6 +537,18 @@ def dedup(
     }
     write_json(out / REPORT, report)
     return report
+
+
+def _check_codes(stats: dict[str, Any], grey: np.ndarray, colour: np.ndarray,
+                 max_bucket_share: float) -> None:
+    """Refuse a degenerate hash, unless the images themselves are all one image: then only
+    --max-bucket-share 1 lets the run keep one of them."""
+    if not ((grey == grey[0]).all() and (colour == colour[0]).all()):
+        hashing.check_codes(stats, max_bucket_share=max_bucket_share)
+    elif max_bucket_share < 1:
+        raise DcganDataError(
+            f"degenerate input: all {len(grey)} images are one image; refusing to remove all "
+            "but one (--max-bucket-share 1 does it)")
 
 
 def _scan(hasher: hashing.Hasher, shards: ShardSet, desc: str

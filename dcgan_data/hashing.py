@@ -431,13 +431,6 @@ def check_codes(stats: dict[str, Any], min_varying_bits: int = 32,
     n = stats["images"]
     bits = len(stats["bit_rates"])
     varying = bits - stats["dead_bits"] - stats["constant_bits"]
-    if n >= 2 and stats["distinct_hashes"] == 1:
-        if max_bucket_share >= 1:  # the user says the images really are that alike
-            return
-        raise DcganDataError(
-            f"degenerate hash: all {n} images have one hash: either they are the same image "
-            "(then --max-bucket-share 1 keeps one of them) or the hash model does not fit "
-            "them (train one on these images)")
     if n >= 2 and varying < min_varying_bits:
         raise DcganDataError(
             f"degenerate hash: only {varying} of {bits} bits vary over {n} images "

@@ -281,7 +281,7 @@ def test_all_identical(tmp_path, crops64):
 
 def test_all_identical_with_a_model_is_degenerate(tmp_path, crops64, planted):
     same = write_shards(tmp_path / "same", np.repeat(crops64[:1], 60, axis=0))
-    with pytest.raises(DcganDataError, match="degenerate.*same image.*max-bucket-share 1"):
+    with pytest.raises(DcganDataError, match="all 60 images are one image.*max-bucket-share 1"):
         dd.dedup(same, tmp_path / "out", model_path=planted[1] / dd.MODEL)
     assert not (tmp_path / "out").exists()
     # told that they really are alike, dedup keeps one
