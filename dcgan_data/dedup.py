@@ -164,14 +164,20 @@ def probe_pairs(probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of rows (a, b) that share a probe hash, from (N, moves, 16) probe hashes: after
     one sort, each row is paired with the next one holding the same hash (a chain per hash,
     which joins all of them in `connected`)."""
-    n, moves = probes.shape[:2]
-    halves = np.ascontiguousarray(probes).reshape(n * moves, 16).view(np.uint64)
-    order = np.lexsort((halves[:, 1], halves[:, 0]))
-    ordered = halves[order]
+    order, ordered, moves = _sorted_keys(probes)
     same = (ordered[1:] == ordered[:-1]).all(axis=1)
     a, b = order[:-1][same] // moves, order[1:][same] // moves
     other = a != b
     return a[other], b[other]
+
+
+def _sorted_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(N, M, 16) keys flattened and sorted: the sort order (entry = row * M + move), the
+    sorted keys as pairs of uint64, and M."""
+    n, moves = keys.shape[:2]
+    halves = np.ascontiguousarray(keys).reshape(n * moves, 16).view(np.uint64)
+    order = np.lexsort((halves[:, 1], halves[:, 0]))
+    return order, halves[order], moves
 
 
 def find_groups(hashes: np.ndarray, radius: int, probes: np.ndarray | None = None
@@ -195,10 +201,7 @@ def shared_key_pairs(keys: np.ndarray, band: int = BUCKET_BAND) -> tuple[np.ndar
     """Candidate pairs of rows sharing a key, from (N, M, 16) keys (each row's hash and probe
     hashes). After one sort, each entry is paired with the next `band` entries holding the
     same key: every pair in a small bucket, a band through a large one (linear in N)."""
-    n, moves = keys.shape[:2]
-    halves = np.ascontiguousarray(keys).reshape(n * moves, 16).view(np.uint64)
-    order = np.lexsort((halves[:, 1], halves[:, 0]))
-    ordered = halves[order]
+    order, ordered, moves = _sorted_keys(keys)
     found_a, found_b = [], []
     for k in range(1, band + 1):
         same = (ordered[k:] == ordered[:-k]).all(axis=1)
@@ -208,7 +211,7 @@ def shared_key_pairs(keys: np.ndarray, band: int = BUCKET_BAND) -> tuple[np.ndar
         found_b.append(order[k:][same] // moves)
     if not found_a:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return verify.unique_pairs(np.concatenate(found_a), np.concatenate(found_b), n)
+    return verify.unique_pairs(np.concatenate(found_a), np.concatenate(found_b), len(keys))
 
 
 def candidate_pairs(hashes: np.ndarray, probes: np.ndarray | None, radius: int,
