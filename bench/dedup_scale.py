@@ -3,7 +3,8 @@
     python bench/dedup_scale.py [--rows 100000 300000] [--copies 0.05]
 
 For each size N: N random 64x64 crops of the sample photos (any position and size, so
-low-texture crops of skies, walls and wood abound), of which a share `--copies` are
+low-texture crops of skies, walls and wood abound, and at large N two crops of one photo
+may nearly coincide: their box overlap is reported), of which a share `--copies` are
 replaced by edited copies (this project's own edits) of other rows. `dedup` runs at its
 defaults in a child process; reported: removed share, removals that are planted copies and
 those that are not, seconds per stage, and the peak anonymous memory (RssAnon sampled every
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -32,8 +34,9 @@ OUT = ROOT / "bench" / "out" / "dedup_scale"
 SHARD_ROWS = 65_536
 
 
-def make_set(path: Path, n: int, copies: float, seed: int) -> np.ndarray:
-    """Write N rows as shards; return each row's source row (itself unless a planted copy)."""
+def make_set(path: Path, n: int, copies: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Write N rows as shards; return each row's source row (itself unless a planted copy)
+    and each original's crop box (photo, y, x, side)."""
     import cv2
     from neardup_sets import tuning_photos
 
@@ -49,6 +52,7 @@ def make_set(path: Path, n: int, copies: float, seed: int) -> np.ndarray:
     edits = list(TRANSFORMS)
     writer = ShardWriter(path, (64, 64, 3), {"bench": "dedup_scale", "rows": n})
     originals: dict[int, np.ndarray] = {}
+    boxes = np.full((n, 4), -1, np.int64)
     for shard, start in enumerate(range(0, n, SHARD_ROWS)):
         rows = np.empty((min(SHARD_ROWS, n - start), 64, 64, 3), np.uint8)
         for i in range(len(rows)):
@@ -56,16 +60,28 @@ def make_set(path: Path, n: int, copies: float, seed: int) -> np.ndarray:
             if source[row] != row:
                 rows[i] = TRANSFORMS[str(rng.choice(edits))](originals[int(source[row])], rng)
                 continue
-            photo = photos[rng.integers(len(photos))]
+            photo_index = int(rng.integers(len(photos)))
+            photo = photos[photo_index]
             side = int(rng.integers(96, min(photo.shape[:2]) + 1))
             y, x = (int(rng.integers(0, d - side + 1)) for d in photo.shape[:2])
+            boxes[row] = (photo_index, y, x, side)
             rows[i] = cv2.resize(photo[y : y + side, x : x + side], (64, 64),
                                  interpolation=cv2.INTER_AREA)
             if row in wanted:
                 originals[row] = rows[i].copy()
         writer.write(shard, rows, [f"r{j:08d}" for j in range(start, start + len(rows))])
     writer.finish(len(range(0, n, SHARD_ROWS)))
-    return source
+    return source, boxes
+
+
+def box_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of two arrays of crop boxes; 0 across photos."""
+    top, left = np.maximum(a[:, 1], b[:, 1]), np.maximum(a[:, 2], b[:, 2])
+    bottom = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
+    right = np.minimum(a[:, 2] + a[:, 3], b[:, 2] + b[:, 3])
+    inter = np.clip(bottom - top, 0, None) * np.clip(right - left, 0, None)
+    union = a[:, 3] ** 2 + b[:, 3] ** 2 - inter
+    return np.where(a[:, 0] == b[:, 0], inter / union, 0.0)
 
 
 def child(src: str, out: str) -> None:
@@ -106,27 +122,34 @@ def main() -> None:
         src, out = OUT / f"src_{n}", OUT / f"out_{n}"
         shutil.rmtree(src, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
-        source = make_set(src, n, args.copies, args.seed)
+        source, boxes = make_set(src, n, args.copies, args.seed)
         uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         run = subprocess.run([sys.executable, __file__, "--child", str(src), str(out)],
                              capture_output=True, text=True, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_seconds = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         measured = json.loads(run.stdout.strip().splitlines()[-1])
         kept_as = read_kept_as(out, [f"r{j:08d}" for j in range(n)])
         removed = np.flatnonzero(kept_as != np.arange(n))
         planted_right = int((source[removed] == source[kept_as[removed]]).sum())
-        result = {"rows": n, "uptime": uptime, **measured,
+        other = removed[source[removed] != source[kept_as[removed]]]
+        overlap = box_overlap(boxes[source[other]], boxes[source[kept_as[other]]])
+        result = {"rows": n, "uptime": uptime, **measured, "cpu_seconds": round(cpu_seconds, 1),
                   "planted_copies": int((source != np.arange(n)).sum()),
                   "removed_share": round(len(removed) / n, 5),
                   "removed_planted_pairs": planted_right,
                   "removed_other": len(removed) - planted_right,
                   "removed_other_share": round((len(removed) - planted_right) / n, 5),
+                  "removed_other_overlapping_crops": {
+                      f"iou>={t}": int((overlap >= t).sum()) for t in (0.5, 0.7, 0.9)},
+                  "removed_other_same_photo": int((overlap > 0).sum()),
                   "planted_recall": round(planted_right / max(1, (source != np.arange(n)).sum()),
                                           4)}
         results.append(result)
         print(json.dumps(result), flush=True)
         shutil.rmtree(src, ignore_errors=True)
-    OUT.mkdir(parents=True, exist_ok=True)
-    OUT.joinpath("results.json").write_text(json.dumps(results, indent=2) + "\n")
+        OUT.joinpath("results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

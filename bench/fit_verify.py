@@ -1,8 +1,9 @@
 """Fit the verification model (dcgan_data/verify_model.json) on the tuning set.
 
-    python bench/fit_verify.py [--seed 1] [--per-photo 30] [--precision 0.995]
+    python bench/fit_verify.py [--seeds 1 2 3] [--per-photo 30] [--precision 0.995]
 
-Builds the tuning set (bench/neardup_sets.py: the sample photos, this project's own edits),
+Builds the tuning set once per seed (bench/neardup_sets.py: the sample photos, this project's
+own edits; several seeds give more pairs, so a steadier threshold),
 proposes candidates as dedup does (nearest neighbours by DCT descriptor, with zoomed views)
 and adds every true pair, computes the pair features, fits the logistic model, and sets its
 threshold: the lowest log-odds at which the candidate pairs above it are at least
@@ -56,18 +57,24 @@ def threshold_for(scores: np.ndarray, same: np.ndarray, precision: float) -> flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--per-photo", type=int, default=30)
     parser.add_argument("--precision", type=float, default=0.995)
     args = parser.parse_args()
-    rows, truth, kinds = build("tuning", args.seed, args.per_photo)
-    features, same, _ = training_pairs(rows, truth, kinds)
+    features, same, images = [], [], 0
+    for seed in args.seeds:
+        rows, truth, kinds = build("tuning", seed, args.per_photo)
+        seed_features, seed_same, _ = training_pairs(rows, truth, kinds)
+        features.append(seed_features)
+        same.append(seed_same)
+        images += len(rows)
+    features, same = np.concatenate(features), np.concatenate(same)
     params = verify.fit(features, same)
     model = verify.VerifyModel({**params, "threshold": 0.0})
     scores = model.log_odds(features)
     threshold = threshold_for(scores, same, args.precision)
     params.update(threshold=round(threshold, 4), fitted_on={
-        "set": "tuning", "seed": args.seed, "per_photo": args.per_photo, "images": len(rows),
+        "set": "tuning", "seeds": args.seeds, "per_photo": args.per_photo, "images": images,
         "pairs": int(len(same)), "true_pairs": int(same.sum()),
         "pair_precision_target": args.precision,
         "true_pairs_above_threshold": round(float((scores[same] >= threshold).mean()), 4)})

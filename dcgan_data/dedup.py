@@ -32,6 +32,7 @@ from dcgan_data.devices import resolve_device
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_path, locks_output, progress, write_csv, write_json
 from dcgan_data.images import contact_sheet, resize_square, save_png
+from dcgan_data.processes import reuse_freed_memory
 from dcgan_data.shards import ShardSet, ShardWriter, is_shard_dir
 
 MODEL = "hash_model.pt"
@@ -422,6 +423,8 @@ def dedup(
     _check_options(src, out, radius, keep, size, against, max_bucket_share, dry_run)
     if workers:
         torch.set_num_threads(workers)
+    if device == "cpu":
+        reuse_freed_memory()  # training and verification allocate the same blocks all along
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 

@@ -42,7 +42,7 @@ BLUR = 1.0  # Gaussian sigma before correlating: sub-pixel misalignments do not 
 ZOOMS = (1.12, 1.25)  # zoomed-in views (a 5-10% trim or a pad, seen from the other side)
 ROTATIONS = (-3.5, 3.5)  # degrees
 MODEL_FILE = Path(__file__).with_name("verify_model.json")
-PAIR_CHUNK = 4096
+PAIR_CHUNK = 1024
 
 
 # --- thumbnails ----------------------------------------------------------------------------
@@ -67,18 +67,46 @@ def thumbnails(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _view(grey: torch.Tensor, zoom: float = 1.0, degrees: float = 0.0,
           mirror: bool = False) -> torch.Tensor:
     """(N, 1, 32, 32) float views of grey thumbnails: zoomed in about the centre, rotated,
-    mirrored; borders reflect."""
-    if mirror:
-        grey = grey.flip(-1)
-    if zoom == 1.0 and degrees == 0.0:
-        return grey
+    mirrored; borders reflect. Without rotation a view is separable, two small matrix
+    products, far cheaper on a CPU than resampling each pixel."""
+    if degrees == 0.0:
+        side, device = grey.shape[-1], str(grey.device)
+        return _separable(grey, _axis_map(zoom, False, side, device),
+                          _axis_map(zoom, mirror, side, device))
+    return _resampled(grey.flip(-1) if mirror else grey, zoom, degrees)
+
+
+def _separable(images: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """left @ X @ right^T for every (C, S, S) image X, as two plain matrix products."""
+    n, channels, side = images.shape[0], images.shape[1], images.shape[-1]
+    rows = (images.reshape(-1, side) @ right.t()).view(-1, side, side).transpose(1, 2)
+    return (rows.reshape(-1, side) @ left.t()).view(n, channels, side, side).transpose(2, 3)
+
+
+def _resampled(grey: torch.Tensor, zoom: float, degrees: float) -> torch.Tensor:
+    grid = _grid(zoom, degrees, grey.shape[-1], str(grey.device))
+    return F.grid_sample(grey, grid.expand(len(grey), -1, -1, -1), mode="bilinear",
+                         padding_mode="reflection", align_corners=False)
+
+
+@lru_cache(maxsize=16)
+def _grid(zoom: float, degrees: float, side: int, device: str) -> torch.Tensor:
+    """The sampling grid of a view, the same for every image."""
     angle = math.radians(degrees)
-    theta = torch.tensor([[math.cos(angle) / zoom, -math.sin(angle) / zoom, 0.0],
-                          [math.sin(angle) / zoom, math.cos(angle) / zoom, 0.0]],
-                         device=grey.device).expand(len(grey), 2, 3)
-    grid = F.affine_grid(theta, list(grey.shape), align_corners=False)
-    return F.grid_sample(grey, grid, mode="bilinear", padding_mode="reflection",
-                         align_corners=False)
+    theta = torch.tensor([[[math.cos(angle) / zoom, -math.sin(angle) / zoom, 0.0],
+                           [math.sin(angle) / zoom, math.cos(angle) / zoom, 0.0]]])
+    return F.affine_grid(theta, [1, 1, side, side], align_corners=False).to(device)
+
+
+@lru_cache(maxsize=16)
+def _axis_map(zoom: float, mirror: bool, side: int, device: str) -> torch.Tensor:
+    """(side, side) map A of one axis such that a zoom view is A_y X A_x^T: read off the
+    resampler applied to images that vary along x only (each row of the result is A e_i)."""
+    basis = torch.eye(side)[:, None, None, :].expand(side, 1, side, side).contiguous()
+    if mirror:
+        basis = basis.flip(-1)
+    columns = basis if zoom == 1.0 else _resampled(basis, zoom, 0.0)
+    return columns[:, 0, side // 2, :].t().contiguous().to(device)
 
 
 @lru_cache(maxsize=4)
@@ -103,23 +131,24 @@ def _descriptor(coefficients: torch.Tensor) -> torch.Tensor:
     return ac / ac.norm(dim=1, keepdim=True).clamp_min(1e-6)
 
 
-def _blur_kernel(device: str) -> torch.Tensor:
+@lru_cache(maxsize=4)
+def _blur_matrix(device: str) -> torch.Tensor:
+    """(32, 32) Gaussian blur of one axis with reflected borders: blurred = B X B^T."""
     radius = int(math.ceil(3 * BLUR))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
     kernel = torch.exp(-x * x / (2 * BLUR * BLUR))
-    return kernel / kernel.sum()
+    padded = F.pad(torch.eye(GREY)[:, None, :], (radius, radius), mode="reflect")
+    rows = F.conv1d(padded, (kernel / kernel.sum()).view(1, 1, -1))[:, 0]  # row i: B e_i
+    return rows.t().contiguous().to(device)
 
 
 def _standardised(view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Blurred, zero-mean, unit-std views and their grey std before standardising."""
-    kernel = _blur_kernel(str(view.device))
-    pad = len(kernel) // 2
-    blurred = F.conv2d(F.pad(view, (pad, pad, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
-    blurred = F.conv2d(F.pad(blurred, (0, 0, pad, pad), mode="reflect"),
-                       kernel.view(1, 1, -1, 1))
-    mean = blurred.mean(dim=(1, 2, 3), keepdim=True)
-    std = blurred.std(dim=(1, 2, 3), keepdim=True)
-    return (blurred - mean) / std.clamp_min(1e-3), std.flatten()
+    blur = _blur_matrix(str(view.device))
+    blurred = _separable(view, blur, blur)
+    centred = blurred - blurred.mean(dim=(1, 2, 3), keepdim=True)
+    std = (centred.square().sum(dim=(1, 2, 3)) / (centred[0].numel() - 1)).sqrt()
+    return centred / std.clamp_min(1e-3)[:, None, None, None], std
 
 
 def descriptors(grey: np.ndarray, zoom: float = 1.0, mirror: bool = False,
@@ -221,15 +250,24 @@ def _shift_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     inner = a[:, 0, MARGIN:-MARGIN, MARGIN:-MARGIN]
     inner = inner - inner.mean(dim=(1, 2), keepdim=True)
     inner_norm = inner.square().sum(dim=(1, 2))
+    count = inner[0].numel()
+    # window sums of b and b^2 for every shift, from integral images
+    side = b.shape[-1]
+    padded = F.pad(b[:, 0], (1, 0, 1, 0))
+    sums, squares = padded.cumsum(1).cumsum(2), padded.square().cumsum(1).cumsum(2)
     best = torch.full((len(a),), -1.0, device=a.device)
-    side = a.shape[-1]
     for dy in range(-SHIFT, SHIFT + 1):
         for dx in range(-SHIFT, SHIFT + 1):
-            moved = b[:, 0, MARGIN + dy : side - MARGIN + dy, MARGIN + dx : side - MARGIN + dx]
-            moved = moved - moved.mean(dim=(1, 2), keepdim=True)
-            score = (inner * moved).sum(dim=(1, 2)) / \
-                (inner_norm * moved.square().sum(dim=(1, 2))).sqrt().clamp_min(1e-6)
-            best = torch.maximum(best, score)
+            top, left = MARGIN + dy, MARGIN + dx
+            bottom, right = side - MARGIN + dy, side - MARGIN + dx
+            window_sum, window_square = (
+                t[:, bottom, right] - t[:, top, right] - t[:, bottom, left] + t[:, top, left]
+                for t in (sums, squares))
+            moved = b[:, 0, top:bottom, left:right]
+            # inner has zero mean, so its product with the moved window needs no centring
+            dot = (inner * moved).sum(dim=(1, 2))
+            moved_norm = (window_square - window_sum.square() / count).clamp_min(0)
+            best = torch.maximum(best, dot / (inner_norm * moved_norm).sqrt().clamp_min(1e-6))
     return best
 
 
@@ -285,19 +323,30 @@ def _chunk_features(grey_a: np.ndarray, colour_a: np.ndarray, grey_b: np.ndarray
     views = torch.stack(per_view)  # (views, P, 4)
     best = views[:, :, 0].argmax(dim=0)
     chosen = views[best, rows]
-    ca = _level_free(torch.from_numpy(colour_a).to(device).float())
-    cb = _level_free(torch.from_numpy(colour_b).to(device).float())
-    if mirrors:  # a mirrored best view compares mirrored colour too
-        flipped = best == len(views) - 1
-        cb = torch.where(flipped[:, None, None, None], cb.flip(2), cb)
-    colour_difference = (ca - cb).abs().mean(dim=(1, 2, 3))
-    texture_a, texture_b = _texture(a[:, 0]), _texture(b[:, 0])
+    # colour and texture are compared at the chosen alignment, so that a pad, a trimmed
+    # border or a mirror is not counted as a difference of the images themselves
+    ca = torch.from_numpy(colour_a).to(device).float().permute(0, 3, 1, 2)
+    cb = torch.from_numpy(colour_b).to(device).float().permute(0, 3, 1, 2)
+    (ga, gb), (ca, cb) = (_at_views(x, y, best, mirrors) for x, y in ((a, b), (ca, cb)))
+    colour_difference = (_level_free(ca) - _level_free(cb)).abs().mean(dim=(1, 2, 3))
+    texture_a, texture_b = _texture(ga[:, 0]), _texture(gb[:, 0])
     return torch.stack([
         chosen[:, 0], chosen[:, 1], chosen[:, 2], colour_difference, chosen[:, 3],
         torch.log1p(torch.minimum(texture_a, texture_b)),
         torch.log1p(torch.maximum(texture_a, texture_b)),
         (best > 0).float(),
     ], dim=1)
+
+
+def _at_views(a: torch.Tensor, b: torch.Tensor, best: torch.Tensor, mirrors: bool
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both images of every pair (N, C, H, W) seen at the pair's chosen alignment."""
+    out_a, out_b = a.clone(), b.clone()
+    for index, (view_a, view_b) in enumerate(_views_of_pair(mirrors)):
+        pick = best == index
+        if index and pick.any():
+            out_a[pick], out_b[pick] = _view(a[pick], *view_a), _view(b[pick], *view_b)
+    return out_a, out_b
 
 
 # --- the decision --------------------------------------------------------------------------
