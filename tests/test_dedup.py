@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from conftest import PHOTOS, load_photo, write_shards
 from dcgan_data import dedup as dd
-from dcgan_data import hashing
+from dcgan_data import hashing, partition
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.images import decode_image, encode_image
 from dcgan_data.neardup import (
@@ -334,7 +334,7 @@ def test_probe_pairs_join_rows_sharing_any_probe_hash():
     probes = rng.integers(0, 256, (5, 4, 16), dtype=np.uint8)
     probes[3, 2] = probes[0, 1]  # rows 0 and 3 share one probe hash
     probes[4, 0] = probes[4, 3]  # a row repeating its own hash pairs with nothing
-    a, b = dd.probe_pairs(probes)
+    a, b = partition.shared_hash_pairs(probes)
     assert sorted(zip(a.tolist(), b.tolist(), strict=True)) in ([(0, 3)], [(3, 0)])
     codes = rng.integers(0, 256, (5, 16), dtype=np.uint8)
     assert dd.find_groups(codes, 0, probes).tolist() == [0, 1, 2, 0, 4]
