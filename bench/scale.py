@@ -8,13 +8,17 @@ against the single pass.
    and `faces` (a crawl list of --lines local paths to the sample photos) on the local
    engine and on a Ray started here, both with --workers processes, alternating, --repeats
    times; images/s and the ratio Ray/local. Ray's start-up (ray.init and its first worker
-   processes) is timed on its own and left out. This part runs inside a network namespace
-   holding only loopback (`unshare -n`), so that Ray binds nothing else.
+   processes) is timed on its own and left out. Then dedup's hashing pass (hashes, 27 probe
+   hashes and thumbnails of every row of the ingested shards, an untrained hash model: the
+   speed does not depend on the weights) on both engines, rows/s and the ratio. This part
+   runs inside a network namespace holding only loopback (`unshare -n`), so that Ray binds
+   nothing else.
 2. Grouping: --rows synthetic rows of --moves 16-byte hashes each (a hash and its probes,
    random, with one row in 20 made to share a hash with another), in a .npy file. Each
    method runs in its own process, reporting its peak resident memory (VmHWM) and that
    peak less the process's size before the work (the interpreter, numpy and torch):
-   single    `dedup.probe_pairs` on the hashes loaded into memory (as dedup holds them);
+   single    `partition.shared_hash_pairs` on the hashes loaded into memory (as dedup holds
+             them), P=1: one sort;
    P=...     `partition.shared_hash_pairs` on the file (a memmap), partitions in sequence.
    The groups (`dedup.connected` over the edges) must be equal.
 3. The projection to 100M rows on N nodes, from the rates measured in 2.
@@ -77,8 +81,11 @@ def build_inputs(images: int, lines: int) -> tuple[Path, Path]:
 
 
 def runner(args) -> dict:
+    from dcgan_data import hashing
+    from dcgan_data.dedup import _scan
     from dcgan_data.faces import FaceOptions, faces
     from dcgan_data.ingest import ingest
+    from dcgan_data.shards import ShardSet
     from dcgan_data.units import LocalEngine, RayEngine, run_units
 
     lmdb_dir, crawl = build_inputs(args.images, args.lines)
@@ -89,7 +96,9 @@ def runner(args) -> dict:
     list(run_units(noop, range(4 * args.workers), ray_engine))
     warm = time.perf_counter() - start
     engines = {"local": LocalEngine(args.workers), "ray": ray_engine}
-    runs = {f"{stage}_{name}": [] for stage in ("ingest", "faces") for name in engines}
+    stages = ("ingest", "faces", "dedup_hash")
+    runs = {f"{stage}_{name}": [] for stage in stages for name in engines}
+    hasher = hashing.Hasher(hashing.HashAutoencoder(hashing.HashConfig()), "cpu", probes=True)
     for _ in range(args.repeats):
         for name, engine in engines.items():
             out = OUT / f"ingest_{name}"
@@ -103,10 +112,15 @@ def runner(args) -> dict:
             t = time.perf_counter()
             report = faces(crawl, out, FaceOptions(), lines_per_shard=16, engine=engine)
             runs[f"faces_{name}"].append(report["fetched"] / (time.perf_counter() - t))
+        shards = ShardSet(OUT / "ingest_local")
+        for name, engine in engines.items():
+            t = time.perf_counter()
+            _scan(hasher, shards, engine, "hash")
+            runs[f"dedup_hash_{name}"].append(len(shards) / (time.perf_counter() - t))
     result = {"uptime": uptime(), "workers": args.workers, "images": args.images,
               "lines": args.lines, "ray_init_seconds": round(init, 2),
               "ray_first_workers_seconds": round(warm, 2)}
-    for stage in ("ingest", "faces"):
+    for stage in stages:
         local, ray = runs[f"{stage}_local"], runs[f"{stage}_ray"]
         result[stage] = {"local_images_per_s": [round(v, 1) for v in local],
                          "ray_images_per_s": [round(v, 1) for v in ray],
@@ -154,7 +168,7 @@ def make_probes(path: Path, rows: int, moves: int, seed: int = 0) -> None:
 def group_child(method: str, path: Path, labels_out: Path) -> dict:
     """One grouping method, in this (fresh) process: edges, time, peak memory, phase times."""
     from dcgan_data import partition
-    from dcgan_data.dedup import connected, probe_pairs
+    from dcgan_data.dedup import connected
     from dcgan_data.units import LocalEngine
 
     phases = {"route": 0.0, "partitions": 0.0}
@@ -172,7 +186,7 @@ def group_child(method: str, path: Path, labels_out: Path) -> dict:
     start = time.perf_counter()
     if method == "single":
         probes = np.load(path)
-        a, b = probe_pairs(probes)
+        a, b = partition.shared_hash_pairs(probes, 1)
         rows, moves = probes.shape[:2]
         del probes
     else:

@@ -11,6 +11,11 @@ on at least one block (pigeonhole), so comparing codes that share a block misses
 With probes (the default), each image also carries the hashes of its slightly shifted and
 zoomed versions (hashing.PROBES), and images sharing any of them are grouped too: one sort
 of N x 27 probe hashes, so shifted and trimmed copies are found without a radius.
+
+The hash model trains here, in the driver. Hashing every row and writing the kept rows run
+as units on the unit runner (`units`: local processes or a Ray cluster; each output shard is
+written by the worker that made it); the sort of shared hashes runs in one piece or in
+partitions (`partition`).
 """
 
 from __future__ import annotations
@@ -32,8 +37,8 @@ from dcgan_data.devices import resolve_device
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_path, locks_output, progress, write_csv, write_json
 from dcgan_data.images import contact_sheet, resize_square, save_png
-from dcgan_data.shards import ShardSet, ShardWriter, is_shard_dir
-from dcgan_data.units import Engine, LocalEngine, UnitError, make_engine, run_units
+from dcgan_data.shards import ShardSet, ShardTarget, ShardWriter, is_shard_dir
+from dcgan_data.units import Engine, Failures, LocalEngine, UnitError, make_engine, run_units
 
 MODEL = "hash_model.pt"
 HASHES = "hashes.npy"
@@ -503,7 +508,8 @@ def dedup(
               zip([keys[i] for i in removed], [all_keys[j] for j in kept_as[removed]],
                   distances.tolist(), scores, strict=True))
     _write_sheet(out / SHEET, shards, other, removed, kept_as, labels, group_sizes)
-    written = None if writer is None else _write_shards(writer, shards, kept_as, size)
+    written = None if writer is None else _write_shards(writer, shards, kept_as, size,
+                                                        engine)
     timings["write"] = time.perf_counter() - clock
 
     removed_by_other = int((kept_as[removed] >= len(hashes)).sum())
@@ -649,22 +655,43 @@ def _write_sheet(path: Path, shards: ShardSet, other: ShardSet | None, removed: 
     save_png(path, contact_sheet(np.concatenate([left, gap, right], axis=2), cols=4, pad=6))
 
 
-def _write_shards(writer: ShardWriter, shards: ShardSet, kept_as: np.ndarray, size: int
-                  ) -> int:
-    """The kept rows, one output shard per input shard (resumes finished shards)."""
-    with progress(total=len(shards), desc="write") as bar:
-        for s, array in shards.iter_shards():
-            lo, hi = int(shards.offsets[s]), int(shards.offsets[s + 1])
-            if not writer.is_done(s):
-                local = np.flatnonzero(kept_as[lo:hi] == np.arange(lo, hi))
-                images = array[local]
-                if images.shape[1:3] != (size, size):
-                    images = np.stack([resize_square(r, size) for r in images]) if len(local) \
-                        else np.zeros((0, size, size, 3), np.uint8)
-                keys = shards.shard_keys(s)
-                writer.write(s, images, [keys[i] for i in local], shards.shard_hw(s)[local],
-                             {"input_rows": hi - lo, "kept": len(local),
-                              "removed": hi - lo - len(local)})
-            bar.update(hi - lo)
+def _write_shards(writer: ShardWriter, shards: ShardSet, kept_as: np.ndarray, size: int,
+                  engine: Engine) -> int:
+    """The kept rows, one output shard per input shard, each written by the worker that made
+    it (finished shards are skipped: a re-run resumes); the manifest last."""
+    units = [(s, np.flatnonzero(kept_as[lo:hi] == np.arange(lo, hi)))
+             for s, (lo, hi) in enumerate(zip(shards.offsets[:-1].tolist(),
+                                              shards.offsets[1:].tolist(), strict=True))
+             if not writer.is_done(s)]
+    lost = Failures()
+    with progress(total=len(shards), initial=len(shards) - sum(
+            shards.shards[s]["rows"] for s, _ in units), desc="write") as bar:
+        for (s, _), entry in run_units(write_kept_unit, units, engine,
+                                       (shards, writer.target, size)):
+            if isinstance(entry, UnitError):
+                lost.add(entry.reason, f"shard {s}: {entry.detail}")
+                continue
+            writer.add(entry)
+            bar.update(shards.shards[s]["rows"])
+    if lost.counts:
+        raise DcganDataError(f"dedup: {lost.as_dict()['failed_by_reason']} shards failed to "
+                             f"write, e.g. {next(iter(lost.examples.values()))[0]}; a re-run "
+                             "writes the missing ones")
     writer.finish(shards.num_shards, {"stage": "dedup", "source": str(shards.path)})
     return shards.num_shards
+
+
+def write_kept_unit(context: tuple[ShardSet, ShardTarget, int], unit: tuple[int, np.ndarray]
+                    ) -> dict[str, Any]:
+    """Input shard s's kept rows (`local`: their indices in it), unit (s, local), written as
+    output shard s; its entry."""
+    shards, target, size = context
+    s, local = unit
+    images = shards.shard(s)[local]
+    if images.shape[1:3] != (size, size):
+        images = np.stack([resize_square(r, size) for r in images]) if len(local) \
+            else np.zeros((0, size, size, 3), np.uint8)
+    keys = shards.shard_keys(s)
+    rows = shards.shards[s]["rows"]
+    return target.write(s, images, [keys[i] for i in local], shards.shard_hw(s)[local],
+                        {"input_rows": rows, "kept": len(local), "removed": rows - len(local)})

@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -26,9 +26,9 @@ from dcgan_data.errors import InputError
 from dcgan_data.units import Engine, UnitError, make_engine, run_units
 
 RECORD = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("row", "<i8")])
-# bytes a partition needs in memory per record: the records, the sort order, the sorted copy
-# and the comparison masks
-WORKING_BYTES = RECORD.itemsize + 8 + RECORD.itemsize + 8
+# bytes a partition needs in memory per record: the records, the sort order, the sorted
+# hashes, the comparison masks and lexsort's own keys
+WORKING_BYTES = RECORD.itemsize + 8 + 16 + 8 + 8
 BLOCK_BYTES = 16 << 20  # input read per routing step (about 6x that in memory)
 MAX_PARTITIONS = 4096
 DEFAULT_PARTITIONS = "auto"  # one in-memory sort unless the hashes outgrow the memory
@@ -83,8 +83,9 @@ def shared_hash_pairs(
     if n == 0 or moves == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty
-    if partitions == 1:
-        return band_pairs(_records(probes, 0), band)
+    if partitions == 1:  # sorted where they are: no copy of the hashes
+        halves = np.ascontiguousarray(probes).reshape(n * moves, 16).view("<u8")
+        return band_pairs(halves[:, 0], halves[:, 1], lambda entry: entry // moves, band)
     folder = Path(tempfile.mkdtemp(prefix="dcgan-partitions-", dir=spill_dir))
     try:
         paths = route(probes, partitions, folder)
@@ -157,20 +158,23 @@ def _records(block: np.ndarray, first: int) -> np.ndarray:
 
 def pairs_in_partition(path: str, band: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """One partition's pairs (see `band_pairs`)."""
-    return band_pairs(np.fromfile(path, RECORD), band)
+    records = np.fromfile(path, RECORD)
+    return band_pairs(records["hi"], records["lo"], lambda entry: records["row"][entry], band)
 
 
-def band_pairs(records: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray]:
-    """After a stable sort of `records` by hash, each one paired with the next `band` records
-    holding the same hash, when they are different rows."""
-    ordered = records[np.lexsort((records["lo"], records["hi"]))]
-    del records
+def band_pairs(hi: np.ndarray, lo: np.ndarray, row_of: Callable[[np.ndarray], np.ndarray],
+               band: int) -> tuple[np.ndarray, np.ndarray]:
+    """After a stable sort of the entries by hash (hi, lo), each one paired with the next
+    `band` entries holding the same hash, when they are different rows (`row_of`: the rows
+    of entries)."""
+    order = np.lexsort((lo, hi))
+    hi, lo = hi[order], lo[order]
     found_a, found_b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for k in range(1, band + 1):
-        same = (ordered["hi"][k:] == ordered["hi"][:-k]) & (ordered["lo"][k:] == ordered["lo"][:-k])
+        same = (hi[k:] == hi[:-k]) & (lo[k:] == lo[:-k])
         if not same.any():
             break
-        a, b = ordered["row"][:-k][same], ordered["row"][k:][same]
+        a, b = row_of(order[:-k][same]), row_of(order[k:][same])
         other = a != b
         found_a.append(a[other])
         found_b.append(b[other])
