@@ -368,7 +368,7 @@ def test_lsun_lmdb_source_is_ingested_first(planted, tmp_path):
     assert len(ShardSet(tmp_path / "out")) == 8
 
 
-def test_probe_pairs_join_rows_sharing_any_probe_hash():
+def test_shared_hash_pairs_join_rows_sharing_any_probe_hash():
     rng = np.random.default_rng(0)
     probes = rng.integers(0, 256, (5, 4, 16), dtype=np.uint8)
     probes[3, 2] = probes[0, 1]  # rows 0 and 3 share one probe hash
