@@ -1,20 +1,26 @@
 """Scale-out: the unit runner on Ray against local processes, and partitioned grouping
 against the single pass.
 
-    .venv/bin/python bench/scale.py [--images 12000] [--lines 240] [--rows 3000000]
+    .venv/bin/python bench/scale.py [--images 12000] [--lines 240] [--hash-rows 65536]
+                                    [--rows 3000000]
                                     [--moves 28] [--partitions 4,16,64] [--repeats 2]
 
 1. Runner overhead: `ingest` (an LSUN-format LMDB of --images 256px JPEGs of real photos)
    and `faces` (a crawl list of --lines local paths to the sample photos) on the local
    engine and on a Ray started here, both with --workers processes, alternating, --repeats
    times; images/s and the ratio Ray/local. Ray's start-up (ray.init and its first worker
-   processes) is timed on its own and left out. This part runs inside a network namespace
-   holding only loopback (`unshare -n`), so that Ray binds nothing else.
+   processes) is timed on its own and left out. Then dedup's hashing pass (hashes, 27 probe
+   hashes and thumbnails of --hash-rows rows: the ingested rows repeated, in shards of 8,192;
+   an untrained hash model, the speed does not depend on the weights) on both engines,
+   rows/s and the ratio. This part
+   runs inside a network namespace holding only loopback (`unshare -n`), so that Ray binds
+   nothing else.
 2. Grouping: --rows synthetic rows of --moves 16-byte hashes each (a hash and its probes,
    random, with one row in 20 made to share a hash with another), in a .npy file. Each
    method runs in its own process, reporting its peak resident memory (VmHWM) and that
    peak less the process's size before the work (the interpreter, numpy and torch):
-   single    `dedup.probe_pairs` on the hashes loaded into memory (as dedup holds them);
+   single    `partition.shared_hash_pairs` on the hashes loaded into memory (as dedup holds
+             them), P=1: one sort;
    P=...     `partition.shared_hash_pairs` on the file (a memmap), partitions in sequence.
    The groups (`dedup.connected` over the edges) must be equal.
 3. The projection to 100M rows on N nodes, from the rates measured in 2.
@@ -77,6 +83,9 @@ def build_inputs(images: int, lines: int) -> tuple[Path, Path]:
 
 
 def runner(args) -> dict:
+    from dcgan_data import hashing
+    from dcgan_data.crawl import FetchOptions
+    from dcgan_data.dedup import _scan
     from dcgan_data.faces import FaceOptions, faces
     from dcgan_data.ingest import ingest
     from dcgan_data.units import LocalEngine, RayEngine, run_units
@@ -89,7 +98,11 @@ def runner(args) -> dict:
     list(run_units(noop, range(4 * args.workers), ray_engine))
     warm = time.perf_counter() - start
     engines = {"local": LocalEngine(args.workers), "ray": ray_engine}
-    runs = {f"{stage}_{name}": [] for stage in ("ingest", "faces") for name in engines}
+    stages = ("ingest", "faces", "dedup_hash")
+    runs = {f"{stage}_{name}": [] for stage in stages for name in engines}
+    # the crawl list names the sample photos by absolute path, outside the list's folder
+    options = FaceOptions(fetch=FetchOptions(local_root=ROOT / "pipelines" / "sample"))
+    hasher = hashing.Hasher(hashing.HashAutoencoder(hashing.HashConfig()), "cpu", probes=True)
     for _ in range(args.repeats):
         for name, engine in engines.items():
             out = OUT / f"ingest_{name}"
@@ -101,18 +114,39 @@ def runner(args) -> dict:
             out = OUT / f"faces_{name}"
             shutil.rmtree(out, ignore_errors=True)
             t = time.perf_counter()
-            report = faces(crawl, out, FaceOptions(), lines_per_shard=16, engine=engine)
+            report = faces(crawl, out, options, lines_per_shard=16, engine=engine)
             runs[f"faces_{name}"].append(report["fetched"] / (time.perf_counter() - t))
+        shards = hash_input(OUT / "ingest_local", args.hash_rows)
+        for name, engine in engines.items():
+            t = time.perf_counter()
+            _scan(hasher, shards, engine, "hash")
+            runs[f"dedup_hash_{name}"].append(len(shards) / (time.perf_counter() - t))
     result = {"uptime": uptime(), "workers": args.workers, "images": args.images,
-              "lines": args.lines, "ray_init_seconds": round(init, 2),
+              "lines": args.lines, "hash_rows": args.hash_rows,
+              "ray_init_seconds": round(init, 2),
               "ray_first_workers_seconds": round(warm, 2)}
-    for stage in ("ingest", "faces"):
+    for stage in stages:
         local, ray = runs[f"{stage}_local"], runs[f"{stage}_ray"]
         result[stage] = {"local_images_per_s": [round(v, 1) for v in local],
                          "ray_images_per_s": [round(v, 1) for v in ray],
                          "ray_over_local": [round(r / v, 3) for r, v in zip(ray, local,
                                                                               strict=True)]}
     return result
+
+
+def hash_input(ingested: Path, rows: int):
+    """`rows` rows of the ingested shards, repeated, in shards of 8,192 (made once)."""
+    from dcgan_data.shards import ShardSet, ShardWriter
+
+    out = OUT / f"hash_input_{rows}"
+    if not (out / "manifest.json").exists():
+        images = ShardSet(ingested).load()
+        writer = ShardWriter(out, images.shape[1:], {"bench": "scale"})
+        for index, first in enumerate(range(0, rows, 8192)):
+            picks = np.arange(first, min(rows, first + 8192)) % len(images)
+            writer.write(index, images[picks], [f"row{first + i}" for i in range(len(picks))])
+        writer.finish(index + 1)
+    return ShardSet(out)
 
 
 def in_loopback_namespace() -> bool:
@@ -125,7 +159,8 @@ def runner_isolated(args) -> dict:
     result_file.unlink(missing_ok=True)
     command = (f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} "
                f"--part runner-child --images {args.images} --lines {args.lines} "
-               f"--workers {args.workers} --repeats {args.repeats}")
+               f"--workers {args.workers} --repeats {args.repeats} "
+               f"--hash-rows {args.hash_rows}")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     run = subprocess.run(["unshare", "-n", "sh", "-c", command], env=env)
     if run.returncode != 0 or not result_file.exists():
@@ -154,7 +189,7 @@ def make_probes(path: Path, rows: int, moves: int, seed: int = 0) -> None:
 def group_child(method: str, path: Path, labels_out: Path) -> dict:
     """One grouping method, in this (fresh) process: edges, time, peak memory, phase times."""
     from dcgan_data import partition
-    from dcgan_data.dedup import connected, probe_pairs
+    from dcgan_data.dedup import connected
     from dcgan_data.units import LocalEngine
 
     phases = {"route": 0.0, "partitions": 0.0}
@@ -172,7 +207,7 @@ def group_child(method: str, path: Path, labels_out: Path) -> dict:
     start = time.perf_counter()
     if method == "single":
         probes = np.load(path)
-        a, b = probe_pairs(probes)
+        a, b = partition.shared_hash_pairs(probes, 1)
         rows, moves = probes.shape[:2]
         del probes
     else:
@@ -250,6 +285,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=12000)
     parser.add_argument("--lines", type=int, default=240)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--hash-rows", type=int, default=65536)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--rows", type=int, default=3_000_000)
     parser.add_argument("--moves", type=int, default=28)

@@ -7,6 +7,15 @@ from pathlib import Path
 
 import click
 
+from dcgan_data.partition import DEFAULT_PARTITIONS
+from dcgan_data_cli.engine import engine_options
+
+
+def _partitions(ctx, param, value: str) -> int | str:
+    if value == "auto" or (value.isdigit() and int(value) >= 1):
+        return value if value == "auto" else int(value)
+    raise click.BadParameter(f"'auto' or a whole number >= 1, not {value!r}")
+
 
 @click.command()
 @click.argument("src", type=click.Path(path_type=Path))
@@ -47,7 +56,15 @@ import click
               help="Write the report, CSV and sheet, but no shards.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="auto: cuda when available, else cpu.")
-@click.option("--workers", type=int, help="Processes for ingest, threads for torch.")
+@click.option("--workers", type=int,
+              help="Processes for ingest and hashing, threads for training [default: all "
+                   "cores].")
+@engine_options
+@click.option("--partitions", default=DEFAULT_PARTITIONS, show_default=True, callback=_partitions,
+              metavar="N|auto",
+              help="Group the shared hashes in N partitions, one after another here or in "
+                   "parallel on Ray, so that no process sorts them all (auto: as many as the "
+                   "memory available needs). The output is the same for every N.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--epochs", type=float, help="Training passes over the sampled crops.")
 @click.option("--min-steps", type=int, help="Training steps at least.")
@@ -64,7 +81,8 @@ def dedup(src: Path, out: Path, size: int, radius: int | None, probe: bool,
           neighbours: int | None, verified: bool, verify_threshold: float | None,
           mirrors: bool, paper_rule: bool, keep: str, model_path: Path | None,
           against: Path | None, dry_run: bool, device: str, workers: int | None, seed: int,
-          max_bucket_share: float, **knobs) -> None:
+          max_bucket_share: float, engine: str, ray_address: str | None,
+          partitions: int | str, **knobs) -> None:
     """De-duplicate SRC (a shard directory, an LSUN LMDB or a folder of images) into OUT.
 
     Trains the paper's 3072-128-3072 denoising autoencoder on 32x32 crops (or loads
@@ -74,6 +92,7 @@ def dedup(src: Path, out: Path, size: int, radius: int | None, probe: bool,
     """
     from dcgan_data.dedup import dedup as run
     from dcgan_data.hashing import HashConfig
+    from dcgan_data.units import make_engine
 
     config = HashConfig(**{k: v for k, v in knobs.items() if v is not None})
     options = {"radius": radius, "neighbours": neighbours, "verify_threshold": verify_threshold}
@@ -83,7 +102,8 @@ def dedup(src: Path, out: Path, size: int, radius: int | None, probe: bool,
     report = run(src, out, size=size, keep=keep, model_path=model_path,
                  against=against, dry_run=dry_run, device=device, workers=workers, seed=seed,
                  config=config, max_bucket_share=max_bucket_share, probe=probe,
-                 verified=verified, mirrors=mirrors,
+                 verified=verified, mirrors=mirrors, partitions=partitions,
+                 engine=make_engine(engine, workers, ray_address),
                  **{k: v for k, v in options.items() if v is not None})
     where = "dry run, no shards written" if dry_run else f"shards in {out}"
     click.echo(f"dedup: kept {report['kept']} of {report['images']} images, removed "

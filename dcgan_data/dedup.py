@@ -11,6 +11,11 @@ on at least one block (pigeonhole), so comparing codes that share a block misses
 With probes (the default), each image also carries the hashes of its slightly shifted and
 zoomed versions (hashing.PROBES), and images sharing any of them are grouped too: one sort
 of N x 27 probe hashes, so shifted and trimmed copies are found without a radius.
+
+The hash model trains here, in the driver. Hashing every row and writing the kept rows run
+as units on the unit runner (`units`: local processes or a Ray cluster; each output shard is
+written by the worker that made it); the sort of shared hashes runs in one piece or in
+partitions (`partition`).
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from dcgan_data import hashing, verify
+from dcgan_data import hashing, partition, verify
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_path, locks_output, progress, write_csv, write_json
 from dcgan_data.images import contact_sheet, resize_square, save_png
 from dcgan_data.processes import reuse_freed_memory
-from dcgan_data.shards import ShardSet, ShardWriter, is_shard_dir
+from dcgan_data.shards import ShardSet, ShardTarget, ShardWriter, is_shard_dir
+from dcgan_data.units import Engine, Failures, LocalEngine, UnitError, make_engine, run_units
 
 MODEL = "hash_model.pt"
 HASHES = "hashes.npy"
@@ -161,35 +167,16 @@ def connected(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return label
 
 
-def probe_pairs(probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of rows (a, b) that share a probe hash, from (N, moves, 16) probe hashes: after
-    one sort, each row is paired with the next one holding the same hash (a chain per hash,
-    which joins all of them in `connected`)."""
-    order, ordered, moves = _sorted_keys(probes)
-    same = (ordered[1:] == ordered[:-1]).all(axis=1)
-    a, b = order[:-1][same] // moves, order[1:][same] // moves
-    other = a != b
-    return a[other], b[other]
-
-
-def _sorted_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """(N, M, 16) keys flattened and sorted: the sort order (entry = row * M + move), the
-    sorted keys as pairs of uint64, and M."""
-    n, moves = keys.shape[:2]
-    halves = np.ascontiguousarray(keys).reshape(n * moves, 16).view(np.uint64)
-    order = np.lexsort((halves[:, 1], halves[:, 0]))
-    return order, halves[order], moves
-
-
-def find_groups(hashes: np.ndarray, radius: int, probes: np.ndarray | None = None
-                ) -> np.ndarray:
+def find_groups(hashes: np.ndarray, radius: int, probes: np.ndarray | None = None,
+                **partitioning: Any) -> np.ndarray:
     """Group label of every row: the first row of its group (equal hashes, hashes within
     `radius`, or rows sharing a probe hash, joined by chains of such pairs). Unverified:
-    the paper's rule (with probes and radius as options)."""
+    the paper's rule (with probes and radius as options). `partitioning`: the partitions,
+    engine and spill_dir of `partition.shared_hash_pairs`."""
     inverse, first = exact_groups(hashes)
     a, b = radius_pairs(hashes[first], radius)
     if probes is not None:
-        rows_a, rows_b = probe_pairs(probes)
+        rows_a, rows_b = partition.shared_hash_pairs(probes, band=1, **partitioning)
         a, b = np.concatenate([a, inverse[rows_a]]), np.concatenate([b, inverse[rows_b]])
     code_label = connected(len(first), a, b)
     return first[code_label][inverse]
@@ -198,28 +185,21 @@ def find_groups(hashes: np.ndarray, radius: int, probes: np.ndarray | None = Non
 # --- candidates and verified groups --------------------------------------------------------
 
 
-def shared_key_pairs(keys: np.ndarray, band: int = BUCKET_BAND) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs of rows sharing a key, from (N, M, 16) keys (each row's hash and probe
-    hashes). After one sort, each entry is paired with the next `band` entries holding the
-    same key: every pair in a small bucket, a band through a large one (linear in N)."""
-    order, ordered, moves = _sorted_keys(keys)
-    found_a, found_b = [], []
-    for k in range(1, band + 1):
-        same = (ordered[k:] == ordered[:-k]).all(axis=1)
-        if not same.any():
-            break
-        found_a.append(order[:-k][same] // moves)
-        found_b.append(order[k:][same] // moves)
-    if not found_a:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return verify.unique_pairs(np.concatenate(found_a), np.concatenate(found_b), len(keys))
+def shared_key_pairs(keys: np.ndarray, band: int = BUCKET_BAND, **partitioning: Any
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs (a < b) of rows sharing a key, from (N, M, 16) keys (each row's hash
+    and probe hashes): every pair in a small bucket, a band through a large one
+    (`partition.shared_hash_pairs`, which `partitioning` is passed to)."""
+    a, b = partition.shared_hash_pairs(keys, band=band, **partitioning)
+    return verify.unique_pairs(a, b, len(keys))
 
 
 def candidate_pairs(hashes: np.ndarray, probes: np.ndarray | None, radius: int,
-                    grey: np.ndarray, neighbours: int, mirrors: bool, device: str
-                    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+                    grey: np.ndarray, neighbours: int, mirrors: bool, device: str,
+                    **partitioning: Any) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """The union of every generator's candidate pairs (a < b) and how many each proposed."""
-    a, b = shared_key_pairs(probes if probes is not None else hashes[:, None, :])
+    a, b = shared_key_pairs(probes if probes is not None else hashes[:, None, :],
+                            **partitioning)
     counts = {"hash": len(a)}
     if radius:
         inverse, first = exact_groups(hashes)
@@ -323,7 +303,7 @@ def choose_kept(labels: np.ndarray, area: np.ndarray, keep: str, protected: int)
 # --- inputs --------------------------------------------------------------------------------
 
 
-def open_input(src: str | os.PathLike, cache: Path, size: int, workers: int | None
+def open_input(src: str | os.PathLike, cache: Path, size: int, engine: Engine
                ) -> tuple[ShardSet, dict[str, Any] | None]:
     """A shard directory as is; any other source (LSUN LMDB, folder of images) is ingested
     into `cache` first (resumable). Returns the shards and the ingest report, if any."""
@@ -334,12 +314,16 @@ def open_input(src: str | os.PathLike, cache: Path, size: int, workers: int | No
         return ShardSet(src), None
     from dcgan_data.ingest import ingest
 
-    report = ingest(src, cache, size=size, workers=workers)
+    report = ingest(src, cache, size=size, engine=engine)
     return ShardSet(cache), report
 
 
 def _check_options(src: Path, out: Path, radius: int, keep: str, size: int,
-                   against: Path | None, max_bucket_share: float, dry_run: bool) -> None:
+                   against: Path | None, max_bucket_share: float, dry_run: bool,
+                   partitions: int | str) -> None:
+    if partitions != "auto" and not (isinstance(partitions, int) and partitions >= 1):
+        raise InputError(f"--partitions must be 'auto' or a whole number >= 1, not "
+                         f"{partitions!r}")
     if not 0 < max_bucket_share <= 1:
         raise InputError(f"--max-bucket-share must be in (0, 1], not {max_bucket_share}")
     if not 0 <= radius <= MAX_RADIUS:
@@ -409,18 +393,27 @@ def dedup(
     verified: bool = True,
     verify_threshold: float | None = None,
     mirrors: bool = False,
+    engine: Engine | str | None = None,
+    partitions: int | str = partition.DEFAULT_PARTITIONS,
 ) -> dict[str, Any]:
     """De-duplicate `src` into `out`. Returns the report (also out/dedup_report.json).
 
     The defaults propose candidates from the hash, its probe hashes and nearest neighbours,
     and remove only verified duplicates. `probe=False, neighbours=0, verified=False` is the
-    paper's rule: equal hashes are duplicates."""
+    paper's rule: equal hashes are duplicates.
+
+    `engine` runs the ingest of a non-shard SRC, the hashing pass (on the CPU; with a GPU
+    `device` it runs here) and the hash partitions ("local": `workers` processes, or "ray").
+    `partitions` (a number or "auto": from the row count and the memory available) splits
+    the grouping of shared hashes so that no process sorts them all at once; the output is
+    the same for every number."""
     src, out = Path(src), Path(out)
     against = Path(against) if against is not None else None
     model_path = Path(model_path) if model_path is not None else None
     config = config or hashing.HashConfig()
     device = resolve_device(device)
-    _check_options(src, out, radius, keep, size, against, max_bucket_share, dry_run)
+    _check_options(src, out, radius, keep, size, against, max_bucket_share, dry_run, partitions)
+    engine = make_engine(engine, workers)
     if workers:
         torch.set_num_threads(workers)
     if device == "cpu":
@@ -431,8 +424,8 @@ def dedup(
     # everything that can refuse the input runs before anything is written to `out`
     if model_path is not None:
         hashing.load_model(model_path, device)
-    shards, ingest_report = open_input(src, out / "ingested", 64, workers)
-    other = open_input(against, out / "against_ingested", 64, workers)[0] if against else None
+    shards, ingest_report = open_input(src, out / "ingested", 64, engine)
+    other = open_input(against, out / "against_ingested", 64, engine)[0] if against else None
     if len(shards) == 0:
         raise InputError(f"{src}: no images to de-duplicate")
     if other is not None and len(other) == 0:
@@ -445,9 +438,10 @@ def dedup(
 
     clock = time.perf_counter()
     hasher = hashing.Hasher(model, device, probe)
-    hashes, probes, grey, colour = _scan(hasher, shards, "hash")
+    scan_engine = engine if device == "cpu" else LocalEngine(1)  # one GPU, in this process
+    hashes, probes, grey, colour = _scan(hasher, shards, scan_engine, "hash")
     if other is not None:
-        other_scan = _scan(hasher, other, "hash --against")
+        other_scan = _scan(hasher, other, scan_engine, "hash --against")
         all_hashes = np.concatenate([hashes, other_scan[0]])
         all_probes = None if probes is None else np.concatenate([probes, other_scan[1]])
         grey, colour = np.concatenate([grey, other_scan[2]]), np.concatenate([colour,
@@ -460,17 +454,25 @@ def dedup(
         _check_codes(stats, grey[: len(hashes)], colour[: len(hashes)], max_bucket_share)
 
     clock = time.perf_counter()
+    keys_per_row = 1 if all_probes is None else all_probes.shape[1]
+    parts = partition.auto_partitions(len(all_hashes), keys_per_row) if partitions == "auto" \
+        else partitions
+    # on this machine partitions run one after another, so that memory holds one at a time;
+    # a Ray cluster runs them in parallel, spilled to OUT, the path every node can read
+    partitioning = {"partitions": parts, "spill_dir": out,
+                    "engine": engine if engine.name == "ray" else LocalEngine(1)}
     area = np.concatenate([np.prod(shards.source_hw().astype(np.int64), axis=1),
                            np.zeros(len(all_hashes) - len(hashes), np.int64)])
     if verified:
         kept_as, row_score, grouping = _verified_kept_as(
             all_hashes, all_probes, radius, grey, colour, neighbours, mirrors,
-            verify_threshold, device, area, keep, len(hashes))
+            verify_threshold, device, area, keep, len(hashes), partitioning)
     else:
-        labels = find_groups(all_hashes, radius, all_probes)
+        labels = find_groups(all_hashes, radius, all_probes, **partitioning)
         kept_as = choose_kept(labels, area, keep, len(hashes))
         row_score = np.full(len(all_hashes), np.nan, np.float32)
         grouping = {"verified": False}
+    grouping["partitions"] = parts
     kept_as, row_score = kept_as[: len(hashes)], row_score[: len(hashes)]
     labels = kept_as
     timings["group"] = time.perf_counter() - clock
@@ -509,7 +511,8 @@ def dedup(
               zip([keys[i] for i in removed], [all_keys[j] for j in kept_as[removed]],
                   distances.tolist(), scores, strict=True))
     _write_sheet(out / SHEET, shards, other, removed, kept_as, labels, group_sizes)
-    written = None if writer is None else _write_shards(writer, shards, kept_as, size)
+    written = None if writer is None else _write_shards(writer, shards, kept_as, size,
+                                                        engine)
     timings["write"] = time.perf_counter() - clock
 
     removed_by_other = int((kept_as[removed] >= len(hashes)).sum())
@@ -528,7 +531,9 @@ def dedup(
         "distance_histogram": dict(sorted(Counter(distances.tolist()).items())),
         "grouping": grouping,
         "parameters": {**params, "model": model_info.get("model"), "device": device,
-                       "workers": workers, "seed": seed, "max_bucket_share": max_bucket_share,
+                       "workers": engine.workers, "engine": engine.name,
+                       "partitions": partitions, "seed": seed,
+                       "max_bucket_share": max_bucket_share,
                        "config": asdict(model.config)},
         "model": model_info,
         "bits": stats,
@@ -557,36 +562,55 @@ def _check_codes(stats: dict[str, Any], grey: np.ndarray, colour: np.ndarray,
             "but one (--max-bucket-share 1 does it)")
 
 
-def _scan(hasher: hashing.Hasher, shards: ShardSet, desc: str
+def _scan(hasher: hashing.Hasher, shards: ShardSet, engine: Engine, desc: str
           ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
-    """One pass over the rows: hashes, probe hashes (or None) and verification thumbnails."""
+    """One pass over the rows, in units of up to hashing.CHUNK rows of one shard on `engine`:
+    hashes, probe hashes (or None) and verification thumbnails."""
     n = len(shards)
     hashes = np.empty((n, hashing.HASH_BYTES), np.uint8)
     probes = np.empty((n, len(hashing.PROBES), hashing.HASH_BYTES), np.uint8) \
         if hasher.slopes is not None else None
     grey = np.empty((n, verify.GREY, verify.GREY), np.uint8)
     colour = np.empty((n, verify.COLOUR, verify.COLOUR, 3), np.uint8)
-    row = 0
+    units = [(s, lo, min(lo + hashing.CHUNK, entry["rows"]))
+             for s, entry in enumerate(shards.shards)
+             for lo in range(0, entry["rows"], hashing.CHUNK)]
     with progress(total=n, desc=desc) as bar:
-        for _, array in shards.iter_shards():
-            for start in range(0, len(array), hashing.CHUNK):
-                rows = np.asarray(array[start : start + hashing.CHUNK])
-                part = slice(row, row + len(rows))
-                hashes[part], moved = hasher(hashing.to_hash_crops(rows))
-                if probes is not None:
-                    probes[part] = moved
-                grey[part], colour[part] = verify.thumbnails(rows)
-                row += len(rows)
-                bar.update(len(rows))
+        for (s, lo, hi), result in run_units(scan_unit, units, engine, (hasher, shards)):
+            if isinstance(result, UnitError):  # every row must be hashed to group any
+                raise DcganDataError(f"{desc}: rows {lo}..{hi - 1} of {shards.path} shard {s} "
+                                     f"failed {result.attempts} times: {result.detail}")
+            part = slice(shards.offsets[s] + lo, shards.offsets[s] + hi)
+            hashes[part], moved, grey[part], colour[part] = result
+            if probes is not None:
+                probes[part] = moved
+            bar.update(hi - lo)
     return hashes, probes, grey, colour
+
+
+def scan_unit(context: tuple[hashing.Hasher, ShardSet], unit: tuple[int, int, int]
+              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Rows lo..hi of shard s, unit (s, lo, hi): hashes, probe hashes, thumbnails."""
+    hasher, shards = context
+    s, lo, hi = unit
+    rows = np.asarray(shards.shard(s)[lo:hi])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same sums in the same order on every engine and worker
+    try:
+        codes, moved = hasher(hashing.to_hash_crops(rows))
+    finally:
+        torch.set_num_threads(threads)
+    return (codes, moved, *verify.thumbnails(rows))
 
 
 def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int,
                       grey: np.ndarray, colour: np.ndarray, neighbours: int, mirrors: bool,
                       threshold: float | None, device: str, area: np.ndarray, keep: str,
-                      protected: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+                      protected: int, partitioning: dict[str, Any]
+                      ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Candidates from every generator, verified; the kept row of each row and its score."""
-    a, b, proposed = candidate_pairs(hashes, probes, radius, grey, neighbours, mirrors, device)
+    a, b, proposed = candidate_pairs(hashes, probes, radius, grey, neighbours, mirrors, device,
+                                     **partitioning)
     verifier = Verifier(grey, colour, threshold, mirrors, device)
     scores = verifier(a, b)
     kept_as, row_score, split = verified_groups(len(hashes), a, b, scores, verifier, area,
@@ -634,22 +658,43 @@ def _write_sheet(path: Path, shards: ShardSet, other: ShardSet | None, removed: 
     save_png(path, contact_sheet(np.concatenate([left, gap, right], axis=2), cols=4, pad=6))
 
 
-def _write_shards(writer: ShardWriter, shards: ShardSet, kept_as: np.ndarray, size: int
-                  ) -> int:
-    """The kept rows, one output shard per input shard (resumes finished shards)."""
-    with progress(total=len(shards), desc="write") as bar:
-        for s, array in shards.iter_shards():
-            lo, hi = int(shards.offsets[s]), int(shards.offsets[s + 1])
-            if not writer.is_done(s):
-                local = np.flatnonzero(kept_as[lo:hi] == np.arange(lo, hi))
-                images = array[local]
-                if images.shape[1:3] != (size, size):
-                    images = np.stack([resize_square(r, size) for r in images]) if len(local) \
-                        else np.zeros((0, size, size, 3), np.uint8)
-                keys = shards.shard_keys(s)
-                writer.write(s, images, [keys[i] for i in local], shards.shard_hw(s)[local],
-                             {"input_rows": hi - lo, "kept": len(local),
-                              "removed": hi - lo - len(local)})
-            bar.update(hi - lo)
+def _write_shards(writer: ShardWriter, shards: ShardSet, kept_as: np.ndarray, size: int,
+                  engine: Engine) -> int:
+    """The kept rows, one output shard per input shard, each written by the worker that made
+    it (finished shards are skipped: a re-run resumes); the manifest last."""
+    units = [(s, np.flatnonzero(kept_as[lo:hi] == np.arange(lo, hi)))
+             for s, (lo, hi) in enumerate(zip(shards.offsets[:-1].tolist(),
+                                              shards.offsets[1:].tolist(), strict=True))
+             if not writer.is_done(s)]
+    lost = Failures()
+    with progress(total=len(shards), initial=len(shards) - sum(
+            shards.shards[s]["rows"] for s, _ in units), desc="write") as bar:
+        for (s, _), entry in run_units(write_kept_unit, units, engine,
+                                       (shards, writer.target, size)):
+            if isinstance(entry, UnitError):
+                lost.add(entry.reason, f"shard {s}: {entry.detail}")
+                continue
+            writer.add(entry)
+            bar.update(shards.shards[s]["rows"])
+    if lost.counts:
+        raise DcganDataError(f"dedup: {lost.as_dict()['failed_by_reason']} shards failed to "
+                             f"write, e.g. {next(iter(lost.examples.values()))[0]}; a re-run "
+                             "writes the missing ones")
     writer.finish(shards.num_shards, {"stage": "dedup", "source": str(shards.path)})
     return shards.num_shards
+
+
+def write_kept_unit(context: tuple[ShardSet, ShardTarget, int], unit: tuple[int, np.ndarray]
+                    ) -> dict[str, Any]:
+    """Input shard s's kept rows (`local`: their indices in it), unit (s, local), written as
+    output shard s; its entry."""
+    shards, target, size = context
+    s, local = unit
+    images = shards.shard(s)[local]
+    if images.shape[1:3] != (size, size):
+        images = np.stack([resize_square(r, size) for r in images]) if len(local) \
+            else np.zeros((0, size, size, 3), np.uint8)
+    keys = shards.shard_keys(s)
+    rows = shards.shards[s]["rows"]
+    return target.write(s, images, [keys[i] for i in local], shards.shard_hw(s)[local],
+                        {"input_rows": rows, "kept": len(local), "removed": rows - len(local)})

@@ -5,7 +5,8 @@ sufficiently high resolution. Here a work unit is a range of crawl-list lines an
 shard: its images are fetched on threads, decoded, searched for faces, and every box whose
 side is at least `min_face` px and whose score passes `min_score` is cut out as a square
 (grown by `margin`, kept inside the image) and resized to `size`. Units run on the unit
-runner (`units`: local processes or Ray); a re-run skips the units already written, so a
+runner (`units`: local processes or Ray), and the worker that ran a unit writes its shard
+(the driver writes the manifest last); a re-run skips the units already written, so a
 killed run loses at most the units in flight.
 
 Outputs: shards (row key `URL#i`, the i-th detection of that image in faces.csv),
@@ -49,7 +50,7 @@ from dcgan_data.images import (
     sniff_format,
 )
 from dcgan_data.ingest import write_contact_sheet
-from dcgan_data.shards import ShardSet, ShardWriter
+from dcgan_data.shards import ShardSet, ShardTarget, ShardWriter
 from dcgan_data.units import Engine, Failures, UnitError, make_engine, run_units
 
 with warnings.catch_warnings():  # the package imports imghdr and compares strings with `is`
@@ -345,6 +346,17 @@ def faces_unit(crawl: Path, unit: Unit, options: FaceOptions) -> UnitResult:
     )
 
 
+def faces_shard(crawl: Path, target: ShardTarget, unit: Unit, options: FaceOptions
+                ) -> dict[str, Any]:
+    """One unit made and written by the worker that ran it: its status part first (a unit
+    whose shard is written has its status rows too), then its shard. Returns the shard's
+    entry (counts and notes), not its images."""
+    result = faces_unit(crawl, unit, options)
+    status.write_table(status.part_stem(target.out_dir, unit.index), STATUS_COLUMNS,
+                       [result.status])
+    return target.write(unit.index, result.images, result.keys, result.source_hw, result.notes)
+
+
 def _crops(rgb: np.ndarray, boxes: list[Box], source: str, options: FaceOptions,
            min_score: float) -> tuple[list[np.ndarray], list[str], list[list]]:
     """The kept boxes' crops and row keys, and a faces.csv row for every box."""
@@ -414,18 +426,15 @@ def faces(
                    desc="faces")
     processed, lost = Counter(), Failures()
     try:
-        for unit, result in run_units(partial(faces_unit, listing, options=options), todo,
-                                      engine):
-            if isinstance(result, UnitError):  # no shard: the manifest waits for a re-run
-                lost.add(result.reason, f"shard {unit.index}, lines {unit.first_line}.."
-                         f"{unit.first_line + unit.lines - 1}: {result.detail}")
+        for unit, entry in run_units(partial(faces_shard, listing, writer.target,
+                                             options=options), todo, engine):
+            if isinstance(entry, UnitError):  # no shard: the manifest waits for a re-run
+                lost.add(entry.reason, f"shard {unit.index}, lines {unit.first_line}.."
+                         f"{unit.first_line + unit.lines - 1}: {entry.detail}")
                 continue
-            # the part first: a unit whose shard is written has its status rows too
-            status.write_table(status.part_stem(out_dir, unit.index), STATUS_COLUMNS,
-                               [result.status])
-            writer.write(unit.index, result.images, result.keys, result.source_hw, result.notes)
-            processed["entries"] += result.notes["entries"]
-            processed["fetched"] += result.notes["fetched"]
+            writer.add(entry)
+            processed["entries"] += entry["notes"]["entries"]
+            processed["fetched"] += entry["notes"]["fetched"]
             bar.update(unit.lines)
     finally:
         bar.close()

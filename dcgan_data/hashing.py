@@ -282,7 +282,7 @@ def train_hash_model(
 # moved versions of an image are, to first order, its own plus multiples of three more
 # projections (its derivatives along x, y and zoom). Each image thus gets one probe hash per
 # small move below, for one extra 3072 x 384 product, and images that share any probe hash
-# are grouped (dedup.probe_pairs). An image's own hash is its probe (0, 0, 0).
+# are grouped (dedup.find_groups). An image's own hash is its probe (0, 0, 0).
 PROBE_SHIFTS = (-0.5, -0.25, 0.0, 0.25, 0.5)  # in 32x32 pixels, along each axis
 PROBE_ZOOM = 0.085  # a 4% trim of each border, blown back up to full size
 PROBES = [(dx, dy, 0.0) for dy in PROBE_SHIFTS for dx in PROBE_SHIFTS] + \

@@ -21,6 +21,7 @@ import hashlib
 import mmap
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -79,36 +80,14 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-class ShardWriter:
-    """Writes shards of one shape into a directory, resuming a run that was cut short.
+@dataclass(frozen=True, eq=False)
+class ShardTarget:
+    """Where and how shards are written: small, so that it ships to every worker, and each
+    unit's worker writes its own shard into `out_dir` (a path every worker can write)."""
 
-    `params` describes what produced the shards (stage options that change the pixels);
-    resuming with different params or shape is refused instead of mixing two runs.
-    """
-
-    def __init__(
-        self,
-        out_dir: str | os.PathLike,
-        shape: Sequence[int],
-        params: dict[str, Any] | None = None,
-    ):
-        self.out_dir = Path(out_dir)
-        self.shape = [int(s) for s in shape]
-        self.params = dict(params or {})
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.entries: dict[int, dict[str, Any]] = {}
-        for sidecar in sorted(self.out_dir.glob(SIDECARS)):
-            entry = read_json(sidecar)
-            if entry.get("shape") != self.shape or entry.get("params") != self.params:
-                raise InputError(
-                    f"{self.out_dir} holds shards of a different run "
-                    f"(shape {entry.get('shape')}, params {entry.get('params')}); "
-                    "choose another output directory or delete it"
-                )
-            self.entries[entry["index"]] = entry
-
-    def is_done(self, index: int) -> bool:
-        return index in self.entries
+    out_dir: Path
+    shape: list[int]
+    params: dict[str, Any]
 
     def write(
         self,
@@ -118,7 +97,8 @@ class ShardWriter:
         source_hw: np.ndarray | None = None,
         notes: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Write shard `index` atomically. `notes` (counts, failures) is kept in its sidecar."""
+        """Write shard `index` atomically; its entry (the sidecar written last). `notes`
+        (counts, failures) is kept in the sidecar."""
         images = np.ascontiguousarray(images, dtype=np.uint8)
         rows = len(keys)
         if images.shape != (rows, *self.shape):
@@ -148,7 +128,56 @@ class ShardWriter:
             "notes": notes or {},
         }
         write_json(stem.with_suffix(".json"), entry)
-        self.entries[index] = entry
+        return entry
+
+
+class ShardWriter:
+    """Writes shards of one shape into a directory, resuming a run that was cut short.
+
+    `params` describes what produced the shards (stage options that change the pixels);
+    resuming with different params or shape is refused instead of mixing two runs. Shards
+    are written here (`write`) or by workers (`target.write`, then `add` their entries).
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        shape: Sequence[int],
+        params: dict[str, Any] | None = None,
+    ):
+        self.out_dir = Path(out_dir)
+        self.shape = [int(s) for s in shape]
+        self.params = dict(params or {})
+        self.target = ShardTarget(self.out_dir, self.shape, self.params)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.entries: dict[int, dict[str, Any]] = {}
+        for sidecar in sorted(self.out_dir.glob(SIDECARS)):
+            entry = read_json(sidecar)
+            if entry.get("shape") != self.shape or entry.get("params") != self.params:
+                raise InputError(
+                    f"{self.out_dir} holds shards of a different run "
+                    f"(shape {entry.get('shape')}, params {entry.get('params')}); "
+                    "choose another output directory or delete it"
+                )
+            self.entries[entry["index"]] = entry
+
+    def is_done(self, index: int) -> bool:
+        return index in self.entries
+
+    def write(
+        self,
+        index: int,
+        images: np.ndarray,
+        keys: Sequence[str],
+        source_hw: np.ndarray | None = None,
+        notes: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write shard `index` atomically (see ShardTarget.write)."""
+        return self.add(self.target.write(index, images, keys, source_hw, notes))
+
+    def add(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Count in a shard a worker wrote (its `target.write` entry)."""
+        self.entries[entry["index"]] = entry
         return entry
 
     def finish(self, num_shards: int, info: dict[str, Any] | None = None) -> dict[str, Any]:

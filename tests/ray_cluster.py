@@ -17,6 +17,7 @@ if [name for _, name in socket.if_nameindex()] != ["lo"]:
     pytest.skip("run through test_units_ray.py (needs a loopback-only network namespace)",
                 allow_module_level=True)
 
+import numpy as np  # noqa: E402
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 from test_crawl import ImageServer  # noqa: E402
@@ -24,8 +25,11 @@ from test_faces import crawl_list  # noqa: E402
 from test_ingest import bad_values, real_values, write_lmdb  # noqa: E402
 from test_units import bad_input, die_once, fail_on_three  # noqa: E402
 
+from conftest import photo_crops, write_shards  # noqa: E402
+from dcgan_data import dedup as dd  # noqa: E402
 from dcgan_data.errors import InputError  # noqa: E402
 from dcgan_data.faces import faces  # noqa: E402
+from dcgan_data.hashing import HashConfig  # noqa: E402
 from dcgan_data.ingest import ingest  # noqa: E402
 from dcgan_data.shards import ShardSet  # noqa: E402
 from dcgan_data.units import LocalEngine, RayEngine, UnitError, run_units  # noqa: E402
@@ -117,6 +121,22 @@ def test_faces_on_ray_equals_local(cluster, server, tmp_path):
     same_outputs(tmp_path / "local", tmp_path / "ray")
     for table in ("faces.csv", "labels.csv"):
         assert (tmp_path / "local" / table).read_bytes() == (tmp_path / "ray" / table).read_bytes()
+
+
+def test_dedup_on_ray_equals_local(cluster, tmp_path):
+    crops = photo_crops(200)
+    images = np.concatenate([crops, crops[:30]])  # 30 exact copies to remove
+    src = write_shards(tmp_path / "src", images, rows_per_shard=60)
+    config = HashConfig(min_steps=200, max_steps=200, batch_size=256)
+    local = dd.dedup(src, tmp_path / "local", config=config, engine=LocalEngine(2))
+    # the Ray run hashes with the model the local run trained, and groups in 4 partitions
+    on_ray = dd.dedup(src, tmp_path / "ray", model_path=tmp_path / "local" / dd.MODEL,
+                      engine=RayEngine(cluster.address), partitions=4)
+    assert on_ray["parameters"]["engine"] == "ray" and on_ray["grouping"]["partitions"] == 4
+    assert local["removed"] == on_ray["removed"] >= 30
+    same_outputs(tmp_path / "local", tmp_path / "ray")  # with hashes.npy
+    assert ((tmp_path / "local" / dd.CSV).read_bytes()
+            == (tmp_path / "ray" / dd.CSV).read_bytes())
 
 
 def test_a_killed_driver_resumes(cluster, server, tmp_path):

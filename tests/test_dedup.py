@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from conftest import PHOTOS, load_photo, write_shards
 from dcgan_data import dedup as dd
-from dcgan_data import hashing
+from dcgan_data import hashing, partition
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.images import decode_image, encode_image
 from dcgan_data.neardup import (
@@ -26,6 +26,7 @@ from dcgan_data.neardup import (
     pair_scores,
 )
 from dcgan_data.shards import ShardSet, ShardWriter
+from dcgan_data.units import LocalEngine
 from dcgan_data_cli.main import cli
 
 FAST = hashing.HashConfig(min_steps=300, max_steps=300, batch_size=256)
@@ -169,6 +170,44 @@ def test_real_photos_with_planted_duplicates(planted):
     saved = json.loads((out / dd.REPORT).read_text())
     assert saved["bits"]["dead_bits"] == 0 and saved["model"]["trained"]
     assert (out / dd.SHEET).stat().st_size > 1000 and (out / dd.MODEL).exists()
+
+
+def same_files(one: Path, other: Path, names: list[str]) -> None:
+    for name in names:
+        assert (one / name).read_bytes() == (other / name).read_bytes(), name
+
+
+def output_files(out: Path) -> list[str]:
+    """The kept shards, their keys and sizes, the manifest and the duplicates."""
+    return sorted(p.name for p in out.iterdir() if p.suffix in (".npy", ".txt")
+                  or p.name in ("manifest.json", dd.CSV))
+
+
+def test_partitioned_grouping_in_one_process_gives_the_same_output(planted, tmp_path):
+    # the fixture ran on a pool of processes with one in-memory sort (auto, on this data)
+    src, out, report, _, _ = planted
+    assert report["grouping"]["partitions"] == 1 and report["parameters"]["workers"] > 1
+    parts = dd.dedup(src, tmp_path / "parts", model_path=out / dd.MODEL, partitions=8,
+                     engine=LocalEngine(1))
+    assert parts["grouping"]["partitions"] == 8 and parts["removed"] == report["removed"] > 0
+    assert output_files(out) == output_files(tmp_path / "parts")
+    same_files(out, tmp_path / "parts", output_files(out))
+    assert not list((tmp_path / "parts").glob("dcgan-partitions-*"))  # spill removed
+    unverified = {"verified": False, "neighbours": 0, "dry_run": True,
+                  "model_path": out / dd.MODEL}
+    dd.dedup(src, tmp_path / "one", **unverified)
+    dd.dedup(src, tmp_path / "many", partitions=3, **unverified)
+    same_files(tmp_path / "one", tmp_path / "many", [dd.CSV])
+
+
+def test_partitions_option_is_checked(planted, tmp_path):
+    src, out, _, _, _ = planted
+    with pytest.raises(InputError, match="--partitions"):
+        dd.dedup(src, tmp_path / "out", partitions=0)
+    assert not (tmp_path / "out").exists()
+    result = CliRunner().invoke(cli, ["dedup", str(src), "-o", str(tmp_path / "cli"),
+                                      "--partitions", "x"])
+    assert result.exit_code == 2 and "--partitions" in result.output
 
 
 def test_paper_rule_and_unverified_options(planted, tmp_path):
@@ -329,12 +368,12 @@ def test_lsun_lmdb_source_is_ingested_first(planted, tmp_path):
     assert len(ShardSet(tmp_path / "out")) == 8
 
 
-def test_probe_pairs_join_rows_sharing_any_probe_hash():
+def test_shared_hash_pairs_join_rows_sharing_any_probe_hash():
     rng = np.random.default_rng(0)
     probes = rng.integers(0, 256, (5, 4, 16), dtype=np.uint8)
     probes[3, 2] = probes[0, 1]  # rows 0 and 3 share one probe hash
     probes[4, 0] = probes[4, 3]  # a row repeating its own hash pairs with nothing
-    a, b = dd.probe_pairs(probes)
+    a, b = partition.shared_hash_pairs(probes)
     assert sorted(zip(a.tolist(), b.tolist(), strict=True)) in ([(0, 3)], [(3, 0)])
     codes = rng.integers(0, 256, (5, 16), dtype=np.uint8)
     assert dd.find_groups(codes, 0, probes).tolist() == [0, 1, 2, 0, 4]

@@ -1,9 +1,9 @@
-"""Partitioned grouping gives the edges (and so the groups) of the single-pass grouping."""
+"""Partitioned grouping gives the edges (and so the groups) of the single in-memory sort."""
 
 import numpy as np
 import pytest
 
-from dcgan_data.dedup import connected, probe_pairs
+from dcgan_data.dedup import connected
 from dcgan_data.errors import InputError
 from dcgan_data.partition import auto_partitions, partition_of, shared_hash_pairs
 from dcgan_data.units import LocalEngine
@@ -26,11 +26,27 @@ def edge_set(a, b):
     return set(zip(a.tolist(), b.tolist(), strict=True))
 
 
-@pytest.mark.parametrize("partitions", [1, 2, 7, 64])
-def test_same_edges_as_single_pass(partitions, tmp_path):
+def brute_chain_edges(probes):
+    """Each row paired with the next row (in row, then move order) holding the same hash."""
+    by_hash = {}
+    for row, move in np.ndindex(*probes.shape[:2]):
+        by_hash.setdefault(probes[row, move].tobytes(), []).append(row)
+    return {(a, b) for rows in by_hash.values()
+            for a, b in zip(rows[:-1], rows[1:], strict=True) if a != b}
+
+
+def test_one_sort_chains_the_rows_of_each_hash():
+    probes = planted_probes(n=400, groups=40)
+    got = shared_hash_pairs(probes)
+    assert edge_set(*got) == brute_chain_edges(probes) and len(got[0]) > 40
+
+
+@pytest.mark.parametrize("partitions", [2, 7, 64])
+@pytest.mark.parametrize("band", [1, 4])
+def test_same_edges_as_single_pass(partitions, band, tmp_path):
     probes = planted_probes()
-    want = probe_pairs(probes)
-    got = shared_hash_pairs(probes, partitions, LocalEngine(1), spill_dir=tmp_path)
+    want = shared_hash_pairs(probes, 1, band=band)
+    got = shared_hash_pairs(probes, partitions, LocalEngine(1), spill_dir=tmp_path, band=band)
     assert len(got[0]) == len(want[0]) > 200
     assert edge_set(*got) == edge_set(*want)
     assert np.array_equal(connected(len(probes), *got), connected(len(probes), *want))
@@ -42,14 +58,14 @@ def test_partitions_on_processes_and_from_a_memmap(tmp_path):
     np.save(tmp_path / "probes.npy", probes)
     mapped = np.load(tmp_path / "probes.npy", mmap_mode="r")
     got = shared_hash_pairs(mapped, 8, LocalEngine(2))
-    assert edge_set(*got) == edge_set(*probe_pairs(probes))
+    assert edge_set(*got) == edge_set(*shared_hash_pairs(probes))
 
 
 def test_skewed_hashes_still_spread_over_the_partitions():
     # a learned hash's leading bits are often constant; routing must not follow them
     probes = np.random.default_rng(2).integers(0, 256, (4000, 16), dtype=np.uint8)
     probes[:, :3] = 0
-    owner = partition_of(probes.view("<u8"), 16)
+    owner = partition_of(probes.view("<u8")[:, 0], 16)
     assert np.bincount(owner, minlength=16).min() > 4000 / 16 / 2
 
 
