@@ -122,7 +122,36 @@ def run_set(name: str, rows: np.ndarray, truth: np.ndarray, kinds: list[str]) ->
             result["methods"][f"phash <= {best_precise} (highest recall at P >= 0.99)"] = \
                 sweep[best_precise]
     del kinds_array
+    result["methods"].update(external_peers(rows, truth, kinds, OUT / name / "png"))
     return result
+
+
+def external_peers(rows: np.ndarray, truth: np.ndarray, kinds: list[str], folder: Path) -> dict:
+    """imagededup, cleanvision and fastdup (bench/dedup_peers.py) in the PEERS_PYTHON
+    environment: for each, its documented default and its best threshold by F1."""
+    python = os.environ.get("PEERS_PYTHON")
+    if not python:
+        print("PEERS_PYTHON not set: imagededup, cleanvision and fastdup skipped", flush=True)
+        return {}
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, row in enumerate(rows):
+        Image.fromarray(row).save(folder / f"{i:06d}.png")
+    answer = folder.with_suffix(".json")
+    subprocess.run([python, str(ROOT / "bench" / "dedup_peers.py"), str(folder), str(len(rows)),
+                    str(answer)], check=True, stdout=subprocess.DEVNULL)
+    out = {}
+    defaults = {"imagededup phash": "10", "cleanvision": "defaults", "fastdup": "defaults (0.96)"}
+    for method, sweep in json.loads(answer.read_text()).items():
+        if "error" in sweep:
+            out[f"{method} (did not run)"] = {"error": sweep["error"]}
+            continue
+        scored = {t: scores(np.array(labels), truth, kinds) for t, labels in sweep.items()}
+        out[f"{method} {defaults[method]} (default)"] = scored[defaults[method]]
+        best = max(scored, key=lambda t: scored[t]["no_flat"]["f1"])  # flats aside: their best
+        out[f"{method} best without flats ({best})"] = scored[best]
+    return out
 
 
 def main() -> None:
@@ -150,11 +179,14 @@ def print_set(which: str, result: dict) -> None:
     print(f"\n{which} set ({result['images']} images)")
     print(f"{'method':48s} {'P':>6s} {'R':>6s} {'F1':>6s}   {'P':>6s} {'R':>6s}  (no flats)")
     for name, r in result["methods"].items():
+        if "error" in r:
+            print(f"{name:48s} {r['error']}")
+            continue
         a, f = r["all"], r["no_flat"]
         print(f"{name:48s} {a['precision']:6.3f} {a['recall']:6.3f} {a['f1']:6.3f}   "
               f"{f['precision']:6.3f} {f['recall']:6.3f}")
     for name, r in result["methods"].items():
-        if name.startswith(("dedup defaults", "phash best")):
+        if name.startswith(("dedup defaults", "phash best", "fastdup best")):
             print(f"recall by edit, {name}: {r['recall_by_edit']}")
 
 

@@ -126,7 +126,7 @@ def main() -> None:
         uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         run = subprocess.run([sys.executable, __file__, "--child", str(src), str(out)],
-                             capture_output=True, text=True, check=True)
+                             stdout=subprocess.PIPE, text=True, check=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_seconds = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         measured = json.loads(run.stdout.strip().splitlines()[-1])

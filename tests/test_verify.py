@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import PHOTOS, load_photo
 from dcgan_data import verify
@@ -89,3 +90,23 @@ def test_mirror_views_only_when_asked(photo):
     plain = model.log_odds(verify.pair_features(ga, ca, gb, cb))[0]
     with_mirrors = model.log_odds(verify.pair_features(ga, ca, gb, cb, mirrors=True))[0]
     assert plain < model.threshold < with_mirrors
+
+
+@pytest.mark.parametrize("zoom, mirror", [(1.12, False), (1.25, False), (1.0, True), (1.12, True)])
+def test_separable_views_equal_the_resampler(photo, zoom, mirror):
+    grey, colour = verify.thumbnails(np.stack([small(photo), small(photo[::-1].copy())]))
+    for images in (torch.from_numpy(grey).float()[:, None],
+                   torch.from_numpy(colour).float().permute(0, 3, 1, 2)):
+        expected = verify._resampled(images.flip(-1) if mirror else images, zoom, 0.0)
+        assert torch.allclose(verify._view(images, zoom, mirror=mirror), expected, atol=1e-3)
+
+
+def test_shift_correlation_finds_a_one_pixel_shift(photo):
+    grey, _ = verify.thumbnails(small(photo)[None])
+    image = torch.from_numpy(grey).float()[:, None]
+    moved = torch.roll(image, shifts=(1, -1), dims=(2, 3))
+    a, _ = verify._standardised(image)
+    b, _ = verify._standardised(moved)
+    assert verify._shift_correlation(a, b).item() > 0.99
+    other, _ = verify._standardised(image.transpose(2, 3))
+    assert verify._shift_correlation(a, other).item() < 0.9
