@@ -11,7 +11,6 @@ WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 DEVICE ?= auto
 SIZE ?= 64
 STEPS ?= 20000
-SAMPLE_STEPS ?= 300
 
 # a failed stage must not leave its target behind looking finished
 .DELETE_ON_ERROR:

@@ -23,6 +23,18 @@ machine hits them alike:
 Then one end-to-end `trainer.train` run on the shards, whose metrics.jsonl images/s should
 agree with `ours`, and the physical limit: the convolution FLOPs of our step divided by the
 best step time, against the speed of a large fp32 matrix product on the same cores.
+
+With --example PATH (pytorch/examples' dcgan/main.py, from a clone of that repository) the two
+programs also run as users run them, each a fresh process, taking turns: the example with
+`--dataset folder` on the same images exported as PNG files (its ImageFolder + DataLoader with
+its default 2 workers, batch 128, ngf = ndf = 64, --niter epochs), and `dcgan-data train` on
+the shards for the same number of steps. torchvision does not import beside torch 2.13.0, so
+the example runs on bench/torchvision_shim (ImageFolder, the four transforms and save_image
+written on PIL, as torchvision does them for 8-bit RGB files); the example's own file is run
+unchanged. Each program runs for a short and a long epoch count: the difference gives its
+wall and CPU seconds per step (the whole process tree: DataLoader workers included) with the
+start-up and end costs (imports, model set-up, final checkpoint and evaluation) taken out;
+both are reported, and the end-to-end ratio at the long count.
 """
 
 from __future__ import annotations
@@ -31,8 +43,11 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -42,7 +57,7 @@ import torch
 from torch import nn
 
 from dcgan_data import feed, processes, trainer
-from dcgan_data.images import decode_image, resize_square
+from dcgan_data.images import decode_image, resize_square, save_png
 from dcgan_data.model import build, draw_z, to_model_input
 from dcgan_data.shards import ShardSet, ShardWriter
 
@@ -204,12 +219,106 @@ def worker(name: str, path: str, threads: int, conn: Connection) -> None:
                    getattr(variant, "feed_seconds", 0.0)))
 
 
+def timed(command: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Run a program to its end: (wall seconds, CPU seconds of it and every process it
+    waited for)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=True, env=env)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def example_vs_ours(example: Path, images: int, epochs: tuple[int, int], rounds: int) -> dict:
+    """pytorch/examples' dcgan/main.py against `dcgan-data train`, both as users run them."""
+    shards = make_shards(OUT / "example_shards", images)
+    folder = OUT / "example_png" / "all"  # ImageFolder wants a class folder
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for row, image in enumerate(shards.load()):
+        save_png(folder / f"{row:06d}.png", image)
+    per_epoch = images // BATCH
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "bench" / "torchvision_shim")}
+    tool = str(Path(sys.executable).with_name("dcgan-data"))
+    # the first run of ours trains the quality figure's hash model and caches the real side
+    # beside the shards once; every measured run then pays only its own evaluation
+    timed([tool, "train", str(shards.path), "-o", str(OUT / "ours_warm"), "--steps", "1",
+           "--ngf", str(WIDTH), "--ndf", str(WIDTH), "--batch-size", str(BATCH)],
+          OUT / "ours_warm.log")
+    results: dict[str, dict[int, list[tuple[float, float]]]] = {
+        "example": {e: [] for e in epochs}, "ours": {e: [] for e in epochs}}
+    for r in range(rounds):
+        for n in epochs:
+            run = OUT / f"example_run_{n}"
+            shutil.rmtree(run, ignore_errors=True)
+            results["example"][n].append(timed(
+                [sys.executable, str(example), "--dataset", "folder", "--dataroot",
+                 str(folder.parent), "--imageSize", str(SIZE), "--batchSize", str(BATCH),
+                 "--ngf", str(WIDTH), "--ndf", str(WIDTH), "--niter", str(n),
+                 "--manualSeed", "0", "--outf", str(run)], run.with_suffix(".log"), env))
+            run = OUT / f"ours_run_{n}"
+            shutil.rmtree(run, ignore_errors=True)
+            results["ours"][n].append(timed(
+                [tool, "train", str(shards.path), "-o", str(run), "--steps",
+                 str(n * per_epoch), "--ngf", str(WIDTH), "--ndf", str(WIDTH),
+                 "--batch-size", str(BATCH)], run.with_suffix(".log")))
+        print(f"example round {r + 1}/{rounds}: " + ", ".join(
+            f"{name} {n * per_epoch} steps {runs[n][-1][0]:.0f} s" for name, runs in
+            results.items() for n in epochs), flush=True)
+    short, long = epochs
+    steps = (long - short) * per_epoch
+    figures: dict = {"images": images, "steps_short_long": [short * per_epoch,
+                                                             long * per_epoch],
+                     "example": str(example)}
+    for name, runs in results.items():
+        per_step = [((b[0] - a[0]) / steps, (b[1] - a[1]) / steps)
+                    for a, b in zip(runs[short], runs[long], strict=True)]
+        figures[name] = {
+            "end_to_end_s_long": [round(w, 1) for w, _ in runs[long]],
+            "cpu_s_long": [round(c, 1) for _, c in runs[long]],
+            "wall_s_per_step": [round(w, 2) for w, _ in per_step],
+            "cpu_s_per_step": [round(c, 2) for _, c in per_step],
+            "fixed_wall_s": [round(a[0] - short * per_epoch * p[0], 1)
+                             for a, p in zip(runs[short], per_step, strict=True)]}
+    ratio = lambda key: [round(e / o, 2) for e, o in zip(  # noqa: E731
+        figures["example"][key], figures["ours"][key], strict=True)]
+    figures["speedup_end_to_end"] = ratio("end_to_end_s_long")
+    figures["speedup_wall_per_step"] = ratio("wall_s_per_step")
+    figures["speedup_cpu_per_step"] = ratio("cpu_s_per_step")
+    figures["speedup_cpu_end_to_end"] = ratio("cpu_s_long")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=2, help="timed steps per variant per round")
     parser.add_argument("--images", type=int, default=4096)
+    parser.add_argument("--example", type=Path, default=None,
+                        help="pytorch/examples' dcgan/main.py: also run it against us")
+    parser.add_argument("--example-images", type=int, default=1024)
+    parser.add_argument("--example-epochs", type=int, nargs=2, default=(1, 3))
+    parser.add_argument("--example-rounds", type=int, default=2)
+    parser.add_argument("--example-only", action="store_true",
+                        help="skip the step-by-step variants")
     args = parser.parse_args()
+    if args.example is not None:
+        if not args.example.is_file():
+            sys.exit(f"--example {args.example}: no such file; clone pytorch/examples and "
+                     "pass its dcgan/main.py")
+        OUT.mkdir(parents=True, exist_ok=True)
+        load_before = os.getloadavg()
+        result = {"load_average_before": load_before, **example_vs_ours(
+            args.example, args.example_images, tuple(args.example_epochs),
+            args.example_rounds), "load_average_after": os.getloadavg()}
+        print(json.dumps(result, indent=2))
+        (OUT / "example_result.json").write_text(json.dumps(result, indent=2) + "\n")
+        if args.example_only:
+            return
+    else:
+        print("pytorch/examples dcgan/main.py: not run (pass --example PATH/dcgan/main.py)")
     cores = len(os.sched_getaffinity(0))
     load_before = os.getloadavg()[0]  # other processes on the machine skew every figure
     torch.set_num_threads(cores)

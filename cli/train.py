@@ -55,6 +55,9 @@ TRAIN_OPTIONS = [
     click.option("--eval-model", type=click.Path(dir_okay=False), default=None,
                  help="Hash model for the quality figure [default: DATA/hash_model.pt from "
                       "dedup, else one trained on DATA once]."),
+    click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
+                 help="inception-2015-12-05.pt (StyleGAN2-ADA's TorchScript Inception): adds "
+                      "FID and KID to each evaluation [default: none, hash_fd only]."),
 ]
 
 
@@ -91,6 +94,7 @@ def train(data: str, out: str, resume: bool, device: str, compile_: bool | None,
     if last is not None:
         quality = (f" hash_fd {last['hash_fd']:.2f} hash_kid {last['hash_kid']:.3f}"
                    if "hash_fd" in last else "")
+        quality += f" FID {last['fid']:.2f}" if "fid" in last else ""
         click.echo(f"step {summary['step']}/{summary['total_steps']}: loss_D "
                    f"{last['loss_D']:.3f} loss_G {last['loss_G']:.3f} D(x) {last['D_x']:.2f} "
                    f"D(G(z)) {last['D_G_z']:.2f}{quality}, {last['images_per_s']:.0f} "
@@ -136,18 +140,25 @@ def sample(run: str, count: int, out: str, interpolate: bool, frames: int,
 @click.option("--hash-model", type=click.Path(dir_okay=False), default=None,
               help="Hash model whose codes are the feature space [default: REAL/hash_model.pt "
                    "from dedup, else one trained on REAL once].")
+@click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
+              help="inception-2015-12-05.pt (StyleGAN2-ADA's TorchScript Inception): adds "
+                   "FID and KID.")
 @DEVICE
 def fid(run: str, real: str, checkpoint: str | None, images: int | None,
-        hash_model: str | None, device: str) -> None:
-    """Score a run's generator against real shards: hash_fd and hash_kid.
+        hash_model: str | None, inception_weights: str | None, device: str) -> None:
+    """Score a run's generator against real shards: hash_fd and hash_kid, and with
+    --inception-weights FID and KID.
 
-    These are FID's and KID's formulas in the dedup hash model's 128-unit code space (no
-    download needed), not FID with Inception features: compare runs on the same data with
-    them, not with published FIDs. Writes RUN/quality_report.json.
+    hash_fd and hash_kid are FID's and KID's formulas in the dedup hash model's 128-unit code
+    space (no download needed), not FID with Inception features: compare runs on the same
+    data with them, not with published FIDs. Writes RUN/quality_report.json.
     """
     from dcgan_data.quality import EVAL_IMAGES, evaluate_run
 
-    report = evaluate_run(run, real, checkpoint, images or EVAL_IMAGES, hash_model, device)
+    report = evaluate_run(run, real, checkpoint, images or EVAL_IMAGES, hash_model, device,
+                          inception_weights)
+    inception = (f" FID {report['fid']:.3f} KID {report['kid']:.4f}" if "fid" in report
+                 else "")
     click.echo(f"step {report['step']}: hash_fd {report['hash_fd']:.3f} hash_kid "
-               f"{report['hash_kid']:.4f} ({report['eval_images']} generated vs "
+               f"{report['hash_kid']:.4f}{inception} ({report['eval_images']} generated vs "
                f"{report['real_images']} real images; {run}/quality_report.json)")

@@ -16,10 +16,18 @@ standard deviation, then:
 The codes see colour, layout and coarse texture at 32x32, not objects: the figures rank runs
 on the same data and show a run learning or collapsing; they are not comparable with FID.
 
-The real side is computed once per dataset and cached beside the shards in
-quality_stats.npz, keyed by the manifest's checksums and the hash model's, so an evaluation
-costs only the generated side. When the shard directory holds no hash model (dedup writes
-one, hash_model.pt), one is trained on the shards once and cached there as quality_model.pt.
+With Inception weights on disk (`inception_weights`, the TorchScript file that StyleGAN2-ADA
+and clean-fid download) the evaluation adds the real thing:
+
+  fid, kid  FID and KID with Inception-v3's 2048 pool features, the network resizing to 299 px
+            inside as the original TensorFlow FID code does (clean-fid's "legacy_tensorflow"
+            mode), so the figures are the ones papers report, up to the number of images.
+
+The real side is computed once per dataset and feature space, and cached beside the shards
+(quality_stats.npz, inception_stats.npz), keyed by the manifest's checksums and the model
+file's, so an evaluation costs only the generated side. When the shard directory holds no
+hash model (dedup writes one, hash_model.pt), one is trained on the shards once and cached
+there as quality_model.pt.
 """
 
 from __future__ import annotations
@@ -49,6 +57,12 @@ DEDUP_MODEL = "hash_model.pt"  # dedup's model file (dedup.MODEL), beside its ou
 OWN_MODEL = "quality_model.pt"
 OWN_MODEL_STEPS = (200, 1000)  # a quarter of dedup's budget: features, not exact duplicates
 STATS = "quality_stats.npz"
+INCEPTION_STATS = "inception_stats.npz"
+INCEPTION_FILE = "inception-2015-12-05.pt"
+INCEPTION_URL = ("https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
+                 + INCEPTION_FILE)
+INCEPTION_FEATURES = 2048
+INCEPTION_BATCH = 64  # images per forward pass: each is resized to 299 px inside
 REAL_IMAGES = 10_000  # real images in the cached statistics (all of a smaller set)
 KID_FEATURES = 2_000  # of which kept for KID
 EVAL_IMAGES = 2_048  # generated images per evaluation
@@ -64,14 +78,25 @@ class RealStats:
     count: int
 
 
+def _file_checksum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class CodeSpace:
     """The hash model's 128 pre-threshold codes: gain * (pixels @ weight) - threshold."""
+
+    stats_file = STATS
+    standardise = True  # the units' scales are arbitrary: one common unit, the real codes' std
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu"):
         model, _ = hashing.load_model(path, device)
         self.hasher = hashing.Hasher(model, device)
         self.path = Path(path)
-        self.checksum = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        self.checksum = _file_checksum(self.path)
 
     @torch.no_grad()
     def codes(self, images: np.ndarray) -> np.ndarray:
@@ -85,6 +110,42 @@ class CodeSpace:
             code = gain * (pixels @ weight) - threshold
             out[start : start + len(code)] = code.double().cpu().numpy()
         return out
+
+
+class InceptionSpace:
+    """Inception-v3's 2048 pool features from the TorchScript file of StyleGAN2-ADA's metrics
+    (also clean-fid's): called on uint8 NCHW images of any size with return_features=True."""
+
+    stats_file = INCEPTION_STATS
+    standardise = False  # FID's own space, as published
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu"):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(f"--inception-weights {path}: no such file; download {INCEPTION_URL}"
+                             " on a machine with internet and pass its path")
+        self.device = torch.device(device)
+        try:
+            self.net = torch.jit.load(str(self.path), map_location=self.device).eval()
+            probe = self.codes(np.zeros((1, 32, 32, 3), np.uint8))
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise InputError(f"--inception-weights {path}: not the TorchScript Inception file "
+                             f"{INCEPTION_FILE} ({str(exc).splitlines()[0][:120]})") from None
+        if probe.shape != (1, INCEPTION_FEATURES):
+            raise InputError(f"--inception-weights {path}: gives features of shape "
+                             f"{tuple(probe.shape)}, not (1, {INCEPTION_FEATURES}); is it "
+                             f"{INCEPTION_FILE}?")
+        self.checksum = _file_checksum(self.path)
+
+    @torch.no_grad()
+    def codes(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 images -> (N, 2048) float64 pool features."""
+        out = []
+        for start in range(0, len(images), INCEPTION_BATCH):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + INCEPTION_BATCH]))
+            batch = batch.permute(0, 3, 1, 2).to(self.device)
+            out.append(self.net(batch, return_features=True).double().cpu().numpy())
+        return np.concatenate(out).reshape(len(images), -1)
 
 
 def code_space(shards: ShardSet, model: str | os.PathLike | None = None,
@@ -115,11 +176,11 @@ def _writable(path: Path) -> Path:
     return cache / f"{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}-{path.name}"
 
 
-def real_stats(shards: ShardSet, space: CodeSpace) -> RealStats:
-    """The real images' statistics, from the cache when its keys match, else computed and
-    cached (REAL_IMAGES images at most, an even spread over the set)."""
+def real_stats(shards: ShardSet, space: CodeSpace | InceptionSpace) -> RealStats:
+    """The real images' statistics in `space`, from the cache when its keys match, else
+    computed and cached (REAL_IMAGES images at most, an even spread over the set)."""
     key = f"{data_checksum(shards)}:{space.checksum}"
-    path = _writable(shards.path / STATS)
+    path = _writable(shards.path / space.stats_file)
     if path.is_file():
         with np.load(path) as cached:
             if str(cached["key"]) == key:
@@ -129,7 +190,8 @@ def real_stats(shards: ShardSet, space: CodeSpace) -> RealStats:
     rows = np.linspace(0, len(shards) - 1, count).round().astype(np.int64)
     codes = np.concatenate([space.codes(shards.load(rows[i : i + 4096]))
                             for i in range(0, count, 4096)])
-    scale = np.full(codes.shape[1], max(np.sqrt(codes.var(0).mean()), 1e-6))
+    unit = max(np.sqrt(codes.var(0).mean()), 1e-6) if space.standardise else 1.0
+    scale = np.full(codes.shape[1], unit)
     scaled = codes / scale
     keep = np.random.default_rng(0).permutation(count)[:KID_FEATURES]
     stats = RealStats(scaled.mean(0), np.cov(scaled, rowvar=False), scale, scaled[keep], count)
@@ -168,25 +230,32 @@ def kernel_distance(real: np.ndarray, fake: np.ndarray, subsets: int = KID_SUBSE
 
 
 class Evaluator:
-    """hash_fd and hash_kid of a generator against one dataset's cached real statistics."""
+    """hash_fd and hash_kid (and fid and kid, given an InceptionSpace) of a generator against
+    one dataset's cached real statistics."""
 
     def __init__(self, shards: ShardSet, model: str | os.PathLike | None = None,
-                 images: int = EVAL_IMAGES, device: str = "cpu"):
+                 images: int = EVAL_IMAGES, device: str = "cpu",
+                 inception: InceptionSpace | None = None):
         if images < 2:
             raise InputError("--eval-images must be at least 2")
         self.space = code_space(shards, model, device)
         self.real = real_stats(shards, self.space)
+        # (metric prefix, feature space, its real statistics)
+        self.spaces: list[tuple[str, CodeSpace | InceptionSpace, RealStats]] = [
+            ("hash_", self.space, self.real)]
+        if inception is not None:
+            self.spaces.append(("", inception, real_stats(shards, inception)))
         self.images = images
-
-    def features(self, images: np.ndarray) -> np.ndarray:
-        return self.space.codes(images) / self.real.scale
 
     def scores(self, images: np.ndarray) -> dict[str, float]:
         """The figures for a set of (N, H, W, 3) uint8 images (generated, or any others)."""
-        fake = self.features(images)
-        return {"hash_fd": frechet_distance(self.real.mean, self.real.cov, fake.mean(0),
-                                            np.cov(fake, rowvar=False)),
-                "hash_kid": kernel_distance(self.real.features, fake)}
+        figures = {}
+        for prefix, space, real in self.spaces:
+            fake = space.codes(images) / real.scale
+            figures[f"{prefix}fd" if prefix else "fid"] = frechet_distance(
+                real.mean, real.cov, fake.mean(0), np.cov(fake, rowvar=False))
+            figures[f"{prefix}kid"] = kernel_distance(real.features, fake)
+        return figures
 
     def __call__(self, g: Generator, z_dist: str, seed: int = 0) -> dict[str, float]:
         """The figures for G's images from a fixed z (the same at every evaluation)."""
@@ -197,19 +266,22 @@ class Evaluator:
 
 def evaluate_run(run: str | os.PathLike, real: str | os.PathLike, checkpoint: str | None = None,
                  images: int = EVAL_IMAGES, model: str | os.PathLike | None = None,
-                 device: str = "auto") -> dict:
-    """hash_fd and hash_kid of a run's checkpoint against the shards `real`; the figures are
-    also written to RUN/quality_report.json."""
+                 device: str = "auto", inception_weights: str | os.PathLike | None = None
+                 ) -> dict:
+    """hash_fd and hash_kid (and fid and kid with `inception_weights`) of a run's checkpoint
+    against the shards `real`; the figures are also written to RUN/quality_report.json."""
+    device_ = resolve_device(device)
+    inception = InceptionSpace(inception_weights, device_) if inception_weights else None
     path = checkpoint_path(run, checkpoint)
-    g, cfg = load_generator(path, resolve_device(device))
+    g, cfg = load_generator(path, device_)
     shards = ShardSet(real)
     if shards.shape[0] != cfg["size"]:
         raise InputError(f"{real} holds {shards.shape[0]} px images, the run generates "
                          f"{cfg['size']} px ones")
-    evaluator = Evaluator(shards, model, images)
+    evaluator = Evaluator(shards, model, images, inception=inception)
     report = {"checkpoint": str(path), "step": load_checkpoint(path)["step"], "real": str(real),
               "real_images": evaluator.real.count, "hash_model": str(evaluator.space.path),
+              **({"inception_weights": str(inception.path)} if inception else {}),
               **evaluator(g, cfg["z_dist"], cfg.get("seed", 0))}
     write_json(Path(run) / "quality_report.json", report)
     return report
-

@@ -12,7 +12,8 @@ and evaluates. Ctrl-C or SIGTERM makes every rank stop after the same step (unde
 
 The batches (feed.py) and the z of step s are functions of (seed, step, rank) alone, so a
 resumed run (checkpoint.py) sees exactly the batches and noise the uninterrupted run would.
-Every --eval-every steps rank 0 scores G against the data (quality.py: hash_fd, hash_kid).
+Every --eval-every steps rank 0 scores G against the data (quality.py: hash_fd, hash_kid; also
+fid, kid with --inception-weights).
 
 One step, as in the paper (Adam 2e-4, beta1 0.5, batch 128, BCE on D's logit):
   D: one forward on the real batch and one on G(z) (separate batches, so separate BatchNorm
@@ -56,7 +57,7 @@ from dcgan_data.images import contact_sheet, decode_image, save_png
 from dcgan_data.model import SIZES, build, draw_z, generate, to_model_input
 from dcgan_data.plots import plot_losses
 from dcgan_data.processes import StopFlag, any_rank, reuse_freed_memory, setup_processes
-from dcgan_data.quality import EVAL_IMAGES, Evaluator
+from dcgan_data.quality import EVAL_IMAGES, Evaluator, InceptionSpace
 from dcgan_data.shards import ShardSet
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class TrainConfig:
     eval_every: int = 1000  # steps per quality evaluation (hash_fd, hash_kid); also at the end
     eval_images: int = EVAL_IMAGES  # generated images per evaluation
     eval_model: str | None = None  # hash model for the quality figure [default: beside DATA]
+    inception_weights: str | None = None  # TorchScript Inception file: adds fid, kid
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,6 +300,9 @@ class RunDir:
     def __init__(self, run: Path, cfg: TrainConfig, shards: ShardSet, start: int,
                  info: dict[str, Any]):
         self.run, self.cfg, self.shards = run, cfg, shards
+        # loaded first: a missing or wrong file stops the run before it writes anything
+        self.inception = (InceptionSpace(cfg.inception_weights, info["device"])
+                          if cfg.inception_weights else None)
         self.metrics_path = run / "metrics.jsonl"
         self.history = read_metrics(self.metrics_path, start)  # drop lines past the checkpoint
         atomic_write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in self.history))
@@ -316,7 +321,7 @@ class RunDir:
         with torch.random.fork_rng(devices=[]):  # training a hash model seeds torch's RNG
             if self.evaluator is None:  # the real side: cached beside the shards after once
                 self.evaluator = Evaluator(self.shards, self.cfg.eval_model,
-                                           self.cfg.eval_images)
+                                           self.cfg.eval_images, inception=self.inception)
             return self.evaluator(g, self.cfg.z_dist, self.cfg.seed)
 
     def samples(self, step: int, g: nn.Module) -> None:

@@ -25,6 +25,7 @@ from dcgan_data.status import read_table
 LSUN_MIN_PRECISION = 0.97
 LSUN_MIN_RECALL = 0.70  # measured 0.87 with probes (0.40 with equal hashes alone)
 FACES_MIN_PRECISION = 0.99
+HASH_FD_MAX_RATIO = 0.6  # the demo's training: last / first evaluation (measured ~0.3)
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -61,8 +62,15 @@ class Checker:
                     f"{out}/train: stopped at step {report['step']} of {report['total_steps']}")
         metrics = (out / "train" / "metrics.jsonl").read_text().splitlines()
         self.expect(len(metrics) > 0, f"{out}/train: metrics.jsonl is empty")
+        fd = [m["hash_fd"] for m in map(json.loads, metrics) if "hash_fd" in m]
+        if len(fd) >= 2:  # a run evaluated along the way must show it learned
+            self.figures.append(f"{out}/train: hash_fd {fd[0]:.1f} -> {fd[-1]:.1f}")
+            self.expect(fd[-1] < HASH_FD_MAX_RATIO * fd[0],
+                        f"{out}/train: hash_fd fell only from {fd[0]:.1f} to {fd[-1]:.1f}")
+        size = json.loads((out / "train" / "config.json").read_text())["size"]
         grid, _ = decode_image((out / "samples.png").read_bytes())
-        self.expect(min(grid.shape[:2]) >= 8 * 64, f"{out}/samples.png: {grid.shape} too small")
+        self.expect(min(grid.shape[:2]) >= 8 * size,
+                    f"{out}/samples.png: {grid.shape} too small for 8x8 {size} px images")
         self.expect(grid.std() > 5, f"{out}/samples.png is flat")
 
     def page(self, out: Path) -> None:

@@ -12,7 +12,7 @@ redo_if_done = @if [ -e $(1) ]; then echo "input changed: redoing $(dir $(1))"; 
 define train_stages
 $(1)/dedup/manifest.json: $(2)/manifest.json
 	$$(call redo_if_done,$$@)
-	$$(DCGAN) dedup $(2) -o $(1)/dedup --device $$(DEVICE) $(3)
+	$$(DCGAN) dedup $(2) -o $(1)/dedup --size $$(SIZE) --device $$(DEVICE) $(3)
 
 $(1)/train/train_report.json: $(1)/dedup/manifest.json
 	$$(call redo_if_done,$$@)

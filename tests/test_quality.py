@@ -103,3 +103,89 @@ def test_fid_verb_scores_a_finished_run(run, data):
     assert report["step"] == 120 and report["hash_fd"] > 0
     result = CliRunner().invoke(cli, ["fid", str(run), "--real", str(run)])
     assert result.exit_code == 2 and "not a shard directory" in result.output
+
+
+class FakeInception(torch.nn.Module):
+    """Inception's calling convention (uint8 NCHW of any size, return_features=True ->
+    (N, 2048)) on a tiny network: the plumbing is tested, the figure is meaningless."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8 * 4 * 4, quality.INCEPTION_FEATURES)
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        x = torch.nn.functional.interpolate(x.float() / 255, size=(32, 32), mode="bilinear")
+        x = torch.nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(x)), 4)
+        features = self.fc(x.flatten(1))
+        return features if return_features else features[:, :1008]
+
+
+class WrongFeatures(torch.nn.Module):
+    """The calling convention, not the features: 10 per image."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return x.float().flatten(1)[:, :10]
+
+
+@pytest.fixture(scope="module")
+def inception_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("inception") / quality.INCEPTION_FILE
+    torch.jit.save(torch.jit.script(FakeInception()), str(path))
+    return path
+
+
+def test_inception_fid_goes_into_metrics_and_its_real_side_is_cached(data, inception_file,
+                                                                     tmp_path):
+    result = CliRunner().invoke(cli, [
+        "train", str(data), "-o", str(tmp_path / "run"), "--ngf", "8", "--ndf", "8",
+        "--batch-size", "16", "--steps", "20", "--eval-every", "10", "--eval-images", "64",
+        "--inception-weights", str(inception_file), "--device", "cpu"],
+        catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "FID" in result.output
+    scored = [m for m in map(json.loads, (tmp_path / "run/metrics.jsonl").read_text()
+                             .splitlines()) if "hash_fd" in m]
+    assert [m["step"] for m in scored] == [10, 20]
+    assert all(m["fid"] > 0 and np.isfinite(m["kid"]) for m in scored)
+    with np.load(data / quality.INCEPTION_STATS) as cached:
+        assert cached["features"].shape[1] == quality.INCEPTION_FEATURES
+        assert cached["scale"].tolist() == [1.0] * quality.INCEPTION_FEATURES  # FID unscaled
+    # the figure is the Frechet distance of the network's features, as computed by hand
+    space = quality.InceptionSpace(inception_file)
+    real = space.codes(ShardSet(data).load())
+    fake = space.codes(photo_crops(64, size=32, seed=9))
+    expected = quality.frechet_distance(real.mean(0), np.cov(real, rowvar=False),
+                                        fake.mean(0), np.cov(fake, rowvar=False))
+    evaluator = quality.Evaluator(ShardSet(data), images=64, inception=space)
+    assert evaluator.scores(photo_crops(64, size=32, seed=9))["fid"] == pytest.approx(expected)
+
+
+def test_fid_verb_adds_inception_fid(run, data, inception_file):
+    result = CliRunner().invoke(cli, ["fid", str(run), "--real", str(data), "--images", "64",
+                                      "--inception-weights", str(inception_file),
+                                      "--device", "cpu"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "quality_report.json").read_text())
+    assert report["fid"] > 0 and report["inception_weights"] == str(inception_file)
+    assert f"FID {report['fid']:.3f}" in result.output
+
+
+def test_missing_or_wrong_inception_weights_stop_before_the_first_step(data, tmp_path):
+    wrong = tmp_path / "wrong.pt"
+    torch.jit.save(torch.jit.script(WrongFeatures()), str(wrong))
+    for path, message in [(tmp_path / "absent.pt", "no such file; download"),
+                          (wrong, "not (1, 2048)"),
+                          (data / "manifest.json", "not the TorchScript Inception file")]:
+        out = tmp_path / f"run_{path.stem}"
+        result = CliRunner().invoke(cli, [
+            "train", str(data), "-o", str(out), "--ngf", "8", "--ndf", "8", "--batch-size",
+            "16", "--steps", "5", "--inception-weights", str(path), "--device", "cpu"])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "--inception-weights" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+        assert not (out / "checkpoints").exists() and not (out / "metrics.jsonl").exists()
+    result = CliRunner().invoke(cli, ["fid", str(out), "--real", str(data),
+                                      "--inception-weights", str(tmp_path / "absent.pt")])
+    assert result.exit_code == 2 and "no such file; download" in result.output
