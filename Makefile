@@ -55,7 +55,7 @@ demo: install ## the LSUN pipeline on the bundled sample data
 bench: install ## benchmarks, each against its peer or physical limit (writes bench/out/)
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	@for script in $(filter-out $(BENCH_TOOLS),$(wildcard bench/*.py)); do \
-	  echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	  echo "== $$script"; PEERS_PYTHON=$(PEERS_PYTHON) $(BIN)/python $$script || exit 1; done
 
 # not benchmarks: the near-duplicate sets, the fit of dedup's verification model, and the
 # peers that bench/dedup.py runs in the environment named by PEERS_PYTHON (when set)
