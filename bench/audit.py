@@ -9,9 +9,12 @@ planted: distinct crops of the sample photos and skimage.data images (overlappin
   1-3 px shift) and 600 unseen real images; calibration uses other unseen real images
   (--holdout FOLDER). Scores: precision and recall of the copies, and how often an unseen
   image is called a copy. The hash model is trained on the training set (300 steps).
-real: the paper's DCGAN (ngf = ndf = --width) trained on CPU on 16 training images for many
-  steps (it memorises them) and on the whole training set for few steps; each audited with
-  2,000 samples against its own training set, calibrated on the same unseen real images.
+real: the paper's DCGAN at --size px (ngf = ndf = --width) trained on CPU on 16 training
+  images, each batch all 16, for many steps (it memorises them) and on the whole training set
+  for few steps; each audited with 2,000 samples against its own training set, calibrated on
+  the same unseen real images. On an oversubscribed box run it on one core (`taskset -c 1`):
+  the trainer uses one torch thread per core it may run on, and two threads that wait on each
+  other while a third process holds a core are several times slower than one.
 scale: 10,000 generated images against a training set of --scale-rows 32x32 rows (random
   crops of the photos, flipped and recoloured), timed end to end in a subprocess (the CLI),
   with its peak anonymous memory (RssAnon, sampled every 0.2 s: the shards are memory-mapped
@@ -96,14 +99,13 @@ def scores(table: Path, copy_of: np.ndarray, edits: list[str]) -> dict:
 
 
 def shared_model(rows: np.ndarray, path: Path) -> None:
-    """The hash model of an earlier run of this bench (trained on the planted part's
-    training set, the same photos), else one trained on `rows`: on a loaded 2-core box a
-    hash model takes many minutes to train."""
-    if (OUT / "hash_model.pt").exists():
-        shutil.copyfile(OUT / "hash_model.pt", path)
-        return
-    model, _ = hashing.train_hash_model(hashing.to_hash_crops(rows), HASH, "cpu")
-    hashing.save_model(model, path)
+    """The hash model of an earlier part of this bench (trained on that part's training set,
+    crops of the same photos), else one trained on `rows` and kept for the later parts: on a
+    loaded 2-core box a hash model takes many minutes to train."""
+    if not (OUT / "hash_model.pt").exists():
+        model, _ = hashing.train_hash_model(hashing.to_hash_crops(rows), HASH, "cpu")
+        hashing.save_model(model, OUT / "hash_model.pt")
+    shutil.copyfile(OUT / "hash_model.pt", path)
 
 
 def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
@@ -114,7 +116,6 @@ def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
     unseen = write_folder(work / "unseen", planted.unseen)
     clock = time.perf_counter()
     shared_model(planted.train, work / "hash_model.pt")
-    shutil.copyfile(work / "hash_model.pt", OUT / "hash_model.pt")  # the other parts reuse it
     report = audit.audit(generated, train, work / "out", holdout=unseen,
                          model_path=work / "hash_model.pt", device="cpu")
     result = {"training_images": len(planted.train),
@@ -139,31 +140,43 @@ def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
 
 
 def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_full: int,
-               width: int) -> dict:
+               size: int, width: int) -> dict:
+    import torch
+
     from dcgan_data import trainer
 
     planted = audit.planted_memoriser(photos, per_photo=60, copies=0, fakes=0, unseen=600,
-                                      seed=1)
+                                      size=size, seed=1)
     unseen = write_folder(work / "unseen", planted.unseen)
     full = write_shards(work / "full", planted.train)
     handful = write_shards(work / "handful", planted.train[:16])
     shared_model(planted.train, work / "hash_model.pt")
-    net = {"ngf": width, "ndf": width}
+    net = {"ngf": width, "ndf": width, "eval_model": str(work / "hash_model.pt")}
     result = {}
     for name, data, steps, batch in (("handful", handful, steps_handful, 16),
                                      ("full", full, steps_full, 64)):
         clock = time.perf_counter()
         trainer.train(data, work / f"run_{name}", device="cpu", steps=steps, batch_size=batch,
-                      sample_every=10**6, ckpt_every=10**6, **net)
+                      sample_every=max(steps // 4, 1), ckpt_every=10**6, eval_every=10**6,
+                      **net)
         train_s = time.perf_counter() - clock
         report = audit.audit(work / f"run_{name}", data, work / f"audit_{name}", n=2000,
                              holdout=unseen, model_path=work / "hash_model.pt", device="cpu")
         result[name] = {"training_images": report["training_images"], "steps": steps,
-                        "batch_size": batch, "width": width,
+                        "batch_size": batch, "size": size, "width": width,
                         "train_s": round(train_s, 1),
-                        "copy_fraction": report["copy_fraction"],
+                        "copies": report["copies"], "copy_fraction": report["copy_fraction"],
+                        "expected_false_copies": report["expected_false_copies"],
+                        "holdout_called_copies": report["holdout_called_copies"],
+                        "holdout_images": report["holdout_images"],
+                        "threshold": report["threshold"],
+                        "alpha_effective": report["alpha_effective"],
                         "closer_than_holdout": report["closer_than_holdout"],
                         "verdict": report["verdict"],
+                        "sample_relative_q50": report["sample_relative_quantiles"]["q50"],
+                        "holdout_relative_q50": report["holdout_relative_quantiles"]["q50"],
+                        "audit_timings_s": report["timings_s"],
+                        "torch_threads": torch.get_num_threads(),  # as the trainer set them
                         "sample_distance_q50": report["sample_distance_quantiles"]["q50"],
                         "holdout_distance_q50": report["holdout_distance_quantiles"]["q50"]}
     return result
@@ -249,6 +262,7 @@ def main() -> None:
     parser.add_argument("--scale-rows", type=int, default=1_000_000)
     parser.add_argument("--steps-handful", type=int, default=1500)
     parser.add_argument("--steps-full", type=int, default=150)
+    parser.add_argument("--size", type=int, default=32, help="image side of the real runs")
     parser.add_argument("--width", type=int, default=32, help="ngf = ndf of the real runs")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -266,7 +280,7 @@ def main() -> None:
             results[part] = bench_planted(photos, work)
         elif part == "real":
             results[part] = bench_real(photos, work, args.steps_handful, args.steps_full,
-                                       args.width)
+                                       args.size, args.width)
         elif part == "scale":
             results[part] = bench_scale(photos, work, args.scale_rows)
         else:
