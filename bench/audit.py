@@ -9,10 +9,12 @@ planted: distinct crops of the sample photos and skimage.data images (overlappin
   1-3 px shift) and 600 unseen real images; calibration uses other unseen real images
   (--holdout FOLDER). Scores: precision and recall of the copies, and how often an unseen
   image is called a copy. The hash model is trained on the training set (300 steps).
-real: the paper's DCGAN at --size px (ngf = ndf = --width) trained on CPU on 16 training
+real: the paper's DCGAN at --size px (widths --ngf, --ndf) trained on CPU on 16 training
   images, each batch all 16, for many steps (it memorises them) and on the whole training set
-  for few steps; each audited with 2,000 samples against its own training set, calibrated on
-  the same unseen real images. On an oversubscribed box run it on one core (`taskset -c 1`):
+  for few steps; a narrow D, because one as wide as G wins outright on 16 images and G's
+  samples decay into noise instead of converging on the training images. Each is audited
+  with 2,000 samples against its own training set, calibrated on the same unseen real
+  images. On an oversubscribed box run it on one core (`taskset -c 1`):
   the trainer uses one torch thread per core it may run on, and two threads that wait on each
   other while a third process holds a core are several times slower than one.
 scale: 10,000 generated images against a training set of --scale-rows 32x32 rows (random
@@ -140,7 +142,7 @@ def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
 
 
 def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_full: int,
-               size: int, width: int) -> dict:
+               size: int, ngf: int, ndf: int) -> dict:
     import torch
 
     from dcgan_data import trainer
@@ -151,7 +153,7 @@ def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_f
     full = write_shards(work / "full", planted.train)
     handful = write_shards(work / "handful", planted.train[:16])
     shared_model(planted.train, work / "hash_model.pt")
-    net = {"ngf": width, "ndf": width, "eval_model": str(work / "hash_model.pt")}
+    net = {"ngf": ngf, "ndf": ndf, "eval_model": str(work / "hash_model.pt")}
     result = {}
     for name, data, steps, batch in (("handful", handful, steps_handful, 16),
                                      ("full", full, steps_full, 64)):
@@ -163,7 +165,7 @@ def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_f
         report = audit.audit(work / f"run_{name}", data, work / f"audit_{name}", n=2000,
                              holdout=unseen, model_path=work / "hash_model.pt", device="cpu")
         result[name] = {"training_images": report["training_images"], "steps": steps,
-                        "batch_size": batch, "size": size, "width": width,
+                        "batch_size": batch, "size": size, "ngf": ngf, "ndf": ndf,
                         "train_s": round(train_s, 1),
                         "copies": report["copies"], "copy_fraction": report["copy_fraction"],
                         "expected_false_copies": report["expected_false_copies"],
@@ -260,10 +262,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="planted,real,scale")
     parser.add_argument("--scale-rows", type=int, default=1_000_000)
-    parser.add_argument("--steps-handful", type=int, default=1500)
+    parser.add_argument("--steps-handful", type=int, default=10_000)
     parser.add_argument("--steps-full", type=int, default=150)
     parser.add_argument("--size", type=int, default=32, help="image side of the real runs")
-    parser.add_argument("--width", type=int, default=32, help="ngf = ndf of the real runs")
+    parser.add_argument("--ngf", type=int, default=64, help="G's width in the real runs")
+    parser.add_argument("--ndf", type=int, default=16, help="D's width in the real runs")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     results_path = OUT / "results.json"
@@ -280,7 +283,7 @@ def main() -> None:
             results[part] = bench_planted(photos, work)
         elif part == "real":
             results[part] = bench_real(photos, work, args.steps_handful, args.steps_full,
-                                       args.size, args.width)
+                                       args.size, args.ngf, args.ndf)
         elif part == "scale":
             results[part] = bench_scale(photos, work, args.scale_rows)
         else:
