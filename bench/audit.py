@@ -38,6 +38,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,16 +185,33 @@ def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_f
     return result
 
 
+def halvings(photo: np.ndarray) -> list[np.ndarray]:
+    """The photo and its successive halvings (area-averaged) down to a side of 32."""
+    levels = [photo]
+    while min(levels[-1].shape[:2]) >= 64:
+        h, w = levels[-1].shape[:2]
+        levels.append(cv2.resize(levels[-1], (w // 2, h // 2), interpolation=cv2.INTER_AREA))
+    return levels
+
+
 def scale_rows(photos: list[np.ndarray], count: int, seed: int) -> np.ndarray:
-    """`count` 32x32 random crops of the photos, flipped and recoloured at random."""
+    """`count` 32x32 random crops of the photos, flipped and recoloured at random. A crop is
+    cut from the halving of its photo where it is 32-63 px wide, so that a large crop costs
+    no more to shrink than a small one."""
     rng = np.random.default_rng(seed)
+    pyramids = [halvings(p) for p in photos]
     out = np.empty((count, 32, 32, 3), np.uint8)
     for i in range(count):
-        photo = photos[int(rng.integers(len(photos)))]
-        h, w = photo.shape[:2]
+        levels = pyramids[int(rng.integers(len(photos)))]
+        h, w = levels[0].shape[:2]
         side = int(rng.integers(24, min(h, w) + 1))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = resize_square(photo[y : y + side, x : x + side], 32)
+        level = min(max(side.bit_length() - 6, 0), len(levels) - 1)  # side >> level in 32..63
+        image = levels[level]
+        cut = side >> level
+        y = min(y >> level, image.shape[0] - cut)
+        x = min(x >> level, image.shape[1] - cut)
+        crop = resize_square(image[y : y + cut, x : x + cut], 32)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         out[i] = crop[:, :, rng.permutation(3)]
