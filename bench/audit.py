@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from dcgan_data import audit, hashing  # noqa: E402
-from dcgan_data.images import decode_image, encode_image, resize_square  # noqa: E402
+from dcgan_data.images import decode_image, encode_image  # noqa: E402
 from dcgan_data.shards import ShardWriter  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "audit"
@@ -196,8 +196,9 @@ def halvings(photo: np.ndarray) -> list[np.ndarray]:
 
 def scale_rows(photos: list[np.ndarray], count: int, seed: int) -> np.ndarray:
     """`count` 32x32 random crops of the photos, flipped and recoloured at random. A crop is
-    cut from the halving of its photo where it is 32-63 px wide, so that a large crop costs
-    no more to shrink than a small one."""
+    resampled (bilinear, at its exact position and scale) from the halving of its photo where
+    it is 32-63 px wide: a large crop costs no more than a small one, and crops whose corners
+    differ by less than a pixel of that halving are not identical rows."""
     rng = np.random.default_rng(seed)
     pyramids = [halvings(p) for p in photos]
     out = np.empty((count, 32, 32, 3), np.uint8)
@@ -207,11 +208,12 @@ def scale_rows(photos: list[np.ndarray], count: int, seed: int) -> np.ndarray:
         side = int(rng.integers(24, min(h, w) + 1))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         level = min(max(side.bit_length() - 6, 0), len(levels) - 1)  # side >> level in 32..63
-        image = levels[level]
-        cut = side >> level
-        y = min(y >> level, image.shape[0] - cut)
-        x = min(x >> level, image.shape[1] - cut)
-        crop = resize_square(image[y : y + cut, x : x + cut], 32)
+        step = side / 2**level / 32  # pixels of the halving per output pixel
+        # output pixel (u, v) <- halving pixel (u * step + x0, v * step + y0), centres aligned
+        x0, y0 = (x / 2**level + step / 2 - 0.5, y / 2**level + step / 2 - 0.5)
+        crop = cv2.warpAffine(levels[level], np.float32([[step, 0, x0], [0, step, y0]]),
+                              (32, 32), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REFLECT)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         out[i] = crop[:, :, rng.permutation(3)]
