@@ -207,7 +207,7 @@ def scale_rows(photos: list[np.ndarray], count: int, seed: int) -> np.ndarray:
         h, w = levels[0].shape[:2]
         side = int(rng.integers(24, min(h, w) + 1))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        level = min(max(side.bit_length() - 6, 0), len(levels) - 1)  # side >> level in 32..63
+        level = min(max(side.bit_length() - 6, 0), len(levels) - 1)  # side >> level < 64
         step = side / 2**level / 32  # pixels of the halving per output pixel
         # output pixel (u, v) <- halving pixel (u * step + x0, v * step + y0), centres aligned
         x0, y0 = (x / 2**level + step / 2 - 0.5, y / 2**level + step / 2 - 0.5)
