@@ -9,9 +9,14 @@ planted: distinct crops of the sample photos and skimage.data images (overlappin
   1-3 px shift) and 600 unseen real images; calibration uses other unseen real images
   (--holdout FOLDER). Scores: precision and recall of the copies, and how often an unseen
   image is called a copy. The hash model is trained on the training set (300 steps).
-real: the paper's DCGAN (ngf = ndf = --width) trained on CPU on 16 training images for many
-  steps (it memorises them) and on the whole training set for few steps; each audited with
-  2,000 samples against its own training set, calibrated on the same unseen real images.
+real: the paper's DCGAN at --size px (widths --ngf, --ndf) trained on CPU on 16 training
+  images, each batch all 16, for many steps (it memorises them) and on the whole training set
+  for few steps; a narrow D, because one as wide as G wins outright on 16 images and G's
+  samples decay into noise instead of converging on the training images. Each is audited
+  with 2,000 samples against its own training set, calibrated on the same unseen real
+  images. On an oversubscribed box run it on one core (`taskset -c 1`):
+  the trainer uses one torch thread per core it may run on, and two threads that wait on each
+  other while a third process holds a core are several times slower than one.
 scale: 10,000 generated images against a training set of --scale-rows 32x32 rows (random
   crops of the photos, flipped and recoloured), timed end to end in a subprocess (the CLI),
   with its peak anonymous memory (RssAnon, sampled every 0.2 s: the shards are memory-mapped
@@ -33,13 +38,14 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from dcgan_data import audit, hashing  # noqa: E402
-from dcgan_data.images import decode_image, encode_image, resize_square  # noqa: E402
+from dcgan_data.images import decode_image, encode_image  # noqa: E402
 from dcgan_data.shards import ShardWriter  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "audit"
@@ -96,14 +102,13 @@ def scores(table: Path, copy_of: np.ndarray, edits: list[str]) -> dict:
 
 
 def shared_model(rows: np.ndarray, path: Path) -> None:
-    """The hash model of an earlier run of this bench (trained on the planted part's
-    training set, the same photos), else one trained on `rows`: on a loaded 2-core box a
-    hash model takes many minutes to train."""
-    if (OUT / "hash_model.pt").exists():
-        shutil.copyfile(OUT / "hash_model.pt", path)
-        return
-    model, _ = hashing.train_hash_model(hashing.to_hash_crops(rows), HASH, "cpu")
-    hashing.save_model(model, path)
+    """The hash model of an earlier part of this bench (trained on that part's training set,
+    crops of the same photos), else one trained on `rows` and kept for the later parts: on a
+    loaded 2-core box a hash model takes many minutes to train."""
+    if not (OUT / "hash_model.pt").exists():
+        model, _ = hashing.train_hash_model(hashing.to_hash_crops(rows), HASH, "cpu")
+        hashing.save_model(model, OUT / "hash_model.pt")
+    shutil.copyfile(OUT / "hash_model.pt", path)
 
 
 def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
@@ -114,7 +119,6 @@ def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
     unseen = write_folder(work / "unseen", planted.unseen)
     clock = time.perf_counter()
     shared_model(planted.train, work / "hash_model.pt")
-    shutil.copyfile(work / "hash_model.pt", OUT / "hash_model.pt")  # the other parts reuse it
     report = audit.audit(generated, train, work / "out", holdout=unseen,
                          model_path=work / "hash_model.pt", device="cpu")
     result = {"training_images": len(planted.train),
@@ -139,46 +143,77 @@ def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
 
 
 def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_full: int,
-               width: int) -> dict:
+               size: int, ngf: int, ndf: int) -> dict:
+    import torch
+
     from dcgan_data import trainer
 
     planted = audit.planted_memoriser(photos, per_photo=60, copies=0, fakes=0, unseen=600,
-                                      seed=1)
+                                      size=size, seed=1)
     unseen = write_folder(work / "unseen", planted.unseen)
     full = write_shards(work / "full", planted.train)
     handful = write_shards(work / "handful", planted.train[:16])
     shared_model(planted.train, work / "hash_model.pt")
-    net = {"ngf": width, "ndf": width}
+    net = {"ngf": ngf, "ndf": ndf, "eval_model": str(work / "hash_model.pt")}
     result = {}
     for name, data, steps, batch in (("handful", handful, steps_handful, 16),
                                      ("full", full, steps_full, 64)):
         clock = time.perf_counter()
         trainer.train(data, work / f"run_{name}", device="cpu", steps=steps, batch_size=batch,
-                      sample_every=10**6, ckpt_every=10**6, **net)
+                      sample_every=max(steps // 4, 1), ckpt_every=10**6, eval_every=10**6,
+                      **net)
         train_s = time.perf_counter() - clock
         report = audit.audit(work / f"run_{name}", data, work / f"audit_{name}", n=2000,
                              holdout=unseen, model_path=work / "hash_model.pt", device="cpu")
         result[name] = {"training_images": report["training_images"], "steps": steps,
-                        "batch_size": batch, "width": width,
+                        "batch_size": batch, "size": size, "ngf": ngf, "ndf": ndf,
                         "train_s": round(train_s, 1),
-                        "copy_fraction": report["copy_fraction"],
+                        "copies": report["copies"], "copy_fraction": report["copy_fraction"],
+                        "expected_false_copies": report["expected_false_copies"],
+                        "holdout_called_copies": report["holdout_called_copies"],
+                        "holdout_images": report["holdout_images"],
+                        "threshold": report["threshold"],
+                        "alpha_effective": report["alpha_effective"],
                         "closer_than_holdout": report["closer_than_holdout"],
                         "verdict": report["verdict"],
+                        "sample_relative_q50": report["sample_relative_quantiles"]["q50"],
+                        "holdout_relative_q50": report["holdout_relative_quantiles"]["q50"],
+                        "audit_timings_s": report["timings_s"],
+                        "torch_threads": torch.get_num_threads(),  # as the trainer set them
                         "sample_distance_q50": report["sample_distance_quantiles"]["q50"],
                         "holdout_distance_q50": report["holdout_distance_quantiles"]["q50"]}
     return result
 
 
+def halvings(photo: np.ndarray) -> list[np.ndarray]:
+    """The photo and its successive halvings (area-averaged) down to a side of 32."""
+    levels = [photo]
+    while min(levels[-1].shape[:2]) >= 64:
+        h, w = levels[-1].shape[:2]
+        levels.append(cv2.resize(levels[-1], (w // 2, h // 2), interpolation=cv2.INTER_AREA))
+    return levels
+
+
 def scale_rows(photos: list[np.ndarray], count: int, seed: int) -> np.ndarray:
-    """`count` 32x32 random crops of the photos, flipped and recoloured at random."""
+    """`count` 32x32 random crops of the photos, flipped and recoloured at random. A crop is
+    resampled (bilinear, at its exact position and scale) from the halving of its photo where
+    it is 32-63 px wide: a large crop costs no more than a small one, and crops whose corners
+    differ by less than a pixel of that halving are not identical rows."""
     rng = np.random.default_rng(seed)
+    pyramids = [halvings(p) for p in photos]
     out = np.empty((count, 32, 32, 3), np.uint8)
     for i in range(count):
-        photo = photos[int(rng.integers(len(photos)))]
-        h, w = photo.shape[:2]
+        levels = pyramids[int(rng.integers(len(photos)))]
+        h, w = levels[0].shape[:2]
         side = int(rng.integers(24, min(h, w) + 1))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = resize_square(photo[y : y + side, x : x + side], 32)
+        level = min(max(side.bit_length() - 6, 0), len(levels) - 1)  # side >> level < 64
+        step = side / 2**level / 32  # pixels of the halving per output pixel
+        # output pixel (u, v) <- halving pixel (u * step + x0, v * step + y0), centres aligned
+        x0, y0 = (x / 2**level + step / 2 - 0.5, y / 2**level + step / 2 - 0.5)
+        crop = cv2.warpAffine(levels[level], np.float32([[step, 0, x0], [0, step, y0]]),
+                              (32, 32), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REFLECT)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         out[i] = crop[:, :, rng.permutation(3)]
@@ -247,9 +282,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="planted,real,scale")
     parser.add_argument("--scale-rows", type=int, default=1_000_000)
-    parser.add_argument("--steps-handful", type=int, default=1500)
+    parser.add_argument("--steps-handful", type=int, default=10_000)
     parser.add_argument("--steps-full", type=int, default=150)
-    parser.add_argument("--width", type=int, default=32, help="ngf = ndf of the real runs")
+    parser.add_argument("--size", type=int, default=32, help="image side of the real runs")
+    parser.add_argument("--ngf", type=int, default=64, help="G's width in the real runs")
+    parser.add_argument("--ndf", type=int, default=16, help="D's width in the real runs")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     results_path = OUT / "results.json"
@@ -266,7 +303,7 @@ def main() -> None:
             results[part] = bench_planted(photos, work)
         elif part == "real":
             results[part] = bench_real(photos, work, args.steps_handful, args.steps_full,
-                                       args.width)
+                                       args.size, args.ngf, args.ndf)
         elif part == "scale":
             results[part] = bench_scale(photos, work, args.scale_rows)
         else:
