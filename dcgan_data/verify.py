@@ -306,14 +306,12 @@ def _chunk_features(grey_a: np.ndarray, colour_a: np.ndarray, grey_b: np.ndarray
     a = torch.from_numpy(grey_a).to(device).float()[:, None]
     b = torch.from_numpy(grey_b).to(device).float()[:, None]
     rows = torch.arange(len(a), device=device)
+    pairs = _views_of_pair(mirrors)
+    seen_a = _seen_at(a, {view_a for view_a, _ in pairs})
+    seen_b = _seen_at(b, {view_b for _, view_b in pairs})
     per_view = []
-    for view_a, view_b in _views_of_pair(mirrors):
-        va, vb = _view(a, *view_a), _view(b, *view_b)
-        sa, std_a = _standardised(va)
-        sb, std_b = _standardised(vb)
-        dct_a, dct_b = _low_dct(va), _low_dct(vb)
-        sign_a = dct_a[:, 1:] > dct_a[:, 1:].median(dim=1, keepdim=True).values
-        sign_b = dct_b[:, 1:] > dct_b[:, 1:].median(dim=1, keepdim=True).values
+    for view_a, view_b in pairs:
+        (sa, std_a, dct_a, sign_a), (sb, std_b, dct_b, sign_b) = seen_a[view_a], seen_b[view_b]
         per_view.append(torch.stack([
             _shift_correlation(sa, sb),
             (_descriptor(dct_a) * _descriptor(dct_b)).sum(dim=1),
@@ -336,6 +334,19 @@ def _chunk_features(grey_a: np.ndarray, colour_a: np.ndarray, grey_b: np.ndarray
         torch.log1p(torch.maximum(texture_a, texture_b)),
         (best > 0).float(),
     ], dim=1)
+
+
+def _seen_at(images: torch.Tensor, views: set[View]) -> dict[View, tuple[torch.Tensor, ...]]:
+    """Each view of the images computed once (most pairs of views share a side's view):
+    standardised, its grey std, its low DCT and the DCT's signs about their median."""
+    seen = {}
+    for view in views:
+        seen_view = _view(images, *view)
+        standardised, std = _standardised(seen_view)
+        dct = _low_dct(seen_view)
+        seen[view] = (standardised, std, dct,
+                      dct[:, 1:] > dct[:, 1:].median(dim=1, keepdim=True).values)
+    return seen
 
 
 def _at_views(a: torch.Tensor, b: torch.Tensor, best: torch.Tensor, mirrors: bool
