@@ -43,7 +43,7 @@ def training_pairs(rows: np.ndarray, truth: np.ndarray, kinds: list[str]
     mirror = np.array([k == MIRROR for k in kinds])
     keep = ~(mirror[a] | mirror[b])
     a, b = a[keep], b[keep]
-    features = verify.pair_features(grey[a], colour[a], grey[b], colour[b])
+    features = verify.pair_features(grey, colour, a, b)
     return features, truth[a] == truth[b], np.c_[a, b]
 
 

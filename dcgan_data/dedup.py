@@ -226,12 +226,16 @@ class Verifier:
         self.scored = 0
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Log-odds of the pairs (a[i], b[i])."""
+        # pairs sharing a row side by side, so that row's views are computed once per chunk
+        recurring = a if len(np.unique(a)) <= len(np.unique(b)) else b
+        order = np.argsort(recurring, kind="stable")
         scores = np.empty(len(a), np.float32)
         for start in range(0, len(a), 1 << 16):
-            pa, pb = a[start : start + (1 << 16)], b[start : start + (1 << 16)]
-            features = verify.pair_features(self.grey[pa], self.colour[pa], self.grey[pb],
-                                            self.colour[pb], self.mirrors, self.device)
-            scores[start : start + len(pa)] = self.model.log_odds(features)
+            part = order[start : start + (1 << 16)]
+            features = verify.pair_features(self.grey, self.colour, a[part], b[part],
+                                            self.mirrors, self.device)
+            scores[part] = self.model.log_odds(features)
         self.scored += len(a)
         return scores
 

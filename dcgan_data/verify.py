@@ -244,31 +244,41 @@ def _views_of_pair(mirrors: bool) -> list[tuple[View, View]]:
     return views
 
 
-def _shift_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+@lru_cache(maxsize=4)
+def _window_matrix(side: int, device: str) -> torch.Tensor:
+    """(shifts per axis, side) rows of ones over the central window moved by each shift:
+    R X R^T holds every shifted window's sum."""
+    rows = torch.zeros(2 * SHIFT + 1, side)
+    for i, d in enumerate(range(-SHIFT, SHIFT + 1)):
+        rows[i, MARGIN + d : side - MARGIN + d] = 1
+    return rows.to(device)
+
+
+def _window_norms(b: torch.Tensor) -> torch.Tensor:
+    """(N, shifts) centred squared norms of each standardised view's central window moved
+    by every shift (row-major over (dy, dx)), as box sums: two small matrix products."""
+    side = b.shape[-1]
+    window = _window_matrix(side, str(b.device))
+    sums = window @ b[:, 0] @ window.t()
+    squares = window @ b[:, 0].square() @ window.t()
+    return (squares - sums.square() / (side - 2 * MARGIN) ** 2).clamp_min(0).flatten(1)
+
+
+def _shift_correlation(a: torch.Tensor, b: torch.Tensor, norms: torch.Tensor | None = None
+                       ) -> torch.Tensor:
     """Best correlation of standardised views over shifts of b by up to SHIFT pixels, on the
-    central region."""
+    central region (`norms`: b's `_window_norms`, when already computed)."""
+    side = b.shape[-1]
     inner = a[:, 0, MARGIN:-MARGIN, MARGIN:-MARGIN]
     inner = inner - inner.mean(dim=(1, 2), keepdim=True)
     inner_norm = inner.square().sum(dim=(1, 2))
-    count = inner[0].numel()
-    # window sums of b and b^2 for every shift, from integral images
-    side = b.shape[-1]
-    padded = F.pad(b[:, 0], (1, 0, 1, 0))
-    sums, squares = padded.cumsum(1).cumsum(2), padded.square().cumsum(1).cumsum(2)
-    best = torch.full((len(a),), -1.0, device=a.device)
-    for dy in range(-SHIFT, SHIFT + 1):
-        for dx in range(-SHIFT, SHIFT + 1):
-            top, left = MARGIN + dy, MARGIN + dx
-            bottom, right = side - MARGIN + dy, side - MARGIN + dx
-            window_sum, window_square = (
-                t[:, bottom, right] - t[:, top, right] - t[:, bottom, left] + t[:, top, left]
-                for t in (sums, squares))
-            moved = b[:, 0, top:bottom, left:right]
-            # inner has zero mean, so its product with the moved window needs no centring
-            dot = (inner * moved).sum(dim=(1, 2))
-            moved_norm = (window_square - window_sum.square() / count).clamp_min(0)
-            best = torch.maximum(best, dot / (inner_norm * moved_norm).sqrt().clamp_min(1e-6))
-    return best
+    norms = _window_norms(b) if norms is None else norms
+    # every shift's dot product at once: each pair's inner region is the kernel of its own
+    # group, slid over b (inner has zero mean, so b's windows need no centring)
+    reach = b[None, :, 0, MARGIN - SHIFT : side - MARGIN + SHIFT,
+              MARGIN - SHIFT : side - MARGIN + SHIFT]
+    dots = F.conv2d(reach, inner[:, None], groups=len(a))[0].flatten(1)
+    return (dots / (inner_norm[:, None] * norms).sqrt().clamp_min(1e-6)).amax(dim=1)
 
 
 def _texture(grey: torch.Tensor) -> torch.Tensor:
@@ -288,44 +298,47 @@ def _level_free(colour: torch.Tensor) -> torch.Tensor:
     return colour * (128.0 / (colour.mean(dim=(1, 2, 3), keepdim=True) + 8.0))
 
 
-def pair_features(grey_a: np.ndarray, colour_a: np.ndarray, grey_b: np.ndarray,
-                  colour_b: np.ndarray, mirrors: bool = False, device: str = "cpu"
-                  ) -> np.ndarray:
-    """(P, len(FEATURES)) float32 features of pairs of thumbnails (row i of a with row i
-    of b), at the view alignment with the highest correlation."""
-    out = np.empty((len(grey_a), len(FEATURES)), np.float32)
-    for start in range(0, len(grey_a), PAIR_CHUNK):
+def pair_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
+                  mirrors: bool = False, device: str = "cpu") -> np.ndarray:
+    """(P, len(FEATURES)) float32 features of the pairs of rows (a[i], b[i]) of (N, 32, 32)
+    grey and (N, 8, 8, 3) colour thumbnails, at the view alignment with the highest
+    correlation. Cheapest when pairs sharing a row are next to each other: each view of a
+    row is computed once per chunk of pairs."""
+    out = np.empty((len(a), len(FEATURES)), np.float32)
+    for start in range(0, len(a), PAIR_CHUNK):
         part = slice(start, start + PAIR_CHUNK)
-        out[part] = _chunk_features(grey_a[part], colour_a[part], grey_b[part],
-                                    colour_b[part], mirrors, device).cpu().numpy()
+        out[part] = _chunk_features(grey, colour, a[part], b[part], mirrors,
+                                    device).cpu().numpy()
     return out
 
 
-def _chunk_features(grey_a: np.ndarray, colour_a: np.ndarray, grey_b: np.ndarray,
-                    colour_b: np.ndarray, mirrors: bool, device: str) -> torch.Tensor:
-    a = torch.from_numpy(grey_a).to(device).float()[:, None]
-    b = torch.from_numpy(grey_b).to(device).float()[:, None]
-    rows = torch.arange(len(a), device=device)
+def _chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
+                    mirrors: bool, device: str) -> torch.Tensor:
     pairs = _views_of_pair(mirrors)
-    seen_a = _seen_at(a, {view_a for view_a, _ in pairs})
-    seen_b = _seen_at(b, {view_b for _, view_b in pairs})
+    # each view of each distinct row once, then gathered for the pairs that use it
+    (rows_a, index_a), (rows_b, index_b) = (np.unique(x, return_inverse=True) for x in (a, b))
+    seen_a = _seen_at(_grey_tensor(grey, rows_a, device), {va for va, _ in pairs})
+    seen_b = _seen_at(_grey_tensor(grey, rows_b, device), {vb for _, vb in pairs},
+                      shifted=True)
+    ia, ib = torch.from_numpy(index_a).to(device), torch.from_numpy(index_b).to(device)
     per_view = []
     for view_a, view_b in pairs:
-        (sa, std_a, dct_a, sign_a), (sb, std_b, dct_b, sign_b) = seen_a[view_a], seen_b[view_b]
+        (sa, std_a, dct_a, sign_a), (sb, std_b, dct_b, sign_b, norms) = (
+            [x[ia] for x in seen_a[view_a]], [x[ib] for x in seen_b[view_b]])
         per_view.append(torch.stack([
-            _shift_correlation(sa, sb),
+            _shift_correlation(sa, sb, norms),
             (_descriptor(dct_a) * _descriptor(dct_b)).sum(dim=1),
             (sign_a == sign_b).float().mean(dim=1),
             ((std_a + 1) / (std_b + 1)).log().abs(),
         ], dim=1))
     views = torch.stack(per_view)  # (views, P, 4)
     best = views[:, :, 0].argmax(dim=0)
-    chosen = views[best, rows]
+    chosen = views[best, torch.arange(len(a), device=device)]
     # colour and texture are compared at the chosen alignment, so that a pad, a trimmed
     # border or a mirror is not counted as a difference of the images themselves
-    ca = torch.from_numpy(colour_a).to(device).float().permute(0, 3, 1, 2)
-    cb = torch.from_numpy(colour_b).to(device).float().permute(0, 3, 1, 2)
-    (ga, gb), (ca, cb) = (_at_views(x, y, best, mirrors) for x, y in ((a, b), (ca, cb)))
+    ga, gb = _grey_tensor(grey, a, device), _grey_tensor(grey, b, device)
+    ca, cb = (torch.from_numpy(colour[x]).to(device).float().permute(0, 3, 1, 2) for x in (a, b))
+    (ga, gb), (ca, cb) = (_at_views(x, y, best, mirrors) for x, y in ((ga, gb), (ca, cb)))
     colour_difference = (_level_free(ca) - _level_free(cb)).abs().mean(dim=(1, 2, 3))
     texture_a, texture_b = _texture(ga[:, 0]), _texture(gb[:, 0])
     return torch.stack([
@@ -336,9 +349,14 @@ def _chunk_features(grey_a: np.ndarray, colour_a: np.ndarray, grey_b: np.ndarray
     ], dim=1)
 
 
-def _seen_at(images: torch.Tensor, views: set[View]) -> dict[View, tuple[torch.Tensor, ...]]:
-    """Each view of the images computed once (most pairs of views share a side's view):
-    standardised, its grey std, its low DCT and the DCT's signs about their median."""
+def _grey_tensor(grey: np.ndarray, rows: np.ndarray, device: str) -> torch.Tensor:
+    return torch.from_numpy(grey[rows]).to(device).float()[:, None]
+
+
+def _seen_at(images: torch.Tensor, views: set[View], shifted: bool = False
+             ) -> dict[View, tuple[torch.Tensor, ...]]:
+    """Each view of the images: standardised, its grey std, its low DCT, the DCT's signs
+    about their median, and when the view is the `shifted` side, its `_window_norms`."""
     seen = {}
     for view in views:
         seen_view = _view(images, *view)
@@ -346,6 +364,8 @@ def _seen_at(images: torch.Tensor, views: set[View]) -> dict[View, tuple[torch.T
         dct = _low_dct(seen_view)
         seen[view] = (standardised, std, dct,
                       dct[:, 1:] > dct[:, 1:].median(dim=1, keepdim=True).values)
+        if shifted:
+            seen[view] += (_window_norms(standardised),)
     return seen
 
 

@@ -27,11 +27,11 @@ def small(rgb: np.ndarray) -> np.ndarray:
 
 
 def scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    a = np.stack([small(p) for p, _ in pairs])
-    b = np.stack([small(q) for _, q in pairs])
-    (grey_a, colour_a), (grey_b, colour_b) = verify.thumbnails(a), verify.thumbnails(b)
+    rows = np.stack([small(p) for pair in pairs for p in pair])
+    grey, colour = verify.thumbnails(rows)
     model = verify.VerifyModel.load()
-    features = verify.pair_features(grey_a, colour_a, grey_b, colour_b)
+    index = np.arange(0, len(rows), 2)
+    features = verify.pair_features(grey, colour, index, index + 1)
     return model.log_odds(features) - model.threshold
 
 
@@ -85,10 +85,11 @@ def test_model_refuses_other_crops_and_flat_images(photo):
 def test_mirror_views_only_when_asked(photo):
     base = small(crop_at(photo, 100, 150))
     mirrored = np.ascontiguousarray(base[:, ::-1])
-    (ga, ca), (gb, cb) = verify.thumbnails(base[None]), verify.thumbnails(mirrored[None])
+    grey, colour = verify.thumbnails(np.stack([base, mirrored]))
     model = verify.VerifyModel.load()
-    plain = model.log_odds(verify.pair_features(ga, ca, gb, cb))[0]
-    with_mirrors = model.log_odds(verify.pair_features(ga, ca, gb, cb, mirrors=True))[0]
+    a, b = np.array([0]), np.array([1])
+    plain = model.log_odds(verify.pair_features(grey, colour, a, b))[0]
+    with_mirrors = model.log_odds(verify.pair_features(grey, colour, a, b, mirrors=True))[0]
     assert plain < model.threshold < with_mirrors
 
 
@@ -110,3 +111,28 @@ def test_shift_correlation_finds_a_one_pixel_shift(photo):
     assert verify._shift_correlation(a, b).item() > 0.99
     other, _ = verify._standardised(image.transpose(2, 3))
     assert verify._shift_correlation(a, other).item() < 0.9
+
+
+def test_shift_correlation_is_the_best_pearson_correlation_over_shifts():
+    rng = np.random.default_rng(0)
+    a, _ = verify._standardised(torch.from_numpy(rng.normal(size=(5, 1, 32, 32))).float())
+    b, _ = verify._standardised(torch.from_numpy(rng.normal(size=(5, 1, 32, 32))).float())
+    m, s = verify.MARGIN, verify.SHIFT
+    expected = torch.full((5,), -1.0)
+    for dy in range(-s, s + 1):
+        for dx in range(-s, s + 1):
+            x = a[:, 0, m:-m, m:-m].flatten(1)
+            y = b[:, 0, m + dy : 32 - m + dy, m + dx : 32 - m + dx].flatten(1)
+            x, y = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
+            expected = torch.maximum(expected, (x * y).sum(1) / (x.norm(dim=1) * y.norm(dim=1)))
+    assert torch.allclose(verify._shift_correlation(a, b), expected, atol=1e-5)
+
+
+def test_pair_features_do_not_depend_on_how_pairs_are_ordered(photo):
+    rows = np.stack([small(crop_at(photo, y, x)) for y, x in ((0, 0), (40, 30), (300, 200))])
+    grey, colour = verify.thumbnails(rows)
+    a, b = np.array([0, 0, 1, 2]), np.array([1, 2, 2, 0])
+    together = verify.pair_features(grey, colour, a, b)
+    apart = np.concatenate([verify.pair_features(grey, colour, a[i : i + 1], b[i : i + 1])
+                            for i in range(len(a))])
+    assert np.allclose(together, apart, atol=1e-4)
