@@ -69,6 +69,8 @@ def _view(grey: torch.Tensor, zoom: float = 1.0, degrees: float = 0.0,
     """(N, 1, 32, 32) float views of grey thumbnails: zoomed in about the centre, rotated,
     mirrored; borders reflect. Without rotation a view is separable, two small matrix
     products, far cheaper on a CPU than resampling each pixel."""
+    if (zoom, degrees, mirror) == (1.0, 0.0, False):
+        return grey
     if degrees == 0.0:
         side, device = grey.shape[-1], str(grey.device)
         return _separable(grey, _axis_map(zoom, False, side, device),
@@ -281,16 +283,24 @@ def _shift_correlation(a: torch.Tensor, b: torch.Tensor, norms: torch.Tensor | N
     return (dots / (inner_norm[:, None] * norms).sqrt().clamp_min(1e-6)).amax(dim=1)
 
 
+@lru_cache(maxsize=4)
+def _smooth_basis(side: int, device: str) -> torch.Tensor:
+    """(side*side, 6) orthonormal basis of the quadratic surfaces over a side x side image."""
+    y, x = torch.meshgrid(torch.linspace(-1, 1, side, dtype=torch.float64),
+                          torch.linspace(-1, 1, side, dtype=torch.float64), indexing="ij")
+    surfaces = torch.stack([torch.ones_like(x), x, y, x * x, y * y, x * y]).flatten(1).t()
+    return torch.linalg.qr(surfaces).Q.to(device)
+
+
 def _texture(grey: torch.Tensor) -> torch.Tensor:
     """Grey-level std left after fitting a smooth quadratic surface: how much an image has
-    beyond a gradient (skies, walls and gradients have little)."""
-    side = grey.shape[-1]
-    y, x = torch.meshgrid(torch.linspace(-1, 1, side, device=grey.device),
-                          torch.linspace(-1, 1, side, device=grey.device), indexing="ij")
-    basis = torch.stack([torch.ones_like(x), x, y, x * x, y * y, x * y]).flatten(1).t()
-    pixels = grey.flatten(1).t()
-    solution = torch.linalg.lstsq(basis, pixels).solution
-    return (pixels - basis @ solution).std(dim=0)
+    beyond a gradient (skies, walls and gradients have little). The fit is a projection
+    onto an orthonormal basis, so the residual's energy is the total less the fit's (in
+    float64: the difference of two large sums)."""
+    pixels = grey.flatten(1).double()
+    fitted = pixels @ _smooth_basis(grey.shape[-1], str(grey.device))
+    energy = pixels.square().sum(dim=1) - fitted.square().sum(dim=1)
+    return (energy.clamp_min(0) / (pixels.shape[1] - 1)).sqrt().float()
 
 
 def _level_free(colour: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,72 @@
+"""Benchmark: the verification's cost per candidate pair, on the pairs dedup proposes.
+
+    python bench/verify_cost.py [--rows 20000] [--repeats 3] [--threads 1] [--checkout DIR]
+
+Random 64 px crops of the sample photos (bench/dedup_scale.make_set, 5% planted copies), their
+thumbnails, the nearest-neighbour candidate pairs dedup would verify, then
+`verify.pair_features` on them, timed --repeats times (CPU seconds of this process, torch on
+--threads threads). `--checkout DIR` times the dcgan_data of another checkout (a git
+worktree of an earlier commit): run both in turn, in the same session. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from dedup_scale import make_set  # noqa: E402
+
+
+def features(verify, grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray
+             ) -> np.ndarray:
+    if "grey_a" in inspect.signature(verify.pair_features).parameters:  # before 2026-11-24
+        return verify.pair_features(grey[a], colour[a], grey[b], colour[b])
+    return verify.pair_features(grey, colour, a, b)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--checkout", type=Path, default=None)
+    args = parser.parse_args()
+    if args.checkout is not None:
+        sys.path.insert(0, str(args.checkout.resolve()))
+    # imported only now, so that --checkout decides which dcgan_data is timed
+    verify = importlib.import_module("dcgan_data.verify")
+    dd = importlib.import_module("dcgan_data.dedup")
+    shard_set = importlib.import_module("dcgan_data.shards").ShardSet
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        make_set(Path(folder) / "set", args.rows, 0.05, seed=0)
+        rows = shard_set(Path(folder) / "set").load()
+    grey, colour = verify.thumbnails(rows)
+    a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, dd.MIN_COSINE)
+    per_pair = []
+    for _ in range(args.repeats):
+        start = time.process_time()
+        features(verify, grey, colour, a, b)
+        per_pair.append((time.process_time() - start) / len(a) * 1e3)
+    print(json.dumps({"checkout": str(Path(verify.__file__).parents[1]), "rows": args.rows,
+                      "pairs": len(a), "threads": args.threads,
+                      "cpu_ms_per_pair": [round(x, 4) for x in per_pair],
+                      "load_average": os.getloadavg()}))
+
+
+if __name__ == "__main__":
+    main()
