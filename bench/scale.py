@@ -2,7 +2,7 @@
 against the single pass.
 
     .venv/bin/python bench/scale.py [--images 12000] [--lines 240] [--hash-rows 65536]
-                                    [--rows 3000000]
+                                    [--stages ingest,faces,dedup_hash] [--rows 3000000]
                                     [--moves 28] [--partitions 4,16,64] [--repeats 2]
 
 1. Runner overhead: `ingest` (an LSUN-format LMDB of --images 256px JPEGs of real photos)
@@ -98,24 +98,26 @@ def runner(args) -> dict:
     list(run_units(noop, range(4 * args.workers), ray_engine))
     warm = time.perf_counter() - start
     engines = {"local": LocalEngine(args.workers), "ray": ray_engine}
-    stages = ("ingest", "faces", "dedup_hash")
+    stages = args.stages.split(",")
     runs = {f"{stage}_{name}": [] for stage in stages for name in engines}
     # the crawl list names the sample photos by absolute path, outside the list's folder
     options = FaceOptions(fetch=FetchOptions(local_root=ROOT / "pipelines" / "sample"))
     hasher = hashing.Hasher(hashing.HashAutoencoder(hashing.HashConfig()), "cpu", probes=True)
     for _ in range(args.repeats):
-        for name, engine in engines.items():
+        for name, engine in engines.items() if "ingest" in stages else ():
             out = OUT / f"ingest_{name}"
             shutil.rmtree(out, ignore_errors=True)
             t = time.perf_counter()
             report = ingest(lmdb_dir, out, rows_per_shard=1024, engine=engine)
             runs[f"ingest_{name}"].append(report["read"] / (time.perf_counter() - t))
-        for name, engine in engines.items():
+        for name, engine in engines.items() if "faces" in stages else ():
             out = OUT / f"faces_{name}"
             shutil.rmtree(out, ignore_errors=True)
             t = time.perf_counter()
             report = faces(crawl, out, options, lines_per_shard=16, engine=engine)
             runs[f"faces_{name}"].append(report["fetched"] / (time.perf_counter() - t))
+        if "dedup_hash" not in stages:
+            continue
         shards = hash_input(OUT / "ingest_local", args.hash_rows)
         for name, engine in engines.items():
             t = time.perf_counter()
@@ -160,7 +162,7 @@ def runner_isolated(args) -> dict:
     command = (f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} "
                f"--part runner-child --images {args.images} --lines {args.lines} "
                f"--workers {args.workers} --repeats {args.repeats} "
-               f"--hash-rows {args.hash_rows}")
+               f"--hash-rows {args.hash_rows} --stages {args.stages}")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     run = subprocess.run(["unshare", "-n", "sh", "-c", command], env=env)
     if run.returncode != 0 or not result_file.exists():
@@ -287,6 +289,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--hash-rows", type=int, default=65536)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--stages", default="ingest,faces,dedup_hash",
+                        help="the stages part 1 runs (dedup_hash needs ingest's output)")
     parser.add_argument("--rows", type=int, default=3_000_000)
     parser.add_argument("--moves", type=int, default=28)
     parser.add_argument("--partitions", default="4,16,64")

@@ -118,7 +118,7 @@ def join_chunks(target: ShardTarget, task: tuple[int, list[str]]) -> dict[str, A
     return entry
 
 
-def chunk_folder(writer: ShardWriter) -> Path:
+def _chunk_folder(writer: ShardWriter) -> Path:
     """This run's chunk folder in OUT, named by its params; other runs' folders removed
     (call holding OUT's lock)."""
     params = json.dumps(writer.params, sort_keys=True).encode("utf-8", "backslashreplace")
@@ -166,7 +166,7 @@ def ingest(
         "max_pixels": max_pixels, "source_items": len(items), "source_digest": digest,
     })
     resumed = [i for i in range(len(units)) if writer.is_done(i)]
-    folder = chunk_folder(writer)
+    folder = _chunk_folder(writer)
     chunks = _chunks(units, writer, folder)
     tasks = [(u, stem, part, size, max_pixels) for u, parts in chunks.items()
              for stem, part in parts
