@@ -24,6 +24,9 @@ against the single pass.
    P=...     `partition.shared_hash_pairs` on the file (a memmap), partitions in sequence.
    The groups (`dedup.connected` over the edges) must be equal.
 3. The projection to 100M rows on N nodes, from the rates measured in 2.
+--part ingest-memory (not in "all"): `ingest` of the --images LMDB at the default shard size
+   (one shard of up to 65,536 64 px rows) on --workers local processes, each run in a fresh
+   process, --repeats times: images/s and the driver's peak resident memory.
 
 Writes bench/out/scale.json.
 """
@@ -134,6 +137,38 @@ def runner(args) -> dict:
                          "ray_over_local": [round(r / v, 3) for r, v in zip(ray, local,
                                                                               strict=True)]}
     return result
+
+
+def ingest_child(args) -> dict:
+    """One ingest at the default shard size in this (fresh) process: images/s, and the
+    driver's peak memory less its size before the work (the interpreter and imports)."""
+    from dcgan_data.ingest import ingest
+    from dcgan_data.units import LocalEngine
+
+    out = OUT / "ingest_memory"
+    shutil.rmtree(out, ignore_errors=True)
+    baseline = peak_mb()
+    start = time.perf_counter()
+    report = ingest(OUT / f"lsun_{args.images}_lmdb", out, engine=LocalEngine(args.workers))
+    seconds = time.perf_counter() - start
+    peak = peak_mb()
+    return {"images_per_s": round(report["read"] / seconds, 1), "shards": report["shards"],
+            "driver_peak_mb": round(peak), "baseline_mb": round(baseline),
+            "work_mb": round(peak - baseline)}
+
+
+def ingest_memory(args) -> dict:
+    build_inputs(args.images, args.lines)
+    runs = []
+    for _ in range(args.repeats):
+        run = subprocess.run([sys.executable, __file__, "--part", "ingest-child", "--images",
+                              str(args.images), "--workers", str(args.workers)],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            raise SystemExit(f"ingest failed:\n{run.stderr[-3000:]}")
+        runs.append(json.loads(run.stdout.strip().splitlines()[-1]))
+        print(json.dumps(runs[-1]), flush=True)
+    return {"uptime": uptime(), "images": args.images, "workers": args.workers, "runs": runs}
 
 
 def hash_input(ingested: Path, rows: int):
@@ -295,7 +330,8 @@ def main() -> None:
     parser.add_argument("--moves", type=int, default=28)
     parser.add_argument("--partitions", default="4,16,64")
     parser.add_argument("--part", default="all",
-                        choices=["all", "runner", "grouping", "runner-child", "group-child"])
+                        choices=["all", "runner", "grouping", "runner-child", "group-child",
+                                 "ingest-memory", "ingest-child"])
     parser.add_argument("--method")
     parser.add_argument("--probes", type=Path)
     parser.add_argument("--labels", type=Path)
@@ -303,6 +339,13 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     if args.part == "group-child":
         print(json.dumps(group_child(args.method, args.probes, args.labels)))
+        return
+    if args.part == "ingest-child":
+        print(json.dumps(ingest_child(args)))
+        return
+    if args.part == "ingest-memory":
+        result = ingest_memory(args)
+        (ROOT / "bench" / "out" / "scale_ingest_memory.json").write_text(json.dumps(result))
         return
     if args.part == "runner-child":
         if not in_loopback_namespace():

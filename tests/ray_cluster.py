@@ -28,6 +28,7 @@ from test_units import bad_input, die_once, fail_on_three  # noqa: E402
 
 from conftest import photo_crops, write_shards  # noqa: E402
 from dcgan_data import dedup as dd  # noqa: E402
+from dcgan_data import ingest as ing  # noqa: E402
 from dcgan_data.errors import InputError  # noqa: E402
 from dcgan_data.faces import faces  # noqa: E402
 from dcgan_data.hashing import HashConfig  # noqa: E402
@@ -106,8 +107,10 @@ def test_partitions_group_on_ray_as_in_one_sort(cluster, tmp_path):
     assert list(tmp_path.iterdir()) == []  # the spilled partitions are removed
 
 
-def test_ingest_on_ray_equals_local(cluster, tmp_path):
+def test_ingest_on_ray_equals_local(cluster, tmp_path, monkeypatch):
     write_lmdb(tmp_path / "x_lmdb", real_values(40) + list(bad_values().values()))
+    # shards of 4 chunks, decoded on both nodes and finishing in any order
+    monkeypatch.setattr(ing, "CHUNK", 4)
     args = dict(rows_per_shard=16, max_pixels=50_000_000)
     local = ingest(tmp_path / "x_lmdb", tmp_path / "local", engine=LocalEngine(2), **args)
     on_ray = ingest(tmp_path / "x_lmdb", tmp_path / "ray", engine=RayEngine(cluster.address),
