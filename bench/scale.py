@@ -26,7 +26,7 @@ against the single pass.
 3. The projection to 100M rows on N nodes, from the rates measured in 2.
 --part ingest-memory (not in "all"): `ingest` of the --images LMDB at the default shard size
    (one shard of up to 65,536 64 px rows) on --workers local processes, each run in a fresh
-   process, --repeats times: images/s and the driver's peak resident memory.
+   process, --repeats times: images/s and the driver's peak memory (see `ingest_child`).
 
 Writes bench/out/scale.json.
 """
@@ -41,6 +41,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -57,11 +58,16 @@ def uptime() -> str:
 def peak_mb() -> float:
     """This process's peak resident memory (VmHWM: unlike ru_maxrss, not carried over from
     the parent that forked it)."""
+    return status_mb("VmHWM")
+
+
+def status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (VmHWM, RssAnon, ...), in MB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 # ---------------------------------------------------------------------------- 1. runner
@@ -141,20 +147,31 @@ def runner(args) -> dict:
 
 def ingest_child(args) -> dict:
     """One ingest at the default shard size in this (fresh) process: images/s, and the
-    driver's peak memory less its size before the work (the interpreter and imports)."""
+    driver's peak memory: VmHWM, which also counts the pages of the LMDB that listing its
+    keys maps in (the kernel's to drop), and the peak of its own (anonymous) memory,
+    sampled every 10 ms, both less their values before the work."""
     from dcgan_data.ingest import ingest
     from dcgan_data.units import LocalEngine
 
     out = OUT / "ingest_memory"
     shutil.rmtree(out, ignore_errors=True)
-    baseline = peak_mb()
+    baseline, anon = peak_mb(), [status_mb("RssAnon")]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.01):
+            anon.append(status_mb("RssAnon"))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     start = time.perf_counter()
     report = ingest(OUT / f"lsun_{args.images}_lmdb", out, engine=LocalEngine(args.workers))
     seconds = time.perf_counter() - start
-    peak = peak_mb()
+    done.set()
+    sampler.join()
     return {"images_per_s": round(report["read"] / seconds, 1), "shards": report["shards"],
-            "driver_peak_mb": round(peak), "baseline_mb": round(baseline),
-            "work_mb": round(peak - baseline)}
+            "driver_hwm_mb": round(peak_mb() - baseline),
+            "driver_anon_peak_mb": round(max(anon) - anon[0])}
 
 
 def ingest_memory(args) -> dict:
