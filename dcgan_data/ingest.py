@@ -1,15 +1,16 @@
 """Ingest: any image source -> fixed-size shards, resumably, on several processes.
 
 The source's items are split into units of `rows_per_shard` items; unit i becomes shard i.
-The unit runner (`units`: local processes or a Ray cluster) runs two passes of tasks, and
-the worker of each task writes what it made into OUT (a path every worker can write):
-  1. decode: a chunk of CHUNK items of one shard, decoded and cropped; its rows go to a
-     chunk file (.npy, then a .json of its keys and notes, written last) in a chunk folder
-     of OUT, so a shard of any size decodes on every worker at once;
-  2. join: one shard whose chunks are all written, streamed chunk by chunk into the shard
-     (`ShardTarget.write_blocks`: no decoding, one chunk in memory); its chunks are deleted.
-The driver sends the tasks and writes the manifest last. A killed run keeps its finished
-shards and chunks and redoes only the rest; a re-run with other options discards the chunks.
+A shard is made in two steps, so that a shard of any size decodes on every worker at once
+and no process ever holds a whole shard:
+  1. decode: the unit runner (`units`: local processes or a Ray cluster) decodes and crops
+     each chunk of CHUNK items of the shard; its worker writes the rows to a chunk file
+     (.npy, then a .json of its keys and notes, written last) in a chunk folder in OUT;
+  2. join: once all its chunks are written, the chunks are streamed, in order, into the
+     shard (`ShardTarget.write_blocks`: no decoding, one chunk in memory) and deleted; by
+     the driver while the workers decode on, or on a Ray cluster by a worker.
+The driver writes the manifest last. A killed run keeps its finished shards and chunks
+and redoes only the rest; a re-run with other options discards the chunks.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from dcgan_data.shards import (
     shard_stem,
 )
 from dcgan_data.sources import Source, open_source
-from dcgan_data.units import Engine, Failures, UnitError, make_engine, run_units
+from dcgan_data.units import Engine, Failures, LocalEngine, UnitError, make_engine, run_units
 
 CHUNK = 256  # items per task: big enough to amortise IPC, small enough to balance load
 CHUNKS = ".ingest-chunks-"  # + a digest of the run's params: the decoded chunks, until joined
@@ -171,10 +172,15 @@ def ingest(
     tasks = [(u, stem, part, size, max_pixels) for u, parts in chunks.items()
              for stem, part in parts
              if not Path(stem + ".json").exists()]  # a chunk a killed run finished is kept
-    lost = Failures()
-    broken = _decode(tasks, source, engine, lost)
-    _join({u: [stem for stem, _ in parts] for u, parts in chunks.items() if u not in broken},
-          writer, engine, lost)
+    lost, stems = Failures(), {u: [stem for stem, _ in parts] for u, parts in chunks.items()}
+    # Joining reads and writes files. On this machine the driver joins each shard as soon as
+    # its chunks are in, while the workers decode on; on a Ray cluster the workers join, so
+    # that the pixels never pass through the driver's node.
+    on_ray = engine.name == "ray"
+    broken = _decode(tasks, source, engine, lost, None if on_ray else lambda u: writer.add(
+        join_chunks(writer.target, (u, stems[u]))))
+    _join({u: s for u, s in stems.items() if u not in broken and not writer.is_done(u)},
+          writer, engine if on_ray else LocalEngine(1), lost)
     if lost.counts:
         raise DcganDataError(f"ingest: {lost.as_dict()['failed_by_reason']} units failed, e.g. "
                              f"{next(iter(lost.examples.values()))[0]}; the other shards are "
@@ -208,16 +214,21 @@ def _chunks(units: list[Sequence[str]], writer: ShardWriter, folder: Path
     return chunks
 
 
-def _decode(tasks: list[tuple], source: Source, engine: Engine, lost: Failures) -> set[int]:
-    """Run the decode tasks; the shards that lost a chunk (recorded in `lost`)."""
-    broken = set()
+def _decode(tasks: list[tuple], source: Source, engine: Engine, lost: Failures,
+            decoded: Callable[[int], Any] | None = None) -> set[int]:
+    """Run the decode tasks, calling `decoded(shard)` when the last of a shard's tasks is
+    done; the shards that lost a chunk (recorded in `lost`)."""
+    broken, left = set(), Counter(task[0] for task in tasks)
     with progress(total=sum(len(t[2]) for t in tasks), desc="ingest") as bar:
         for task, read in run_units(decode_chunk, tasks, engine, context=source):
             if isinstance(read, UnitError):  # its shard cannot be whole: a re-run redoes it
                 lost.add(read.reason, f"shard {task[0]}, items {task[2][0]}..: {read.detail}")
                 broken.add(task[0])
-            else:
-                bar.update(read)
+                continue
+            bar.update(read)
+            left[task[0]] -= 1
+            if decoded and not left[task[0]] and task[0] not in broken:
+                decoded(task[0])
     return broken
 
 

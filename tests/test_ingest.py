@@ -172,7 +172,7 @@ def slow_join(*args):
     time.sleep(0.2)
     return join(*args)
 ing.join_chunks = slow_join
-ing.ingest(sys.argv[1], sys.argv[2], workers=1, rows_per_shard=10)
+ing.ingest(sys.argv[1], sys.argv[2], workers=1, rows_per_shard=int(sys.argv[3]))
 """
 
 
@@ -180,8 +180,8 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path):
     write_lmdb(tmp_path / "x_lmdb", real_values(60))
     clean = ingest(tmp_path / "x_lmdb", tmp_path / "clean", workers=1, rows_per_shard=10)
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(tmp_path / "x_lmdb"), str(out)],
-                            cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(tmp_path / "x_lmdb"), str(out),
+                             "10"], cwd=ROOT)
     deadline = time.time() + 60
     while not (out / "shard-00002.json").exists():
         assert proc.poll() is None and time.time() < deadline, "ingest ended before the kill"
@@ -200,10 +200,10 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path):
 
 def test_ingest_killed_while_decoding_keeps_its_finished_chunks(tmp_path, monkeypatch):
     write_lmdb(tmp_path / "x_lmdb", real_values(60))
-    clean = ingest(tmp_path / "x_lmdb", tmp_path / "clean", workers=1, rows_per_shard=10)
+    clean = ingest(tmp_path / "x_lmdb", tmp_path / "clean", workers=1, rows_per_shard=30)
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(tmp_path / "x_lmdb"), str(out)],
-                            cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(tmp_path / "x_lmdb"), str(out),
+                             "30"], cwd=ROOT)  # 2 shards of 6 chunks
     deadline = time.time() + 60
     while len(list(out.glob(f"{ing.CHUNKS}*/*.json"))) < 3:
         assert proc.poll() is None and time.time() < deadline, "ingest ended before the kill"
@@ -211,13 +211,13 @@ def test_ingest_killed_while_decoding_keeps_its_finished_chunks(tmp_path, monkey
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = len(list(out.glob(f"{ing.CHUNKS}*/*.json")))
-    assert not list(out.glob("shard-*")) and finished < 12  # killed in the decode pass
+    assert not list(out.glob("shard-*")) and finished < 6  # killed in the first shard
     monkeypatch.setattr(ing, "CHUNK", 5)  # the killed run's chunks
     decoded = []
     real = ing.crop_items
     monkeypatch.setattr(ing, "crop_items", lambda source, items, *a: decoded.extend(items)
                         or real(source, items, *a))
-    resumed = ingest(tmp_path / "x_lmdb", out, workers=1, rows_per_shard=10)
+    resumed = ingest(tmp_path / "x_lmdb", out, workers=1, rows_per_shard=30)
     assert resumed["chunks_resumed"] == finished and resumed["shards_resumed"] == 0
     assert len(decoded) == len(set(decoded)) == 60 - 5 * finished  # the others were kept
     assert resumed["read"] == resumed["written"] == clean["written"] == 60  # none twice
