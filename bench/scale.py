@@ -2,7 +2,7 @@
 against the single pass.
 
     .venv/bin/python bench/scale.py [--images 12000] [--lines 240] [--hash-rows 65536]
-                                    [--rows 3000000]
+                                    [--stages ingest,faces,dedup_hash] [--rows 3000000]
                                     [--moves 28] [--partitions 4,16,64] [--repeats 2]
 
 1. Runner overhead: `ingest` (an LSUN-format LMDB of --images 256px JPEGs of real photos)
@@ -24,6 +24,9 @@ against the single pass.
    P=...     `partition.shared_hash_pairs` on the file (a memmap), partitions in sequence.
    The groups (`dedup.connected` over the edges) must be equal.
 3. The projection to 100M rows on N nodes, from the rates measured in 2.
+--part ingest-memory (not in "all"): `ingest` of the --images LMDB at the default shard size
+   (one shard of up to 65,536 64 px rows) on --workers local processes, each run in a fresh
+   process, --repeats times: images/s and the driver's peak memory (see `ingest_child`).
 
 Writes bench/out/scale.json.
 """
@@ -38,6 +41,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -54,11 +58,16 @@ def uptime() -> str:
 def peak_mb() -> float:
     """This process's peak resident memory (VmHWM: unlike ru_maxrss, not carried over from
     the parent that forked it)."""
+    return status_mb("VmHWM")
+
+
+def status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (VmHWM, RssAnon, ...), in MB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 # ---------------------------------------------------------------------------- 1. runner
@@ -98,24 +107,26 @@ def runner(args) -> dict:
     list(run_units(noop, range(4 * args.workers), ray_engine))
     warm = time.perf_counter() - start
     engines = {"local": LocalEngine(args.workers), "ray": ray_engine}
-    stages = ("ingest", "faces", "dedup_hash")
+    stages = args.stages.split(",")
     runs = {f"{stage}_{name}": [] for stage in stages for name in engines}
     # the crawl list names the sample photos by absolute path, outside the list's folder
     options = FaceOptions(fetch=FetchOptions(local_root=ROOT / "pipelines" / "sample"))
     hasher = hashing.Hasher(hashing.HashAutoencoder(hashing.HashConfig()), "cpu", probes=True)
     for _ in range(args.repeats):
-        for name, engine in engines.items():
+        for name, engine in engines.items() if "ingest" in stages else ():
             out = OUT / f"ingest_{name}"
             shutil.rmtree(out, ignore_errors=True)
             t = time.perf_counter()
             report = ingest(lmdb_dir, out, rows_per_shard=1024, engine=engine)
             runs[f"ingest_{name}"].append(report["read"] / (time.perf_counter() - t))
-        for name, engine in engines.items():
+        for name, engine in engines.items() if "faces" in stages else ():
             out = OUT / f"faces_{name}"
             shutil.rmtree(out, ignore_errors=True)
             t = time.perf_counter()
             report = faces(crawl, out, options, lines_per_shard=16, engine=engine)
             runs[f"faces_{name}"].append(report["fetched"] / (time.perf_counter() - t))
+        if "dedup_hash" not in stages:
+            continue
         shards = hash_input(OUT / "ingest_local", args.hash_rows)
         for name, engine in engines.items():
             t = time.perf_counter()
@@ -132,6 +143,49 @@ def runner(args) -> dict:
                          "ray_over_local": [round(r / v, 3) for r, v in zip(ray, local,
                                                                               strict=True)]}
     return result
+
+
+def ingest_child(args) -> dict:
+    """One ingest at the default shard size in this (fresh) process: images/s, and the
+    driver's peak memory: VmHWM, which also counts the pages of the LMDB that listing its
+    keys maps in (the kernel's to drop), and the peak of its own (anonymous) memory,
+    sampled every 10 ms, both less their values before the work."""
+    from dcgan_data.ingest import ingest
+    from dcgan_data.units import LocalEngine
+
+    out = OUT / "ingest_memory"
+    shutil.rmtree(out, ignore_errors=True)
+    baseline, anon = peak_mb(), [status_mb("RssAnon")]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.01):
+            anon.append(status_mb("RssAnon"))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    start = time.perf_counter()
+    report = ingest(OUT / f"lsun_{args.images}_lmdb", out, engine=LocalEngine(args.workers))
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    return {"images_per_s": round(report["read"] / seconds, 1), "shards": report["shards"],
+            "driver_hwm_mb": round(peak_mb() - baseline),
+            "driver_anon_peak_mb": round(max(anon) - anon[0])}
+
+
+def ingest_memory(args) -> dict:
+    build_inputs(args.images, args.lines)
+    runs = []
+    for _ in range(args.repeats):
+        run = subprocess.run([sys.executable, __file__, "--part", "ingest-child", "--images",
+                              str(args.images), "--workers", str(args.workers)],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            raise SystemExit(f"ingest failed:\n{run.stderr[-3000:]}")
+        runs.append(json.loads(run.stdout.strip().splitlines()[-1]))
+        print(json.dumps(runs[-1]), flush=True)
+    return {"uptime": uptime(), "images": args.images, "workers": args.workers, "runs": runs}
 
 
 def hash_input(ingested: Path, rows: int):
@@ -160,7 +214,7 @@ def runner_isolated(args) -> dict:
     command = (f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} "
                f"--part runner-child --images {args.images} --lines {args.lines} "
                f"--workers {args.workers} --repeats {args.repeats} "
-               f"--hash-rows {args.hash_rows}")
+               f"--hash-rows {args.hash_rows} --stages {args.stages}")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     run = subprocess.run(["unshare", "-n", "sh", "-c", command], env=env)
     if run.returncode != 0 or not result_file.exists():
@@ -287,11 +341,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--hash-rows", type=int, default=65536)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--stages", default="ingest,faces,dedup_hash",
+                        help="the stages part 1 runs (dedup_hash needs ingest's output)")
     parser.add_argument("--rows", type=int, default=3_000_000)
     parser.add_argument("--moves", type=int, default=28)
     parser.add_argument("--partitions", default="4,16,64")
     parser.add_argument("--part", default="all",
-                        choices=["all", "runner", "grouping", "runner-child", "group-child"])
+                        choices=["all", "runner", "grouping", "runner-child", "group-child",
+                                 "ingest-memory", "ingest-child"])
     parser.add_argument("--method")
     parser.add_argument("--probes", type=Path)
     parser.add_argument("--labels", type=Path)
@@ -299,6 +356,13 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     if args.part == "group-child":
         print(json.dumps(group_child(args.method, args.probes, args.labels)))
+        return
+    if args.part == "ingest-child":
+        print(json.dumps(ingest_child(args)))
+        return
+    if args.part == "ingest-memory":
+        result = ingest_memory(args)
+        (ROOT / "bench" / "out" / "scale_ingest_memory.json").write_text(json.dumps(result))
         return
     if args.part == "runner-child":
         if not in_loopback_namespace():

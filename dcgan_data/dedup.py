@@ -417,6 +417,7 @@ def dedup(
     config = config or hashing.HashConfig()
     device = resolve_device(device)
     _check_options(src, out, radius, keep, size, against, max_bucket_share, dry_run, partitions)
+    partition.remove_stale_spills(out)  # a killed run's partition files (OUT is ours now)
     engine = make_engine(engine, workers)
     if workers:
         torch.set_num_threads(workers)

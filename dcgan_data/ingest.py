@@ -1,18 +1,27 @@
 """Ingest: any image source -> fixed-size shards, resumably, on several processes.
 
 The source's items are split into units of `rows_per_shard` items; unit i becomes shard i.
-Units are independent; they are cut into small chunks that the unit runner (`units`: local
-processes or a Ray cluster) decodes, and the driver writes each shard when its unit is
-whole. A killed run keeps its finished shards and redoes only the unit it was in.
+A shard is made in two steps, so that a shard of any size decodes on every worker at once
+and no process ever holds a whole shard:
+  1. decode: the unit runner (`units`: local processes or a Ray cluster) decodes and crops
+     each chunk of CHUNK items of the shard; its worker writes the rows to a chunk file
+     (.npy, then a .json of its keys and notes, written last) in a chunk folder in OUT;
+  2. join: once all its chunks are written, the chunks are streamed, in order, into the
+     shard (`ShardTarget.write_blocks`: no decoding, one chunk in memory) and deleted; by
+     the driver while the workers decode on, or on a Ray cluster by a worker.
+The driver writes the manifest last. A killed run keeps its finished shards and chunks
+and redoes only the rest; a re-run with other options discards the chunks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import time
-from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +29,7 @@ import numpy as np
 
 from dcgan_data import status
 from dcgan_data.errors import DcganDataError, InputError
-from dcgan_data.files import locks_output, progress, write_json
+from dcgan_data.files import atomic_path, locks_output, progress, read_json, write_json
 from dcgan_data.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
@@ -33,15 +42,18 @@ from dcgan_data.images import (
 )
 from dcgan_data.shards import (
     ShardSet,
+    ShardTarget,
     ShardWriter,
     encode_key,
     is_shard_dir,
     rows_per_shard_of,
+    shard_stem,
 )
 from dcgan_data.sources import Source, open_source
-from dcgan_data.units import Engine, Failures, UnitError, make_engine, run_units
+from dcgan_data.units import Engine, Failures, LocalEngine, UnitError, make_engine, run_units
 
 CHUNK = 256  # items per task: big enough to amortise IPC, small enough to balance load
+CHUNKS = ".ingest-chunks-"  # + a digest of the run's params: the decoded chunks, until joined
 REPORT = "ingest_report.json"
 STATUS = "ingest_status"  # + status.extension(): one row per source key
 STATUS_COLUMNS = ["key", "status", "detail", "width", "height"]
@@ -78,22 +90,45 @@ def crop_items(
             "failed": failed, "converted": converted, "read": len(items)}
 
 
-def _crop_task(source: Source, task: tuple[int, list[str], int, int]) -> dict[str, Any]:
-    _, items, size, max_pixels = task
-    return crop_items(source, items, size, max_pixels)
+def decode_chunk(source: Source, task: tuple[int, str, list[str], int, int]) -> int:
+    """Decode one chunk's items into its chunk files (rows, then keys and notes); how many
+    items it read."""
+    _, stem, items, size, max_pixels = task
+    part = crop_items(source, items, size, max_pixels)
+    with atomic_path(stem + ".npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, part["images"])
+    write_json(stem + ".json", {k: part[k] for k in ("keys", "failed", "converted", "read")}
+               | {"hw": part["hw"]})
+    return part["read"]
 
 
-def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "images": np.concatenate([p["images"] for p in parts]),
-        "keys": [k for p in parts for k in p["keys"]],
-        "hw": np.concatenate([p["hw"] for p in parts]),
-        "notes": {
-            "read": sum(p["read"] for p in parts),
-            "failed": [f for p in parts for f in p["failed"]],
-            "converted": [c for p in parts for c in p["converted"]],
-        },
-    }
+def join_chunks(target: ShardTarget, task: tuple[int, list[str]]) -> dict[str, Any]:
+    """Write shard `index` from its chunk files, in order, then delete them; its entry."""
+    index, stems = task
+    parts = [read_json(stem + ".json") for stem in stems]
+    notes = {"read": sum(p["read"] for p in parts),
+             "failed": [f for p in parts for f in p["failed"]],
+             "converted": [c for p in parts for c in p["converted"]]}
+    blocks = (np.load(stem + ".npy", mmap_mode="r") for stem in stems)
+    hw = np.asarray([xy for p in parts for xy in p["hw"]], np.int32).reshape(-1, 2)
+    entry = target.write_blocks(index, blocks, [k for p in parts for k in p["keys"]], hw, notes)
+    for stem in stems:
+        Path(stem + ".npy").unlink(missing_ok=True)
+        Path(stem + ".json").unlink(missing_ok=True)
+    return entry
+
+
+def _chunk_folder(writer: ShardWriter) -> Path:
+    """This run's chunk folder in OUT, named by its params; other runs' folders removed
+    (call holding OUT's lock)."""
+    params = json.dumps(writer.params, sort_keys=True).encode("utf-8", "backslashreplace")
+    folder = writer.target.out_dir / (CHUNKS + hashlib.sha1(params).hexdigest()[:16])
+    for stale in folder.parent.glob(CHUNKS + "*"):
+        if stale != folder:
+            shutil.rmtree(stale, ignore_errors=True)
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 @locks_output("out")
@@ -108,7 +143,8 @@ def ingest(
 ) -> dict[str, Any]:
     """Turn an LSUN LMDB or a folder of images into size x size shards in `out`.
 
-    `engine` runs the decoding ("local" processes, `workers` of them, or "ray").
+    `engine` runs the decoding and the writing of the shards ("local" processes, `workers`
+    of them, or "ray").
     `rows_per_shard` defaults to as many rows as fit in shards.DEFAULT_SHARD_BYTES. Returns
     the report, also written to out/ingest_report.json, with a contact sheet.
     """
@@ -131,36 +167,32 @@ def ingest(
         "max_pixels": max_pixels, "source_items": len(items), "source_digest": digest,
     })
     resumed = [i for i in range(len(units)) if writer.is_done(i)]
-    tasks = [(u, units[u][c : c + CHUNK], size, max_pixels)
-             for u in range(len(units)) if not writer.is_done(u)
-             for c in range(0, len(units[u]), CHUNK)]
-
-    pending: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    lost, broken = Failures(), set()
-    todo_items = sum(len(t[1]) for t in tasks)
-    with progress(total=todo_items, desc="ingest") as bar:
-        for task, part in run_units(_crop_task, tasks, engine, context=source):
-            unit = task[0]
-            if isinstance(part, UnitError):  # its shard cannot be whole: a re-run redoes it
-                lost.add(part.reason, f"shard {unit}, items {task[1][0]}..: {part.detail}")
-                broken.add(unit)
-            if unit in broken:
-                pending.pop(unit, None)
-                continue
-            pending[unit].append(part)
-            bar.update(part["read"])
-            if sum(p["read"] for p in pending[unit]) == len(units[unit]):
-                shard = _merge(pending.pop(unit))
-                writer.write(unit, shard["images"], shard["keys"], shard["hw"], shard["notes"])
+    folder = _chunk_folder(writer)
+    chunks = _chunks(units, writer, folder)
+    tasks = [(u, stem, part, size, max_pixels) for u, parts in chunks.items()
+             for stem, part in parts
+             if not Path(stem + ".json").exists()]  # a chunk a killed run finished is kept
+    lost, stems = Failures(), {u: [stem for stem, _ in parts] for u, parts in chunks.items()}
+    # Joining reads and writes files. On this machine the driver joins each shard as soon as
+    # its chunks are in, while the workers decode on; on a Ray cluster the workers join, so
+    # that the pixels never pass through the driver's node.
+    on_ray = engine.name == "ray"
+    broken = _decode(tasks, source, engine, lost, None if on_ray else lambda u: writer.add(
+        join_chunks(writer.target, (u, stems[u]))))
+    _join({u: s for u, s in stems.items() if u not in broken and not writer.is_done(u)},
+          writer, engine if on_ray else LocalEngine(1), lost)
     if lost.counts:
         raise DcganDataError(f"ingest: {lost.as_dict()['failed_by_reason']} units failed, e.g. "
                              f"{next(iter(lost.examples.values()))[0]}; the other shards are "
                              "written and a re-run redoes the missing ones")
+    shutil.rmtree(folder)
     writer.finish(len(units), {"stage": "ingest", "source": str(src)})
 
     seconds = time.perf_counter() - start
+    todo_items = sum(len(t[2]) for t in tasks)
     report = _report(writer.notes(), source, out, size, len(units), len(resumed))
     report.update(seconds=round(seconds, 3), engine=engine.name, workers=engine.workers,
+                  chunks_resumed=sum(map(len, chunks.values())) - len(tasks),
                   images_per_s=round(todo_items / seconds, 1) if seconds > 0 else None)
     shards = ShardSet(out)
     report["status_table"] = status.write_table(
@@ -168,6 +200,47 @@ def ingest(
     write_json(Path(out) / REPORT, report)
     write_contact_sheet(shards, Path(out) / SHEET)
     return report
+
+
+def _chunks(units: list[Sequence[str]], writer: ShardWriter, folder: Path
+            ) -> dict[int, list[tuple[str, Sequence[str]]]]:
+    """Each shard still to write: its chunks, as (file stem in `folder`, items). A chunk is
+    named by its items' range in the shard, so that a chunk cut another way is not taken."""
+    chunks = {}
+    for u, items in enumerate(units):
+        if not writer.is_done(u):
+            chunks[u] = [(str(folder / f"{shard_stem(u)}.items-{c}-{c + len(part)}"), part)
+                         for c in range(0, len(items), CHUNK) for part in [items[c : c + CHUNK]]]
+    return chunks
+
+
+def _decode(tasks: list[tuple], source: Source, engine: Engine, lost: Failures,
+            decoded: Callable[[int], Any] | None = None) -> set[int]:
+    """Run the decode tasks, calling `decoded(shard)` when the last of a shard's tasks is
+    done; the shards that lost a chunk (recorded in `lost`)."""
+    broken, left = set(), Counter(task[0] for task in tasks)
+    with progress(total=sum(len(t[2]) for t in tasks), desc="ingest") as bar:
+        for task, read in run_units(decode_chunk, tasks, engine, context=source):
+            if isinstance(read, UnitError):  # its shard cannot be whole: a re-run redoes it
+                lost.add(read.reason, f"shard {task[0]}, items {task[2][0]}..: {read.detail}")
+                broken.add(task[0])
+                continue
+            bar.update(read)
+            left[task[0]] -= 1
+            if decoded and not left[task[0]] and task[0] not in broken:
+                decoded(task[0])
+    return broken
+
+
+def _join(chunks: dict[int, list[str]], writer: ShardWriter, engine: Engine, lost: Failures
+          ) -> None:
+    """Join each shard's chunks (shard: chunk stems) into the shard, on `engine`."""
+    for (index, _), entry in run_units(join_chunks, list(chunks.items()), engine,
+                                       context=writer.target):
+        if isinstance(entry, UnitError):
+            lost.add(entry.reason, f"shard {index}, joining its chunks: {entry.detail}")
+        else:
+            writer.add(entry)
 
 
 def _check_not_inside(src: Path, out: Path) -> None:

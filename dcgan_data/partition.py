@@ -32,6 +32,7 @@ WORKING_BYTES = RECORD.itemsize + 8 + 16 + 8 + 8
 BLOCK_BYTES = 16 << 20  # input read per routing step (about 6x that in memory)
 MAX_PARTITIONS = 4096
 DEFAULT_PARTITIONS = "auto"  # one in-memory sort unless the hashes outgrow the memory
+SPILL_PREFIX = "dcgan-partitions-"  # a run's folder of partition files under its spill_dir
 
 
 def available_memory() -> int:
@@ -86,8 +87,8 @@ def shared_hash_pairs(
     if partitions == 1:  # sorted where they are: no copy of the hashes
         halves = np.ascontiguousarray(probes).reshape(n * moves, 16).view("<u8")
         return band_pairs(halves[:, 0], halves[:, 1], lambda entry: entry // moves, band)
-    folder = Path(tempfile.mkdtemp(prefix="dcgan-partitions-", dir=spill_dir))
-    try:
+    folder = Path(tempfile.mkdtemp(prefix=SPILL_PREFIX, dir=spill_dir))
+    try:  # removed on any exception too; only a killed run leaves it (remove_stale_spills)
         paths = route(probes, partitions, folder)
         units = [str(p) for p in paths]
         edges = dict.fromkeys(units)
@@ -101,6 +102,15 @@ def shared_hash_pairs(
     a = np.concatenate([e[0] for e in edges.values()])
     b = np.concatenate([e[1] for e in edges.values()])
     return a, b
+
+
+def remove_stale_spills(spill_dir: str | os.PathLike) -> int:
+    """Delete the partition folders that killed runs left in `spill_dir`; how many. Call
+    only while no other run can be spilling there (holding the output lock of `spill_dir`)."""
+    stale = [p for p in Path(spill_dir).glob(SPILL_PREFIX + "*") if p.is_dir()]
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(stale)
 
 
 def partition_of(first_halves: np.ndarray, partitions: int) -> np.ndarray:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import mmap
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,18 +100,26 @@ class ShardTarget:
     ) -> dict[str, Any]:
         """Write shard `index` atomically; its entry (the sidecar written last). `notes`
         (counts, failures) is kept in the sidecar."""
-        images = np.ascontiguousarray(images, dtype=np.uint8)
+        return self.write_blocks(index, [np.asarray(images, np.uint8)], keys, source_hw, notes)
+
+    def write_blocks(
+        self,
+        index: int,
+        blocks: Iterable[np.ndarray],
+        keys: Sequence[str],
+        source_hw: np.ndarray | None = None,
+        notes: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """`write`, from the shard's rows in consecutive blocks (arrays of rows, e.g. memory
+        maps of parts decoded elsewhere): the file is the same, and no more than one block
+        is ever in memory."""
         rows = len(keys)
-        if images.shape != (rows, *self.shape):
-            raise ValueError(f"shard {index}: images {images.shape} vs {rows} keys x {self.shape}")
         if source_hw is None:
             source_hw = np.tile(np.asarray(self.shape[:2], np.int32), (rows, 1))
         source_hw = np.asarray(source_hw, np.int32).reshape(rows, 2)
         stem = self.out_dir / shard_stem(index)
         with atomic_path(stem.with_suffix(".npy")) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, images)
-            digest = sha256_file(tmp)
+            digest = self._write_npy(tmp, index, rows, blocks)
         with atomic_path(stem.with_suffix(".hw.npy")) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, source_hw)
@@ -130,6 +139,30 @@ class ShardTarget:
         write_json(stem.with_suffix(".json"), entry)
         return entry
 
+    def _write_npy(self, path: Path, index: int, rows: int, blocks: Iterable[np.ndarray]
+                   ) -> str:
+        """Write `rows` rows from `blocks` as the .npy file np.save would; its sha256."""
+        digest = hashlib.sha256()
+        written = 0
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+            "fortran_order": False, "shape": (rows, *self.shape)})
+        with open(path, "wb") as f:
+            f.write(header.getvalue())
+            digest.update(header.getvalue())
+            for block in blocks:
+                if block.shape[1:] != tuple(self.shape) or block.dtype != np.uint8:
+                    raise ValueError(f"shard {index}: rows {block.shape[1:]} {block.dtype}, "
+                                     f"not {tuple(self.shape)} uint8")
+                block = np.ascontiguousarray(block)
+                f.write(block.data)
+                digest.update(block.data)
+                written += len(block)
+        if written != rows:
+            raise ValueError(f"shard {index}: {written} rows of images for {rows} keys")
+        return digest.hexdigest()
+
 
 class ShardWriter:
     """Writes shards of one shape into a directory, resuming a run that was cut short.
@@ -148,7 +181,8 @@ class ShardWriter:
         self.out_dir = Path(out_dir)
         self.shape = [int(s) for s in shape]
         self.params = dict(params or {})
-        self.target = ShardTarget(self.out_dir, self.shape, self.params)
+        # absolute: a worker on another machine (or in another folder) writes the same files
+        self.target = ShardTarget(self.out_dir.resolve(), self.shape, self.params)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.entries: dict[int, dict[str, Any]] = {}
         for sidecar in sorted(self.out_dir.glob(SIDECARS)):

@@ -23,14 +23,17 @@ from ray.cluster_utils import Cluster  # noqa: E402
 from test_crawl import ImageServer  # noqa: E402
 from test_faces import crawl_list  # noqa: E402
 from test_ingest import bad_values, real_values, write_lmdb  # noqa: E402
+from test_partition import edge_set, planted_probes  # noqa: E402
 from test_units import bad_input, die_once, fail_on_three  # noqa: E402
 
 from conftest import photo_crops, write_shards  # noqa: E402
 from dcgan_data import dedup as dd  # noqa: E402
+from dcgan_data import ingest as ing  # noqa: E402
 from dcgan_data.errors import InputError  # noqa: E402
 from dcgan_data.faces import faces  # noqa: E402
 from dcgan_data.hashing import HashConfig  # noqa: E402
 from dcgan_data.ingest import ingest  # noqa: E402
+from dcgan_data.partition import shared_hash_pairs  # noqa: E402
 from dcgan_data.shards import ShardSet  # noqa: E402
 from dcgan_data.units import LocalEngine, RayEngine, UnitError, run_units  # noqa: E402
 
@@ -96,8 +99,18 @@ def test_bad_input_stops_the_run_at_once(cluster):
         list(run_units(bad_input, range(4), RayEngine(cluster.address)))
 
 
-def test_ingest_on_ray_equals_local(cluster, tmp_path):
+def test_partitions_group_on_ray_as_in_one_sort(cluster, tmp_path):
+    probes = planted_probes()
+    got = shared_hash_pairs(probes, 8, RayEngine(cluster.address), spill_dir=tmp_path, band=4)
+    want = shared_hash_pairs(probes, 1, band=4)
+    assert len(got[0]) == len(want[0]) > 200 and edge_set(*got) == edge_set(*want)
+    assert list(tmp_path.iterdir()) == []  # the spilled partitions are removed
+
+
+def test_ingest_on_ray_equals_local(cluster, tmp_path, monkeypatch):
     write_lmdb(tmp_path / "x_lmdb", real_values(40) + list(bad_values().values()))
+    # shards of 4 chunks, decoded on both nodes and finishing in any order
+    monkeypatch.setattr(ing, "CHUNK", 4)
     args = dict(rows_per_shard=16, max_pixels=50_000_000)
     local = ingest(tmp_path / "x_lmdb", tmp_path / "local", engine=LocalEngine(2), **args)
     on_ray = ingest(tmp_path / "x_lmdb", tmp_path / "ray", engine=RayEngine(cluster.address),

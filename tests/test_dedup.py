@@ -187,12 +187,15 @@ def test_partitioned_grouping_in_one_process_gives_the_same_output(planted, tmp_
     # the fixture ran on a pool of processes with one in-memory sort (auto, on this data)
     src, out, report, _, _ = planted
     assert report["grouping"]["partitions"] == 1 and report["parameters"]["workers"] > 1
+    stale = tmp_path / "parts" / f"{partition.SPILL_PREFIX}killed"  # a killed run's spill
+    stale.mkdir(parents=True)
+    (stale / "part-00000.bin").write_bytes(bytes(24))
     parts = dd.dedup(src, tmp_path / "parts", model_path=out / dd.MODEL, partitions=8,
                      engine=LocalEngine(1))
     assert parts["grouping"]["partitions"] == 8 and parts["removed"] == report["removed"] > 0
     assert output_files(out) == output_files(tmp_path / "parts")
     same_files(out, tmp_path / "parts", output_files(out))
-    assert not list((tmp_path / "parts").glob("dcgan-partitions-*"))  # spill removed
+    assert not list((tmp_path / "parts").glob(f"{partition.SPILL_PREFIX}*"))  # spills removed
     unverified = {"verified": False, "neighbours": 0, "dry_run": True,
                   "model_path": out / dd.MODEL}
     dd.dedup(src, tmp_path / "one", **unverified)

@@ -14,10 +14,12 @@ import pytest
 from PIL import Image
 
 from conftest import PHOTOS, ROOT
+from dcgan_data import ingest as ing
 from dcgan_data.errors import InputError
 from dcgan_data.images import decode_image, encode_image
 from dcgan_data.ingest import ingest, inspect
-from dcgan_data.shards import ShardSet
+from dcgan_data.shards import ShardSet, ShardTarget
+from dcgan_data.sources import open_source
 from dcgan_data.status import read_table
 
 
@@ -116,6 +118,46 @@ def test_empty_source_and_bad_options(tmp_path):
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+def shard_files(out):
+    """The shards, their keys and sizes, and the manifest: what must be byte-identical."""
+    return sorted(p.name for p in out.iterdir() if p.suffix in (".npy", ".txt")
+                  or p.name == "manifest.json")
+
+
+def same_shard_files(one, other):
+    assert shard_files(one) and shard_files(one) == shard_files(other)
+    for name in shard_files(one):
+        assert (one / name).read_bytes() == (other / name).read_bytes(), name
+
+
+def no_leftovers(out):
+    """No chunk folder, no temporary file."""
+    return not list(out.glob(ing.CHUNKS + "*")) and not list(out.rglob(".*.tmp"))
+
+
+def test_shards_joined_from_chunks_equal_shards_written_whole(tmp_path, monkeypatch):
+    bad = bad_values()
+    write_lmdb(tmp_path / "x_lmdb", real_values(23) + [bad[k] for k in ("truncated", "empty",
+                                                                       "too_small", "rgba")])
+    stale = tmp_path / "out" / f"{ing.CHUNKS}of-another-run"  # other options' chunks
+    stale.mkdir(parents=True)
+    (stale / "shard-00000.items-0-4.json").write_text("{}")
+    monkeypatch.setattr(ing, "CHUNK", 4)  # shards of 10 rows: 3 chunks each, the last short
+    report = ingest(tmp_path / "x_lmdb", tmp_path / "out", workers=2, rows_per_shard=10)
+    assert report["shards"] == 3 and report["failed"] == 3 and report["chunks_resumed"] == 0
+    assert no_leftovers(tmp_path / "out")
+    # each shard as a whole unit decoded in one piece and written by np.save would be
+    source = open_source(tmp_path / "x_lmdb")
+    whole = ShardTarget(tmp_path / "whole", [64, 64, 3], {})
+    for i in range(3):
+        part = ing.crop_items(source, source.items()[i * 10 : (i + 1) * 10], 64)
+        whole.write(i, part["images"], part["keys"], part["hw"])
+        for suffix in (".npy", ".keys.txt", ".hw.npy"):
+            name = f"shard-{i:05d}{suffix}"
+            assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "whole" / name
+                                                              ).read_bytes()
+
+
 KILLABLE = """
 import sys, time
 import dcgan_data.ingest as ing
@@ -125,7 +167,12 @@ def slow(*args, **kwargs):
     time.sleep(0.1)
     return real(*args, **kwargs)
 ing.crop_items = slow
-ing.ingest(sys.argv[1], sys.argv[2], workers=1, rows_per_shard=10)
+join = ing.join_chunks
+def slow_join(*args):
+    time.sleep(0.2)
+    return join(*args)
+ing.join_chunks = slow_join
+ing.ingest(sys.argv[1], sys.argv[2], workers=1, rows_per_shard=int(sys.argv[3]))
 """
 
 
@@ -133,8 +180,8 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path):
     write_lmdb(tmp_path / "x_lmdb", real_values(60))
     clean = ingest(tmp_path / "x_lmdb", tmp_path / "clean", workers=1, rows_per_shard=10)
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(tmp_path / "x_lmdb"), str(out)],
-                            cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(tmp_path / "x_lmdb"), str(out),
+                             "10"], cwd=ROOT)
     deadline = time.time() + 60
     while not (out / "shard-00002.json").exists():
         assert proc.poll() is None and time.time() < deadline, "ingest ended before the kill"
@@ -148,7 +195,35 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path):
     a, b = ShardSet(tmp_path / "clean"), ShardSet(out)
     assert a.keys() == b.keys() and len(set(b.keys())) == 60
     np.testing.assert_array_equal(a.load(), b.load())
-    assert not list(out.glob(".*.tmp"))
+    assert no_leftovers(out)  # the killed run's chunks (of 5 items, not 256) are not taken
+
+
+def test_ingest_killed_while_decoding_keeps_its_finished_chunks(tmp_path, monkeypatch):
+    write_lmdb(tmp_path / "x_lmdb", real_values(60))
+    clean = ingest(tmp_path / "x_lmdb", tmp_path / "clean", workers=1, rows_per_shard=30)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(tmp_path / "x_lmdb"), str(out),
+                             "30"], cwd=ROOT)  # 2 shards of 6 chunks
+    deadline = time.time() + 60
+    while len(list(out.glob(f"{ing.CHUNKS}*/*.json"))) < 3:
+        assert proc.poll() is None and time.time() < deadline, "ingest ended before the kill"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = len(list(out.glob(f"{ing.CHUNKS}*/*.json")))
+    assert not list(out.glob("shard-*")) and finished < 6  # killed in the first shard
+    monkeypatch.setattr(ing, "CHUNK", 5)  # the killed run's chunks
+    decoded = []
+    real = ing.crop_items
+    monkeypatch.setattr(ing, "crop_items", lambda source, items, *a: decoded.extend(items)
+                        or real(source, items, *a))
+    resumed = ingest(tmp_path / "x_lmdb", out, workers=1, rows_per_shard=30)
+    assert resumed["chunks_resumed"] == finished and resumed["shards_resumed"] == 0
+    assert len(decoded) == len(set(decoded)) == 60 - 5 * finished  # the others were kept
+    assert resumed["read"] == resumed["written"] == clean["written"] == 60  # none twice
+    assert len(read_table(out / resumed["status_table"])) == 60
+    same_shard_files(tmp_path / "clean", out)
+    assert no_leftovers(out)
 
 
 def test_inspect_summarises_sources_and_shards(tmp_path):

@@ -3,9 +3,16 @@
 import numpy as np
 import pytest
 
+from dcgan_data import partition
 from dcgan_data.dedup import connected
 from dcgan_data.errors import InputError
-from dcgan_data.partition import auto_partitions, partition_of, shared_hash_pairs
+from dcgan_data.partition import (
+    SPILL_PREFIX,
+    auto_partitions,
+    partition_of,
+    remove_stale_spills,
+    shared_hash_pairs,
+)
 from dcgan_data.units import LocalEngine
 
 
@@ -59,6 +66,27 @@ def test_partitions_on_processes_and_from_a_memmap(tmp_path):
     mapped = np.load(tmp_path / "probes.npy", mmap_mode="r")
     got = shared_hash_pairs(mapped, 8, LocalEngine(2))
     assert edge_set(*got) == edge_set(*shared_hash_pairs(probes))
+
+
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt])
+def test_a_failed_grouping_removes_its_spilled_partitions(error, tmp_path, monkeypatch):
+    def fail(path, band=1):
+        raise error("no")
+
+    monkeypatch.setattr(partition, "pairs_in_partition", fail)
+    with pytest.raises((RuntimeError, KeyboardInterrupt)):
+        shared_hash_pairs(planted_probes(n=200), 4, LocalEngine(1), spill_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_spills_of_killed_runs_are_removed(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / f"{SPILL_PREFIX}{name}").mkdir()
+        (tmp_path / f"{SPILL_PREFIX}{name}" / "part-00000.bin").write_bytes(bytes(24))
+    (tmp_path / "shard-00000.npy").write_bytes(b"kept")
+    (tmp_path / "ingested").mkdir()
+    assert remove_stale_spills(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ingested", "shard-00000.npy"]
 
 
 def test_skewed_hashes_still_spread_over_the_partitions():
