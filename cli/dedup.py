@@ -57,8 +57,8 @@ def _partitions(ctx, param, value: str) -> int | str:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="auto: cuda when available, else cpu.")
 @click.option("--workers", type=int,
-              help="Processes for ingest and hashing, threads for training [default: all "
-                   "cores].")
+              help="Processes for ingest and hashing, threads for training and "
+                   "verification [default: all cores; 1 on a busy shared machine].")
 @engine_options
 @click.option("--partitions", default=DEFAULT_PARTITIONS, show_default=True, callback=_partitions,
               metavar="N|auto",
