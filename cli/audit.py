@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from dcgan_data_cli.engine import engine_options
+
 # defaults live in dcgan_data.audit; the CLI shows them without importing torch
 SAMPLES, HOLDOUT, ALPHA, NEIGHBOURS = 10_000, "2000", 0.01, 10
 
@@ -38,9 +40,12 @@ SAMPLES, HOLDOUT, ALPHA, NEIGHBOURS = 10_000, "2000", 0.01, 10
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="auto: cuda when available, else cpu.")
+@click.option("--workers", type=int,
+              help="Processes scanning the training shards on CPU [default: all cores].")
+@engine_options
 def audit(generated: Path, train: Path, out: Path, count: int, holdout: str, alpha: float,
           model_path: Path | None, neighbours: int, checkpoint: str | None, seed: int,
-          device: str) -> None:
+          device: str, workers: int | None, engine: str, ray_address: str | None) -> None:
     """Check whether GENERATED copies images of the training shards.
 
     GENERATED is a training run (samples are drawn from its checkpoint), a folder of image
@@ -50,8 +55,9 @@ def audit(generated: Path, train: Path, out: Path, count: int, holdout: str, alp
     are (see --alpha).
     """
     from dcgan_data.audit import audit as run
+    from dcgan_data.units import make_engine
 
     report = run(generated, train, out, n=count, holdout=holdout, alpha=alpha,
                  model_path=model_path, neighbours=neighbours, checkpoint=checkpoint,
-                 device=device, seed=seed)
+                 device=device, seed=seed, engine=make_engine(engine, workers, ray_address))
     click.echo(f"audit: {report['verdict']}; report {out / 'audit_report.json'}")

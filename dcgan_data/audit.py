@@ -36,11 +36,13 @@ import torch.nn.functional as F
 
 from dcgan_data import hashing
 from dcgan_data.devices import resolve_device
-from dcgan_data.errors import InputError
+from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import progress, write_csv, write_json
 from dcgan_data.images import ImageError, center_crop_resize, contact_sheet, decode_image, save_png
 from dcgan_data.lsun import image_files
+from dcgan_data.processes import one_torch_thread
 from dcgan_data.shards import ShardSet, is_shard_dir
+from dcgan_data.units import Engine, LocalEngine, UnitError, make_engine, run_units
 
 log = logging.getLogger(__name__)
 
@@ -354,23 +356,46 @@ def _fewest_per_query(q: np.ndarray, r: np.ndarray, d: np.ndarray, keep: int
 
 
 def scan_training(shards: ShardSet, held_out: np.ndarray, features: Features,
-                  candidates: Candidates) -> np.ndarray:
+                  candidates: Candidates, engine: Engine | None = None) -> np.ndarray:
     """Stream every training row not held out through `candidates`; return the (N, 16)
-    hashes of all rows (for the report's hash distances)."""
+    hashes of all rows (for the report's hash distances; held-out rows' are zero). The
+    features are computed as units on `engine` (slices of up to hashing.CHUNK rows of one
+    shard) and taken in unit order, so every engine gives the same candidates."""
     hashes = np.zeros((len(shards), hashing.HASH_BYTES), np.uint8)
     in_index = np.ones(len(shards), bool)
     in_index[held_out] = False
-    row = 0
+    units = [(s, lo, min(lo + hashing.CHUNK, entry["rows"]))
+             for s, entry in enumerate(shards.shards)
+             for lo in range(0, entry["rows"], hashing.CHUNK)]
+    arrived: dict[tuple[int, int, int], Any] = {}
+    taken = 0
     with progress(total=len(shards), desc="scan training set") as bar:
-        for crops in hashing.iter_crops(shards):
-            rows = np.arange(row, row + len(crops))
-            keep = in_index[rows]
-            chunk_hashes, chunk_probes, chunk_codes = features(crops[keep])
-            hashes[rows[keep]] = chunk_hashes
-            candidates.add(rows[keep], chunk_hashes, chunk_probes, chunk_codes)
-            row += len(crops)
-            bar.update(len(crops))
+        for unit, result in run_units(features_unit, units, engine, (features, shards)):
+            if isinstance(result, UnitError):  # a row left out could hide a copy
+                raise DcganDataError(f"scan training set: rows {unit[1]}..{unit[2] - 1} of "
+                                     f"shard {unit[0]} failed {result.attempts} times: "
+                                     f"{result.detail}")
+            arrived[unit] = result
+            while taken < len(units) and units[taken] in arrived:
+                s, lo, hi = units[taken]
+                chunk_hashes, chunk_probes, chunk_codes = arrived.pop(units[taken])
+                rows = shards.offsets[s] + np.arange(lo, hi)
+                keep = in_index[rows]
+                hashes[rows[keep]] = chunk_hashes[keep]
+                candidates.add(rows[keep], chunk_hashes[keep], chunk_probes[keep],
+                               chunk_codes[keep])
+                bar.update(hi - lo)
+                taken += 1
     return hashes
+
+
+def features_unit(context: tuple[Features, ShardSet], unit: tuple[int, int, int]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows lo..hi of shard s, unit (s, lo, hi): hashes, probe hashes and code values."""
+    features, shards = context
+    s, lo, hi = unit
+    with one_torch_thread():
+        return features(hashing.to_hash_crops(np.asarray(shards.shard(s)[lo:hi])))
 
 
 # --- exact distances in pixel space --------------------------------------------------------
@@ -617,10 +642,14 @@ def audit(
     device: str = "auto",
     seed: int = 0,
     config: hashing.HashConfig | None = None,
+    engine: Engine | str | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Audit `generated` against the training shards `train`; write OUT/audit.csv,
     audit_report.json, nearest.png and distances.png. Returns the report. `config` is for
-    a hash model trained here (no --model, none from a dedup stage)."""
+    a hash model trained here (no --model, none from a dedup stage). The scan of the
+    training rows runs as units on `engine` (local processes, `workers` of them, or Ray);
+    on a GPU it runs in this process."""
     generated, train, out = Path(generated), Path(train), Path(out)
     model_path = Path(model_path) if model_path is not None else None
     holdout = parse_holdout(holdout)
@@ -655,7 +684,8 @@ def audit(
     features = Features(model, device)
     q_hashes, q_probes, q_codes = features(query_crops)
     candidates = Candidates(q_hashes, q_probes, q_codes, neighbours)
-    train_hashes = scan_training(shards, held_out_rows, features, candidates)
+    scan_engine = make_engine(engine, workers) if device == "cpu" else LocalEngine(1)
+    train_hashes = scan_training(shards, held_out_rows, features, candidates, scan_engine)
     timings["scan"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -724,7 +754,7 @@ def audit(
         "parameters": {"n": n, "holdout": str(holdout), "alpha": alpha,
                        "neighbours": neighbours, "max_hash_candidates": MAX_HASH_CANDIDATES,
                        "context": CONTEXT, "shift": SHIFT, "seed": seed, "device": device,
-                       "checkpoint": checkpoint},
+                       "checkpoint": checkpoint, "engine": scan_engine.name},
         "model": model_info,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "files": {"table": CSV, "nearest": NEAREST if len(shown) else None,

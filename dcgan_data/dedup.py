@@ -37,7 +37,7 @@ from dcgan_data.devices import resolve_device
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_path, locks_output, progress, write_csv, write_json
 from dcgan_data.images import contact_sheet, resize_square, save_png
-from dcgan_data.processes import reuse_freed_memory
+from dcgan_data.processes import one_torch_thread, reuse_freed_memory
 from dcgan_data.shards import ShardSet, ShardTarget, ShardWriter, is_shard_dir
 from dcgan_data.units import Engine, Failures, LocalEngine, UnitError, make_engine, run_units
 
@@ -599,12 +599,8 @@ def scan_unit(context: tuple[hashing.Hasher, ShardSet], unit: tuple[int, int, in
     hasher, shards = context
     s, lo, hi = unit
     rows = np.asarray(shards.shard(s)[lo:hi])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same sums in the same order on every engine and worker
-    try:
+    with one_torch_thread():
         codes, moved = hasher(hashing.to_hash_crops(rows))
-    finally:
-        torch.set_num_threads(threads)
     return (codes, moved, *verify.thumbnails(rows))
 
 

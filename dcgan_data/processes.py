@@ -70,6 +70,18 @@ class StopFlag:
                 signal.signal(s, handler)
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """torch on one thread inside: a unit's sums then run in the same order on every engine
+    and worker, so its results are bit-identical wherever it runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def reuse_freed_memory() -> bool:
     """Keep freed tensor memory in the process for reuse (Linux glibc; elsewhere a no-op).
 

@@ -27,6 +27,7 @@ from test_partition import edge_set, planted_probes  # noqa: E402
 from test_units import bad_input, die_once, fail_on_three  # noqa: E402
 
 from conftest import photo_crops, write_shards  # noqa: E402
+from dcgan_data import audit as au  # noqa: E402
 from dcgan_data import dedup as dd  # noqa: E402
 from dcgan_data import ingest as ing  # noqa: E402
 from dcgan_data.errors import InputError  # noqa: E402
@@ -150,6 +151,22 @@ def test_dedup_on_ray_equals_local(cluster, tmp_path):
     same_outputs(tmp_path / "local", tmp_path / "ray")  # with hashes.npy
     assert ((tmp_path / "local" / dd.CSV).read_bytes()
             == (tmp_path / "ray" / dd.CSV).read_bytes())
+
+
+def test_audit_on_ray_equals_local(cluster, tmp_path):
+    crops = photo_crops(240)
+    train = write_shards(tmp_path / "train", crops[:200], rows_per_shard=60)
+    generated = write_shards(tmp_path / "generated", np.concatenate([crops[:20], crops[200:]]),
+                             [f"gen{i:03d}" for i in range(60)])
+    config = HashConfig(min_steps=200, max_steps=200, batch_size=256)
+    local = au.audit(generated, train, tmp_path / "local", holdout=30, config=config,
+                     device="cpu", engine=LocalEngine(2))
+    on_ray = au.audit(generated, train, tmp_path / "ray", holdout=30, device="cpu",
+                      model_path=tmp_path / "local" / au.MODEL,
+                      engine=RayEngine(cluster.address))
+    assert on_ray["parameters"]["engine"] == "ray" and local["copies"] == on_ray["copies"] >= 15
+    assert ((tmp_path / "local" / au.CSV).read_bytes()
+            == (tmp_path / "ray" / au.CSV).read_bytes())
 
 
 def test_a_killed_driver_resumes(cluster, server, tmp_path):

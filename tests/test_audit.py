@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from conftest import PHOTOS, load_photo, write_shards
 from dcgan_data import audit, hashing
 from dcgan_data.images import encode_image
+from dcgan_data.units import LocalEngine
 from dcgan_data_cli.main import cli
 
 FAST = hashing.HashConfig(min_steps=200, max_steps=200, batch_size=256)
@@ -99,6 +100,19 @@ def test_unseen_images_alone_are_not_copies(planted, dirs):
     # held-out rows are not in the index: no sample's nearest image is one of them
     held_out = set(report["holdout_keys"])
     assert not held_out & {r["nearest_key"] for r in read_table(out / audit.CSV)}
+
+
+def test_scan_on_worker_processes_equals_one_process(planted, dirs, tmp_path):
+    # shards of 100 rows: several units, which the workers finish in any order
+    train = write_shards(tmp_path / "train", planted.train, rows_per_shard=100)
+    tables = []
+    for engine in (LocalEngine(1), LocalEngine(2)):
+        out = tmp_path / f"out_{engine.workers}"
+        report = audit.audit(dirs["generated"], train, out, holdout=dirs["unseen"],
+                             model_path=dirs["model"], device="cpu", engine=engine)
+        assert report["parameters"]["engine"] == "local"
+        tables.append((out / audit.CSV).read_bytes())
+    assert tables[0] == tables[1]
 
 
 def test_cli_on_a_training_run_draws_samples(dirs, tmp_path):
