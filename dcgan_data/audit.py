@@ -364,9 +364,7 @@ def scan_training(shards: ShardSet, held_out: np.ndarray, features: Features,
     hashes = np.zeros((len(shards), hashing.HASH_BYTES), np.uint8)
     in_index = np.ones(len(shards), bool)
     in_index[held_out] = False
-    units = [(s, lo, min(lo + hashing.CHUNK, entry["rows"]))
-             for s, entry in enumerate(shards.shards)
-             for lo in range(0, entry["rows"], hashing.CHUNK)]
+    units = hashing.scan_units(shards)
     arrived: dict[tuple[int, int, int], Any] = {}
     taken = 0
     with progress(total=len(shards), desc="scan training set") as bar:

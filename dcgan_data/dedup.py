@@ -577,9 +577,7 @@ def _scan(hasher: hashing.Hasher, shards: ShardSet, engine: Engine, desc: str
         if hasher.slopes is not None else None
     grey = np.empty((n, verify.GREY, verify.GREY), np.uint8)
     colour = np.empty((n, verify.COLOUR, verify.COLOUR, 3), np.uint8)
-    units = [(s, lo, min(lo + hashing.CHUNK, entry["rows"]))
-             for s, entry in enumerate(shards.shards)
-             for lo in range(0, entry["rows"], hashing.CHUNK)]
+    units = hashing.scan_units(shards)
     with progress(total=n, desc=desc) as bar:
         for (s, lo, hi), result in run_units(scan_unit, units, engine, (hasher, shards)):
             if isinstance(result, UnitError):  # every row must be hashed to group any

@@ -11,6 +11,7 @@ import inspect
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -183,3 +184,12 @@ def progress(iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("unit", "img")
     return tqdm(iterable, **kwargs)
+
+
+def remove_folders(parent: str | os.PathLike, prefix: str, keep: Path | None = None) -> int:
+    """Delete the folders named prefix* in `parent` but `keep`: working folders that killed
+    runs left. Call only while no other run can be using them (holding the output lock)."""
+    stale = [p for p in Path(parent).glob(prefix + "*") if p.is_dir() and p != keep]
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(stale)

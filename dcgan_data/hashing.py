@@ -145,6 +145,13 @@ def iter_crops(shards: ShardSet, chunk: int = CHUNK) -> Iterator[np.ndarray]:
             yield to_hash_crops(array[start : start + chunk])
 
 
+def scan_units(shards: ShardSet) -> list[tuple[int, int, int]]:
+    """Every row as units (shard, lo, hi) of up to CHUNK rows of one shard, in row order: what
+    a pass that hashes the rows on the unit runner hands out."""
+    return [(s, lo, min(lo + CHUNK, entry["rows"])) for s, entry in enumerate(shards.shards)
+            for lo in range(0, entry["rows"], CHUNK)]
+
+
 def sample_crops(shards: ShardSet, n: int, rng: np.random.Generator) -> np.ndarray:
     """Up to n crops drawn without replacement, read in row order (kind to the page cache)."""
     total = len(shards)

@@ -29,7 +29,14 @@ import numpy as np
 
 from dcgan_data import status
 from dcgan_data.errors import DcganDataError, InputError
-from dcgan_data.files import atomic_path, locks_output, progress, read_json, write_json
+from dcgan_data.files import (
+    atomic_path,
+    locks_output,
+    progress,
+    read_json,
+    remove_folders,
+    write_json,
+)
 from dcgan_data.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
@@ -124,9 +131,7 @@ def _chunk_folder(writer: ShardWriter) -> Path:
     (call holding OUT's lock)."""
     params = json.dumps(writer.params, sort_keys=True).encode("utf-8", "backslashreplace")
     folder = writer.target.out_dir / (CHUNKS + hashlib.sha1(params).hexdigest()[:16])
-    for stale in folder.parent.glob(CHUNKS + "*"):
-        if stale != folder:
-            shutil.rmtree(stale, ignore_errors=True)
+    remove_folders(folder.parent, CHUNKS, keep=folder)
     folder.mkdir(exist_ok=True)
     return folder
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dcgan_data.errors import InputError
+from dcgan_data.files import remove_folders
 from dcgan_data.units import Engine, UnitError, make_engine, run_units
 
 RECORD = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("row", "<i8")])
@@ -107,10 +108,7 @@ def shared_hash_pairs(
 def remove_stale_spills(spill_dir: str | os.PathLike) -> int:
     """Delete the partition folders that killed runs left in `spill_dir`; how many. Call
     only while no other run can be spilling there (holding the output lock of `spill_dir`)."""
-    stale = [p for p in Path(spill_dir).glob(SPILL_PREFIX + "*") if p.is_dir()]
-    for folder in stale:
-        shutil.rmtree(folder, ignore_errors=True)
-    return len(stale)
+    return remove_folders(spill_dir, SPILL_PREFIX)
 
 
 def partition_of(first_halves: np.ndarray, partitions: int) -> np.ndarray:

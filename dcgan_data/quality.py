@@ -49,7 +49,7 @@ from dcgan_data.feed import data_checksum
 from dcgan_data.files import atomic_path, write_json
 from dcgan_data.model import Generator, draw_z, generate
 from dcgan_data.sampling import checkpoint_path, load_generator
-from dcgan_data.shards import ShardSet
+from dcgan_data.shards import ShardSet, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +78,6 @@ class RealStats:
     count: int
 
 
-def _file_checksum(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class CodeSpace:
     """The hash model's 128 pre-threshold codes: gain * (pixels @ weight) - threshold."""
 
@@ -96,7 +88,7 @@ class CodeSpace:
         model, _ = hashing.load_model(path, device)
         self.hasher = hashing.Hasher(model, device)
         self.path = Path(path)
-        self.checksum = _file_checksum(self.path)
+        self.checksum = sha256_file(self.path)
 
     @torch.no_grad()
     def codes(self, images: np.ndarray) -> np.ndarray:
@@ -135,7 +127,7 @@ class InceptionSpace:
             raise InputError(f"--inception-weights {path}: gives features of shape "
                              f"{tuple(probe.shape)}, not (1, {INCEPTION_FEATURES}); is it "
                              f"{INCEPTION_FILE}?")
-        self.checksum = _file_checksum(self.path)
+        self.checksum = sha256_file(self.path)
 
     @torch.no_grad()
     def codes(self, images: np.ndarray) -> np.ndarray:
