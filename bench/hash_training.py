@@ -1,12 +1,13 @@
 """Benchmark: the hash model's training time against the previous version's, at equal quality.
 
-    python bench/hash_training.py [--train-rows 200000] [--seed 0]
+    python bench/hash_training.py [--train-rows 200000] [--seed 0] [--sweep 500 1000]
 
 Both models train on the same crops: `--train-rows` random crops of the sample photos (200,000
 is what dedup samples from any source of 200,000 rows or more, so a 1M- or 3M-row run trains
-exactly like this). *previous*: the corruption as one batched torch `grid_sample` warp and a
-brightness gain, 600 to 4,000 steps (the version before OpenCV corruption); *current*: this
-version's defaults. Same run, same process, one after the other. Quality: each model is given
+exactly like this). *previous*: `dcgan_data/hashing.py` of commit 95c8ff3, read from git and
+run unchanged (the corruption as one batched torch `grid_sample` warp and a brightness gain,
+fresh Gaussian pixel noise each step, 600 to 4,000 steps); *current*: this version's defaults.
+Same run, same process, one after the other. Quality: each model is given
 to `dedup --model` on the tuning and held-out near-duplicate sets (bench/neardup_sets.py),
 scored with the paper's rule (equal hashes: the hash model alone decides) and at the defaults
 (candidates verified). Writes bench/out/hash_training/results.json.
@@ -20,11 +21,11 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,38 +36,35 @@ from dedup_scale import make_set  # noqa: E402
 from neardup_sets import build  # noqa: E402
 
 from dcgan_data import dedup as dd  # noqa: E402
-from dcgan_data import hashing  # noqa: E402
+from dcgan_data import hashing, processes  # noqa: E402
 from dcgan_data.shards import ShardSet, ShardWriter  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "hash_training"
-PREVIOUS_STEPS = {"min_steps": 600, "max_steps": 4000}
+PREVIOUS = "95c8ff3"  # the last version before this recipe: grid_sample corruption, <= 4,000 steps
 
 
-def grid_sample_corruption(crops: np.ndarray, config: hashing.HashConfig,
-                           rng: np.random.Generator) -> torch.Tensor:
-    """The previous version's corruption: a batched grid_sample warp, then a gain."""
-    n = len(crops)
-
-    def uniform(*shape: int) -> torch.Tensor:
-        return torch.from_numpy(rng.uniform(-1, 1, shape).astype(np.float32))
-
-    images = torch.from_numpy(crops).float().view(n, hashing.SIDE, hashing.SIDE, 3)
-    scale = 1 - config.zoom * uniform(n).abs()
-    shift = uniform(n, 2) * config.shift
-    moved = hashing.warp(images.permute(0, 3, 1, 2), scale, shift)
-    return moved.permute(0, 2, 3, 1).reshape(n, hashing.DIM) * (1 + config.gain * uniform(n, 1))
+def previous_hashing() -> types.ModuleType:
+    """dcgan_data/hashing.py as it was at PREVIOUS, read from git and imported as is."""
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{PREVIOUS}:dcgan_data/hashing.py"],
+                            capture_output=True, text=True)
+    if source.returncode:
+        sys.exit(f"cannot read the previous version from git ({source.stderr.strip()}): "
+                 "run this bench in a clone with the project's history")
+    module = types.ModuleType("hashing_previous")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source.stdout, f"{PREVIOUS}:hashing.py", "exec"), module.__dict__)
+    return module
 
 
-def train(crops: np.ndarray, previous: bool) -> tuple[hashing.HashAutoencoder, dict]:
+def train(crops: np.ndarray, name: str) -> tuple[hashing.HashAutoencoder, dict]:
+    if name == "previous":
+        version = previous_hashing()
+        return version.train_hash_model(crops, version.HashConfig())
     config = hashing.HashConfig()
-    current_corruption = hashing.corrupt
-    if previous:
-        config = replace(config, **PREVIOUS_STEPS)
-        hashing.corrupt = grid_sample_corruption  # train_hash_model looks it up per call
-    try:
-        return hashing.train_hash_model(crops, config)
-    finally:
-        hashing.corrupt = current_corruption
+    if name != "current":  # "current at N steps"
+        steps = int(name.rsplit(" ", 2)[1])
+        config = replace(config, min_steps=steps, max_steps=steps)
+    return hashing.train_hash_model(crops, config)
 
 
 def quality(model_path: Path, which: str, seed: int) -> dict:
@@ -91,7 +89,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-rows", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sweep", type=int, nargs="*", default=[],
+                        help="also train the current recipe for these step counts")
     args = parser.parse_args()
+    processes.reuse_freed_memory()  # as dedup runs training: both variants alike
     OUT.mkdir(parents=True, exist_ok=True)
     source = OUT / "train_src"
     shutil.rmtree(source, ignore_errors=True)
@@ -99,12 +100,13 @@ def main() -> None:
     crops = hashing.sample_crops(ShardSet(source), args.train_rows,
                                  np.random.default_rng(args.seed))
     results: dict = {"train_rows": args.train_rows, "variants": {}}
-    for name, previous in (("current", False), ("previous", True)):
+    names = ["current", "previous", *(f"current at {n} steps" for n in args.sweep)]
+    for name in names:
         uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         start = time.perf_counter()
-        model, stats = train(crops, previous)
+        model, stats = train(crops, name)
         seconds = time.perf_counter() - start
-        path = OUT / f"{name}.pt"
+        path = OUT / f"{name.replace(' ', '_')}.pt"
         hashing.save_model(model, path)
         results["variants"][name] = {"uptime": uptime, "seconds": round(seconds, 1),
                                      "steps": stats["steps"],

@@ -55,7 +55,7 @@ class HashConfig:
     bits: int = 128
     epochs: float = 10.0  # passes over the training sample...
     min_steps: int = 400  # ...but at least this many steps (small datasets)
-    max_steps: int = 1000  # ...and at most this many (huge ones: the sample is big enough)
+    max_steps: int = 700  # ...and at most this many (huge ones: the sample is big enough)
     max_train_images: int = 200_000  # crops sampled for training (uint8, 3 KB each)
     batch_size: int = 512
     lr: float = 2e-3
@@ -95,7 +95,7 @@ class HashAutoencoder(nn.Module):
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, 3072) pixel values 0..255 -> zero mean, unit variance per pixel."""
-        return (level(pixels, self.config) - self.pixel_mean) / self.pixel_std
+        return level(pixels, self.config).sub_(self.pixel_mean).div_(self.pixel_std)
 
     def preactivation(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.encoder(x))
@@ -172,9 +172,10 @@ def _pixel_stats(crops: np.ndarray, config: HashConfig) -> tuple[np.ndarray, np.
     total = np.zeros(DIM, np.float64)
     squares = np.zeros(DIM, np.float64)
     for start in range(0, len(crops), CHUNK):
-        part = level(torch.from_numpy(crops[start : start + CHUNK]).double(), config).numpy()
-        total += part.sum(0)
-        squares += (part * part).sum(0)
+        # float32 within a chunk (exact enough for 8192 rows), float64 across chunks
+        part = level(torch.from_numpy(crops[start : start + CHUNK]).float(), config)
+        total += part.sum(dim=0).double().numpy()
+        squares += part.square().sum(dim=0).double().numpy()
     mean = total / len(crops)
     std = np.sqrt(np.maximum(squares / len(crops) - mean * mean, 0.0))
     return mean, std
@@ -191,35 +192,50 @@ def warp(images: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torc
     return F.grid_sample(images, grid, padding_mode="border", align_corners=False)
 
 
+_CENTRED = np.arange(SIDE, dtype=np.float32) - (SIDE - 1) / 2
+_LUMA = torch.tensor([0.299, 0.587, 0.114])
+
+
+def warp_crops(crops: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """`warp` for (N, 3072) uint8 crops, in uint8, by one OpenCV remap of the crops stacked
+    into a single tall image (one call, not one per crop): each source coordinate is clamped
+    inside its own crop, so edges repeat and neighbouring crops never bleed in."""
+    n = len(crops)
+    maps = []
+    for axis, centred in ((0, _CENTRED[None, None, :]), (1, _CENTRED[None, :, None])):
+        at = scale[:, None, None] * centred + (SIDE - 1) / 2 + shift[:, axis, None, None]
+        at = np.clip(at, 0, SIDE - 1)
+        if axis == 1:
+            at = at + SIDE * np.arange(n)[:, None, None]  # down to this crop's place
+        maps.append(np.broadcast_to(at, (n, SIDE, SIDE)).reshape(n * SIDE, SIDE)
+                    .astype(np.float32))
+    return cv2.remap(crops.reshape(n * SIDE, SIDE, 3), maps[0], maps[1],
+                     cv2.INTER_LINEAR).reshape(n, DIM)
+
+
 def corrupt(crops: np.ndarray, config: HashConfig, rng: np.random.Generator) -> torch.Tensor:
     """The denoising corruption of (N, 3072) uint8 crops: random near-duplicate edits (a
-    sub-pixel shift and slight zoom, then brightness, contrast and saturation changes,
-    sometimes grey). Returns (N, 3072) float pixel values. The warps run in OpenCV, one
-    small image at a time, which costs far less than a batched grid_sample on a CPU."""
+    sub-pixel shift and slight zoom, then saturation, contrast and brightness changes,
+    sometimes grey). Returns (N, 3072) float pixel values."""
     n = len(crops)
-    images = crops.reshape(n, SIDE, SIDE, 3)
-    moved = np.empty_like(images)
     scale = 1 - config.zoom * np.abs(rng.uniform(-1, 1, n))
     shift = rng.uniform(-1, 1, (n, 2)) * config.shift
-    for i in range(n):
-        # sample at scale * (x - centre) + centre + shift, as `warp` does
-        matrix = np.array([[scale[i], 0, 0], [0, scale[i], 0]], np.float32)
-        matrix[:, 2] = (SIDE - 1) / 2 * (1 - scale[i]) + shift[i]
-        moved[i] = cv2.warpAffine(images[i], matrix, (SIDE, SIDE),
-                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                  borderMode=cv2.BORDER_REPLICATE)
-    # colour edits per image, in numpy: a handful of cheap passes over the batch
-    pixels = moved.astype(np.float32)
+    moved = torch.from_numpy(warp_crops(crops, scale, shift)).view(n, SIDE * SIDE, 3).float()
 
-    def factor(spread: float) -> np.ndarray:
-        return (1 + spread * rng.uniform(-1, 1, (n, 1, 1, 1))).astype(np.float32)
+    def factor(spread: float) -> torch.Tensor:
+        return torch.from_numpy(1 + spread * rng.uniform(-1, 1, n)).float()[:, None, None]
 
-    grey = pixels @ np.array([0.299, 0.587, 0.114], np.float32)
-    colourful = factor(config.saturation) * (rng.random((n, 1, 1, 1)) >= config.grayscale)
-    pixels = grey[..., None] + (pixels - grey[..., None]) * np.maximum(colourful, 0)
-    mean = pixels.mean(axis=(1, 2, 3), keepdims=True)
-    pixels = ((pixels - mean) * factor(config.contrast) + mean) * factor(config.gain)
-    return torch.from_numpy(np.clip(pixels, 0, 255).reshape(n, DIM))
+    # Colour, per crop: saturation s about the grey level g (s = 0: grey), contrast c about
+    # the crop's mean level m, a gain a; together a (c (s p + (1 - s) g) + (1 - c) m).
+    saturation = factor(config.saturation).clamp(min=0)
+    saturation = saturation * torch.from_numpy(rng.random(n) >= config.grayscale)[:, None, None]
+    contrast, gain = factor(config.contrast), factor(config.gain)
+    grey = (moved @ _LUMA)[:, :, None]
+    level = saturation * moved.mean(dim=(1, 2), keepdim=True) \
+        + (1 - saturation) * grey.mean(dim=1, keepdim=True)
+    coloured = torch.addcmul(gain * (contrast * (1 - saturation) * grey + (1 - contrast) * level),
+                             gain * contrast * saturation, moved)
+    return coloured.clamp_(0, 255).view(n, DIM)
 
 
 def train_hash_model(
@@ -254,18 +270,9 @@ def train_hash_model(
                                                    pct_start=0.1)
     start = time.perf_counter()
     losses = []
-    order = rng.permutation(len(crops))
-    cursor = 0
+    make_batch = _batch_maker(crops, batch, steps, model, rng, generator, device)
     for step in progress(range(steps), desc="train hash", unit="step"):
-        if cursor + batch > len(order):
-            order, cursor = rng.permutation(len(crops)), 0
-        idx = np.sort(order[cursor : cursor + batch])
-        cursor += batch
-        pixels = torch.from_numpy(crops[idx]).to(device).float()
-        target = model.normalise(pixels)
-        noisy = model.normalise(corrupt(crops[idx], config, rng).to(device))
-        noisy = noisy + config.pixel_noise * torch.randn(noisy.shape,
-                                                         generator=generator).to(device)
+        target, noisy = make_batch(step)
         loss = F.mse_loss(model(noisy), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -280,6 +287,33 @@ def train_hash_model(
              "seconds": round(time.perf_counter() - start, 2),
              "first_loss": round(losses[0], 4), "final_loss": round(float(np.mean(tail)), 4)}
     return model, stats
+
+
+NOISE_BANK_BATCHES = 4  # Gaussian draws kept for the pixel noise, in batches
+
+
+def _batch_maker(crops: np.ndarray, batch: int, steps: int, model: HashAutoencoder,
+                 rng: np.random.Generator, generator: torch.Generator, device: str
+                 ) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+    """make(step) -> (clean target, corrupted input) of that step, both normalised. The
+    crops of every step are drawn now (a fresh permutation each epoch, the last partial
+    batch dropped); make must be called for steps in order, as it draws the edits from rng."""
+    per_epoch = len(crops) // batch
+    order = np.concatenate([rng.permutation(len(crops))[: per_epoch * batch]
+                            for _ in range(math.ceil(steps / per_epoch))])
+    # Fresh normals for every pixel of every step cost more than the rest of the corruption:
+    # the pixel noise is read from one bank of draws at a random offset instead.
+    bank = torch.randn(NOISE_BANK_BATCHES * batch * DIM, generator=generator).to(device)
+
+    def make(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        picked = crops[np.sort(order[step * batch : (step + 1) * batch])]
+        target = model.normalise(torch.from_numpy(picked).to(device).float())
+        noisy = model.normalise(corrupt(picked, model.config, rng).to(device))
+        at = int(rng.integers(0, len(bank) - batch * DIM + 1))
+        return target, torch.add(noisy, bank[at : at + batch * DIM].view(batch, DIM),
+                                 alpha=model.config.pixel_noise)
+
+    return make
 
 
 # --- hashing -------------------------------------------------------------------------------

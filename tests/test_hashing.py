@@ -142,3 +142,42 @@ def test_probe_hashes_predict_the_hashes_of_moved_crops(tiny_model, crops):
     in_probes = (probes == moved_hashes[:, None, :]).all(axis=2).any(axis=1).mean()
     equal = (own == moved_hashes).all(axis=1).mean()
     assert in_probes > 0.5 and in_probes > equal + 0.2, (in_probes, equal)
+
+
+def test_corruption_warps_every_crop_like_the_probes_assume(crops):
+    # one remap over all crops stacked: each must move as `warp` (the probes' model) moves it
+    # alone, with its own edges repeated and nothing of its neighbours
+    rng = np.random.default_rng(0)
+    scale = 1 - 0.1 * rng.random(len(crops))
+    shift = rng.uniform(-2, 2, (len(crops), 2))
+    moved = hashing.warp_crops(crops, scale, shift).astype(np.float32)
+    images = torch.from_numpy(crops).float().view(-1, 32, 32, 3).permute(0, 3, 1, 2)
+    expected = hashing.warp(images, torch.from_numpy(scale).float(),
+                            torch.from_numpy(shift).float()).permute(0, 2, 3, 1).reshape(
+        len(crops), -1).numpy()
+    difference = np.abs(moved - expected)
+    # OpenCV interpolates at 1/32 px: small differences, where a wrong direction or a
+    # neighbour's pixels would differ by tens of levels
+    assert difference.mean() < 0.5 and difference.max() < 6
+    flat = np.repeat(np.arange(0, 250, 10, dtype=np.uint8), 3072).reshape(25, 3072)
+    assert np.array_equal(hashing.warp_crops(flat, np.ones(25), np.full((25, 2), 3.0)), flat)
+
+
+def test_corruption_colour_edits(crops):
+    still = hashing.HashConfig(shift=0.0, zoom=0.0, gain=0.0)
+    rng = np.random.default_rng(0)
+    assert np.allclose(hashing.corrupt(crops, still, rng).numpy(), crops, atol=1e-3)
+    grey = hashing.corrupt(crops, hashing.HashConfig(shift=0.0, zoom=0.0, gain=0.0,
+                                                     grayscale=1.0), rng).view(-1, 1024, 3)
+    assert torch.allclose(grey, grey.mean(dim=2, keepdim=True).expand_as(grey), atol=1e-3)
+    expected = crops.reshape(-1, 1024, 3).astype(np.float32) @ [0.299, 0.587, 0.114]
+    assert np.allclose(grey[:, :, 0].numpy(), expected, atol=1e-3)
+    # contrast about the crop's mean level keeps that level
+    edited = hashing.corrupt(crops, hashing.HashConfig(shift=0.0, zoom=0.0, gain=0.0,
+                                                       contrast=0.5), rng)
+    unclipped = (edited > 0).all(dim=1) & (edited < 255).all(dim=1)
+    assert unclipped.sum() > 10
+    assert torch.allclose(edited[unclipped].mean(dim=1),
+                          torch.from_numpy(crops[unclipped.numpy()]).float().mean(dim=1),
+                          atol=1e-2)
+    assert not torch.allclose(edited, torch.from_numpy(crops).float(), atol=1.0)
