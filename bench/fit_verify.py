@@ -7,8 +7,11 @@ own edits; several seeds give more pairs, so a steadier threshold),
 proposes candidates as dedup does (nearest neighbours by DCT descriptor, with zoomed views)
 and adds every true pair, computes the pair features, fits the logistic model, and sets its
 threshold: the lowest log-odds at which the candidate pairs above it are at least
-`--precision` true on this set. Mirror copies are left out (dedup scores them apart). The
-held-out set is not touched: bench/dedup.py scores the result on it.
+`--precision` true on this set. Then the second look: pairs within `--align-band` below the
+threshold are aligned (verify.aligned_pair_features) and scored again, and the margin an
+aligned pair must clear is the least that keeps all accepted pairs `--precision` true.
+Mirror copies are left out (dedup scores them apart). The held-out set is not touched:
+bench/dedup.py scores the result on it.
 """
 
 from __future__ import annotations
@@ -31,20 +34,33 @@ from dcgan_data import verify  # noqa: E402
 from dcgan_data.neardup import MIRROR  # noqa: E402
 
 
-def training_pairs(rows: np.ndarray, truth: np.ndarray, kinds: list[str]
+def labelled_pairs(grey: np.ndarray, colour: np.ndarray, truth: np.ndarray, kinds: list[str]
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    grey, colour = verify.thumbnails(rows)
+    """Features, truth and rows of the candidate pairs plus every true pair, mirrors aside."""
     a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, dd.MIN_COSINE)
     members = {g: np.flatnonzero(truth == g) for g in np.unique(truth)}
     true_a = [m[i] for m in members.values() for i in range(len(m)) for _ in m[i + 1 :]]
     true_b = [m[j] for m in members.values() for i in range(len(m)) for j in range(i + 1, len(m))]
     a, b = verify.unique_pairs(np.r_[a, true_a].astype(np.int64),
-                               np.r_[b, true_b].astype(np.int64), len(rows))
+                               np.r_[b, true_b].astype(np.int64), len(grey))
     mirror = np.array([k == MIRROR for k in kinds])
     keep = ~(mirror[a] | mirror[b])
     a, b = a[keep], b[keep]
     features = verify.pair_features(grey, colour, a, b)
     return features, truth[a] == truth[b], np.c_[a, b]
+
+
+def aligned_scores(model: verify.VerifyModel, grey: np.ndarray, colour: np.ndarray,
+                   pairs: np.ndarray, scores: np.ndarray, threshold: float, band: float
+                   ) -> np.ndarray:
+    """Log-odds after alignment of the pairs within `band` below the threshold (NaN for the
+    others, and where no small alignment was found)."""
+    out = np.full(len(pairs), np.nan)
+    near = np.flatnonzero((scores < threshold) & (scores >= threshold - band))
+    features, found = verify.aligned_pair_features(grey, colour, pairs[near, 0],
+                                                   pairs[near, 1])
+    out[near[found]] = model.log_odds(features[found])
+    return out
 
 
 def threshold_for(scores: np.ndarray, same: np.ndarray, precision: float) -> float:
@@ -55,29 +71,62 @@ def threshold_for(scores: np.ndarray, same: np.ndarray, precision: float) -> flo
     return float(scores[order][ok[-1]]) if len(ok) else float(scores.max())
 
 
+def align_margin_for(scores: np.ndarray, same: np.ndarray, aligned: np.ndarray,
+                     threshold: float, precision: float) -> float:
+    """The least margin by which an aligned pair must pass the threshold so that all accepted
+    pairs (those passing as they are, and those passing aligned) are still at least
+    `precision` true. `aligned`: the band pairs' aligned log-odds, NaN where not aligned."""
+    passed = scores >= threshold
+    true, false = int(same[passed].sum()), int((~same[passed]).sum())
+    gains = np.flatnonzero(~passed & ~np.isnan(aligned) & (aligned >= threshold))
+    gains = gains[np.argsort(-aligned[gains])]
+    margin = float(aligned[gains[0]] - threshold) + 1e-3 if len(gains) else 0.0
+    for i in gains:
+        true, false = true + int(same[i]), false + int(not same[i])
+        if true / (true + false) < precision:
+            break
+        margin = float(aligned[i] - threshold)
+    return max(0.0, margin)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--per-photo", type=int, default=30)
     parser.add_argument("--precision", type=float, default=0.995)
+    parser.add_argument("--align-band", type=float, default=3.0,
+                        help="log-odds below the threshold within which pairs get aligned")
     args = parser.parse_args()
-    features, same, images = [], [], 0
+    features, same, images, seeds = [], [], 0, []
     for seed in args.seeds:
         rows, truth, kinds = build("tuning", seed, args.per_photo)
-        seed_features, seed_same, _ = training_pairs(rows, truth, kinds)
+        grey, colour = verify.thumbnails(rows)
+        seed_features, seed_same, pairs = labelled_pairs(grey, colour, truth, kinds)
         features.append(seed_features)
         same.append(seed_same)
+        seeds.append((grey, colour, pairs))
         images += len(rows)
     features, same = np.concatenate(features), np.concatenate(same)
     params = verify.fit(features, same)
     model = verify.VerifyModel({**params, "threshold": 0.0})
     scores = model.log_odds(features)
     threshold = threshold_for(scores, same, args.precision)
-    params.update(threshold=round(threshold, 4), fitted_on={
+    aligned = np.concatenate([
+        aligned_scores(model, grey, colour, pairs, seed_scores, threshold, args.align_band)
+        for (grey, colour, pairs), seed_scores in zip(
+            seeds, np.split(scores, np.cumsum([len(p) for _, _, p in seeds])[:-1]),
+            strict=True)])
+    margin = align_margin_for(scores, same, aligned, threshold, args.precision)
+    gained = ~(scores >= threshold) & (aligned >= threshold + margin)
+    params.update(threshold=round(threshold, 4), align_band=args.align_band,
+                  align_margin=round(margin, 4), fitted_on={
         "set": "tuning", "seeds": args.seeds, "per_photo": args.per_photo, "images": images,
         "pairs": int(len(same)), "true_pairs": int(same.sum()),
         "pair_precision_target": args.precision,
-        "true_pairs_above_threshold": round(float((scores[same] >= threshold).mean()), 4)})
+        "true_pairs_above_threshold": round(float((scores[same] >= threshold).mean()), 4),
+        "pairs_aligned": int((~np.isnan(aligned)).sum()),
+        "true_pairs_gained_by_alignment": int((gained & same).sum()),
+        "false_pairs_gained_by_alignment": int((gained & ~same).sum())})
     verify.MODEL_FILE.write_text(json.dumps(params, indent=1) + "\n")
     print(json.dumps(params["fitted_on"], indent=1), f"threshold {threshold:.3f}")
 

@@ -91,8 +91,10 @@ def augly_edits() -> dict[str, Edit]:
         "perspective": pil(lambda im, r: augly.perspective_transform(
             im, sigma=float(r.uniform(4, 10)), seed=int(r.integers(1 << 30)))),
         "border_crop": pil(trim),
+        # the characters drawn too: AugLy's default text is drawn once per process, unseeded
         "text": pil(lambda im, r: augly.overlay_text(
-            im, font_size=float(r.uniform(0.08, 0.15)), x_pos=float(r.uniform(0, 0.4)),
+            im, text=[int(c) for c in r.integers(1, 1000, 5)],
+            font_size=float(r.uniform(0.08, 0.15)), x_pos=float(r.uniform(0, 0.4)),
             y_pos=float(r.uniform(0, 0.8)), color=colour(r))),
         "emoji": pil(lambda im, r: augly.overlay_emoji(
             im, emoji_size=float(r.uniform(0.1, 0.2)), x_pos=float(r.uniform(0, 0.8)),

@@ -223,7 +223,7 @@ class Verifier:
         self.grey, self.colour, self.mirrors, self.device = grey, colour, mirrors, device
         self.model = verify.VerifyModel.load()
         self.threshold = self.model.threshold if threshold is None else threshold
-        self.scored = 0
+        self.scored = self.aligned = 0
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Log-odds of the pairs (a[i], b[i])."""
@@ -237,7 +237,22 @@ class Verifier:
                                             self.mirrors, self.device)
             scores[part] = self.model.log_odds(features)
         self.scored += len(a)
+        self._second_look(a, b, scores)
         return scores
+
+    def _second_look(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> None:
+        """Pairs just short of the threshold scored again after a fitted alignment; a pair's
+        score is the better of the two, the aligned one less the model's margin."""
+        near = np.flatnonzero((scores < self.threshold) &
+                              (scores >= self.threshold - self.model.align_band))
+        if not len(near):
+            return
+        features, found = verify.aligned_pair_features(self.grey, self.colour, a[near],
+                                                       b[near], self.mirrors, self.device)
+        aligned = self.model.log_odds(features).astype(np.float32) - self.model.align_margin
+        better = found & (aligned > scores[near])
+        scores[near[better]] = aligned[better]
+        self.aligned += len(near)
 
 
 def verified_groups(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
@@ -617,7 +632,7 @@ def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int
     return kept_as, row_score, {
         "verified": True, "threshold": round(verifier.threshold, 3),
         "candidates": proposed, "verified_pairs": int((scores >= verifier.threshold).sum()),
-        "pairs_scored": verifier.scored, **split}
+        "pairs_scored": verifier.scored, "pairs_aligned": verifier.aligned, **split}
 
 
 def read_kept_as(out: str | os.PathLike, keys: list[str]) -> np.ndarray:

@@ -16,6 +16,12 @@ thumbnails of the two images:
   how much texture the images have) go through a logistic model fitted on this project's
   own near-duplicate edits (`bench/fit_verify.py`, `verify_model.json`). A pair is a
   duplicate when the model's log-odds pass the model's threshold (or `--verify-threshold`).
+* pairs that fall just short (a perspective change, a pad or a rotation between the fixed
+  views) get a second look: an affine map fitted to their grey thumbnails (OpenCV's ECC),
+  kept only when it is close to a plain move (no axis scaled beyond ALIGN_SCALES, the centre
+  moved at most ALIGN_MOVE), then the same features on the aligned pair. The model's
+  `align_band` says which pairs get it and `align_margin` how much more the aligned pair must
+  score, both set by `bench/fit_verify.py` at the same precision target.
 
 Everything is batched tensor code: the same on CPU and GPU.
 """
@@ -43,6 +49,13 @@ ZOOMS = (1.12, 1.25)  # zoomed-in views (a 5-10% trim or a pad, seen from the ot
 ROTATIONS = (-3.5, 3.5)  # degrees
 MODEL_FILE = Path(__file__).with_name("verify_model.json")
 PAIR_CHUNK = 1024
+ALIGN_SCALES = (0.8, 1.25)  # a fitted alignment must keep each axis' scale within these...
+ALIGN_MOVE = 3.0  # ...and move the centre by at most this many grey-thumbnail pixels
+ALIGN_STEPS = 50  # ECC iterations at most (each costs about 40 us on a 32x32 pair)
+PAD_SCALES = (0.6, 1 / 0.6)  # the scales let through when the frame beyond is a flat fill
+PAD_MIN_SHARE = 0.05  # share of the image a frame must cover
+PAD_FLAT_LEVELS = 6  # grey levels from the frame's median...
+PAD_FLAT_SHARE = 0.8  # ...within which this share of it must lie: a fill, not a scene
 
 
 # --- thumbnails ----------------------------------------------------------------------------
@@ -390,6 +403,92 @@ def _at_views(a: torch.Tensor, b: torch.Tensor, best: torch.Tensor, mirrors: boo
     return out_a, out_b
 
 
+def fitted_alignment(fixed: np.ndarray, moving: np.ndarray) -> np.ndarray | None:
+    """The (2, 3) affine map W with moving(W x) ~ fixed(x) for two grey thumbnails, or None
+    when ECC converges to nothing close to a plain move: no axis scaled beyond ALIGN_SCALES,
+    the centre moved at most ALIGN_MOVE. A pad is let through up to PAD_SCALES: a smaller
+    scale when what the smaller image holds beyond the other's frame is a flat fill. ECC
+    starts from no move, then, until a start ends in a plain move, from a pad's and a
+    trim's scale."""
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ALIGN_STEPS, 1e-4)
+    for start in (1.0, PAD_SCALES[0] ** 0.5, PAD_SCALES[1] ** 0.5):
+        try:
+            _, warp = cv2.findTransformECC(fixed.astype(np.float32),
+                                           moving.astype(np.float32),
+                                           _scaled_about_centre(start), cv2.MOTION_AFFINE,
+                                           criteria, None, 5)
+        except cv2.error:  # no convergence, or no texture
+            continue
+        if _plain_move(warp, fixed, moving):
+            return warp
+    return None
+
+
+def _scaled_about_centre(scale: float) -> np.ndarray:
+    warp = np.eye(2, 3, dtype=np.float32) * np.float32(scale)
+    warp[:, 2] = (GREY - 1) / 2 * (1 - scale)
+    return warp
+
+
+def _plain_move(warp: np.ndarray, fixed: np.ndarray, moving: np.ndarray) -> bool:
+    scales = np.linalg.svd(warp[:, :2], compute_uv=False)
+    centre = np.full(2, (GREY - 1) / 2, np.float32)
+    if np.linalg.norm(warp[:, :2] @ centre + warp[:, 2] - centre) > ALIGN_MOVE:
+        return False
+    if ALIGN_SCALES[0] <= scales.min() and scales.max() <= ALIGN_SCALES[1]:
+        return True
+    ones = np.ones((GREY, GREY), np.uint8)
+    if PAD_SCALES[0] <= scales.min() and scales.max() <= 1.0:  # moving holds fixed, framed
+        return _flat_outside(moving, cv2.warpAffine(ones, warp, (GREY, GREY),
+                                                    flags=cv2.INTER_NEAREST))
+    if 1.0 <= scales.min() and scales.max() <= PAD_SCALES[1]:  # fixed holds moving, framed
+        return _flat_outside(fixed, cv2.warpAffine(ones, warp, (GREY, GREY),
+                                                   flags=cv2.INTER_NEAREST |
+                                                   cv2.WARP_INVERSE_MAP))
+    return False
+
+
+def _flat_outside(image: np.ndarray, inside: np.ndarray) -> bool:
+    """Whether the image beyond `inside` (2 px of blurred edge aside) is mostly one fill."""
+    outside = cv2.dilate(inside, np.ones((5, 5), np.uint8)) == 0
+    if outside.mean() < PAD_MIN_SHARE:
+        return False
+    levels = image[outside].astype(np.int16)
+    return np.mean(np.abs(levels - np.median(levels)) <= PAD_FLAT_LEVELS) >= PAD_FLAT_SHARE
+
+
+def _colour_alignment(warp: np.ndarray) -> np.ndarray:
+    """A grey-thumbnail map in the colour thumbnail's pixel coordinates (same scene)."""
+    s = COLOUR / GREY
+    out = warp.copy()
+    out[:, 2] = warp[:, :2] @ np.full(2, 0.5 * (1 - s), np.float32) + s * warp[:, 2] + \
+        0.5 * (s - 1)
+    return out
+
+
+def aligned_pair_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
+                          mirrors: bool = False, device: str = "cpu"
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """`pair_features` of each pair after b is warped onto a by `fitted_alignment`, and
+    whether a small alignment was found (where not, the row of features is not meaningful)."""
+    warped_grey, warped_colour = grey[b].copy(), colour[b].copy()
+    found = np.zeros(len(a), bool)
+    flags, border = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, cv2.BORDER_REFLECT
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        warp = fitted_alignment(grey[x], grey[y])
+        if warp is not None:
+            found[i] = True
+            warped_grey[i] = cv2.warpAffine(grey[y], warp, (GREY, GREY), flags=flags,
+                                            borderMode=border)
+            warped_colour[i] = cv2.warpAffine(colour[y], _colour_alignment(warp),
+                                              (COLOUR, COLOUR), flags=flags, borderMode=border)
+    k = len(a)
+    features = pair_features(np.concatenate([grey[a], warped_grey]),
+                             np.concatenate([colour[a], warped_colour]), np.arange(k),
+                             k + np.arange(k), mirrors, device)
+    return features, found
+
+
 # --- the decision --------------------------------------------------------------------------
 
 
@@ -414,6 +513,8 @@ class VerifyModel:
         self.weights = np.asarray(params["weights"], np.float64)
         self.bias = float(params["bias"])
         self.threshold = float(params["threshold"])
+        self.align_band = float(params.get("align_band", 0.0))  # 0: no second look
+        self.align_margin = float(params.get("align_margin", 0.0))
 
     @classmethod
     def load(cls, path: str | Path = MODEL_FILE) -> VerifyModel:

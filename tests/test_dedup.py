@@ -8,17 +8,19 @@ import json
 from itertools import combinations
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from conftest import PHOTOS, load_photo, write_shards
 from dcgan_data import dedup as dd
-from dcgan_data import hashing, partition
+from dcgan_data import hashing, partition, verify
 from dcgan_data.errors import DcganDataError, InputError
-from dcgan_data.images import decode_image, encode_image
+from dcgan_data.images import center_crop_resize, decode_image, encode_image
 from dcgan_data.neardup import (
     TRANSFORM_NAMES,
+    Crop,
     cut,
     distinct_crops,
     flat_images,
@@ -417,3 +419,22 @@ def test_verified_groups_never_remove_through_a_chain():
     assert kept_as.tolist() == [0, 0, 2, 3, 3, 3, 6]
     assert stats["rechecked_pairs"] == 2 and stats["kept_unverified"] == 0  # (0,2), (3,5)
     assert np.isinf(score[[0, 2, 3, 6]]).all() and (score[[1, 4, 5]] == 1).all()
+
+
+def test_verifier_second_look_raises_only_pairs_just_short_of_the_threshold():
+    photo = load_photo(PHOTOS[3])
+    original = cut(photo, Crop(0, 60, 80, 200), 256)
+    turn = cv2.getRotationMatrix2D((127.5, 127.5), 6.5, 1.05)  # beyond the fixed views
+    rotated = cv2.warpAffine(original, turn, (256, 256), borderMode=cv2.BORDER_REFLECT)
+    other = cut(photo, Crop(0, 300, 300, 200), 256)
+    rows = np.stack([center_crop_resize(x, 64) for x in (original, rotated, other)])
+    grey, colour = verify.thumbnails(rows)
+    a, b = np.array([0, 0]), np.array([1, 2])
+    verifier = dd.Verifier(grey, colour, None, False, "cpu")
+    verifier.model.align_band = 0.0
+    plain = verifier(a, b)
+    verifier.model.align_band, verifier.model.align_margin = 3.0, 0.5
+    verifier.threshold = float(plain[0]) + 1.0  # the copy now falls just short
+    looked = verifier(a, b)
+    assert looked[0] > plain[0] + 1.0 and verifier.aligned == 1
+    assert looked[1] == plain[1]  # far below: not looked at again

@@ -3,6 +3,7 @@ fitted model's decisions on real photos with edits it must accept and pairs it m
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -136,3 +137,33 @@ def test_pair_features_do_not_depend_on_how_pairs_are_ordered(photo):
     apart = np.concatenate([verify.pair_features(grey, colour, a[i : i + 1], b[i : i + 1])
                             for i in range(len(a))])
     assert np.allclose(together, apart, atol=1e-4)
+
+
+def test_fitted_alignment_undoes_a_small_rotation(photo):
+    original = crop_at(photo, 60, 80)
+    turn = cv2.getRotationMatrix2D((127.5, 127.5), 6.5, 1.05)  # beyond the fixed views
+    rotated = cv2.warpAffine(original, turn, (256, 256), borderMode=cv2.BORDER_REFLECT)
+    grey, colour = verify.thumbnails(np.stack([small(original), small(rotated)]))
+    warp = verify.fitted_alignment(grey[0], grey[1])
+    assert warp is not None
+    angle = np.degrees(np.arctan2(warp[1, 0] - warp[0, 1], warp[0, 0] + warp[1, 1]))
+    assert 5 < abs(angle) < 8
+    features, found = verify.aligned_pair_features(grey, colour, np.array([0]), np.array([1]))
+    plain = verify.pair_features(grey, colour, np.array([0]), np.array([1]))
+    assert found[0] and features[0, 0] > max(0.95, plain[0, 0])
+
+
+def test_alignment_lets_a_pad_through_but_not_a_wider_view_of_the_scene(photo):
+    original = crop_at(photo, 100, 100)
+    padded = cv2.resize(cv2.copyMakeBorder(original, 40, 40, 40, 40, cv2.BORDER_CONSTANT,
+                                           value=(30, 160, 90)), (256, 256),
+                        interpolation=cv2.INTER_AREA)
+    wider = cut(photo, Crop(0, 60, 60, 280), 256)  # the same scene and more around it
+    grey, colour = verify.thumbnails(np.stack([small(x) for x in (original, padded, wider)]))
+    pad = verify.fitted_alignment(grey[0], grey[1])
+    assert pad is not None and 0.7 < np.linalg.svd(pad[:, :2], compute_uv=False).mean() < 0.8
+    assert verify.fitted_alignment(grey[1], grey[0]) is not None  # either way round
+    assert verify.fitted_alignment(grey[0], grey[2]) is None
+    features, found = verify.aligned_pair_features(grey, colour, np.array([0]), np.array([1]))
+    plain = verify.pair_features(grey, colour, np.array([0]), np.array([1]))
+    assert found[0] and features[0, 0] > max(0.95, plain[0, 0])
