@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--per-photo", type=int, default=30)
     parser.add_argument("--precision", type=float, default=0.995)
-    parser.add_argument("--align-band", type=float, default=3.0,
+    parser.add_argument("--align-band", type=float, default=1.5,
                         help="log-odds below the threshold within which pairs get aligned")
     args = parser.parse_args()
     features, same, images, seeds = [], [], 0, []
