@@ -23,7 +23,8 @@ thumbnails of the two images:
   `align_band` says which pairs get it and `align_margin` how much more the aligned pair must
   score, both set by `bench/fit_verify.py` at the same precision target.
 
-Everything is batched tensor code: the same on CPU and GPU.
+Everything but the second look's alignment (OpenCV, pair by pair, on the CPU) is batched
+tensor code: the same on CPU and GPU.
 """
 
 from __future__ import annotations
