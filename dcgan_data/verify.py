@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -409,10 +410,13 @@ def fitted_alignment(fixed: np.ndarray, moving: np.ndarray) -> np.ndarray | None
     when ECC converges to nothing close to a plain move: no axis scaled beyond ALIGN_SCALES,
     the centre moved at most ALIGN_MOVE. A pad is let through up to PAD_SCALES: a smaller
     scale when what the smaller image holds beyond the other's frame is a flat fill. ECC
-    starts from no move, then, until a start ends in a plain move, from a pad's and a
-    trim's scale."""
+    starts from no move, then, when either image has a flat frame and until a start ends in
+    a plain move, from a pad's and a trim's scale."""
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ALIGN_STEPS, 1e-4)
-    for start in (1.0, PAD_SCALES[0] ** 0.5, PAD_SCALES[1] ** 0.5):
+    starts = [1.0]
+    if _framed(fixed) or _framed(moving):  # a pad's frame: worth two more starts
+        starts += [PAD_SCALES[0] ** 0.5, PAD_SCALES[1] ** 0.5]
+    for start in starts:
         try:
             _, warp = cv2.findTransformECC(fixed.astype(np.float32),
                                            moving.astype(np.float32),
@@ -458,6 +462,13 @@ def _flat_outside(image: np.ndarray, inside: np.ndarray) -> bool:
     return np.mean(np.abs(levels - np.median(levels)) <= PAD_FLAT_LEVELS) >= PAD_FLAT_SHARE
 
 
+def _framed(image: np.ndarray) -> bool:
+    """Whether the outer 2 px of a grey thumbnail are mostly one fill (perhaps a pad)."""
+    inside = np.zeros_like(image, np.uint8)
+    inside[4:-4, 4:-4] = 1
+    return _flat_outside(image, inside)
+
+
 def _colour_alignment(warp: np.ndarray) -> np.ndarray:
     """A grey-thumbnail map in the colour thumbnail's pixel coordinates (same scene)."""
     s = COLOUR / GREY
@@ -475,8 +486,10 @@ def aligned_pair_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b
     warped_grey, warped_colour = grey[b].copy(), colour[b].copy()
     found = np.zeros(len(a), bool)
     flags, border = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, cv2.BORDER_REFLECT
-    for i, (x, y) in enumerate(zip(a, b, strict=True)):
-        warp = fitted_alignment(grey[x], grey[y])
+    # OpenCV lets go of the GIL while it fits: one thread per core
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+        warps = list(pool.map(fitted_alignment, grey[a], grey[b]))
+    for i, (y, warp) in enumerate(zip(b, warps, strict=True)):
         if warp is not None:
             found[i] = True
             warped_grey[i] = cv2.warpAffine(grey[y], warp, (GREY, GREY), flags=flags,
