@@ -215,6 +215,10 @@ def candidate_pairs(hashes: np.ndarray, probes: np.ndarray | None, radius: int,
     return a, b, counts
 
 
+SECOND_LOOK_SHARE = 0.03  # of the pairs scored, at most this many get a second look...
+SECOND_LOOK_MIN = 256  # ...or this many, whichever is more
+
+
 class Verifier:
     """Scores pairs of rows by their thumbnails: log-odds of being near duplicates."""
 
@@ -223,7 +227,7 @@ class Verifier:
         self.grey, self.colour, self.mirrors, self.device = grey, colour, mirrors, device
         self.model = verify.VerifyModel.load()
         self.threshold = self.model.threshold if threshold is None else threshold
-        self.scored = self.aligned = 0
+        self.scored = self.aligned = self.second_look_skipped = 0
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Log-odds of the pairs (a[i], b[i])."""
@@ -242,9 +246,15 @@ class Verifier:
 
     def _second_look(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> None:
         """Pairs just short of the threshold scored again after a fitted alignment; a pair's
-        score is the better of the two, the aligned one less the model's margin."""
+        score is the better of the two, the aligned one less the model's margin. At most
+        SECOND_LOOK_SHARE of the pairs (the closest to the threshold first) get it, so that a
+        set where many pairs fall just short cannot multiply the cost of verification."""
         near = np.flatnonzero((scores < self.threshold) &
                               (scores >= self.threshold - self.model.align_band))
+        budget = max(SECOND_LOOK_MIN, int(SECOND_LOOK_SHARE * len(scores)))
+        if len(near) > budget:
+            self.second_look_skipped += len(near) - budget
+            near = np.sort(near[np.argsort(-scores[near], kind="stable")[:budget]])
         if not len(near):
             return
         features, found = verify.aligned_pair_features(self.grey, self.colour, a[near],
@@ -632,7 +642,8 @@ def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int
     return kept_as, row_score, {
         "verified": True, "threshold": round(verifier.threshold, 3),
         "candidates": proposed, "verified_pairs": int((scores >= verifier.threshold).sum()),
-        "pairs_scored": verifier.scored, "pairs_aligned": verifier.aligned, **split}
+        "pairs_scored": verifier.scored, "pairs_aligned": verifier.aligned,
+        "second_look_skipped": verifier.second_look_skipped, **split}
 
 
 def read_kept_as(out: str | os.PathLike, keys: list[str]) -> np.ndarray:

@@ -438,3 +438,19 @@ def test_verifier_second_look_raises_only_pairs_just_short_of_the_threshold():
     looked = verifier(a, b)
     assert looked[0] > plain[0] + 1.0 and verifier.aligned == 1
     assert looked[1] == plain[1]  # far below: not looked at again
+
+
+def test_second_look_is_given_to_at_most_a_share_of_the_pairs(monkeypatch):
+    rows = np.stack([center_crop_resize(cut(load_photo(PHOTOS[i % 6]),
+                                            Crop(0, 20 * i, 20 * i, 180), 256), 64)
+                     for i in range(12)])
+    grey, colour = verify.thumbnails(rows)
+    a, b = np.repeat(np.arange(6), 2), np.arange(12)[::-1].copy()
+    verifier = dd.Verifier(grey, colour, None, False, "cpu")
+    verifier.model.align_band = 0.0
+    plain = verifier(a, b)
+    verifier.model.align_band = 1e9  # every pair is just short of a threshold above them all
+    verifier.threshold = float(plain.max()) + 1.0
+    monkeypatch.setattr(dd, "SECOND_LOOK_MIN", 4)
+    verifier(a, b)
+    assert verifier.aligned == 4 and verifier.second_look_skipped == len(a) - 4
