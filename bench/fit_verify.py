@@ -56,7 +56,7 @@ def aligned_scores(model: verify.VerifyModel, grey: np.ndarray, colour: np.ndarr
     """Log-odds after alignment of the pairs within `band` below the threshold (NaN for the
     others, and where no small alignment was found)."""
     out = np.full(len(pairs), np.nan)
-    near = np.flatnonzero((scores < threshold) & (scores >= threshold - band))
+    near = verify.near_threshold(scores, threshold, band)
     features, found = verify.aligned_pair_features(grey, colour, pairs[near, 0],
                                                    pairs[near, 1])
     out[near[found]] = model.log_odds(features[found])

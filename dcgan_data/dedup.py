@@ -249,8 +249,7 @@ class Verifier:
         score is the better of the two, the aligned one less the model's margin. At most
         SECOND_LOOK_SHARE of the pairs (the closest to the threshold first) get it, so that a
         set where many pairs fall just short cannot multiply the cost of verification."""
-        near = np.flatnonzero((scores < self.threshold) &
-                              (scores >= self.threshold - self.model.align_band))
+        near = verify.near_threshold(scores, self.threshold, self.model.align_band)
         budget = max(SECOND_LOOK_MIN, int(SECOND_LOOK_SHARE * len(scores)))
         if len(near) > budget:
             self.second_look_skipped += len(near) - budget

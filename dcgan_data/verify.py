@@ -416,12 +416,11 @@ def fitted_alignment(fixed: np.ndarray, moving: np.ndarray) -> np.ndarray | None
     starts = [1.0]
     if _framed(fixed) or _framed(moving):  # a pad's frame: worth two more starts
         starts += [PAD_SCALES[0] ** 0.5, PAD_SCALES[1] ** 0.5]
+    template, image = fixed.astype(np.float32), moving.astype(np.float32)
     for start in starts:
         try:
-            _, warp = cv2.findTransformECC(fixed.astype(np.float32),
-                                           moving.astype(np.float32),
-                                           _scaled_about_centre(start), cv2.MOTION_AFFINE,
-                                           criteria, None, 5)
+            _, warp = cv2.findTransformECC(template, image, _scaled_about_centre(start),
+                                           cv2.MOTION_AFFINE, criteria, None, 5)
         except cv2.error:  # no convergence, or no texture
             continue
         if _plain_move(warp, fixed, moving):
@@ -478,28 +477,38 @@ def _colour_alignment(warp: np.ndarray) -> np.ndarray:
     return out
 
 
+def near_threshold(scores: np.ndarray, threshold: float, band: float) -> np.ndarray:
+    """Indices of the scores within `band` below the threshold: the pairs a second look is
+    for (dedup's verifier and the fit of its margin pick them alike)."""
+    return np.flatnonzero((scores < threshold) & (scores >= threshold - band))
+
+
 def aligned_pair_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
                           mirrors: bool = False, device: str = "cpu"
                           ) -> tuple[np.ndarray, np.ndarray]:
     """`pair_features` of each pair after b is warped onto a by `fitted_alignment`, and
-    whether a small alignment was found (where not, the row of features is not meaningful)."""
-    warped_grey, warped_colour = grey[b].copy(), colour[b].copy()
-    found = np.zeros(len(a), bool)
-    flags, border = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, cv2.BORDER_REFLECT
+    whether a small alignment was found (where not, the row of features is NaN)."""
     # OpenCV lets go of the GIL while it fits: one thread per core
     with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
         warps = list(pool.map(fitted_alignment, grey[a], grey[b]))
-    for i, (y, warp) in enumerate(zip(b, warps, strict=True)):
-        if warp is not None:
-            found[i] = True
-            warped_grey[i] = cv2.warpAffine(grey[y], warp, (GREY, GREY), flags=flags,
-                                            borderMode=border)
-            warped_colour[i] = cv2.warpAffine(colour[y], _colour_alignment(warp),
-                                              (COLOUR, COLOUR), flags=flags, borderMode=border)
-    k = len(a)
-    features = pair_features(np.concatenate([grey[a], warped_grey]),
-                             np.concatenate([colour[a], warped_colour]), np.arange(k),
-                             k + np.arange(k), mirrors, device)
+    found = np.array([warp is not None for warp in warps], bool)
+    features = np.full((len(a), len(FEATURES)), np.nan, np.float32)
+    aligned = np.flatnonzero(found)  # only these: the others' features are the plain ones
+    if not len(aligned):
+        return features, found
+    k = len(aligned)
+    warped_grey = np.empty((k, GREY, GREY), np.uint8)
+    warped_colour = np.empty((k, COLOUR, COLOUR, 3), np.uint8)
+    flags, border = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, cv2.BORDER_REFLECT
+    for i, pair in enumerate(aligned):
+        warp, y = warps[pair], b[pair]
+        warped_grey[i] = cv2.warpAffine(grey[y], warp, (GREY, GREY), flags=flags,
+                                        borderMode=border)
+        warped_colour[i] = cv2.warpAffine(colour[y], _colour_alignment(warp),
+                                          (COLOUR, COLOUR), flags=flags, borderMode=border)
+    features[found] = pair_features(np.concatenate([grey[a[found]], warped_grey]),
+                                    np.concatenate([colour[a[found]], warped_colour]),
+                                    np.arange(k), k + np.arange(k), mirrors, device)
     return features, found
 
 
