@@ -1,15 +1,18 @@
 """Benchmark: does dedup's precision hold as the set grows? Time and real memory at scale.
 
-    python bench/dedup_scale.py [--rows 100000 300000] [--copies 0.05]
+    python bench/dedup_scale.py [--rows 100000 300000] [--copies 0.05] [--kind collages]
 
-For each size N: N random 64x64 crops of the sample photos (any position and size, so
-low-texture crops of skies, walls and wood abound, and at large N two crops of one photo
-may nearly coincide: their box overlap is reported), of which a share `--copies` are
-replaced by edited copies (this project's own edits) of other rows. `dedup` runs at its
-defaults in a child process; reported: removed share, removals that are planted copies and
-those that are not, seconds per stage, and the peak anonymous memory (RssAnon sampled every
-0.2 s: the shards' mapped pages are not counted, they belong to the page cache). Writes
-bench/out/dedup_scale/results.json.
+For each size N, N 64x64 rows made from the sample photos, of which a share `--copies` are
+replaced by edited copies (this project's own edits) of other rows. `--kind crops`: each row
+a random crop (any position and size, so low-texture crops of skies, walls and wood abound;
+the photos are few, so as N grows two crops of one photo overlap more and more often, and
+their box overlap is reported). `--kind collages`: each row 3x3 tiles cut from random
+crops, so that rows are unrelated unless planted, and every removal that is not a planted
+copy of its keeper is a false one. `dedup` runs at its defaults in a child process;
+reported: removed share, precision (removals that are planted copies of their keeper) and
+recall of the planted copies, seconds per stage, and the peak anonymous memory (RssAnon
+sampled every 0.2 s: the shards' mapped pages are not counted, they belong to the page
+cache). Writes bench/out/dedup_scale/results_KIND.json.
 """
 
 from __future__ import annotations
@@ -34,9 +37,30 @@ OUT = ROOT / "bench" / "out" / "dedup_scale"
 SHARD_ROWS = 65_536
 
 
-def make_set(path: Path, n: int, copies: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+COLLAGE_CUTS = (0, 21, 42, 64)  # a 3x3 grid of tiles
+
+
+def collage(photos: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """A 64x64 image of 3x3 tiles, each a random crop (side 24-256, maybe mirrored) of a
+    random photo: two collages look alike only if nearly all their tiles do."""
+    import cv2
+
+    out = np.empty((64, 64, 3), np.uint8)
+    for top, bottom in zip(COLLAGE_CUTS, COLLAGE_CUTS[1:], strict=False):
+        for left, right in zip(COLLAGE_CUTS, COLLAGE_CUTS[1:], strict=False):
+            photo = photos[int(rng.integers(len(photos)))]
+            side = int(rng.integers(24, min(256, *photo.shape[:2]) + 1))
+            y, x = (int(rng.integers(0, d - side + 1)) for d in photo.shape[:2])
+            tile = cv2.resize(photo[y : y + side, x : x + side], (right - left, bottom - top),
+                              interpolation=cv2.INTER_AREA)
+            out[top:bottom, left:right] = tile[:, ::-1] if rng.random() < 0.5 else tile
+    return out
+
+
+def make_set(path: Path, n: int, copies: float, seed: int, kind: str = "crops"
+             ) -> tuple[np.ndarray, np.ndarray]:
     """Write N rows as shards; return each row's source row (itself unless a planted copy)
-    and each original's crop box (photo, y, x, side)."""
+    and each original's crop box (photo, y, x, side; photo -1 for a collage)."""
     import cv2
     from neardup_sets import tuning_photos
 
@@ -59,6 +83,11 @@ def make_set(path: Path, n: int, copies: float, seed: int) -> tuple[np.ndarray, 
             row = start + i
             if source[row] != row:
                 rows[i] = TRANSFORMS[str(rng.choice(edits))](originals[int(source[row])], rng)
+                continue
+            if kind == "collages":
+                rows[i] = collage(photos, rng)
+                if row in wanted:
+                    originals[row] = rows[i].copy()
                 continue
             photo_index = int(rng.integers(len(photos)))
             photo = photos[photo_index]
@@ -111,6 +140,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 300_000])
     parser.add_argument("--copies", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kind", choices=["crops", "collages"], default="crops",
+                        help="crops: one crop a row (crops of the few sample photos overlap "
+                             "more as N grows); collages: four tiles a row (rows unrelated "
+                             "unless planted copies)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -119,10 +152,10 @@ def main() -> None:
 
     results = []
     for n in args.rows:
-        src, out = OUT / f"src_{n}", OUT / f"out_{n}"
+        src, out = OUT / f"src_{args.kind}_{n}", OUT / f"out_{args.kind}_{n}"
         shutil.rmtree(src, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
-        source, boxes = make_set(src, n, args.copies, args.seed)
+        source, boxes = make_set(src, n, args.copies, args.seed, args.kind)
         uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         run = subprocess.run([sys.executable, __file__, "--child", str(src), str(out)],
@@ -135,10 +168,12 @@ def main() -> None:
         planted_right = int((source[removed] == source[kept_as[removed]]).sum())
         other = removed[source[removed] != source[kept_as[removed]]]
         overlap = box_overlap(boxes[source[other]], boxes[source[kept_as[other]]])
-        result = {"rows": n, "uptime": uptime, **measured, "cpu_seconds": round(cpu_seconds, 1),
+        result = {"rows": n, "kind": args.kind, "uptime": uptime, **measured,
+                  "cpu_seconds": round(cpu_seconds, 1),
                   "planted_copies": int((source != np.arange(n)).sum()),
                   "removed_share": round(len(removed) / n, 5),
                   "removed_planted_pairs": planted_right,
+                  "precision": round(planted_right / max(1, len(removed)), 4),
                   "removed_other": len(removed) - planted_right,
                   "removed_other_share": round((len(removed) - planted_right) / n, 5),
                   "removed_other_overlapping_crops": {
@@ -149,7 +184,7 @@ def main() -> None:
         results.append(result)
         print(json.dumps(result), flush=True)
         shutil.rmtree(src, ignore_errors=True)
-        OUT.joinpath("results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (OUT / f"results_{args.kind}.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

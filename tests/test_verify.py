@@ -66,6 +66,52 @@ def test_neighbour_pairs_find_a_trimmed_copy_from_either_side(photo):
     assert (a < b).all()
 
 
+def random_crop_thumbnails(photo: np.ndarray, count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+    out = np.empty((count, verify.GREY, verify.GREY), np.uint8)
+    for i in range(count):
+        side = int(rng.integers(48, 200))
+        y, x = (int(rng.integers(0, d - side)) for d in grey.shape)
+        out[i] = cv2.resize(grey[y : y + side, x : x + side], (verify.GREY, verify.GREY),
+                            interpolation=cv2.INTER_AREA)
+    return out
+
+
+def test_inverted_lists_visiting_every_list_is_the_exact_search(photo, monkeypatch):
+    # every list visited: the list-by-list search must return exactly what the exact one does
+    monkeypatch.setattr(verify, "LIST_ROWS", 60)
+    monkeypatch.setattr(verify, "QUERY_BLOCK", 64)
+    monkeypatch.setattr(verify, "QUERY_CHUNK", 700)
+    base = verify.descriptors(random_crop_thumbnails(photo, 1500, 0))
+    zoomed = verify.descriptors(random_crop_thumbnails(photo, 1500, 0), verify.ZOOMS[0])
+    lists = verify.InvertedLists(base)
+    assert lists.centroids.ntotal == 25
+    monkeypatch.setattr(verify, "LISTS_VISITED", 25)
+    exact = verify.ExactSearch(base)
+    for query in (base, zoomed):
+        expected = set(zip(*(x.tolist() for x in exact.nearest(query, 5, 0.6)), strict=True))
+        found = set(zip(*(x.tolist() for x in lists.nearest(query, 5, 0.6)), strict=True))
+        assert len(expected) > 3000 and found == expected
+
+
+def test_inverted_lists_find_most_of_the_nearest_visiting_few(photo, monkeypatch):
+    monkeypatch.setattr(verify, "LIST_ROWS", 60)
+    base = verify.descriptors(random_crop_thumbnails(photo, 3000, 1))
+    monkeypatch.setattr(verify, "LISTS_VISITED", 8)
+    found = set(zip(*(x.tolist() for x in verify.InvertedLists(base).nearest(base, 5, 0.9)),
+                    strict=True))
+    expected = set(zip(*(x.tolist() for x in verify.ExactSearch(base).nearest(base, 5, 0.9)),
+                       strict=True))
+    assert len(found & expected) >= 0.95 * len(expected) > 400
+
+
+def test_neighbour_pairs_above_the_exact_search_size(photo, monkeypatch):
+    monkeypatch.setattr(verify, "EXACT_SEARCH_ROWS", 10)
+    monkeypatch.setattr(verify, "LIST_ROWS", 4)
+    test_neighbour_pairs_find_a_trimmed_copy_from_either_side(photo)
+
+
 @pytest.mark.parametrize("edit", ["grayscale", "contrast", "saturation", "brightness",
                                   "border_crop", "rotate", "jpeg_low", "noise", "text"])
 def test_model_accepts_edited_copies(photo, edit):
