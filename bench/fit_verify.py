@@ -1,17 +1,19 @@
 """Fit the verification model (dcgan_data/verify_model.json) on the tuning set.
 
     python bench/fit_verify.py [--seeds 1 2 3] [--per-photo 30] [--precision 0.995]
+                               [--hard-negatives 20000]
 
 Builds the tuning set once per seed (bench/neardup_sets.py: the sample photos, this project's
-own edits; several seeds give more pairs, so a steadier threshold),
-proposes candidates as dedup does (nearest neighbours by DCT descriptor, with zoomed views)
-and adds every true pair, computes the pair features, fits the logistic model, and sets its
-threshold: the lowest log-odds at which the candidate pairs above it are at least
-`--precision` true on this set. Then the second look: pairs within `--align-band` below the
-threshold are aligned (verify.aligned_pair_features) and scored again, and the margin an
-aligned pair must clear is the least that keeps all accepted pairs `--precision` true.
-Mirror copies are left out (dedup scores them apart). The held-out set is not touched:
-bench/dedup.py scores the result on it.
+own edits; several seeds give more pairs, so a steadier threshold), proposes candidates as
+dedup does (nearest neighbours by DCT descriptor, with zoomed views) and adds every true
+pair, computes the pair features, adds lookalike pairs between crops of different photos
+(`hard_negatives`: candidates dedup would propose among random crops, all false), fits the
+logistic model on both, and sets its threshold on the tuning pairs: the lowest log-odds at
+which the candidate pairs above it are at least `--precision` true there. Then the second
+look: pairs within `--align-band` below the threshold are aligned
+(verify.aligned_pair_features) and scored again, and the margin an aligned pair must clear
+is the least that keeps all accepted pairs `--precision` true. Mirror copies are left out
+(dedup scores them apart). The held-out set is not touched: bench/dedup.py scores the result on it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,30 @@ def labelled_pairs(grey: np.ndarray, colour: np.ndarray, truth: np.ndarray, kind
     a, b = a[keep], b[keep]
     features = verify.pair_features(grey, colour, a, b)
     return features, truth[a] == truth[b], np.c_[a, b]
+
+
+def hard_negatives(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features of candidate pairs between crops of different photos: `count` random crops
+    of the tuning photos (any position, side 64 up), proposed as dedup proposes them. At a
+    few thousand images such lookalikes are rare; among millions each row has several, so
+    the model must see them to keep its precision as N grows."""
+    import cv2
+    from neardup_sets import tuning_photos
+
+    rng = np.random.default_rng(seed)
+    photos = tuning_photos()
+    rows = np.empty((count, 64, 64, 3), np.uint8)
+    source = rng.integers(len(photos), size=count)
+    for i, p in enumerate(source):
+        side = int(rng.integers(64, min(photos[p].shape[:2]) + 1))
+        y, x = (int(rng.integers(0, d - side + 1)) for d in photos[p].shape[:2])
+        rows[i] = cv2.resize(photos[p][y : y + side, x : x + side], (64, 64),
+                             interpolation=cv2.INTER_AREA)
+    grey, colour = verify.thumbnails(rows)
+    a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, dd.MIN_COSINE)
+    apart = source[a] != source[b]
+    features = verify.pair_features(grey, colour, a[apart], b[apart])
+    return features, np.zeros(len(features), bool)
 
 
 def aligned_scores(model: verify.VerifyModel, grey: np.ndarray, colour: np.ndarray,
@@ -94,6 +120,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--per-photo", type=int, default=30)
     parser.add_argument("--precision", type=float, default=0.995)
+    parser.add_argument("--hard-negatives", type=int, default=20_000,
+                        help="crops of different photos to mine lookalike pairs from")
     parser.add_argument("--align-band", type=float, default=1.5,
                         help="log-odds below the threshold within which pairs get aligned")
     args = parser.parse_args()
@@ -106,10 +134,17 @@ def main() -> None:
         same.append(seed_same)
         seeds.append((grey, colour, pairs))
         images += len(rows)
+    tuning = len(np.concatenate(same))
+    if args.hard_negatives:
+        hard_features, hard_same = hard_negatives(args.hard_negatives, seed=100)
+        features.append(hard_features)
+        same.append(hard_same)
     features, same = np.concatenate(features), np.concatenate(same)
     params = verify.fit(features, same)
     model = verify.VerifyModel({**params, "threshold": 0.0})
     scores = model.log_odds(features)
+    hard = scores[tuning:]
+    features, same, scores = features[:tuning], same[:tuning], scores[:tuning]
     threshold = threshold_for(scores, same, args.precision)
     aligned = np.concatenate([
         aligned_scores(model, grey, colour, pairs, seed_scores, threshold, args.align_band)
@@ -123,6 +158,8 @@ def main() -> None:
         "set": "tuning", "seeds": args.seeds, "per_photo": args.per_photo, "images": images,
         "pairs": int(len(same)), "true_pairs": int(same.sum()),
         "pair_precision_target": args.precision,
+        "hard_negatives": {"crops": args.hard_negatives, "pairs": len(hard),
+                           "above_threshold": int((hard >= threshold).sum())},
         "true_pairs_above_threshold": round(float((scores[same] >= threshold).mean()), 4),
         "pairs_aligned": int((~np.isnan(aligned)).sum()),
         "true_pairs_gained_by_alignment": int((gained & same).sum()),

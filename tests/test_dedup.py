@@ -433,10 +433,10 @@ def test_verifier_second_look_raises_only_pairs_just_short_of_the_threshold():
     verifier = dd.Verifier(grey, colour, None, False, "cpu")
     verifier.model.align_band = 0.0
     plain = verifier(a, b)
-    verifier.model.align_band, verifier.model.align_margin = 3.0, 0.5
-    verifier.threshold = float(plain[0]) + 1.0  # the copy now falls just short
+    verifier.model.align_band, verifier.model.align_margin = 3.0, 0.25
+    verifier.threshold = float(plain[0]) + 0.5  # the copy now falls just short
     looked = verifier(a, b)
-    assert looked[0] > plain[0] + 1.0 and verifier.aligned == 1
+    assert looked[0] > plain[0] + 0.5 and verifier.aligned == 1
     assert looked[1] == plain[1]  # far below: not looked at again
 
 
