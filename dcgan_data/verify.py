@@ -6,10 +6,10 @@ images. So dedup proposes candidate pairs generously and decides each one here, 
 thumbnails of the two images:
 
 * every row keeps a 32x32 grey thumbnail and an 8x8 colour one (1.2 KB);
-* candidates: each image's nearest neighbours (faiss) by a DCT descriptor of its grey
-  thumbnail (low frequencies, without the mean, unit length: blind to brightness, contrast
-  and colour), queried also with zoomed-in views of the image, so that a copy trimmed at the
-  border or framed by padding is found from either side;
+* candidates: each image's nearest neighbours (exact, or inverted lists at scale) by a DCT
+  descriptor of its grey thumbnail (low frequencies, without the mean, unit length: blind to
+  brightness, contrast and colour), queried also with zoomed-in views of the image, so that
+  a copy trimmed at the border or framed by padding is found from either side;
 * verification: the second image is aligned to the first over a few views (as is, zoomed in
   either image, rotated a few degrees) and small shifts; at the best view, a handful of
   features (grey correlation, DCT agreement, level-free colour difference, contrast ratio,
@@ -236,8 +236,9 @@ class ExactSearch:
 class InvertedLists:
     """Approximate search over rows clustered into lists (spherical k-means): a query sees
     the rows of its LISTS_VISITED nearest lists. Searched list by list rather than query by
-    query: each list meets all the queries visiting it in one matrix product, so the rows
-    are read from memory once per list, not once per query (the cost at millions of rows)."""
+    query: each list meets all the queries visiting it in matrix products of QUERY_BLOCK
+    queries, so its rows are read from memory once per list, not once per query (the cost
+    at millions of rows)."""
 
     def __init__(self, base: np.ndarray, seed: int = 0):
         import faiss
