@@ -43,16 +43,13 @@ COLLAGE_CUTS = (0, 21, 42, 64)  # a 3x3 grid of tiles
 def collage(photos: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """A 64x64 image of 3x3 tiles, each a random crop (side 24-256, maybe mirrored) of a
     random photo: two collages look alike only if nearly all their tiles do."""
-    import cv2
+    from neardup_sets import random_crop
 
     out = np.empty((64, 64, 3), np.uint8)
     for top, bottom in zip(COLLAGE_CUTS, COLLAGE_CUTS[1:], strict=False):
         for left, right in zip(COLLAGE_CUTS, COLLAGE_CUTS[1:], strict=False):
             photo = photos[int(rng.integers(len(photos)))]
-            side = int(rng.integers(24, min(256, *photo.shape[:2]) + 1))
-            y, x = (int(rng.integers(0, d - side + 1)) for d in photo.shape[:2])
-            tile = cv2.resize(photo[y : y + side, x : x + side], (right - left, bottom - top),
-                              interpolation=cv2.INTER_AREA)
+            tile = random_crop(photo, rng, (right - left, bottom - top), 24, 256)[0]
             out[top:bottom, left:right] = tile[:, ::-1] if rng.random() < 0.5 else tile
     return out
 
@@ -61,8 +58,7 @@ def make_set(path: Path, n: int, copies: float, seed: int, kind: str = "crops"
              ) -> tuple[np.ndarray, np.ndarray]:
     """Write N rows as shards; return each row's source row (itself unless a planted copy)
     and each original's crop box (photo, y, x, side; photo -1 for a collage)."""
-    import cv2
-    from neardup_sets import tuning_photos
+    from neardup_sets import random_crop, tuning_photos
 
     from dcgan_data.neardup import TRANSFORMS
     from dcgan_data.shards import ShardWriter
@@ -86,16 +82,10 @@ def make_set(path: Path, n: int, copies: float, seed: int, kind: str = "crops"
                 continue
             if kind == "collages":
                 rows[i] = collage(photos, rng)
-                if row in wanted:
-                    originals[row] = rows[i].copy()
-                continue
-            photo_index = int(rng.integers(len(photos)))
-            photo = photos[photo_index]
-            side = int(rng.integers(96, min(photo.shape[:2]) + 1))
-            y, x = (int(rng.integers(0, d - side + 1)) for d in photo.shape[:2])
-            boxes[row] = (photo_index, y, x, side)
-            rows[i] = cv2.resize(photo[y : y + side, x : x + side], (64, 64),
-                                 interpolation=cv2.INTER_AREA)
+            else:
+                photo_index = int(rng.integers(len(photos)))
+                rows[i], box = random_crop(photos[photo_index], rng, (64, 64), 96)
+                boxes[row] = (photo_index, *box)
             if row in wanted:
                 originals[row] = rows[i].copy()
         writer.write(shard, rows, [f"r{j:08d}" for j in range(start, start + len(rows))])
@@ -142,7 +132,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kind", choices=["crops", "collages"], default="crops",
                         help="crops: one crop a row (crops of the few sample photos overlap "
-                             "more as N grows); collages: four tiles a row (rows unrelated "
+                             "more as N grows); collages: 3x3 tiles a row (rows unrelated "
                              "unless planted copies)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -13,7 +13,8 @@ which the candidate pairs above it are at least `--precision` true there. Then t
 look: pairs within `--align-band` below the threshold are aligned
 (verify.aligned_pair_features) and scored again, and the margin an aligned pair must clear
 is the least that keeps all accepted pairs `--precision` true. Mirror copies are left out
-(dedup scores them apart). The held-out set is not touched: bench/dedup.py scores the result on it.
+(dedup scores them apart). The held-out set is not touched: bench/dedup.py scores the
+result on it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from neardup_sets import build  # noqa: E402
+from neardup_sets import build, random_crop, tuning_photos  # noqa: E402
 
 from dcgan_data import dedup as dd  # noqa: E402
 from dcgan_data import verify  # noqa: E402
@@ -57,18 +58,12 @@ def hard_negatives(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     of the tuning photos (any position, side 64 up), proposed as dedup proposes them. At a
     few thousand images such lookalikes are rare; among millions each row has several, so
     the model must see them to keep its precision as N grows."""
-    import cv2
-    from neardup_sets import tuning_photos
-
     rng = np.random.default_rng(seed)
     photos = tuning_photos()
     rows = np.empty((count, 64, 64, 3), np.uint8)
     source = rng.integers(len(photos), size=count)
     for i, p in enumerate(source):
-        side = int(rng.integers(64, min(photos[p].shape[:2]) + 1))
-        y, x = (int(rng.integers(0, d - side + 1)) for d in photos[p].shape[:2])
-        rows[i] = cv2.resize(photos[p][y : y + side, x : x + side], (64, 64),
-                             interpolation=cv2.INTER_AREA)
+        rows[i] = random_crop(photos[p], rng, (64, 64), 64)[0]
     grey, colour = verify.thumbnails(rows)
     a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, dd.MIN_COSINE)
     apart = source[a] != source[b]
@@ -134,7 +129,7 @@ def main() -> None:
         same.append(seed_same)
         seeds.append((grey, colour, pairs))
         images += len(rows)
-    tuning = len(np.concatenate(same))
+    tuning = sum(len(s) for s in same)
     if args.hard_negatives:
         hard_features, hard_same = hard_negatives(args.hard_negatives, seed=100)
         features.append(hard_features)

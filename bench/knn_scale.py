@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from neardup_sets import build, tuning_photos  # noqa: E402
+from neardup_sets import build, random_crop, tuning_photos  # noqa: E402
 
 from dcgan_data import dedup, verify  # noqa: E402
 
@@ -54,10 +54,7 @@ def background(count: int, rng: np.random.Generator) -> np.ndarray:
     grey = np.empty((count, verify.GREY, verify.GREY), np.uint8)
     for i in range(count):
         photo = photos[int(rng.integers(len(photos)))]
-        side = int(rng.integers(64, min(photo.shape) + 1))
-        y, x = (int(rng.integers(0, d - side + 1)) for d in photo.shape)
-        grey[i] = cv2.resize(photo[y : y + side, x : x + side], (verify.GREY, verify.GREY),
-                             interpolation=cv2.INTER_AREA)
+        grey[i] = random_crop(photo, rng, (verify.GREY, verify.GREY), 64)[0]
     return grey
 
 

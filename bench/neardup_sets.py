@@ -36,6 +36,18 @@ def tuning_photos() -> list[np.ndarray]:
             for p in sorted((ROOT / "pipelines" / "sample" / "photos").glob("*.jpg"))]
 
 
+def random_crop(photo: np.ndarray, rng: np.random.Generator, size: tuple[int, int],
+                min_side: int, max_side: int | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
+    """A random square crop of the photo (side from min_side up to its shorter side, or
+    max_side), area-resized to `size` (width, height), and its box (y, x, side)."""
+    import cv2
+
+    side = int(rng.integers(min_side, min(*photo.shape[:2], max_side or photo.shape[0]) + 1))
+    y, x = (int(rng.integers(0, d - side + 1)) for d in photo.shape[:2])
+    crop = cv2.resize(photo[y : y + side, x : x + side], size, interpolation=cv2.INTER_AREA)
+    return crop, (y, x, side)
+
+
 def held_out_photos() -> list[np.ndarray]:
     import skimage.data
 

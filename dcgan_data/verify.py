@@ -251,9 +251,10 @@ class InvertedLists:
         self.centroids = faiss.IndexFlatIP(base.shape[1])
         self.centroids.add(kmeans.centroids)
         owner = self.centroids.search(base, 1)[1][:, 0]
-        self.order = torch.from_numpy(np.argsort(owner, kind="stable"))
-        self.bounds = np.searchsorted(owner[self.order.numpy()], np.arange(lists + 1))
-        self.columns = torch.from_numpy(np.ascontiguousarray(base[self.order.numpy()].T))
+        order = np.argsort(owner, kind="stable")
+        self.order = torch.from_numpy(order)
+        self.bounds = np.searchsorted(owner[order], np.arange(lists + 1))
+        self.columns = torch.from_numpy(np.ascontiguousarray(base[order].T))
 
     def nearest(self, query: np.ndarray, k: int, min_similarity: float
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -275,9 +276,11 @@ class InvertedLists:
         best_row = torch.zeros((len(query) * LISTS_VISITED, keep), dtype=torch.int32)
         for lst in range(len(self.bounds) - 1):
             low, high = int(self.bounds[lst]), int(self.bounds[lst + 1])
+            if low == high:
+                continue
             slots = by_list[query_bounds[lst] : query_bounds[lst + 1]]
             members = self.columns[:, low:high]
-            for start in range(0, len(slots) if high > low else 0, QUERY_BLOCK):
+            for start in range(0, len(slots), QUERY_BLOCK):
                 block = slots[start : start + QUERY_BLOCK]
                 similarity = queries[block // LISTS_VISITED] @ members
                 near = similarity.amax(1) >= min_similarity
