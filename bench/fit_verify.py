@@ -36,11 +36,14 @@ from dcgan_data import dedup as dd  # noqa: E402
 from dcgan_data import verify  # noqa: E402
 from dcgan_data.neardup import MIRROR  # noqa: E402
 
+# below dedup's own floor (MIN_COSINE): the fit sees more lookalikes than dedup proposes
+FIT_MIN_COSINE = 0.75
+
 
 def labelled_pairs(grey: np.ndarray, colour: np.ndarray, truth: np.ndarray, kinds: list[str]
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features, truth and rows of the candidate pairs plus every true pair, mirrors aside."""
-    a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, dd.MIN_COSINE)
+    a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, FIT_MIN_COSINE)
     members = {g: np.flatnonzero(truth == g) for g in np.unique(truth)}
     true_a = [m[i] for m in members.values() for i in range(len(m)) for _ in m[i + 1 :]]
     true_b = [m[j] for m in members.values() for i in range(len(m)) for j in range(i + 1, len(m))]
@@ -65,7 +68,7 @@ def hard_negatives(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     for i, p in enumerate(source):
         rows[i] = random_crop(photos[p], rng, (64, 64), 64)[0]
     grey, colour = verify.thumbnails(rows)
-    a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, dd.MIN_COSINE)
+    a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, FIT_MIN_COSINE)
     apart = source[a] != source[b]
     features = verify.pair_features(grey, colour, a[apart], b[apart])
     return features, np.zeros(len(features), bool)

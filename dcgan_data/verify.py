@@ -47,6 +47,7 @@ DCT_SIDE = 8  # low-frequency block of the DCT descriptor
 SHIFT = 1  # alignment shifts, in grey-thumbnail pixels, on each axis
 MARGIN = 2  # border left out of the correlation (room for the shifts)
 BLUR = 1.0  # Gaussian sigma before correlating: sub-pixel misalignments do not count
+DETAIL_BLUR = 2.0  # sigma of the coarse layout taken away before comparing fine detail
 ZOOMS = (1.12, 1.25)  # zoomed-in views (a 5-10% trim or a pad, seen from the other side)
 ROTATIONS = (-3.5, 3.5)  # degrees
 MODEL_FILE = Path(__file__).with_name("verify_model.json")
@@ -149,11 +150,11 @@ def _descriptor(coefficients: torch.Tensor) -> torch.Tensor:
 
 
 @lru_cache(maxsize=4)
-def _blur_matrix(device: str) -> torch.Tensor:
+def _blur_matrix(device: str, sigma: float = BLUR) -> torch.Tensor:
     """(32, 32) Gaussian blur of one axis with reflected borders: blurred = B X B^T."""
-    radius = int(math.ceil(3 * BLUR))
+    radius = int(math.ceil(3 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-x * x / (2 * BLUR * BLUR))
+    kernel = torch.exp(-x * x / (2 * sigma * sigma))
     padded = F.pad(torch.eye(GREY)[:, None, :], (radius, radius), mode="reflect")
     rows = F.conv1d(padded, (kernel / kernel.sum()).view(1, 1, -1))[:, 0]  # row i: B e_i
     return rows.t().contiguous().to(device)
@@ -309,7 +310,8 @@ def unique_pairs(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.n
 # --- verification --------------------------------------------------------------------------
 
 FEATURES = ("correlation", "dct_cosine", "dct_sign_agreement", "colour_difference",
-            "contrast_ratio", "texture_low", "texture_high", "aligned")
+            "contrast_ratio", "texture_low", "texture_high", "aligned", "detail_correlation",
+            "chroma_cosine", "chroma_low")
 
 
 View = tuple[float, float, bool]  # (zoom, degrees, mirror)
@@ -389,6 +391,26 @@ def _level_free(colour: torch.Tensor) -> torch.Tensor:
     return colour * (128.0 / (colour.mean(dim=(1, 2, 3), keepdim=True) + 8.0))
 
 
+def _detail_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Best shifted correlation of the fine detail alone (each view less its DETAIL_BLUR
+    blur): images alike in coarse layout, tile by tile, seldom agree in detail."""
+    blur = _blur_matrix(str(a.device), DETAIL_BLUR)
+    detail_a, detail_b = (_standardised(x - _separable(x, blur, blur))[0] for x in (a, b))
+    return _shift_correlation(detail_a, detail_b)
+
+
+def _chroma(colour: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine of two colour thumbnails' chroma (each pixel less its grey), and the lesser
+    chroma's RMS (log1p): the cosine says nothing when either image is nearly grey, and a
+    saturation edit scales chroma without turning it."""
+    ca, cb = (_level_free(x) for x in colour)
+    ca, cb = ((x - x.mean(dim=1, keepdim=True)).flatten(1) for x in (ca, cb))
+    na, nb = ca.norm(dim=1), cb.norm(dim=1)
+    cosine = (ca * cb).sum(dim=1) / (na * nb).clamp_min(1e-3)
+    rms = torch.minimum(na, nb) / math.sqrt(ca.shape[1])
+    return cosine, torch.log1p(rms)
+
+
 def pair_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
                   mirrors: bool = False, device: str = "cpu") -> np.ndarray:
     """(P, len(FEATURES)) float32 features of the pairs of rows (a[i], b[i]) of (N, 32, 32)
@@ -436,7 +458,7 @@ def _chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.n
         chosen[:, 0], chosen[:, 1], chosen[:, 2], colour_difference, chosen[:, 3],
         torch.log1p(torch.minimum(texture_a, texture_b)),
         torch.log1p(torch.maximum(texture_a, texture_b)),
-        (best > 0).float(),
+        (best > 0).float(), _detail_correlation(ga, gb), *_chroma((ca, cb)),
     ], dim=1)
 
 

@@ -129,6 +129,42 @@ def test_model_refuses_other_crops_and_flat_images(photo):
     assert (scores([(base, half_over), (base, far), (flat_a, flat_b)]) < 0).all()
 
 
+def feature(name: str, pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    rows = np.stack([small(p) for pair in pairs for p in pair])
+    grey, colour = verify.thumbnails(rows)
+    index = np.arange(0, len(rows), 2)
+    return verify.pair_features(grey, colour, index, index + 1)[:, verify.FEATURES.index(name)]
+
+
+def test_detail_correlation_tells_a_copy_from_a_same_layout_lookalike(photo):
+    base = crop_at(photo, 100, 150)
+    # the same coarse layout, other detail: each 32 px block's mean kept, its texture
+    # replaced by another part of the photo's texture
+    other = crop_at(photo, 400, 500).astype(np.float32)
+
+    def block_means(x: np.ndarray) -> np.ndarray:
+        means = cv2.resize(x, (8, 8), interpolation=cv2.INTER_AREA)
+        return cv2.resize(means, (256, 256), interpolation=cv2.INTER_NEAREST)
+
+    lookalike = np.clip(block_means(base.astype(np.float32)) + other - block_means(other),
+                        0, 255).astype(np.uint8)
+    copy = TRANSFORMS["jpeg_low"](base, np.random.default_rng(0))
+    detail = feature("detail_correlation", [(base, copy), (base, lookalike)])
+    assert detail[0] > 0.8 and detail[1] < detail[0] - 0.3
+    assert scores([(base, lookalike)])[0] < 0
+
+
+def test_chroma_cosine_survives_saturation_and_says_little_of_grey_copies(photo):
+    base = crop_at(photo, 100, 150)
+    rng = np.random.default_rng(0)
+    swapped = np.ascontiguousarray(base[..., ::-1])  # same layout and greys, other colours
+    pairs = [(base, TRANSFORMS["saturation"](base, rng)), (base, swapped),
+             (base, TRANSFORMS["grayscale"](base, rng))]
+    cosine, low = feature("chroma_cosine", pairs), feature("chroma_low", pairs)
+    assert cosine[0] > 0.9 and cosine[1] < cosine[0] - 0.3
+    assert low[2] < 0.5 * low[0]  # a grey copy: the cosine is to be discounted
+
+
 def test_mirror_views_only_when_asked(photo):
     base = small(crop_at(photo, 100, 150))
     mirrored = np.ascontiguousarray(base[:, ::-1])
