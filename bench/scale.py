@@ -94,7 +94,7 @@ def build_inputs(images: int, lines: int) -> tuple[Path, Path]:
 def runner(args) -> dict:
     from dcgan_data import hashing
     from dcgan_data.crawl import FetchOptions
-    from dcgan_data.dedup import _scan
+    from dcgan_data.dedup import _scan, _scan_arrays
     from dcgan_data.faces import FaceOptions, faces
     from dcgan_data.ingest import ingest
     from dcgan_data.units import LocalEngine, RayEngine, run_units
@@ -130,7 +130,8 @@ def runner(args) -> dict:
         shards = hash_input(OUT / "ingest_local", args.hash_rows)
         for name, engine in engines.items():
             t = time.perf_counter()
-            _scan(hasher, shards, engine, "hash")
+            _scan(hasher, shards, engine, "hash",
+                  _scan_arrays(OUT, len(shards), hasher.slopes is not None), 0)
             runs[f"dedup_hash_{name}"].append(len(shards) / (time.perf_counter() - t))
     result = {"uptime": uptime(), "workers": args.workers, "images": args.images,
               "lines": args.lines, "hash_rows": args.hash_rows,

@@ -35,7 +35,7 @@ import torch
 from dcgan_data import hashing, partition, verify
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import DcganDataError, InputError
-from dcgan_data.files import atomic_path, locks_output, progress, write_csv, write_json
+from dcgan_data.files import atomic_path, disk_array, locks_output, progress, write_csv, write_json
 from dcgan_data.images import contact_sheet, resize_square, save_png
 from dcgan_data.processes import one_torch_thread, reuse_freed_memory
 from dcgan_data.shards import ShardSet, ShardTarget, ShardWriter, is_shard_dir
@@ -468,15 +468,13 @@ def dedup(
     clock = time.perf_counter()
     hasher = hashing.Hasher(model, device, probe)
     scan_engine = engine if device == "cpu" else LocalEngine(1)  # one GPU, in this process
-    hashes, probes, grey, colour = _scan(hasher, shards, scan_engine, "hash")
+    arrays = _scan_arrays(out, len(shards) + (len(other) if other else 0),
+                          hasher.slopes is not None)
+    _scan(hasher, shards, scan_engine, "hash", arrays, 0)
     if other is not None:
-        other_scan = _scan(hasher, other, scan_engine, "hash --against")
-        all_hashes = np.concatenate([hashes, other_scan[0]])
-        all_probes = None if probes is None else np.concatenate([probes, other_scan[1]])
-        grey, colour = np.concatenate([grey, other_scan[2]]), np.concatenate([colour,
-                                                                              other_scan[3]])
-    else:
-        all_hashes, all_probes = hashes, probes
+        _scan(hasher, other, scan_engine, "hash --against", arrays, len(shards))
+    all_hashes, all_probes, grey, colour = arrays
+    hashes = all_hashes[: len(shards)]
     timings["hash"] = time.perf_counter() - clock
     stats = hashing.code_stats(hashes)
     if len(hashes) >= 50:
@@ -591,28 +589,37 @@ def _check_codes(stats: dict[str, Any], grey: np.ndarray, colour: np.ndarray,
             "but one (--max-bucket-share 1 does it)")
 
 
-def _scan(hasher: hashing.Hasher, shards: ShardSet, engine: Engine, desc: str
-          ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
-    """One pass over the rows, in units of up to hashing.CHUNK rows of one shard on `engine`:
-    hashes, probe hashes (or None) and verification thumbnails."""
-    n = len(shards)
+def _scan_arrays(folder: Path, n: int, probe: bool
+                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Hashes in memory; probe hashes and thumbnails (most of a row's bytes, read pair by
+    pair) mapped from files in `folder`, so that millions of rows do not sit in the
+    process's own memory."""
     hashes = np.empty((n, hashing.HASH_BYTES), np.uint8)
-    probes = np.empty((n, len(hashing.PROBES), hashing.HASH_BYTES), np.uint8) \
-        if hasher.slopes is not None else None
-    grey = np.empty((n, verify.GREY, verify.GREY), np.uint8)
-    colour = np.empty((n, verify.COLOUR, verify.COLOUR, 3), np.uint8)
+    probes = disk_array(folder, (n, len(hashing.PROBES), hashing.HASH_BYTES), np.uint8) \
+        if probe else None
+    grey = disk_array(folder, (n, verify.GREY, verify.GREY), np.uint8)
+    colour = disk_array(folder, (n, verify.COLOUR, verify.COLOUR, 3), np.uint8)
+    return hashes, probes, grey, colour
+
+
+def _scan(hasher: hashing.Hasher, shards: ShardSet, engine: Engine, desc: str,
+          arrays: tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray], first: int
+          ) -> None:
+    """One pass over the rows, in units of up to hashing.CHUNK rows of one shard on `engine`:
+    hashes, probe hashes (unless None) and verification thumbnails, written to `arrays`
+    from row `first` on."""
+    hashes, probes, grey, colour = arrays
     units = hashing.scan_units(shards)
-    with progress(total=n, desc=desc) as bar:
+    with progress(total=len(shards), desc=desc) as bar:
         for (s, lo, hi), result in run_units(scan_unit, units, engine, (hasher, shards)):
             if isinstance(result, UnitError):  # every row must be hashed to group any
                 raise DcganDataError(f"{desc}: rows {lo}..{hi - 1} of {shards.path} shard {s} "
                                      f"failed {result.attempts} times: {result.detail}")
-            part = slice(shards.offsets[s] + lo, shards.offsets[s] + hi)
+            part = slice(first + shards.offsets[s] + lo, first + shards.offsets[s] + hi)
             hashes[part], moved, grey[part], colour[part] = result
             if probes is not None:
                 probes[part] = moved
             bar.update(hi - lo)
-    return hashes, probes, grey, colour
 
 
 def scan_unit(context: tuple[hashing.Hasher, ShardSet], unit: tuple[int, int, int]
@@ -632,8 +639,10 @@ def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int
                       protected: int, partitioning: dict[str, Any]
                       ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Candidates from every generator, verified; the kept row of each row and its score."""
+    clock = time.perf_counter()
     a, b, proposed = candidate_pairs(hashes, probes, radius, grey, neighbours, mirrors, device,
                                      **partitioning)
+    proposing = time.perf_counter() - clock
     verifier = Verifier(grey, colour, threshold, mirrors, device)
     scores = verifier(a, b)
     kept_as, row_score, split = verified_groups(len(hashes), a, b, scores, verifier, area,
@@ -642,7 +651,9 @@ def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int
         "verified": True, "threshold": round(verifier.threshold, 3),
         "candidates": proposed, "verified_pairs": int((scores >= verifier.threshold).sum()),
         "pairs_scored": verifier.scored, "pairs_aligned": verifier.aligned,
-        "second_look_skipped": verifier.second_look_skipped, **split}
+        "second_look_skipped": verifier.second_look_skipped, **split,
+        "seconds": {"candidates": round(proposing, 3),
+                    "verification": round(time.perf_counter() - clock - proposing, 3)}}
 
 
 def read_kept_as(out: str | os.PathLike, keys: list[str]) -> np.ndarray:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from tqdm import tqdm
 
 from dcgan_data.errors import InputError
@@ -52,6 +53,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def disk_array(folder: str | os.PathLike, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A zeroed array mapped from a nameless file in `folder` (unlinked from the start): its
+    pages are file pages, which the kernel writes back and lets go under memory pressure
+    rather than holding them as the process's own, and nothing is left behind however the
+    run ends."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if size == 0:
+        return np.zeros(shape, dtype)
+    with tempfile.TemporaryFile(dir=folder) as f:
+        f.truncate(size)
+        return np.memmap(f, dtype, "r+", shape=shape)  # the map keeps its own descriptor
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

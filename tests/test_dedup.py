@@ -454,3 +454,23 @@ def test_second_look_is_given_to_at_most_a_share_of_the_pairs(monkeypatch):
     monkeypatch.setattr(dd, "SECOND_LOOK_MIN", 4)
     verifier(a, b)
     assert verifier.aligned == 4 and verifier.second_look_skipped == len(a) - 4
+
+
+def _anonymous_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssAnon in /proc/self/status")
+
+
+def test_scan_arrays_are_file_pages_that_leave_nothing_behind(tmp_path):
+    n = 100_000  # thumbnails of 100 MB
+    before = _anonymous_bytes()
+    hashes, probes, grey, colour = dd._scan_arrays(tmp_path, n, probe=True)
+    grey[:] = 7
+    colour[:] = 9
+    probes[:] = 1
+    assert int(grey[n - 1, 5, 5]) == 7 and int(colour[0, 0, 0, 2]) == 9
+    grown = _anonymous_bytes() - before
+    assert grown < 0.2 * (grey.nbytes + colour.nbytes + probes.nbytes)
+    assert list(tmp_path.iterdir()) == []  # nameless files: nothing to clean up
