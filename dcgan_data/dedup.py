@@ -54,7 +54,7 @@ KEEP_POLICIES = ("first", "largest")
 LARGE_BUCKET = 4096  # buckets this big are compared by faiss rather than numpy
 BUCKET_BAND = 4  # a row sharing a key is a candidate with this many rows after it
 DEFAULT_NEIGHBOURS = 8  # nearest neighbours by DCT descriptor proposed as candidates
-MIN_COSINE = 0.88  # ...when at least this similar (true pairs on the tuning sets are above it)
+MIN_COSINE = 0.88  # ...when at least this similar (the costs: bench/RESULTS.md)
 KEEPER_ROUNDS = 8  # how often a component's unverified rest is regrouped before it is kept
 
 
