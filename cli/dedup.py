@@ -32,6 +32,10 @@ def _partitions(ctx, param, value: str) -> int | str:
 @click.option("--neighbours", type=int,
               help="Nearest neighbours by perceptual (DCT) descriptor proposed per image "
                    "(default 8; 0: none).")
+@click.option("--min-cosine", type=click.FloatRange(-1, 1),
+              help="Similarity (DCT descriptor cosine) a neighbour needs to be proposed; "
+                   "lower finds more rotated and warped copies, at more candidates to "
+                   "verify (default: dcgan_data.dedup.MIN_COSINE, see the README).")
 @click.option("--verify/--no-verify", "verified", default=True, show_default=True,
               help="Remove only pairs verified on the images (--no-verify: every candidate "
                    "pair joins its group).")
@@ -78,7 +82,8 @@ def _partitions(ctx, param, value: str) -> int | str:
 @click.option("--max-bucket-share", default=0.5, show_default=True,
               help="Refuse to run when one hash holds more than this share of the images.")
 def dedup(src: Path, out: Path, size: int, radius: int | None, probe: bool,
-          neighbours: int | None, verified: bool, verify_threshold: float | None,
+          neighbours: int | None, min_cosine: float | None, verified: bool,
+          verify_threshold: float | None,
           mirrors: bool, paper_rule: bool, keep: str, model_path: Path | None,
           against: Path | None, dry_run: bool, device: str, workers: int | None, seed: int,
           max_bucket_share: float, engine: str, ray_address: str | None,
@@ -95,7 +100,8 @@ def dedup(src: Path, out: Path, size: int, radius: int | None, probe: bool,
     from dcgan_data.units import make_engine
 
     config = HashConfig(**{k: v for k, v in knobs.items() if v is not None})
-    options = {"radius": radius, "neighbours": neighbours, "verify_threshold": verify_threshold}
+    options = {"radius": radius, "neighbours": neighbours, "min_cosine": min_cosine,
+               "verify_threshold": verify_threshold}
     if paper_rule:
         options.update(neighbours=0)
         probe = verified = False

@@ -196,7 +196,8 @@ def shared_key_pairs(keys: np.ndarray, band: int = BUCKET_BAND, **partitioning: 
 
 def candidate_pairs(hashes: np.ndarray, probes: np.ndarray | None, radius: int,
                     grey: np.ndarray, neighbours: int, mirrors: bool, device: str,
-                    **partitioning: Any) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+                    min_cosine: float = MIN_COSINE, **partitioning: Any
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """The union of every generator's candidate pairs (a < b) and how many each proposed."""
     a, b = shared_key_pairs(probes if probes is not None else hashes[:, None, :],
                             **partitioning)
@@ -207,7 +208,7 @@ def candidate_pairs(hashes: np.ndarray, probes: np.ndarray | None, radius: int,
         a, b = np.concatenate([a, first[code_a]]), np.concatenate([b, first[code_b]])
         counts["radius"] = len(code_a)
     if neighbours:
-        near_a, near_b = verify.neighbour_pairs(grey, neighbours, MIN_COSINE, mirrors, device)
+        near_a, near_b = verify.neighbour_pairs(grey, neighbours, min_cosine, mirrors, device)
         a, b = np.concatenate([a, near_a]), np.concatenate([b, near_b])
         counts["neighbours"] = len(near_a)
     a, b = verify.unique_pairs(a, b, len(hashes))
@@ -418,6 +419,7 @@ def dedup(
     max_bucket_share: float = 0.5,
     probe: bool = True,
     neighbours: int = DEFAULT_NEIGHBOURS,
+    min_cosine: float = MIN_COSINE,
     verified: bool = True,
     verify_threshold: float | None = None,
     mirrors: bool = False,
@@ -441,6 +443,8 @@ def dedup(
     config = config or hashing.HashConfig()
     device = resolve_device(device)
     _check_options(src, out, radius, keep, size, against, max_bucket_share, dry_run, partitions)
+    if not -1.0 <= min_cosine <= 1.0:
+        raise InputError(f"min_cosine {min_cosine}: a cosine lies in [-1, 1]")
     partition.remove_stale_spills(out)  # a killed run's partition files (OUT is ours now)
     engine = make_engine(engine, workers)
     if workers:
@@ -492,7 +496,7 @@ def dedup(
                            np.zeros(len(all_hashes) - len(hashes), np.int64)])
     if verified:
         kept_as, row_score, grouping = _verified_kept_as(
-            all_hashes, all_probes, radius, grey, colour, neighbours, mirrors,
+            all_hashes, all_probes, radius, grey, colour, (neighbours, min_cosine), mirrors,
             verify_threshold, device, area, keep, len(hashes), partitioning)
     else:
         labels = find_groups(all_hashes, radius, all_probes, **partitioning)
@@ -514,6 +518,7 @@ def dedup(
 
     params = {"stage": "dedup", "size": size, "radius": radius, "keep": keep,
               "probes": len(hashing.PROBES) if probe else 0, "neighbours": neighbours,
+              "min_cosine": min_cosine if neighbours else None,
               "verified": verified, "verify_threshold": grouping.get("threshold"),
               "mirrors": mirrors,
               "against": str(against) if against else None, "source_rows": len(shards),
@@ -634,14 +639,15 @@ def scan_unit(context: tuple[hashing.Hasher, ShardSet], unit: tuple[int, int, in
 
 
 def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int,
-                      grey: np.ndarray, colour: np.ndarray, neighbours: int, mirrors: bool,
-                      threshold: float | None, device: str, area: np.ndarray, keep: str,
-                      protected: int, partitioning: dict[str, Any]
+                      grey: np.ndarray, colour: np.ndarray, neighbours: tuple[int, float],
+                      mirrors: bool, threshold: float | None, device: str, area: np.ndarray,
+                      keep: str, protected: int, partitioning: dict[str, Any]
                       ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Candidates from every generator, verified; the kept row of each row and its score."""
+    """Candidates from every generator, verified; the kept row of each row and its score.
+    `neighbours`: (nearest neighbours proposed per view, the cosine they need)."""
     clock = time.perf_counter()
-    a, b, proposed = candidate_pairs(hashes, probes, radius, grey, neighbours, mirrors, device,
-                                     **partitioning)
+    a, b, proposed = candidate_pairs(hashes, probes, radius, grey, neighbours[0], mirrors,
+                                     device, neighbours[1], **partitioning)
     proposing = time.perf_counter() - clock
     verifier = Verifier(grey, colour, threshold, mirrors, device)
     scores = verifier(a, b)

@@ -215,6 +215,28 @@ def test_partitions_option_is_checked(planted, tmp_path):
     assert result.exit_code == 2 and "--partitions" in result.output
 
 
+def test_a_lower_neighbour_floor_proposes_more_pairs_and_finds_at_least_as_many(planted,
+                                                                              tmp_path):
+    src, out, report, truth, _ = planted
+    images, _, _ = planted_set()
+    grey, _ = verify.thumbnails(np.stack([center_crop_resize(x, 64) for x in images]))
+    hashes = np.load(out / dd.HASHES)
+    pairs = {c: set(zip(*dd.candidate_pairs(hashes, None, 0, grey, dd.DEFAULT_NEIGHBOURS,
+                                             False, "cpu", c)[:2], strict=True))
+             for c in (0.5, dd.MIN_COSINE)}
+    assert pairs[dd.MIN_COSINE] < pairs[0.5]  # a strict subset
+    low = dd.dedup(src, tmp_path / "low", model_path=out / dd.MODEL, dry_run=True,
+                   min_cosine=0.5)
+    assert low["grouping"]["candidates"]["neighbours"] > \
+        report["grouping"]["candidates"]["neighbours"]
+    assert low["removed"] >= report["removed"]
+    with pytest.raises(InputError, match="cosine"):
+        dd.dedup(src, tmp_path / "bad", model_path=out / dd.MODEL, min_cosine=1.5)
+    result = CliRunner().invoke(cli, ["dedup", str(src), "-o", str(tmp_path / "cli"),
+                                      "--min-cosine", "2"])
+    assert result.exit_code == 2 and "--min-cosine" in result.output
+
+
 def test_paper_rule_and_unverified_options(planted, tmp_path):
     src, out, report, truth, _ = planted
     model = out / dd.MODEL
