@@ -349,12 +349,14 @@ def open_input(src: str | os.PathLike, cache: Path, size: int, engine: Engine
 
 def _check_options(src: Path, out: Path, radius: int, keep: str, size: int,
                    against: Path | None, max_bucket_share: float, dry_run: bool,
-                   partitions: int | str) -> None:
+                   partitions: int | str, min_cosine: float) -> None:
     if partitions != "auto" and not (isinstance(partitions, int) and partitions >= 1):
         raise InputError(f"--partitions must be 'auto' or a whole number >= 1, not "
                          f"{partitions!r}")
     if not 0 < max_bucket_share <= 1:
         raise InputError(f"--max-bucket-share must be in (0, 1], not {max_bucket_share}")
+    if not -1 <= min_cosine <= 1:
+        raise InputError(f"--min-cosine must be in [-1, 1] (a cosine), not {min_cosine}")
     if not 0 <= radius <= MAX_RADIUS:
         raise InputError(f"--radius must be between 0 and {MAX_RADIUS}, not {radius}")
     if keep not in KEEP_POLICIES:
@@ -442,9 +444,8 @@ def dedup(
     model_path = Path(model_path) if model_path is not None else None
     config = config or hashing.HashConfig()
     device = resolve_device(device)
-    _check_options(src, out, radius, keep, size, against, max_bucket_share, dry_run, partitions)
-    if not -1.0 <= min_cosine <= 1.0:
-        raise InputError(f"min_cosine {min_cosine}: a cosine lies in [-1, 1]")
+    _check_options(src, out, radius, keep, size, against, max_bucket_share, dry_run, partitions,
+                   min_cosine)
     partition.remove_stale_spills(out)  # a killed run's partition files (OUT is ours now)
     engine = make_engine(engine, workers)
     if workers:
@@ -496,7 +497,7 @@ def dedup(
                            np.zeros(len(all_hashes) - len(hashes), np.int64)])
     if verified:
         kept_as, row_score, grouping = _verified_kept_as(
-            all_hashes, all_probes, radius, grey, colour, (neighbours, min_cosine), mirrors,
+            all_hashes, all_probes, radius, grey, colour, neighbours, min_cosine, mirrors,
             verify_threshold, device, area, keep, len(hashes), partitioning)
     else:
         labels = find_groups(all_hashes, radius, all_probes, **partitioning)
@@ -639,15 +640,14 @@ def scan_unit(context: tuple[hashing.Hasher, ShardSet], unit: tuple[int, int, in
 
 
 def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int,
-                      grey: np.ndarray, colour: np.ndarray, neighbours: tuple[int, float],
-                      mirrors: bool, threshold: float | None, device: str, area: np.ndarray,
-                      keep: str, protected: int, partitioning: dict[str, Any]
+                      grey: np.ndarray, colour: np.ndarray, neighbours: int,
+                      min_cosine: float, mirrors: bool, threshold: float | None, device: str,
+                      area: np.ndarray, keep: str, protected: int, partitioning: dict[str, Any]
                       ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Candidates from every generator, verified; the kept row of each row and its score.
-    `neighbours`: (nearest neighbours proposed per view, the cosine they need)."""
+    """Candidates from every generator, verified; the kept row of each row and its score."""
     clock = time.perf_counter()
-    a, b, proposed = candidate_pairs(hashes, probes, radius, grey, neighbours[0], mirrors,
-                                     device, neighbours[1], **partitioning)
+    a, b, proposed = candidate_pairs(hashes, probes, radius, grey, neighbours, mirrors,
+                                     device, min_cosine, **partitioning)
     proposing = time.perf_counter() - clock
     verifier = Verifier(grey, colour, threshold, mirrors, device)
     scores = verifier(a, b)

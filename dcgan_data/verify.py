@@ -399,11 +399,10 @@ def _detail_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _shift_correlation(detail_a, detail_b)
 
 
-def _chroma(colour: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosine of two colour thumbnails' chroma (each pixel less its grey), and the lesser
-    chroma's RMS (log1p): the cosine says nothing when either image is nearly grey, and a
-    saturation edit scales chroma without turning it."""
-    ca, cb = (_level_free(x) for x in colour)
+def _chroma(ca: torch.Tensor, cb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine of two level-free colour thumbnails' chroma (each pixel less its grey), and the
+    lesser chroma's RMS (log1p): the cosine says nothing when either image is nearly grey,
+    and a saturation edit scales chroma without turning it."""
     ca, cb = ((x - x.mean(dim=1, keepdim=True)).flatten(1) for x in (ca, cb))
     na, nb = ca.norm(dim=1), cb.norm(dim=1)
     cosine = (ca * cb).sum(dim=1) / (na * nb).clamp_min(1e-3)
@@ -452,13 +451,14 @@ def _chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.n
     ga, gb = _grey_tensor(grey, a, device), _grey_tensor(grey, b, device)
     ca, cb = (torch.from_numpy(colour[x]).to(device).float().permute(0, 3, 1, 2) for x in (a, b))
     (ga, gb), (ca, cb) = (_at_views(x, y, best, mirrors) for x, y in ((ga, gb), (ca, cb)))
-    colour_difference = (_level_free(ca) - _level_free(cb)).abs().mean(dim=(1, 2, 3))
+    ca, cb = _level_free(ca), _level_free(cb)
+    colour_difference = (ca - cb).abs().mean(dim=(1, 2, 3))
     texture_a, texture_b = _texture(ga[:, 0]), _texture(gb[:, 0])
     return torch.stack([
         chosen[:, 0], chosen[:, 1], chosen[:, 2], colour_difference, chosen[:, 3],
         torch.log1p(torch.minimum(texture_a, texture_b)),
         torch.log1p(torch.maximum(texture_a, texture_b)),
-        (best > 0).float(), _detail_correlation(ga, gb), *_chroma((ca, cb)),
+        (best > 0).float(), _detail_correlation(ga, gb), *_chroma(ca, cb),
     ], dim=1)
 
 
