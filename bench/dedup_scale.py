@@ -12,7 +12,9 @@ copy of its keeper is a false one. `dedup` runs at its defaults in a child proce
 reported: removed share, precision (removals that are planted copies of their keeper) and
 recall of the planted copies, seconds per stage, and the peak anonymous memory (RssAnon
 sampled every 0.2 s: the shards' mapped pages are not counted, they belong to the page
-cache). Writes bench/out/dedup_scale/results_KIND.json.
+cache). Writes bench/out/dedup_scale/results_KIND.json. `--keep` keeps each set (with its
+planted sources in set.npz) and a later run with --keep reuses it instead of making it again,
+so a set that takes an hour to make can be measured more than once.
 """
 
 from __future__ import annotations
@@ -93,6 +95,23 @@ def make_set(path: Path, n: int, copies: float, seed: int, kind: str = "crops"
     return source, boxes
 
 
+def made_set(path: Path, n: int, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """make_set's result, reused from PATH when --keep and a set made with the same
+    settings is there (its set.npz is written last, so a killed make is made again)."""
+    marker = path / "set.npz"
+    settings = np.array([n, args.copies, args.seed, args.kind == "collages"], np.float64)
+    if args.keep and marker.exists():
+        kept = np.load(marker)
+        if np.array_equal(kept["settings"], settings):
+            return kept["source"], kept["boxes"]
+    shutil.rmtree(path, ignore_errors=True)
+    source, boxes = make_set(path, n, args.copies, args.seed, args.kind)
+    if args.keep:
+        np.savez(path / "set.tmp.npz", settings=settings, source=source, boxes=boxes)
+        (path / "set.tmp.npz").rename(marker)
+    return source, boxes
+
+
 def box_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Intersection over union of two arrays of crop boxes; 0 across photos."""
     top, left = np.maximum(a[:, 1], b[:, 1]), np.maximum(a[:, 2], b[:, 2])
@@ -134,18 +153,27 @@ def main() -> None:
                         help="crops: one crop a row (crops of the few sample photos overlap "
                              "more as N grows); collages: 3x3 tiles a row (rows unrelated "
                              "unless planted copies)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep each set, and reuse one kept by an earlier run with the "
+                             "same rows, kind, copies and seed")
+    parser.add_argument("--make-only", action="store_true",
+                        help="make (and keep) the sets, run nothing")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(*args.child)
+    if args.make_only:
+        for n in args.rows:
+            made_set(OUT / f"src_{args.kind}_{n}", n, argparse.Namespace(**{**vars(args),
+                                                                         "keep": True}))
+        return
     from dcgan_data.dedup import read_kept_as
 
     results = []
     for n in args.rows:
         src, out = OUT / f"src_{args.kind}_{n}", OUT / f"out_{args.kind}_{n}"
-        shutil.rmtree(src, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
-        source, boxes = make_set(src, n, args.copies, args.seed, args.kind)
+        source, boxes = made_set(src, n, args)
         uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         run = subprocess.run([sys.executable, __file__, "--child", str(src), str(out)],
@@ -173,7 +201,8 @@ def main() -> None:
                                           4)}
         results.append(result)
         print(json.dumps(result), flush=True)
-        shutil.rmtree(src, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(src, ignore_errors=True)
         (OUT / f"results_{args.kind}.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
