@@ -6,6 +6,8 @@
 * held-out: distinct crops of other photos (scikit-image's, and two face photos from the
   shared sample) and copies made with AugLy, Meta's copy-detection augmentation library.
   Nothing was tuned on it; it says whether the tuning carries over.
+* dev: the tuning photos with AugLy's edits, for finding where recall is lost
+  (bench/dedup_losses.py) without looking into the held-out photos.
 
 Every image is made at 256 px, encoded as an LSUN value would be (JPEG q90), decoded and
 center-cropped to 64x64 (what ingest does). Mirror copies are marked `mirror` and scored
@@ -128,7 +130,9 @@ def build(which: str, seed: int, per_photo: int, dup_fraction: float = 0.4, flat
           ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """64x64 rows, the true group of each row, and how each row was made."""
     rng = np.random.default_rng(seed)
-    photos = tuning_photos() if which == "tuning" else held_out_photos()
+    if which not in ("tuning", "held-out", "dev"):
+        raise ValueError(f"no near-duplicate set called {which!r}")
+    photos = held_out_photos() if which == "held-out" else tuning_photos()
     edits = own_edits() if which == "tuning" else augly_edits()
     names = list(edits)
     rows, groups, kinds = [], [], []
