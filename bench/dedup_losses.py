@@ -75,19 +75,18 @@ def run_seed(seed: int, per_photo: int) -> dict:
     rows, truth, kinds = build("dev", seed, per_photo)
     grey, colour = verify.thumbnails(rows)
     n = len(rows)
-    keys = {}
-    for floor in (dd.MIN_COSINE, LOW_FLOOR):
-        near_a, near_b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, floor)
-        keys[floor] = (near_a, near_b, set((near_a * n + near_b).tolist()))
+    cand_a, cand_b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, dd.MIN_COSINE)
+    wide_a, wide_b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, LOW_FLOOR)
     a, b, edits = true_pairs(truth, kinds)
-    result = fates(grey, colour, a, b, keys[dd.MIN_COSINE][2], keys[LOW_FLOOR][2])
+    result = fates(grey, colour, a, b, set((cand_a * n + cand_b).tolist()),
+                   set((wide_a * n + wide_b).tolist()))
     by_edit: dict[str, Counter] = defaultdict(Counter)
     for edit, fate in zip(edits, result, strict=True):
         by_edit[edit][fate] += 1
-    cand_a, cand_b, _ = keys[dd.MIN_COSINE]
-    scores = dd.Verifier(grey, colour, None, False, "cpu")(cand_a, cand_b)
+    verifier = dd.Verifier(grey, colour, None, False, "cpu")
+    scores = verifier(cand_a, cand_b)
     kind = np.array(kinds)
-    wrong = (scores >= verify.VerifyModel.load().threshold) & (truth[cand_a] != truth[cand_b]) \
+    wrong = (scores >= verifier.threshold) & (truth[cand_a] != truth[cand_b]) \
         & (kind[cand_a] != MIRROR) & (kind[cand_b] != MIRROR)
     flat = (kind[cand_a] == "flat") | (kind[cand_b] == "flat")
     total = Counter(result)
