@@ -5,9 +5,9 @@ AugLy's edits: bench/neardup_sets.py), so that the held-out photos stay unlooked
 
 Every true pair (an original and its copy, mirrors aside) ends in one of: `accepted`;
 `below_floor` (a neighbour at a floor of 0.75, not at dedup's); `not_candidate` (not even
-at 0.75); `far_below` (scored more than the second look's band below
-the threshold); `band_no_alignment` (in the band, no small alignment found); `band_aligned_low`
-(aligned, still short). Candidates here are the nearest-neighbour ones only (the semantic
+at 0.75); `far_below` (scored more than the second look's band below the threshold);
+`band_no_alignment` (in the band, no small alignment found); `band_aligned_low` (aligned,
+still short). Candidates here are the nearest-neighbour ones only (the semantic
 hash proposes a few percent more and needs its model trained). Also counted: candidate
 pairs accepted that are not true (`false_accepted`, with and without flat images). Writes
 bench/out/dedup_losses/results.json.
@@ -50,24 +50,26 @@ def true_pairs(truth: np.ndarray, kinds: list[str]) -> tuple[np.ndarray, np.ndar
 
 def fates(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
           candidates: set[int], wider: set[int]) -> list[str]:
-    """What became of each pair (a[i], b[i]) in dedup's candidate and verification stages."""
+    """What became of each pair (a[i], b[i]) in dedup's candidate and verification stages;
+    the second look as dedup's verifier gives it (verify.near_threshold's band)."""
     n = len(grey)
     model = verify.VerifyModel.load()
     plain = model.log_odds(verify.pair_features(grey, colour, a, b))
-    features, found = verify.aligned_pair_features(grey, colour, a, b)
-    aligned = np.where(found, model.log_odds(np.nan_to_num(features)) - model.align_margin,
-                       -np.inf)
+    near = verify.near_threshold(plain, model.threshold, model.align_band)
+    features, found = verify.aligned_pair_features(grey, colour, a[near], b[near])
+    second = dict(zip(near.tolist(), np.where(
+        found, model.log_odds(np.nan_to_num(features)) - model.align_margin, None),
+        strict=True))
     out = []
-    for x, y, score, second, has in zip(a, b, plain, aligned, found, strict=True):
-        in_band = model.threshold - model.align_band <= score < model.threshold
+    for i, (x, y, score) in enumerate(zip(a, b, plain, strict=True)):
         if x * n + y not in candidates:
             out.append("below_floor" if x * n + y in wider else "not_candidate")
-        elif score >= model.threshold or (in_band and second >= model.threshold):
+        elif score >= model.threshold or (second.get(i) or -np.inf) >= model.threshold:
             out.append("accepted")
-        elif not in_band:
+        elif i not in second:
             out.append("far_below")
         else:
-            out.append("band_aligned_low" if has else "band_no_alignment")
+            out.append("band_no_alignment" if second[i] is None else "band_aligned_low")
     return out
 
 

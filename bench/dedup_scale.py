@@ -163,9 +163,9 @@ def main() -> None:
     if args.child:
         return child(*args.child)
     if args.make_only:
+        args.keep = True
         for n in args.rows:
-            made_set(OUT / f"src_{args.kind}_{n}", n, argparse.Namespace(**{**vars(args),
-                                                                         "keep": True}))
+            made_set(OUT / f"src_{args.kind}_{n}", n, args)
         return
     from dcgan_data.dedup import read_kept_as
 
