@@ -49,6 +49,7 @@ MARGIN = 2  # border left out of the correlation (room for the shifts)
 BLUR = 1.0  # Gaussian sigma before correlating: sub-pixel misalignments do not count
 DETAIL_BLUR = 2.0  # sigma of the coarse layout taken away before comparing fine detail
 ZOOMS = (1.12, 1.25)  # zoomed-in views (a 5-10% trim or a pad, seen from the other side)
+CENTRE = ZOOMS[0]  # both images zoomed in: borders a rotation or perspective filled left out
 ROTATIONS = (-3.5, 3.5)  # degrees
 MODEL_FILE = Path(__file__).with_name("verify_model.json")
 PAIR_CHUNK = 1024
@@ -186,23 +187,27 @@ def descriptors(grey: np.ndarray, zoom: float = 1.0, mirror: bool = False,
 def neighbour_pairs(grey: np.ndarray, k: int, min_cosine: float, mirrors: bool = False,
                     device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Pairs (a < b) where b is among a's k nearest neighbours by DCT descriptor (or the
-    reverse), for a's own view and its zoomed-in views (and mirror, with `mirrors`), with
-    cosine >= min_cosine. Exact search up to EXACT_SEARCH_ROWS rows, inverted lists above."""
+    reverse), with cosine >= min_cosine, in two searches: a's own view and its zoomed-in
+    views among the rows' own views (trims and pads), and a's centre among the rows'
+    centres (copies whose borders a warp changed); mirror views too with `mirrors`. Exact
+    search up to EXACT_SEARCH_ROWS rows, inverted lists above."""
     n = len(grey)
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    base = descriptors(grey, device=device)
-    search = ExactSearch(base) if n <= EXACT_SEARCH_ROWS else InvertedLists(base)
-    found_a, found_b = [], []
-    views = [(1.0, False), *((z, False) for z in ZOOMS)]
+    plain, centre = (1.0, False), (CENTRE, False)
+    searches = [(plain, [plain, *((z, False) for z in ZOOMS)]), (centre, [centre])]
     if mirrors:
-        views += [(1.0, True)]
-    for zoom, mirror in views:
-        query = base if (zoom, mirror) == (1.0, False) else \
-            descriptors(grey, zoom, mirror, device)
-        rows, found = search.nearest(query, k, min_cosine)
-        found_a.append(rows)
-        found_b.append(found)
+        searches = [(indexed, [*views, (indexed[0], True)]) for indexed, views in searches]
+    found_a, found_b = [], []
+    for indexed, views in searches:
+        base = descriptors(grey, *indexed, device=device)
+        search = ExactSearch(base) if n <= EXACT_SEARCH_ROWS else InvertedLists(base)
+        for view in views:
+            query = base if view == indexed else descriptors(grey, *view, device=device)
+            rows, found = search.nearest(query, k, min_cosine)
+            found_a.append(rows)
+            found_b.append(found)
+        del base, search, query  # one search's index in memory at a time
     return unique_pairs(np.concatenate(found_a), np.concatenate(found_b), n)
 
 
@@ -324,6 +329,7 @@ def _views_of_pair(mirrors: bool) -> list[tuple[View, View]]:
     views += [((z, 0.0, False), plain) for z in ZOOMS]
     views += [(plain, (z, 0.0, False)) for z in ZOOMS]
     views += [(plain, (1.0, d, False)) for d in ROTATIONS]
+    views += [((CENTRE, 0.0, False), (CENTRE, 0.0, False))]
     if mirrors:
         views += [(plain, (1.0, 0.0, True))]
     return views

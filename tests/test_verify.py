@@ -10,6 +10,7 @@ import torch
 
 from conftest import PHOTOS, load_photo
 from dcgan_data import verify
+from dcgan_data.dedup import MIN_COSINE
 from dcgan_data.images import center_crop_resize
 from dcgan_data.neardup import TRANSFORMS, Crop, cut
 
@@ -64,6 +65,32 @@ def test_neighbour_pairs_find_a_trimmed_copy_from_either_side(photo):
     a, b = verify.neighbour_pairs(grey, k=1, min_cosine=0.5)
     assert (2, 6) in set(zip(a.tolist(), b.tolist(), strict=True))
     assert (a < b).all()
+
+
+def black_cornered_perspective(rgb: np.ndarray, move: int) -> np.ndarray:
+    """A perspective warp that leaves the corners it exposes black, as most tools do."""
+    side = rgb.shape[0]
+    corners = np.float32([[0, 0], [side, 0], [side, side], [0, side]])
+    moved = corners + np.float32([[move, 0], [-move, move // 2], [0, 0], [move // 2, -move]])
+    return cv2.warpPerspective(rgb, cv2.getPerspectiveTransform(corners, moved), (side, side),
+                               borderMode=cv2.BORDER_CONSTANT)
+
+
+def test_a_black_cornered_warp_is_found_by_its_centre_and_accepted():
+    wood = load_photo(next(p for p in PHOTOS if p.stem == "mate_wood"))
+    originals = [crop_at(wood, y, x) for y, x in ((0, 0), (0, 250), (250, 0), (250, 250),
+                                                  (100, 150))]
+    warped = black_cornered_perspective(originals[4], 10)
+    rows = np.stack([small(x) for x in [*originals, warped]])
+    grey, _ = verify.thumbnails(rows)
+    plain = verify.descriptors(grey)
+    # no whole view of either meets the other's: the black corners count...
+    for zoom in (1.0, *verify.ZOOMS):
+        zoomed = verify.descriptors(grey, zoom)
+        assert max(zoomed[4] @ plain[5], zoomed[5] @ plain[4]) < MIN_COSINE
+    a, b = verify.neighbour_pairs(grey, k=2, min_cosine=MIN_COSINE)
+    assert (4, 5) in set(zip(a.tolist(), b.tolist(), strict=True))  # ...their centres meet
+    assert scores([(originals[4], warped)])[0] > 0
 
 
 def random_crop_thumbnails(photo: np.ndarray, count: int, seed: int) -> np.ndarray:
