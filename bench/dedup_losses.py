@@ -3,13 +3,14 @@ AugLy's edits: bench/neardup_sets.py), so that the held-out photos stay unlooked
 
     python bench/dedup_losses.py [--seeds 1 2 3] [--per-photo 30]
 
-Every true pair (an original and its copy, mirrors aside) ends in one of: `accepted`;
-`below_floor` (a neighbour at a floor of 0.75, not at dedup's); `not_candidate` (not even
-at 0.75); `far_below` (scored more than the second look's band below the threshold);
+Every true pair (an original and its copy, mirrors aside) ends in one of: `accepted` (by
+dedup's verifier, both second looks included); `below_floor` (a neighbour at a floor of
+0.75, not at dedup's); `not_candidate` (not even at 0.75); `far_below` (scored more than the
+alignment look's band below the threshold, and not raised by the overlay look);
 `band_no_alignment` (in the band, no small alignment found); `band_aligned_low` (aligned,
-still short). Candidates here are the nearest-neighbour ones only (the semantic
-hash proposes a few percent more and needs its model trained). Also counted: candidate
-pairs accepted that are not true (`false_accepted`, with and without flat images). Writes
+still short). Candidates here are the nearest-neighbour ones only (the semantic hash
+proposes a few percent more and needs its model trained). Also counted: candidate pairs
+accepted that are not true (`false_accepted`, with and without flat images). Writes
 bench/out/dedup_losses/results.json.
 """
 
@@ -50,10 +51,12 @@ def true_pairs(truth: np.ndarray, kinds: list[str]) -> tuple[np.ndarray, np.ndar
 
 def fates(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
           candidates: set[int], wider: set[int]) -> list[str]:
-    """What became of each pair (a[i], b[i]) in dedup's candidate and verification stages;
-    the second look as dedup's verifier gives it (verify.near_threshold's band)."""
+    """What became of each pair (a[i], b[i]) in dedup's candidate and verification stages:
+    accepted as dedup's verifier decides (with both its second looks); the others by their
+    plain score and the alignment look (verify.near_threshold's band)."""
     n = len(grey)
     model = verify.VerifyModel.load()
+    decided = dd.Verifier(grey, colour, None, False, "cpu")(a, b)
     plain = model.log_odds(verify.pair_features(grey, colour, a, b))
     near = verify.near_threshold(plain, model.threshold, model.align_band)
     features, found = verify.aligned_pair_features(grey, colour, a[near], b[near])
@@ -61,10 +64,10 @@ def fates(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
         found, model.log_odds(np.nan_to_num(features)) - model.align_margin, None),
         strict=True))
     out = []
-    for i, (x, y, score) in enumerate(zip(a, b, plain, strict=True)):
+    for i, (x, y, final) in enumerate(zip(a, b, decided, strict=True)):
         if x * n + y not in candidates:
             out.append("below_floor" if x * n + y in wider else "not_candidate")
-        elif score >= model.threshold or (second.get(i) or -np.inf) >= model.threshold:
+        elif final >= model.threshold:
             out.append("accepted")
         elif i not in second:
             out.append("far_below")

@@ -56,7 +56,8 @@ def labelled_pairs(grey: np.ndarray, colour: np.ndarray, truth: np.ndarray, kind
     return features, truth[a] == truth[b], np.c_[a, b]
 
 
-def hard_negatives(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def hard_negatives(count: int, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Features of candidate pairs between crops of different photos: `count` random crops
     of the tuning photos (any position, side 64 up), proposed as dedup proposes them. At a
     few thousand images such lookalikes are rare; among millions each row has several, so
@@ -71,7 +72,7 @@ def hard_negatives(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, FIT_MIN_COSINE)
     apart = source[a] != source[b]
     features = verify.pair_features(grey, colour, a[apart], b[apart])
-    return features, np.zeros(len(features), bool)
+    return features, np.zeros(len(features), bool), (grey, colour, np.c_[a[apart], b[apart]])
 
 
 def aligned_scores(model: verify.VerifyModel, grey: np.ndarray, colour: np.ndarray,
@@ -85,6 +86,29 @@ def aligned_scores(model: verify.VerifyModel, grey: np.ndarray, colour: np.ndarr
                                                    pairs[near, 1])
     out[near[found]] = model.log_odds(features[found])
     return out
+
+
+def overlay_scores(model: verify.VerifyModel, grey: np.ndarray, colour: np.ndarray,
+                   pairs: np.ndarray, scores: np.ndarray, threshold: float, band: float
+                   ) -> np.ndarray:
+    """Log-odds with the overlay filled in of the pairs within `band` below the threshold
+    (NaN for the others)."""
+    out = np.full(len(pairs), np.nan)
+    near = verify.near_threshold(scores, threshold, band)
+    out[near] = model.log_odds(verify.unoverlaid_pair_features(grey, colour, pairs[near, 0],
+                                                               pairs[near, 1]))
+    return out
+
+
+def per_seed(seeds: list, scores: np.ndarray) -> list[tuple]:
+    """Each seed's (grey, colour, pairs) with its share of `scores`."""
+    parts = np.split(scores, np.cumsum([len(p) for _, _, p in seeds])[:-1])
+    return [(*seed, part) for seed, part in zip(seeds, parts, strict=True)]
+
+
+def looked_again(scores: np.ndarray, again: np.ndarray, margin: float) -> np.ndarray:
+    """Scores after a second look: the better of the two, the second less its margin."""
+    return np.where(~np.isnan(again) & (again - margin > scores), again - margin, scores)
 
 
 def threshold_for(scores: np.ndarray, same: np.ndarray, precision: float) -> float:
@@ -122,6 +146,9 @@ def main() -> None:
                         help="crops of different photos to mine lookalike pairs from")
     parser.add_argument("--align-band", type=float, default=1.5,
                         help="log-odds below the threshold within which pairs get aligned")
+    parser.add_argument("--overlay-band", type=float, default=8.0,
+                        help="log-odds below the threshold within which pairs are scored "
+                             "again with their overlay filled in")
     args = parser.parse_args()
     features, same, images, seeds = [], [], 0, []
     for seed in args.seeds:
@@ -134,7 +161,7 @@ def main() -> None:
         images += len(rows)
     tuning = sum(len(s) for s in same)
     if args.hard_negatives:
-        hard_features, hard_same = hard_negatives(args.hard_negatives, seed=100)
+        hard_features, hard_same, hard_set = hard_negatives(args.hard_negatives, seed=100)
         features.append(hard_features)
         same.append(hard_same)
     features, same = np.concatenate(features), np.concatenate(same)
@@ -146,22 +173,34 @@ def main() -> None:
     threshold = threshold_for(scores, same, args.precision)
     aligned = np.concatenate([
         aligned_scores(model, grey, colour, pairs, seed_scores, threshold, args.align_band)
-        for (grey, colour, pairs), seed_scores in zip(
-            seeds, np.split(scores, np.cumsum([len(p) for _, _, p in seeds])[:-1]),
-            strict=True)])
+        for grey, colour, pairs, seed_scores in per_seed(seeds, scores)])
     margin = align_margin_for(scores, same, aligned, threshold, args.precision)
     gained = ~(scores >= threshold) & (aligned >= threshold + margin)
+    after_alignment = looked_again(scores, aligned, margin)
+    filled = np.concatenate([
+        overlay_scores(model, grey, colour, pairs, seed_scores, threshold, args.overlay_band)
+        for grey, colour, pairs, seed_scores in per_seed(seeds, after_alignment)])
+    overlay_margin = align_margin_for(after_alignment, same, filled, threshold, args.precision)
+    unoverlaid = ~(after_alignment >= threshold) & (filled >= threshold + overlay_margin)
+    hard_filled = overlay_scores(model, *hard_set, hard, threshold, args.overlay_band) \
+        if args.hard_negatives else np.zeros(0)
     params.update(threshold=round(threshold, 4), align_band=args.align_band,
-                  align_margin=round(margin, 4), fitted_on={
+                  align_margin=round(margin, 4), overlay_band=args.overlay_band,
+                  overlay_margin=round(overlay_margin, 4), fitted_on={
         "set": "tuning", "seeds": args.seeds, "per_photo": args.per_photo, "images": images,
         "pairs": int(len(same)), "true_pairs": int(same.sum()),
         "pair_precision_target": args.precision,
         "hard_negatives": {"crops": args.hard_negatives, "pairs": len(hard),
-                           "above_threshold": int((hard >= threshold).sum())},
+                           "above_threshold": int((hard >= threshold).sum()),
+                           "gained_unoverlaid": int((hard_filled >= threshold +
+                                                     overlay_margin).sum())},
         "true_pairs_above_threshold": round(float((scores[same] >= threshold).mean()), 4),
         "pairs_aligned": int((~np.isnan(aligned)).sum()),
         "true_pairs_gained_by_alignment": int((gained & same).sum()),
-        "false_pairs_gained_by_alignment": int((gained & ~same).sum())})
+        "false_pairs_gained_by_alignment": int((gained & ~same).sum()),
+        "pairs_unoverlaid": int((~np.isnan(filled)).sum()),
+        "true_pairs_gained_unoverlaid": int((unoverlaid & same).sum()),
+        "false_pairs_gained_unoverlaid": int((unoverlaid & ~same).sum())})
     verify.MODEL_FILE.write_text(json.dumps(params, indent=1) + "\n")
     print(json.dumps(params["fitted_on"], indent=1), f"threshold {threshold:.3f}")
 

@@ -60,6 +60,11 @@ PAD_SCALES = (0.6, 1 / 0.6)  # the scales let through when the frame beyond is a
 PAD_MIN_SHARE = 0.05  # share of the image a frame must cover
 PAD_FLAT_LEVELS = 6  # grey levels from the frame's median...
 PAD_FLAT_SHARE = 0.8  # ...within which this share of it must lie: a fill, not a scene
+FILL_BLUR = 3.0  # sigma, in grey-thumbnail pixels, of what fills an overlay's place
+CLIP_SHARE = 0.05  # clipped descriptors: the share of levels clipped at either end
+FILL_FLOOR = 0.01  # weight of the kept pixels' mean in that fill
+OVERLAY_SIDE = 10  # side, in grey-thumbnail pixels, of the square an overlay look fills
+OVERLAY_SHARE = 0.1  # share of the compared pixels an overlay (a sticker, a caption) may cover
 
 
 # --- thumbnails ----------------------------------------------------------------------------
@@ -150,13 +155,13 @@ def _descriptor(coefficients: torch.Tensor) -> torch.Tensor:
     return ac / ac.norm(dim=1, keepdim=True).clamp_min(1e-6)
 
 
-@lru_cache(maxsize=4)
-def _blur_matrix(device: str, sigma: float = BLUR) -> torch.Tensor:
-    """(32, 32) Gaussian blur of one axis with reflected borders: blurred = B X B^T."""
+@lru_cache(maxsize=8)
+def _blur_matrix(device: str, sigma: float = BLUR, side: int = GREY) -> torch.Tensor:
+    """(side, side) Gaussian blur of one axis with reflected borders: blurred = B X B^T."""
     radius = int(math.ceil(3 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)
     kernel = torch.exp(-x * x / (2 * sigma * sigma))
-    padded = F.pad(torch.eye(GREY)[:, None, :], (radius, radius), mode="reflect")
+    padded = F.pad(torch.eye(side)[:, None, :], (radius, radius), mode="reflect")
     rows = F.conv1d(padded, (kernel / kernel.sum()).view(1, 1, -1))[:, 0]  # row i: B e_i
     return rows.t().contiguous().to(device)
 
@@ -171,11 +176,18 @@ def _standardised(view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def descriptors(grey: np.ndarray, zoom: float = 1.0, mirror: bool = False,
-                device: str = "cpu") -> np.ndarray:
-    """(N, 63) float32 unit DCT descriptors of (N, 32, 32) uint8 grey thumbnails' views."""
+                clipped: bool = False, device: str = "cpu") -> np.ndarray:
+    """(N, 63) float32 unit DCT descriptors of (N, 32, 32) uint8 grey thumbnails' views;
+    `clipped`: each thumbnail's levels clipped to its CLIP_SHARE and 1 - CLIP_SHARE
+    quantiles first, so that a small overlay far brighter or darker than the scene (an emoji
+    on a sky) barely moves the descriptor."""
     out = np.empty((len(grey), DCT_SIDE * DCT_SIDE - 1), np.float32)
     for start in range(0, len(grey), PAIR_CHUNK * 4):
         part = torch.from_numpy(grey[start : start + PAIR_CHUNK * 4]).to(device).float()
+        if clipped:
+            levels = torch.quantile(part.flatten(1), torch.tensor(
+                [CLIP_SHARE, 1 - CLIP_SHARE], device=device), dim=1)[:, :, None, None]
+            part = torch.minimum(torch.maximum(part, levels[0]), levels[1])
         view = _view(part[:, None], zoom, mirror=mirror)
         out[start : start + len(part)] = _descriptor(_low_dct(view)).cpu().numpy()
     return out
@@ -187,17 +199,20 @@ def descriptors(grey: np.ndarray, zoom: float = 1.0, mirror: bool = False,
 def neighbour_pairs(grey: np.ndarray, k: int, min_cosine: float, mirrors: bool = False,
                     device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Pairs (a < b) where b is among a's k nearest neighbours by DCT descriptor (or the
-    reverse), with cosine >= min_cosine, in two searches: a's own view and its zoomed-in
-    views among the rows' own views (trims and pads), and a's centre among the rows'
-    centres (copies whose borders a warp changed); mirror views too with `mirrors`. Exact
-    search up to EXACT_SEARCH_ROWS rows, inverted lists above."""
+    reverse), with cosine >= min_cosine, in three searches: a's own view and its zoomed-in
+    views among the rows' own views (trims and pads), a's centre among the rows' centres
+    (copies whose borders a warp changed), and a's clipped view among the rows' clipped
+    views (overlays); mirror views too with `mirrors`. Exact search up to EXACT_SEARCH_ROWS
+    rows, inverted lists above."""
     n = len(grey)
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    plain, centre = (1.0, False), (CENTRE, False)
-    searches = [(plain, [plain, *((z, False) for z in ZOOMS)]), (centre, [centre])]
+    plain, centre, clipped = (1.0, False, False), (CENTRE, False, False), (1.0, False, True)
+    searches = [(plain, [plain, *((z, False, False) for z in ZOOMS)]), (centre, [centre]),
+                (clipped, [clipped])]
     if mirrors:
-        searches = [(indexed, [*views, (indexed[0], True)]) for indexed, views in searches]
+        searches = [(indexed, [*views, (indexed[0], True, indexed[2])])
+                    for indexed, views in searches]
     found_a, found_b = [], []
     for indexed, views in searches:
         base = descriptors(grey, *indexed, device=device)
@@ -316,22 +331,22 @@ def unique_pairs(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.n
 
 FEATURES = ("correlation", "dct_cosine", "dct_sign_agreement", "colour_difference",
             "contrast_ratio", "texture_low", "texture_high", "aligned", "detail_correlation",
-            "chroma_cosine", "chroma_low")
+            "chroma_cosine", "chroma_low", "unoccluded_correlation")
 
 
 View = tuple[float, float, bool]  # (zoom, degrees, mirror)
+PLAIN: View = (1.0, 0.0, False)
 
 
 def _views_of_pair(mirrors: bool) -> list[tuple[View, View]]:
     """(view of a, view of b) alignments tried for every pair: (zoom, degrees, mirror)."""
-    plain = (1.0, 0.0, False)
-    views = [(plain, plain)]
-    views += [((z, 0.0, False), plain) for z in ZOOMS]
-    views += [(plain, (z, 0.0, False)) for z in ZOOMS]
-    views += [(plain, (1.0, d, False)) for d in ROTATIONS]
+    views = [(PLAIN, PLAIN)]
+    views += [((z, 0.0, False), PLAIN) for z in ZOOMS]
+    views += [(PLAIN, (z, 0.0, False)) for z in ZOOMS]
+    views += [(PLAIN, (1.0, d, False)) for d in ROTATIONS]
     views += [((CENTRE, 0.0, False), (CENTRE, 0.0, False))]
     if mirrors:
-        views += [(plain, (1.0, 0.0, True))]
+        views += [(PLAIN, (1.0, 0.0, True))]
     return views
 
 
@@ -359,6 +374,12 @@ def _shift_correlation(a: torch.Tensor, b: torch.Tensor, norms: torch.Tensor | N
                        ) -> torch.Tensor:
     """Best correlation of standardised views over shifts of b by up to SHIFT pixels, on the
     central region (`norms`: b's `_window_norms`, when already computed)."""
+    return _shift_correlations(a, b, norms).amax(dim=1)
+
+
+def _shift_correlations(a: torch.Tensor, b: torch.Tensor, norms: torch.Tensor | None = None
+                        ) -> torch.Tensor:
+    """(N, shifts) correlations of `_shift_correlation`, row-major over (dy, dx)."""
     side = b.shape[-1]
     inner = a[:, 0, MARGIN:-MARGIN, MARGIN:-MARGIN]
     inner = inner - inner.mean(dim=(1, 2), keepdim=True)
@@ -369,7 +390,7 @@ def _shift_correlation(a: torch.Tensor, b: torch.Tensor, norms: torch.Tensor | N
     reach = b[None, :, 0, MARGIN - SHIFT : side - MARGIN + SHIFT,
               MARGIN - SHIFT : side - MARGIN + SHIFT]
     dots = F.conv2d(reach, inner[:, None], groups=len(a))[0].flatten(1)
-    return (dots / (inner_norm[:, None] * norms).sqrt().clamp_min(1e-6)).amax(dim=1)
+    return dots / (inner_norm[:, None] * norms).sqrt().clamp_min(1e-6)
 
 
 @lru_cache(maxsize=4)
@@ -405,6 +426,35 @@ def _detail_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _shift_correlation(detail_a, detail_b)
 
 
+def _unoccluded_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Correlation of standardised views on their central region, at the shift of b that
+    correlates best, less the OVERLAY_SHARE of pixels where the two differ most: an emoji or
+    a caption drawn on a copy covers a small part of it, which the plain correlation counts
+    against the whole."""
+    inner = b.shape[-1] - 2 * MARGIN
+    shift = _shift_correlations(a, b).argmax(dim=1)
+    dy, dx = shift // (2 * SHIFT + 1) - SHIFT, shift % (2 * SHIFT + 1) - SHIFT
+    span = torch.arange(MARGIN, MARGIN + inner, device=b.device)
+    rows, columns = (span[None, :] + d[:, None] for d in (dy, dx))
+    moved = b[torch.arange(len(b), device=b.device)[:, None, None], 0, rows[:, :, None],
+              columns[:, None, :]]
+    fixed, moved = (_zscore(x.flatten(1)) for x in (a[:, 0, MARGIN:-MARGIN, MARGIN:-MARGIN],
+                                                   moved))
+    difference = (fixed - moved).abs()
+    cut = difference.topk(max(1, int(OVERLAY_SHARE * inner * inner)), dim=1).values[:, -1:]
+    keep = (difference <= cut).float()
+    return (_zscore(fixed, keep) * _zscore(moved, keep) * keep).sum(1) / keep.sum(1)
+
+
+def _zscore(x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """x less its mean over the last axis, over its std there (weighted by `weight`)."""
+    weight = torch.ones_like(x) if weight is None else weight
+    total = weight.sum(-1, keepdim=True)
+    centred = x - (x * weight).sum(-1, keepdim=True) / total
+    return centred / ((centred.square() * weight).sum(-1, keepdim=True) / total).sqrt() \
+        .clamp_min(1e-6)
+
+
 def _chroma(ca: torch.Tensor, cb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine of two level-free colour thumbnails' chroma (each pixel less its grey), and the
     lesser chroma's RMS (log1p): the cosine says nothing when either image is nearly grey,
@@ -425,14 +475,67 @@ def pair_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.nda
     out = np.empty((len(a), len(FEATURES)), np.float32)
     for start in range(0, len(a), PAIR_CHUNK):
         part = slice(start, start + PAIR_CHUNK)
-        out[part] = _chunk_features(grey, colour, a[part], b[part], mirrors,
+        out[part] = _chunk_features(grey, colour, a[part], b[part], _views_of_pair(mirrors),
                                     device).cpu().numpy()
     return out
 
 
+def unoverlaid_pair_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray,
+                             b: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """`pair_features` of the pairs as they lie (no other view), after the OVERLAY_SIDE
+    square where the two images differ most, such as an emoji or a caption drawn on one, is
+    filled in both from around it."""
+    out = np.empty((len(a), len(FEATURES)), np.float32)
+    for start in range(0, len(a), PAIR_CHUNK):
+        part = slice(start, start + PAIR_CHUNK)
+        grey_pairs, colour_pairs = _without_overlay(grey, colour, a[part], b[part], device)
+        k = len(grey_pairs) // 2
+        out[part] = _chunk_features(grey_pairs, colour_pairs, np.arange(k), k + np.arange(k),
+                                    [(PLAIN, PLAIN)], device).cpu().numpy()
+    return out
+
+
+def _without_overlay(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
+                     device: str) -> tuple[np.ndarray, np.ndarray]:
+    """The thumbnails of a's rows then b's, each pair's overlay filled by a normalised
+    convolution (the blur of the pixels kept over the blur of the mask)."""
+    ga, gb = (_grey_tensor(grey, x, device) for x in (a, b))
+    keep = _outside_overlay(_standardised(ga)[0] - _standardised(gb)[0])
+    keep_colour = (F.avg_pool2d(keep, GREY // COLOUR) == 1).float()
+    grey_out = torch.cat([_filled(x, keep, FILL_BLUR) for x in (ga, gb)])[:, 0]
+    colour_out = torch.cat([_filled(torch.from_numpy(colour[x]).to(device).float()
+                                    .permute(0, 3, 1, 2), keep_colour, FILL_BLUR * COLOUR / GREY)
+                            for x in (a, b)]).permute(0, 2, 3, 1)
+    return tuple(x.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+                 for x in (grey_out, colour_out))
+
+
+def _outside_overlay(difference: torch.Tensor) -> torch.Tensor:
+    """1 outside, 0 inside the OVERLAY_SIDE square holding most of each difference's energy
+    (N, 1, S, S): one compact overlay, not the scattered places where two scenes differ."""
+    energy = F.avg_pool2d(difference.square(), OVERLAY_SIDE, stride=1)
+    places = energy.shape[-1]
+    corner = energy.flatten(1).argmax(dim=1)
+    y, x = (corner // places)[:, None], (corner % places)[:, None]
+    side = torch.arange(difference.shape[-1], device=difference.device)[None, :]
+    rows = ((side >= y) & (side < y + OVERLAY_SIDE)).float()
+    columns = ((side >= x) & (side < x + OVERLAY_SIDE)).float()
+    return (1 - rows[:, :, None] * columns[:, None, :])[:, None]
+
+
+def _filled(images: torch.Tensor, keep: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Images whose pixels outside `keep` are the weighted mean of the kept ones nearby
+    (far from any, the mean of all kept ones)."""
+    blur = _blur_matrix(str(images.device), sigma, images.shape[-1])
+    kept_mean = (images * keep).sum(dim=(2, 3), keepdim=True) / \
+        keep.sum(dim=(2, 3), keepdim=True).clamp_min(1)
+    smooth = (_separable(images * keep, blur, blur) + FILL_FLOOR * kept_mean) / \
+        (_separable(keep, blur, blur) + FILL_FLOOR)
+    return keep * images + (1 - keep) * smooth
+
+
 def _chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
-                    mirrors: bool, device: str) -> torch.Tensor:
-    pairs = _views_of_pair(mirrors)
+                    pairs: list[tuple[View, View]], device: str) -> torch.Tensor:
     # each view of each distinct row once, then gathered for the pairs that use it
     (rows_a, index_a), (rows_b, index_b) = (np.unique(x, return_inverse=True) for x in (a, b))
     seen_a = _seen_at(_grey_tensor(grey, rows_a, device), {va for va, _ in pairs})
@@ -456,7 +559,7 @@ def _chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.n
     # border or a mirror is not counted as a difference of the images themselves
     ga, gb = _grey_tensor(grey, a, device), _grey_tensor(grey, b, device)
     ca, cb = (torch.from_numpy(colour[x]).to(device).float().permute(0, 3, 1, 2) for x in (a, b))
-    (ga, gb), (ca, cb) = (_at_views(x, y, best, mirrors) for x, y in ((ga, gb), (ca, cb)))
+    (ga, gb), (ca, cb) = (_at_views(x, y, best, pairs) for x, y in ((ga, gb), (ca, cb)))
     ca, cb = _level_free(ca), _level_free(cb)
     colour_difference = (ca - cb).abs().mean(dim=(1, 2, 3))
     texture_a, texture_b = _texture(ga[:, 0]), _texture(gb[:, 0])
@@ -465,6 +568,7 @@ def _chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.n
         torch.log1p(torch.minimum(texture_a, texture_b)),
         torch.log1p(torch.maximum(texture_a, texture_b)),
         (best > 0).float(), _detail_correlation(ga, gb), *_chroma(ca, cb),
+        _unoccluded_correlation(*(_standardised(x)[0] for x in (ga, gb))),
     ], dim=1)
 
 
@@ -488,11 +592,12 @@ def _seen_at(images: torch.Tensor, views: set[View], shifted: bool = False
     return seen
 
 
-def _at_views(a: torch.Tensor, b: torch.Tensor, best: torch.Tensor, mirrors: bool
+def _at_views(a: torch.Tensor, b: torch.Tensor, best: torch.Tensor,
+              pairs: list[tuple[View, View]]
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Both images of every pair (N, C, H, W) seen at the pair's chosen alignment."""
     out_a, out_b = a.clone(), b.clone()
-    for index, (view_a, view_b) in enumerate(_views_of_pair(mirrors)):
+    for index, (view_a, view_b) in enumerate(pairs):
         pick = best == index
         if index and pick.any():
             out_a[pick], out_b[pick] = _view(a[pick], *view_a), _view(b[pick], *view_b)
@@ -632,6 +737,8 @@ class VerifyModel:
         self.threshold = float(params["threshold"])
         self.align_band = float(params.get("align_band", 0.0))  # 0: no second look
         self.align_margin = float(params.get("align_margin", 0.0))
+        self.overlay_band = float(params.get("overlay_band", 0.0))  # 0: no overlay look
+        self.overlay_margin = float(params.get("overlay_margin", 0.0))
 
     @classmethod
     def load(cls, path: str | Path = MODEL_FILE) -> VerifyModel:

@@ -10,7 +10,7 @@ import torch
 
 from conftest import PHOTOS, load_photo
 from dcgan_data import verify
-from dcgan_data.dedup import MIN_COSINE
+from dcgan_data.dedup import MIN_COSINE, Verifier
 from dcgan_data.images import center_crop_resize
 from dcgan_data.neardup import TRANSFORMS, Crop, cut
 
@@ -91,6 +91,50 @@ def test_a_black_cornered_warp_is_found_by_its_centre_and_accepted():
     a, b = verify.neighbour_pairs(grey, k=2, min_cosine=MIN_COSINE)
     assert (4, 5) in set(zip(a.tolist(), b.tolist(), strict=True))  # ...their centres meet
     assert scores([(originals[4], warped)])[0] > 0
+
+
+def test_a_sticker_on_a_sky_is_found_by_clipped_views_and_accepted_with_it_filled_in():
+    rocket = load_photo(next(p for p in PHOTOS if p.stem == "skimage_rocket"))
+    sky = crop_at(rocket, 120, 0)
+    stickered = TRANSFORMS["sticker"](sky, np.random.default_rng(0))
+    others = [crop_at(rocket, y, x) for y, x in ((0, 0), (0, 420), (180, 360), (120, 60))]
+    rows = np.stack([small(x) for x in [sky, stickered, *others]])
+    grey, colour = verify.thumbnails(rows)
+    plain = verify.descriptors(grey)
+    # the bright sticker outweighs a dim sky in every whole view...
+    for zoom in (1.0, *verify.ZOOMS):
+        zoomed = verify.descriptors(grey, zoom)
+        assert max(zoomed[0] @ plain[1], zoomed[1] @ plain[0]) < MIN_COSINE
+    a, b = verify.neighbour_pairs(grey, k=2, min_cosine=MIN_COSINE)
+    assert (0, 1) in set(zip(a.tolist(), b.tolist(), strict=True))  # ...not once clipped
+    assert scores([(sky, stickered)])[0] < -1  # the images as they are: turned down
+    verifier = Verifier(grey, colour, None, False, "cpu")
+    first, second = np.r_[0, 1, [0] * 4, [1] * 4], np.r_[1, 0, [2, 3, 4, 5] * 2]
+    looked = verifier(first, second)
+    assert (looked[:2] >= verifier.threshold).all()  # the sticker filled in: accepted
+    assert (looked[2:] < verifier.threshold).all()  # other crops of the sky: still refused
+    assert verifier.unoverlaid == len(first)
+
+
+def test_the_overlay_look_fills_one_square_where_the_images_differ(photo):
+    base = small(crop_at(photo, 100, 150))
+    marked = base.copy()
+    marked[40:50, 8:18] = (255, 255, 0)  # a 10 px square at 64 px: 5 px in the thumbnail
+    grey, colour = verify.thumbnails(np.stack([base, marked]))
+    one, two = np.array([0]), np.array([1])
+    filled_grey, filled_colour = verify._without_overlay(grey, colour, one, two, "cpu")
+    changed = np.abs(filled_grey.astype(int) - grey.astype(int)) > 0
+    rows, columns = np.nonzero(changed.any(axis=0))  # within one square holding the mark
+    assert rows.min() <= 20 and 24 <= rows.max() < rows.min() + verify.OVERLAY_SIDE
+    assert columns.min() <= 4 and 8 <= columns.max() < columns.min() + verify.OVERLAY_SIDE
+    # filled, the two thumbnails agree where the mark was, and nowhere else was touched
+    assert np.abs(filled_grey[0].astype(int) - filled_grey[1].astype(int)).max() < 20
+    assert np.abs(grey[0].astype(int) - grey[1].astype(int)).max() > 100
+    assert (filled_grey[:, ~changed.any(axis=0)] == grey[:, ~changed.any(axis=0)]).all()
+    features = verify.unoverlaid_pair_features(grey, colour, one, two)
+    plain = verify.pair_features(grey, colour, one, two)
+    index = verify.FEATURES.index("correlation")
+    assert features[0, index] > 0.99 > plain[0, index]
 
 
 def random_crop_thumbnails(photo: np.ndarray, count: int, seed: int) -> np.ndarray:
