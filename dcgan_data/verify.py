@@ -9,11 +9,14 @@ thumbnails of the two images:
 * candidates: each image's nearest neighbours (exact, or inverted lists at scale) by a DCT
   descriptor of its grey thumbnail (low frequencies, without the mean, unit length: blind to
   brightness, contrast and colour), queried also with zoomed-in views of the image, so that
-  a copy trimmed at the border or framed by padding is found from either side;
+  a copy trimmed at the border or framed by padding is found from either side; then the
+  centres among the centres (warps with black corners) and the level-clipped views among
+  the level-clipped views (a bright emoji on a dim scene);
 * verification: the second image is aligned to the first over a few views (as is, zoomed in
   either image, rotated a few degrees) and small shifts; at the best view, a handful of
-  features (grey correlation, DCT agreement, level-free colour difference, contrast ratio,
-  how much texture the images have) go through a logistic model fitted on this project's
+  features (grey correlation, with and without the pixels that differ most, DCT agreement,
+  level-free colour difference, contrast ratio, how much texture the images have, fine
+  detail, chroma) go through a logistic model fitted on this project's
   own near-duplicate edits (`bench/fit_verify.py`, `verify_model.json`). A pair is a
   duplicate when the model's log-odds pass the model's threshold (or `--verify-threshold`).
 * pairs that fall just short (a perspective change, a pad or a rotation between the fixed
@@ -22,6 +25,9 @@ thumbnails of the two images:
   moved at most ALIGN_MOVE), then the same features on the aligned pair. The model's
   `align_band` says which pairs get it and `align_margin` how much more the aligned pair must
   score, both set by `bench/fit_verify.py` at the same precision target.
+* pairs still short, within the model's `overlay_band`, get an overlay look: the square
+  where the two differ most (an emoji, a caption) is filled in on both from around it and
+  the pair is scored again, passing only by `overlay_margin` more (fitted alike).
 
 Everything but the second look's alignment (OpenCV, pair by pair, on the CPU) is batched
 tensor code: the same on CPU and GPU.
