@@ -269,7 +269,7 @@ class Verifier:
         """Pairs still short of the threshold, within the model's overlay band, scored again
         with the region where they differ most filled in on both (an emoji or a caption drawn
         on a copy); a pair's score is the better of the two, the filled one less the model's
-        margin. One view a pair, a fraction of verification's cost."""
+        margin. The pairs are compared as they lie (one view), the cost of their features."""
         near = verify.near_threshold(scores, self.threshold, self.model.overlay_band)
         for start in range(0, len(near), 1 << 16):
             part = near[start : start + (1 << 16)]
