@@ -40,6 +40,13 @@ def row(name: str) -> int:
 
 
 def imagededup_phash(folder: Path, n: int) -> dict[str, list[int]]:
+    # imagededup's `methods` package imports its CNN method, whose default argument builds a
+    # torchvision model from downloaded weights, so offline the import fails; PHash needs
+    # none of it, and a stand-in module takes the CNN module's place
+    import types
+
+    sys.modules.setdefault("imagededup.methods.cnn", types.ModuleType("imagededup.methods.cnn"))
+    sys.modules["imagededup.methods.cnn"].CNN = None
     from imagededup.methods import PHash
 
     method = PHash(verbose=False)
