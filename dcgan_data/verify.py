@@ -66,11 +66,11 @@ PAD_SCALES = (0.6, 1 / 0.6)  # the scales let through when the frame beyond is a
 PAD_MIN_SHARE = 0.05  # share of the image a frame must cover
 PAD_FLAT_LEVELS = 6  # grey levels from the frame's median...
 PAD_FLAT_SHARE = 0.8  # ...within which this share of it must lie: a fill, not a scene
-FILL_BLUR = 3.0  # sigma, in grey-thumbnail pixels, of what fills an overlay's place
 CLIP_SHARE = 0.05  # clipped descriptors: the share of levels clipped at either end
-FILL_FLOOR = 0.01  # weight of the kept pixels' mean in that fill
-OVERLAY_SIDE = 10  # side, in grey-thumbnail pixels, of the square an overlay look fills
 OVERLAY_SHARE = 0.1  # share of the compared pixels an overlay (a sticker, a caption) may cover
+OVERLAY_SIDE = 10  # side, in grey-thumbnail pixels, of the square an overlay look fills
+FILL_BLUR = 3.0  # sigma, in grey-thumbnail pixels, of what fills that square
+FILL_FLOOR = 0.01  # weight of the kept pixels' mean in that fill
 
 
 # --- thumbnails ----------------------------------------------------------------------------
