@@ -432,13 +432,13 @@ def _detail_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _shift_correlation(detail_a, detail_b)
 
 
-def _unoccluded_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Correlation of standardised views on their central region, at the shift of b that
-    correlates best, less the OVERLAY_SHARE of pixels where the two differ most: an emoji or
-    a caption drawn on a copy covers a small part of it, which the plain correlation counts
-    against the whole."""
+def _unoccluded_correlation(a: torch.Tensor, b: torch.Tensor, shift: torch.Tensor
+                            ) -> torch.Tensor:
+    """Correlation of standardised views on their central region, at b's `shift` (the index
+    of `_shift_correlations` that correlates best), less the OVERLAY_SHARE of pixels where
+    the two differ most: an emoji or a caption drawn on a copy covers a small part of it,
+    which the plain correlation counts against the whole."""
     inner = b.shape[-1] - 2 * MARGIN
-    shift = _shift_correlations(a, b).argmax(dim=1)
     dy, dx = shift // (2 * SHIFT + 1) - SHIFT, shift % (2 * SHIFT + 1) - SHIFT
     span = torch.arange(MARGIN, MARGIN + inner, device=b.device)
     rows, columns = (span[None, :] + d[:, None] for d in (dy, dx))
@@ -552,13 +552,15 @@ def _chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.n
     for view_a, view_b in pairs:
         (sa, std_a, dct_a, sign_a), (sb, std_b, dct_b, sign_b, norms) = (
             [x[ia] for x in seen_a[view_a]], [x[ib] for x in seen_b[view_b]])
+        correlations = _shift_correlations(sa, sb, norms)
         per_view.append(torch.stack([
-            _shift_correlation(sa, sb, norms),
+            correlations.amax(dim=1),
             (_descriptor(dct_a) * _descriptor(dct_b)).sum(dim=1),
             (sign_a == sign_b).float().mean(dim=1),
             ((std_a + 1) / (std_b + 1)).log().abs(),
+            correlations.argmax(dim=1).float(),  # the best shift, for the unoccluded feature
         ], dim=1))
-    views = torch.stack(per_view)  # (views, P, 4)
+    views = torch.stack(per_view)  # (views, P, 5)
     best = views[:, :, 0].argmax(dim=0)
     chosen = views[best, torch.arange(len(a), device=device)]
     # colour and texture are compared at the chosen alignment, so that a pad, a trimmed
@@ -574,7 +576,7 @@ def _chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.n
         torch.log1p(torch.minimum(texture_a, texture_b)),
         torch.log1p(torch.maximum(texture_a, texture_b)),
         (best > 0).float(), _detail_correlation(ga, gb), *_chroma(ca, cb),
-        _unoccluded_correlation(*(_standardised(x)[0] for x in (ga, gb))),
+        _unoccluded_correlation(*(_standardised(x)[0] for x in (ga, gb)), chosen[:, 4].long()),
     ], dim=1)
 
 
