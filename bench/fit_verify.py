@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -75,29 +76,20 @@ def hard_negatives(count: int, seed: int
     return features, np.zeros(len(features), bool), (grey, colour, np.c_[a[apart], b[apart]])
 
 
-def aligned_scores(model: verify.VerifyModel, grey: np.ndarray, colour: np.ndarray,
-                   pairs: np.ndarray, scores: np.ndarray, threshold: float, band: float
-                   ) -> np.ndarray:
-    """Log-odds after alignment of the pairs within `band` below the threshold (NaN for the
-    others, and where no small alignment was found)."""
+def second_look_scores(model: verify.VerifyModel, look: Callable, grey: np.ndarray,
+                       colour: np.ndarray, pairs: np.ndarray, scores: np.ndarray,
+                       threshold: float, band: float) -> np.ndarray:
+    """Log-odds of the pairs within `band` below the threshold as `look` sees them (one of
+    verify's second looks); NaN for the others, and where the look's features are NaN (no
+    small alignment found)."""
     out = np.full(len(pairs), np.nan)
     near = verify.near_threshold(scores, threshold, band)
-    features, found = verify.aligned_pair_features(grey, colour, pairs[near, 0],
-                                                   pairs[near, 1])
-    out[near[found]] = model.log_odds(features[found])
+    out[near] = model.log_odds(look(grey, colour, pairs[near, 0], pairs[near, 1]))
     return out
 
 
-def overlay_scores(model: verify.VerifyModel, grey: np.ndarray, colour: np.ndarray,
-                   pairs: np.ndarray, scores: np.ndarray, threshold: float, band: float
-                   ) -> np.ndarray:
-    """Log-odds with the overlay filled in of the pairs within `band` below the threshold
-    (NaN for the others)."""
-    out = np.full(len(pairs), np.nan)
-    near = verify.near_threshold(scores, threshold, band)
-    out[near] = model.log_odds(verify.unoverlaid_pair_features(grey, colour, pairs[near, 0],
-                                                               pairs[near, 1]))
-    return out
+def aligned_features(*args: np.ndarray) -> np.ndarray:
+    return verify.aligned_pair_features(*args)[0]
 
 
 def per_seed(seeds: list, scores: np.ndarray) -> list[tuple]:
@@ -171,18 +163,22 @@ def main() -> None:
     hard = scores[tuning:]
     features, same, scores = features[:tuning], same[:tuning], scores[:tuning]
     threshold = threshold_for(scores, same, args.precision)
+    overlay_look = verify.unoverlaid_pair_features
     aligned = np.concatenate([
-        aligned_scores(model, grey, colour, pairs, seed_scores, threshold, args.align_band)
+        second_look_scores(model, aligned_features, grey, colour, pairs, seed_scores, threshold,
+                           args.align_band)
         for grey, colour, pairs, seed_scores in per_seed(seeds, scores)])
     margin = align_margin_for(scores, same, aligned, threshold, args.precision)
     gained = ~(scores >= threshold) & (aligned >= threshold + margin)
     after_alignment = looked_again(scores, aligned, margin)
     filled = np.concatenate([
-        overlay_scores(model, grey, colour, pairs, seed_scores, threshold, args.overlay_band)
+        second_look_scores(model, overlay_look, grey, colour, pairs, seed_scores, threshold,
+                           args.overlay_band)
         for grey, colour, pairs, seed_scores in per_seed(seeds, after_alignment)])
     overlay_margin = align_margin_for(after_alignment, same, filled, threshold, args.precision)
     unoverlaid = ~(after_alignment >= threshold) & (filled >= threshold + overlay_margin)
-    hard_filled = overlay_scores(model, *hard_set, hard, threshold, args.overlay_band) \
+    hard_filled = second_look_scores(model, overlay_look, *hard_set, hard, threshold,
+                                     args.overlay_band) \
         if args.hard_negatives else np.zeros(0)
     params.update(threshold=round(threshold, 4), align_band=args.align_band,
                   align_margin=round(margin, 4), overlay_band=args.overlay_band,
