@@ -58,6 +58,7 @@ def scores(labels: np.ndarray, truth: np.ndarray, kinds: list[str]) -> dict:
         if kind not in ("original", "flat"):
             hits[kind].append(bool(labels[i] == labels[original[g]]))
     out["recall_by_edit"] = {k: round(float(np.mean(v)), 3) for k, v in sorted(hits.items())}
+    out["copies_by_edit"] = {k: len(v) for k, v in sorted(hits.items())}  # to pool seeds
     return out
 
 
