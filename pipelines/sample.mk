@@ -6,7 +6,7 @@ SAMPLE_PORT ?= 8754
 # CPU minutes are enough steps for G to learn the sample's colours and layouts; the quality
 # figure every 100 steps shows it learning.
 SAMPLE_SIZE ?= 32
-SAMPLE_STEPS ?= 1000
+SAMPLE_STEPS ?= 1500
 SAMPLE_TRAIN_ARGS ?= --ngf 32 --ndf 32 --batch-size 64 --sample-every 100 --eval-every 100 \
   --ckpt-every 500
 # The faces pipeline checks the plumbing (~60 faces after dedup, less than one batch of 64),
