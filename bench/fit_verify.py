@@ -76,26 +76,29 @@ def hard_negatives(count: int, seed: int
     return features, np.zeros(len(features), bool), (grey, colour, np.c_[a[apart], b[apart]])
 
 
-def second_look_scores(model: verify.VerifyModel, look: Callable, grey: np.ndarray,
-                       colour: np.ndarray, pairs: np.ndarray, scores: np.ndarray,
-                       threshold: float, band: float) -> np.ndarray:
+def second_look_scores(model: verify.VerifyModel, look: Callable, sets: list,
+                       scores: np.ndarray, threshold: float, band: float) -> np.ndarray:
     """Log-odds of the pairs within `band` below the threshold as `look` sees them (one of
-    verify's second looks); NaN for the others, and where the look's features are NaN (no
-    small alignment found)."""
-    out = np.full(len(pairs), np.nan)
-    near = verify.near_threshold(scores, threshold, band)
-    out[near] = model.log_odds(look(grey, colour, pairs[near, 0], pairs[near, 1]))
-    return out
+    verify's second looks), set by set (`sets`: (grey, colour, pairs) each, their pairs'
+    scores one after another in `scores`); NaN for the others, and where the look's features
+    are NaN (no small alignment found)."""
+    parts = []
+    for grey, colour, pairs, set_scores in per_set(sets, scores):
+        out = np.full(len(pairs), np.nan)
+        near = verify.near_threshold(set_scores, threshold, band)
+        out[near] = model.log_odds(look(grey, colour, pairs[near, 0], pairs[near, 1]))
+        parts.append(out)
+    return np.concatenate(parts)
 
 
 def aligned_features(*args: np.ndarray) -> np.ndarray:
     return verify.aligned_pair_features(*args)[0]
 
 
-def per_seed(seeds: list, scores: np.ndarray) -> list[tuple]:
-    """Each seed's (grey, colour, pairs) with its share of `scores`."""
-    parts = np.split(scores, np.cumsum([len(p) for _, _, p in seeds])[:-1])
-    return [(*seed, part) for seed, part in zip(seeds, parts, strict=True)]
+def per_set(sets: list, scores: np.ndarray) -> list[tuple]:
+    """Each set's (grey, colour, pairs) with its share of `scores`."""
+    parts = np.split(scores, np.cumsum([len(p) for _, _, p in sets])[:-1])
+    return [(*s, part) for s, part in zip(sets, parts, strict=True)]
 
 
 def looked_again(scores: np.ndarray, again: np.ndarray, margin: float) -> np.ndarray:
@@ -164,20 +167,16 @@ def main() -> None:
     features, same, scores = features[:tuning], same[:tuning], scores[:tuning]
     threshold = threshold_for(scores, same, args.precision)
     overlay_look = verify.unoverlaid_pair_features
-    aligned = np.concatenate([
-        second_look_scores(model, aligned_features, grey, colour, pairs, seed_scores, threshold,
-                           args.align_band)
-        for grey, colour, pairs, seed_scores in per_seed(seeds, scores)])
+    aligned = second_look_scores(model, aligned_features, seeds, scores, threshold,
+                                 args.align_band)
     margin = align_margin_for(scores, same, aligned, threshold, args.precision)
     gained = ~(scores >= threshold) & (aligned >= threshold + margin)
     after_alignment = looked_again(scores, aligned, margin)
-    filled = np.concatenate([
-        second_look_scores(model, overlay_look, grey, colour, pairs, seed_scores, threshold,
-                           args.overlay_band)
-        for grey, colour, pairs, seed_scores in per_seed(seeds, after_alignment)])
+    filled = second_look_scores(model, overlay_look, seeds, after_alignment, threshold,
+                                args.overlay_band)
     overlay_margin = align_margin_for(after_alignment, same, filled, threshold, args.precision)
     unoverlaid = ~(after_alignment >= threshold) & (filled >= threshold + overlay_margin)
-    hard_filled = second_look_scores(model, overlay_look, *hard_set, hard, threshold,
+    hard_filled = second_look_scores(model, overlay_look, [hard_set], hard, threshold,
                                      args.overlay_band) \
         if args.hard_negatives else np.zeros(0)
     params.update(threshold=round(threshold, 4), align_band=args.align_band,
