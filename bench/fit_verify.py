@@ -12,9 +12,12 @@ logistic model on both, and sets its threshold on the tuning pairs: the lowest l
 which the candidate pairs above it are at least `--precision` true there. Then the second
 look: pairs within `--align-band` below the threshold are aligned
 (verify.aligned_pair_features) and scored again, and the margin an aligned pair must clear
-is the least that keeps all accepted pairs `--precision` true. Mirror copies are left out
-(dedup scores them apart). The held-out set is not touched: bench/dedup.py scores the
-result on it.
+is the least that keeps all accepted pairs `--precision` true; the overlay look's margin
+(pairs within `--overlay-band`) and the chroma look's (every pair) are set alike, each on
+the scores after the looks before it, in dedup's order, the chroma look's also high enough
+that no hard negative passes it (it looks at every pair, so at scale mostly lookalikes).
+Mirror copies are left out (dedup scores them apart). The held-out set is not touched:
+bench/dedup.py scores the result on it.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ FIT_MIN_COSINE = 0.75
 
 def labelled_pairs(grey: np.ndarray, colour: np.ndarray, truth: np.ndarray, kinds: list[str]
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features, truth and rows of the candidate pairs plus every true pair, mirrors aside."""
+    """Features (`verify.pair_looks`: the plain and the chroma look), truth and rows of the
+    candidate pairs plus every true pair, mirrors aside."""
     a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, FIT_MIN_COSINE)
     members = {g: np.flatnonzero(truth == g) for g in np.unique(truth)}
     true_a = [m[i] for m in members.values() for i in range(len(m)) for _ in m[i + 1 :]]
@@ -53,16 +57,15 @@ def labelled_pairs(grey: np.ndarray, colour: np.ndarray, truth: np.ndarray, kind
     mirror = np.array([k == MIRROR for k in kinds])
     keep = ~(mirror[a] | mirror[b])
     a, b = a[keep], b[keep]
-    features = verify.pair_features(grey, colour, a, b)
-    return features, truth[a] == truth[b], np.c_[a, b]
+    return verify.pair_looks(grey, colour, a, b), truth[a] == truth[b], np.c_[a, b]
 
 
 def hard_negatives(count: int, seed: int
                    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Features of candidate pairs between crops of different photos: `count` random crops
-    of the tuning photos (any position, side 64 up), proposed as dedup proposes them. At a
-    few thousand images such lookalikes are rare; among millions each row has several, so
-    the model must see them to keep its precision as N grows."""
+    """Features (both looks) of candidate pairs between crops of different photos: `count`
+    random crops of the tuning photos (any position, side 64 up), proposed as dedup proposes
+    them. At a few thousand images such lookalikes are rare; among millions each row has
+    several, so the model must see them to keep its precision as N grows."""
     rng = np.random.default_rng(seed)
     photos = tuning_photos()
     rows = np.empty((count, 64, 64, 3), np.uint8)
@@ -72,8 +75,8 @@ def hard_negatives(count: int, seed: int
     grey, colour = verify.thumbnails(rows)
     a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, FIT_MIN_COSINE)
     apart = source[a] != source[b]
-    features = verify.pair_features(grey, colour, a[apart], b[apart])
-    return features, np.zeros(len(features), bool), (grey, colour, np.c_[a[apart], b[apart]])
+    features = verify.pair_looks(grey, colour, a[apart], b[apart])
+    return features, np.zeros(features.shape[1], bool), (grey, colour, np.c_[a[apart], b[apart]])
 
 
 def second_look_scores(model: verify.VerifyModel, look: Callable, sets: list,
@@ -115,10 +118,12 @@ def threshold_for(scores: np.ndarray, same: np.ndarray, precision: float) -> flo
 
 
 def align_margin_for(scores: np.ndarray, same: np.ndarray, aligned: np.ndarray,
-                     threshold: float, precision: float) -> float:
+                     threshold: float, precision: float, negatives: np.ndarray | None = None
+                     ) -> float:
     """The least margin by which an aligned pair must pass the threshold so that all accepted
     pairs (those passing as they are, and those passing aligned) are still at least
-    `precision` true. `aligned`: the band pairs' aligned log-odds, NaN where not aligned."""
+    `precision` true. `aligned`: the band pairs' aligned log-odds, NaN where not aligned.
+    `negatives`: the look's log-odds of hard negatives, none of which may pass it."""
     passed = scores >= threshold
     true, false = int(same[passed].sum()), int((~same[passed]).sum())
     gains = np.flatnonzero(~passed & ~np.isnan(aligned) & (aligned >= threshold))
@@ -129,6 +134,8 @@ def align_margin_for(scores: np.ndarray, same: np.ndarray, aligned: np.ndarray,
         if true / (true + false) < precision:
             break
         margin = float(aligned[i] - threshold)
+    if negatives is not None and len(negatives) and np.nanmax(negatives) >= threshold + margin:
+        margin = float(np.nanmax(negatives) - threshold) + 1e-3
     return max(0.0, margin)
 
 
@@ -159,12 +166,12 @@ def main() -> None:
         hard_features, hard_same, hard_set = hard_negatives(args.hard_negatives, seed=100)
         features.append(hard_features)
         same.append(hard_same)
-    features, same = np.concatenate(features), np.concatenate(same)
-    params = verify.fit(features, same)
+    looks, same = np.concatenate(features, axis=1), np.concatenate(same)
+    params = verify.fit(looks[0], same)
     model = verify.VerifyModel({**params, "threshold": 0.0})
-    scores = model.log_odds(features)
-    hard = scores[tuning:]
-    features, same, scores = features[:tuning], same[:tuning], scores[:tuning]
+    scores, chroma = model.log_odds(looks[0]), model.log_odds(looks[1])
+    hard, hard_chroma = scores[tuning:], chroma[tuning:]
+    same, scores, chroma = same[:tuning], scores[:tuning], chroma[:tuning]
     threshold = threshold_for(scores, same, args.precision)
     overlay_look = verify.unoverlaid_pair_features
     aligned = second_look_scores(model, aligned_features, seeds, scores, threshold,
@@ -176,26 +183,35 @@ def main() -> None:
                                 args.overlay_band)
     overlay_margin = align_margin_for(after_alignment, same, filled, threshold, args.precision)
     unoverlaid = ~(after_alignment >= threshold) & (filled >= threshold + overlay_margin)
+    after_overlay = looked_again(after_alignment, filled, overlay_margin)
+    chroma_margin = align_margin_for(after_overlay, same, chroma, threshold, args.precision,
+                                     hard_chroma)
+    matched = ~(after_overlay >= threshold) & (chroma >= threshold + chroma_margin)
     hard_filled = second_look_scores(model, overlay_look, [hard_set], hard, threshold,
                                      args.overlay_band) \
         if args.hard_negatives else np.zeros(0)
     params.update(threshold=round(threshold, 4), align_band=args.align_band,
                   align_margin=round(margin, 4), overlay_band=args.overlay_band,
-                  overlay_margin=round(overlay_margin, 4), fitted_on={
+                  overlay_margin=round(overlay_margin, 4),
+                  chroma_margin=round(chroma_margin, 4), fitted_on={
         "set": "tuning", "seeds": args.seeds, "per_photo": args.per_photo, "images": images,
         "pairs": int(len(same)), "true_pairs": int(same.sum()),
         "pair_precision_target": args.precision,
         "hard_negatives": {"crops": args.hard_negatives, "pairs": len(hard),
                            "above_threshold": int((hard >= threshold).sum()),
                            "gained_unoverlaid": int((hard_filled >= threshold +
-                                                     overlay_margin).sum())},
+                                                     overlay_margin).sum()),
+                           "gained_chroma_matched": int((hard_chroma >= threshold +
+                                                         chroma_margin).sum())},
         "true_pairs_above_threshold": round(float((scores[same] >= threshold).mean()), 4),
         "pairs_aligned": int((~np.isnan(aligned)).sum()),
         "true_pairs_gained_by_alignment": int((gained & same).sum()),
         "false_pairs_gained_by_alignment": int((gained & ~same).sum()),
         "pairs_unoverlaid": int((~np.isnan(filled)).sum()),
         "true_pairs_gained_unoverlaid": int((unoverlaid & same).sum()),
-        "false_pairs_gained_unoverlaid": int((unoverlaid & ~same).sum())})
+        "false_pairs_gained_unoverlaid": int((unoverlaid & ~same).sum()),
+        "true_pairs_gained_chroma_matched": int((matched & same).sum()),
+        "false_pairs_gained_chroma_matched": int((matched & ~same).sum())})
     verify.MODEL_FILE.write_text(json.dumps(params, indent=1) + "\n")
     print(json.dumps(params["fitted_on"], indent=1), f"threshold {threshold:.3f}")
 

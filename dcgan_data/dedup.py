@@ -229,22 +229,27 @@ class Verifier:
         self.model = verify.VerifyModel.load()
         self.threshold = self.model.threshold if threshold is None else threshold
         self.scored = self.aligned = self.second_look_skipped = self.unoverlaid = 0
+        self.chroma_matched = 0
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Log-odds of the pairs (a[i], b[i])."""
         # pairs sharing a row side by side, so that row's views are computed once per chunk
         recurring = a if len(np.unique(a)) <= len(np.unique(b)) else b
         order = np.argsort(recurring, kind="stable")
-        scores = np.empty(len(a), np.float32)
+        scores, chroma_scores = np.empty((2, len(a)), np.float32)
         for start in range(0, len(a), 1 << 16):
             part = order[start : start + (1 << 16)]
-            features = verify.pair_features(self.grey, self.colour, a[part], b[part],
-                                            self.mirrors, self.device)
-            scores[part] = self.model.log_odds(features)
+            plain, chroma = verify.pair_looks(self.grey, self.colour, a[part], b[part],
+                                              self.mirrors, self.device)
+            scores[part] = self.model.log_odds(plain)
+            chroma_scores[part] = self.model.log_odds(chroma) - self.model.chroma_margin
         self.scored += len(a)
         self._second_look(a, b, scores)
         self._overlay_look(a, b, scores)
-        return scores
+        # last, as fitted: the pairs that pass only when their chroma is matched
+        gained = (scores < self.threshold) & (chroma_scores >= self.threshold)
+        self.chroma_matched += int(gained.sum())
+        return np.maximum(scores, chroma_scores)
 
     def _second_look(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> None:
         """Pairs just short of the threshold scored again after a fitted alignment; a pair's
@@ -673,6 +678,7 @@ def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int
         "candidates": proposed, "verified_pairs": int((scores >= verifier.threshold).sum()),
         "pairs_scored": verifier.scored, "pairs_aligned": verifier.aligned,
         "pairs_unoverlaid": verifier.unoverlaid,
+        "pairs_passed_chroma_matched": verifier.chroma_matched,
         "second_look_skipped": verifier.second_look_skipped, **split,
         "seconds": {"candidates": round(proposing, 3),
                     "verification": round(time.perf_counter() - clock - proposing, 3)}}

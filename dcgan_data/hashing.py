@@ -37,7 +37,7 @@ from torch import nn
 
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_path, progress
-from dcgan_data.images import downsample_2x, resize_square
+from dcgan_data.images import LUMA, downsample_2x, resize_square
 from dcgan_data.shards import ShardSet
 
 FORMAT = "dcgan-data-hash-model"
@@ -193,7 +193,7 @@ def warp(images: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torc
 
 
 _CENTRED = np.arange(SIDE, dtype=np.float32) - (SIDE - 1) / 2
-_LUMA = torch.tensor([0.299, 0.587, 0.114])
+_LUMA = torch.tensor(LUMA)
 
 
 def warp_crops(crops: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from dcgan_data.files import atomic_write_bytes
 
 # A header declaring more pixels than this is refused before decoding (decompression bombs).
 DEFAULT_MAX_PIXELS = 50_000_000
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 grey from RGB, as OpenCV's and PIL's grey
 
 # Decoding happens in many processes at once; one OpenCV thread each is faster overall.
 cv2.setNumThreads(1)

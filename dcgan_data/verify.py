@@ -28,6 +28,9 @@ thumbnails of the two images:
 * pairs still short, within the model's `overlay_band`, get an overlay look: the square
   where the two differ most (an emoji, a caption) is filled in on both from around it and
   the pair is scored again, passing only by `overlay_margin` more (fitted alike).
+* every pair also gets a chroma look, from the same pass: the stronger chroma of the two
+  scaled toward the weaker (a copy made grey, paler or more vivid differs in colour only
+  where its hue moved), passing only by `chroma_margin` more (fitted alike).
 
 Everything but the second look's alignment (OpenCV, pair by pair, on the CPU) is batched
 tensor code: the same on CPU and GPU.
@@ -46,6 +49,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from dcgan_data.images import LUMA
 
 GREY = 32  # grey thumbnail side
 COLOUR = 8  # colour thumbnail side
@@ -71,6 +76,7 @@ OVERLAY_SHARE = 0.1  # share of the compared pixels an overlay (a sticker, a cap
 OVERLAY_SIDE = 10  # side, in grey-thumbnail pixels, of the square an overlay look fills
 FILL_BLUR = 3.0  # sigma, in grey-thumbnail pixels, of what fills that square
 FILL_FLOOR = 0.01  # weight of the kept pixels' mean in that fill
+CHROMA_MIN_TEXTURE = 0.5  # grey-level texture both images need for the chroma look
 
 
 # --- thumbnails ----------------------------------------------------------------------------
@@ -478,11 +484,18 @@ def pair_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.nda
     grey and (N, 8, 8, 3) colour thumbnails, at the view alignment with the highest
     correlation. Cheapest when pairs sharing a row are next to each other: each view of a
     row is computed once per chunk of pairs."""
-    out = np.empty((len(a), len(FEATURES)), np.float32)
+    return pair_looks(grey, colour, a, b, mirrors, device)[0]
+
+
+def pair_looks(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
+               mirrors: bool = False, device: str = "cpu") -> np.ndarray:
+    """(2, P, len(FEATURES)): `pair_features`, then the same pairs' chroma look (the colour
+    difference after `_chroma_matched`), both from one pass over the views."""
+    out = np.empty((2, len(a), len(FEATURES)), np.float32)
     for start in range(0, len(a), PAIR_CHUNK):
         part = slice(start, start + PAIR_CHUNK)
-        out[part] = _chunk_features(grey, colour, a[part], b[part], _views_of_pair(mirrors),
-                                    device).cpu().numpy()
+        out[:, part] = _chunk_features(grey, colour, a[part], b[part],
+                                       _views_of_pair(mirrors), device).cpu().numpy()
     return out
 
 
@@ -497,7 +510,7 @@ def unoverlaid_pair_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray
         grey_pairs, colour_pairs = _without_overlay(grey, colour, a[part], b[part], device)
         k = len(grey_pairs) // 2
         out[part] = _chunk_features(grey_pairs, colour_pairs, np.arange(k), k + np.arange(k),
-                                    [(PLAIN, PLAIN)], device).cpu().numpy()
+                                    [(PLAIN, PLAIN)], device)[0].cpu().numpy()
     return out
 
 
@@ -569,15 +582,45 @@ def _chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.n
     ca, cb = (torch.from_numpy(colour[x]).to(device).float().permute(0, 3, 1, 2) for x in (a, b))
     (ga, gb), (ca, cb) = (_at_views(x, y, best, pairs) for x, y in ((ga, gb), (ca, cb)))
     ca, cb = _level_free(ca), _level_free(cb)
-    colour_difference = (ca - cb).abs().mean(dim=(1, 2, 3))
     texture_a, texture_b = _texture(ga[:, 0]), _texture(gb[:, 0])
-    return torch.stack([
-        chosen[:, 0], chosen[:, 1], chosen[:, 2], colour_difference, chosen[:, 3],
+    plain = torch.stack([
+        chosen[:, 0], chosen[:, 1], chosen[:, 2], _colour_difference(ca, cb), chosen[:, 3],
         torch.log1p(torch.minimum(texture_a, texture_b)),
         torch.log1p(torch.maximum(texture_a, texture_b)),
         (best > 0).float(), _detail_correlation(ga, gb), *_chroma(ca, cb),
         _unoccluded_correlation(*(_standardised(x)[0] for x in (ga, gb)), chosen[:, 4].long()),
     ], dim=1)
+    # the chroma look differs in the colour difference alone: the chroma features still say
+    # how far apart the two hues are and whether either image has any colour; and only
+    # where both images hold a scene, as a flat fill's one content is its colour
+    chroma_look = plain.clone()
+    column = FEATURES.index("colour_difference")
+    textured = torch.minimum(texture_a, texture_b) >= CHROMA_MIN_TEXTURE
+    chroma_look[:, column] = torch.where(textured, _colour_difference(*_chroma_matched(ca, cb)),
+                                         plain[:, column])
+    return torch.stack([plain, chroma_look])
+
+
+def _colour_difference(ca: torch.Tensor, cb: torch.Tensor) -> torch.Tensor:
+    return (ca - cb).abs().mean(dim=(1, 2, 3))
+
+
+def _chroma_matched(ca: torch.Tensor, cb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Level-free colour thumbnails (N, 3, S, S) with the stronger chroma of each pair (each
+    pixel less its luma) scaled by the factor in [0, 1] that brings it nearest the weaker: a
+    copy made grey, paler or more vivid then differs in colour only where its hue moved.
+    Luma, not the channels' mean, is what a saturation edit keeps (PIL's and OpenCV's)."""
+    luma = torch.tensor(LUMA, device=ca.device)[None, :, None, None]
+    grey_a, grey_b = ((x * luma).sum(dim=1, keepdim=True) for x in (ca, cb))
+    chroma_a, chroma_b = ca - grey_a, cb - grey_b
+    a_weaker = (chroma_a.square().sum(dim=(1, 2, 3)) <=
+                chroma_b.square().sum(dim=(1, 2, 3)))[:, None, None, None]
+    weaker = torch.where(a_weaker, chroma_a, chroma_b)
+    stronger = torch.where(a_weaker, chroma_b, chroma_a)
+    factor = ((weaker * stronger).sum(dim=(1, 2, 3)) /
+              stronger.square().sum(dim=(1, 2, 3)).clamp_min(1e-6)).clamp(0, 1)
+    scaled = factor[:, None, None, None] * stronger
+    return torch.where(a_weaker, ca, grey_a + scaled), torch.where(a_weaker, grey_b + scaled, cb)
 
 
 def _grey_tensor(grey: np.ndarray, rows: np.ndarray, device: str) -> torch.Tensor:
@@ -747,6 +790,7 @@ class VerifyModel:
         self.align_margin = float(params.get("align_margin", 0.0))
         self.overlay_band = float(params.get("overlay_band", 0.0))  # 0: no overlay look
         self.overlay_margin = float(params.get("overlay_margin", 0.0))
+        self.chroma_margin = float(params.get("chroma_margin", math.inf))  # inf: no chroma look
 
     @classmethod
     def load(cls, path: str | Path = MODEL_FILE) -> VerifyModel:

@@ -321,3 +321,46 @@ def test_alignment_lets_a_pad_through_but_not_a_wider_view_of_the_scene(photo):
     features, found = verify.aligned_pair_features(grey, colour, np.array([0]), np.array([1]))
     plain = verify.pair_features(grey, colour, np.array([0]), np.array([1]))
     assert found[0] and features[0, 0] > max(0.95, plain[0, 0])
+
+
+def test_the_chroma_look_forgives_saturation_but_not_a_hue_change_nor_a_flat_fill(photo):
+    base = small(crop_at(photo, 100, 150))
+    luma = cv2.cvtColor(base, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
+    grey_copy = np.repeat(luma, 3, axis=2).astype(np.uint8)
+    paler = np.clip(luma + 0.4 * (base - luma), 0, 255).astype(np.uint8)
+    hue_moved = np.ascontiguousarray(base[..., ::-1])  # red and blue swapped
+    flat = np.full_like(base, (200, 120, 60))
+    flat_luma = cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
+    paler_flat = np.clip(flat_luma + 0.4 * (flat - flat_luma), 0, 255).astype(np.uint8)
+    rows = np.stack([base, grey_copy, base, paler, base, hue_moved, flat, paler_flat])
+    grey, colour = verify.thumbnails(rows)
+    index = np.arange(0, len(rows), 2)
+    plain, chroma = verify.pair_looks(grey, colour, index, index + 1)
+    column = verify.FEATURES.index("colour_difference")
+    assert (plain[:, column] > 5).all()
+    assert (chroma[:2, column] < 0.3 * plain[:2, column]).all()  # grey and paler copies
+    # a hue change is still a difference, several times what is left of the others
+    assert chroma[2, column] > max(0.5 * plain[2, column], 3 * chroma[:2, column].max())
+    assert chroma[3, column] == plain[3, column]  # a flat fill's colour is all it has
+    others = np.arange(len(verify.FEATURES)) != column
+    assert (chroma[:, others] == plain[:, others]).all()
+    assert (verify.pair_features(grey, colour, index, index + 1) == plain).all()
+
+
+def test_the_verifier_takes_the_chroma_look_less_its_margin(photo):
+    base = small(crop_at(photo, 100, 150))
+    grey_copy = np.repeat(cv2.cvtColor(base, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    grey, colour = verify.thumbnails(np.stack([base, grey_copy]))
+    one, two = np.array([0]), np.array([1])
+    plain, chroma = (verify.VerifyModel.load().log_odds(x)[0]
+                     for x in verify.pair_looks(grey, colour, one, two))
+    gap = chroma - plain
+    assert gap > 0.1
+    verifier = Verifier(grey, colour, None, False, "cpu")
+    verifier.threshold = plain + gap / 2  # between the two looks
+    verifier.model.chroma_margin = gap
+    assert np.isclose(verifier(one, two)[0], plain, atol=1e-4)
+    assert verifier.chroma_matched == 0
+    verifier.model.chroma_margin = gap / 4
+    assert np.isclose(verifier(one, two)[0], chroma - gap / 4, atol=1e-4)
+    assert verifier.chroma_matched == 1
