@@ -48,10 +48,10 @@ def pooled(seeds: dict[int, dict]) -> dict:
             result[part] = {"precision": round(correct / found, 4) if found else 1.0,
                             "recall": round(correct / true, 4), "found_pairs": found,
                             "true_pairs": true, "correct_pairs": correct}
-        hits, copies = defaultdict(float), defaultdict(int)
+        hits, copies = defaultdict(int), defaultdict(int)
         for r in runs:
             for edit, n in r["copies_by_edit"].items():
-                hits[edit] += r["recall_by_edit"][edit] * n
+                hits[edit] += round(r["recall_by_edit"][edit] * n)  # copies found, exactly
                 copies[edit] += n
         result["recall_by_edit"] = {e: round(hits[e] / copies[e], 3) for e in sorted(copies)}
         result["copies_by_edit"] = dict(sorted(copies.items()))

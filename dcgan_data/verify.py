@@ -25,8 +25,8 @@ thumbnails of the two images:
   moved at most ALIGN_MOVE), then the same features on the aligned pair. The model's
   `align_band` says which pairs get it and `align_margin` how much more the aligned pair must
   score, both set by `bench/fit_verify.py` at the same precision target.
-* pairs still short, within the model's `overlay_band`, get an overlay look: the square
-  where the two differ most (an emoji, a caption) is filled in on both from around it and
+* pairs still short, within the model's `overlay_band`, get an overlay look: the square or
+  strip where the two differ most (an emoji, a caption) is filled in on both from around it and
   the pair is scored again, passing only by `overlay_margin` more (fitted alike).
 * every pair also gets a chroma look, from the same pass: the stronger chroma of the two
   scaled toward the weaker (a copy made grey, paler or more vivid differs in colour only
@@ -73,10 +73,14 @@ PAD_FLAT_LEVELS = 6  # grey levels from the frame's median...
 PAD_FLAT_SHARE = 0.8  # ...within which this share of it must lie: a fill, not a scene
 CLIP_SHARE = 0.05  # clipped descriptors: the share of levels clipped at either end
 OVERLAY_SHARE = 0.1  # share of the compared pixels an overlay (a sticker, a caption) may cover
-OVERLAY_SIDE = 10  # side, in grey-thumbnail pixels, of the square an overlay look fills
+# (rows, columns), in grey-thumbnail pixels, of the windows an overlay look may fill: an
+# emoji's square, a caption's strip
+OVERLAY_SHAPES = ((10, 10), (6, 16))
 FILL_BLUR = 3.0  # sigma, in grey-thumbnail pixels, of what fills that square
 FILL_FLOOR = 0.01  # weight of the kept pixels' mean in that fill
-CHROMA_MIN_TEXTURE = 0.5  # grey-level texture both images need for the chroma look
+CHROMA_MIN_TEXTURE = 0.5  # grey-level texture both images need for the chroma look...
+CHROMA_MIN_COSINE = 0.9  # ...and chroma this alike in direction, unless one is grey:
+CHROMA_GREY = 1.0  # RMS chroma, in levels, below which an image counts as grey
 
 
 # --- thumbnails ----------------------------------------------------------------------------
@@ -501,8 +505,8 @@ def pair_looks(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarra
 
 def unoverlaid_pair_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray,
                              b: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """`pair_features` of the pairs as they lie (no other view), after the OVERLAY_SIDE
-    square where the two images differ most, such as an emoji or a caption drawn on one, is
+    """`pair_features` of the pairs as they lie (no other view), after the OVERLAY_SHAPES
+    window where the two images differ most, such as an emoji or a caption drawn on one, is
     filled in both from around it."""
     out = np.empty((len(a), len(FEATURES)), np.float32)
     for start in range(0, len(a), PAIR_CHUNK):
@@ -530,16 +534,23 @@ def _without_overlay(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.
 
 
 def _outside_overlay(difference: torch.Tensor) -> torch.Tensor:
-    """1 outside, 0 inside the OVERLAY_SIDE square holding most of each difference's energy
-    (N, 1, S, S): one compact overlay, not the scattered places where two scenes differ."""
-    energy = F.avg_pool2d(difference.square(), OVERLAY_SIDE, stride=1)
-    places = energy.shape[-1]
-    corner = energy.flatten(1).argmax(dim=1)
-    y, x = (corner // places)[:, None], (corner % places)[:, None]
+    """1 outside, 0 inside the window, of any of OVERLAY_SHAPES, holding the most of each
+    difference's energy (N, 1, S, S): one compact overlay, not the scattered places where
+    two scenes differ."""
+    energy = difference.square()
+    most = torch.full((len(energy),), -1.0, device=energy.device)
+    box = torch.zeros((len(energy), 4), dtype=torch.long, device=energy.device)
+    for height, width in OVERLAY_SHAPES:
+        window = F.avg_pool2d(energy, (height, width), stride=1) * (height * width)
+        value, corner = window.flatten(1).max(dim=1)
+        y, x = corner // window.shape[-1], corner % window.shape[-1]
+        better = value > most
+        most = torch.where(better, value, most)
+        box[better] = torch.stack([y, x, y + height, x + width], dim=1)[better]
     side = torch.arange(difference.shape[-1], device=difference.device)[None, :]
-    rows = ((side >= y) & (side < y + OVERLAY_SIDE)).float()
-    columns = ((side >= x) & (side < x + OVERLAY_SIDE)).float()
-    return (1 - rows[:, :, None] * columns[:, None, :])[:, None]
+    rows = (side >= box[:, :1]) & (side < box[:, 2:3])
+    columns = (side >= box[:, 1:2]) & (side < box[:, 3:])
+    return 1 - (rows[:, :, None] & columns[:, None, :]).float()[:, None]
 
 
 def _filled(images: torch.Tensor, keep: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -591,12 +602,15 @@ def _chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.n
         _unoccluded_correlation(*(_standardised(x)[0] for x in (ga, gb)), chosen[:, 4].long()),
     ], dim=1)
     # the chroma look differs in the colour difference alone: the chroma features still say
-    # how far apart the two hues are and whether either image has any colour; and only
-    # where both images hold a scene, as a flat fill's one content is its colour
+    # how far apart the two hues are and whether either image has any colour. It is for a
+    # copy made grey, paler or more vivid: only where both images hold a scene (a flat
+    # fill's one content is its colour) and the hues agree (or one image is grey)
     chroma_look = plain.clone()
     column = FEATURES.index("colour_difference")
-    textured = torch.minimum(texture_a, texture_b) >= CHROMA_MIN_TEXTURE
-    chroma_look[:, column] = torch.where(textured, _colour_difference(*_chroma_matched(ca, cb)),
+    cosine, weaker = (plain[:, FEATURES.index(name)] for name in ("chroma_cosine", "chroma_low"))
+    looked = (torch.minimum(texture_a, texture_b) >= CHROMA_MIN_TEXTURE) & \
+        ((cosine >= CHROMA_MIN_COSINE) | (weaker < math.log1p(CHROMA_GREY)))
+    chroma_look[:, column] = torch.where(looked, _colour_difference(*_chroma_matched(ca, cb)),
                                          plain[:, column])
     return torch.stack([plain, chroma_look])
 
