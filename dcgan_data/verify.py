@@ -76,7 +76,7 @@ OVERLAY_SHARE = 0.1  # share of the compared pixels an overlay (a sticker, a cap
 # (rows, columns), in grey-thumbnail pixels, of the windows an overlay look may fill: an
 # emoji's square, a caption's strip
 OVERLAY_SHAPES = ((10, 10), (6, 16))
-FILL_BLUR = 3.0  # sigma, in grey-thumbnail pixels, of what fills that square
+FILL_BLUR = 3.0  # sigma, in grey-thumbnail pixels, of what fills that window
 FILL_FLOOR = 0.01  # weight of the kept pixels' mean in that fill
 CHROMA_MIN_TEXTURE = 0.5  # grey-level texture both images need for the chroma look...
 CHROMA_MIN_COSINE = 0.9  # ...and chroma this alike in direction, unless one is grey:
