@@ -117,23 +117,24 @@ def threshold_for(scores: np.ndarray, same: np.ndarray, precision: float) -> flo
     return float(scores[order][ok[-1]]) if len(ok) else float(scores.max())
 
 
-def align_margin_for(scores: np.ndarray, same: np.ndarray, aligned: np.ndarray,
-                     threshold: float, precision: float, negatives: np.ndarray | None = None
-                     ) -> float:
-    """The least margin by which an aligned pair must pass the threshold so that all accepted
-    pairs (those passing as they are, and those passing aligned) are still at least
-    `precision` true. `aligned`: the band pairs' aligned log-odds, NaN where not aligned.
-    `negatives`: the look's log-odds of hard negatives, none of which may pass it."""
+def look_margin_for(scores: np.ndarray, same: np.ndarray, again: np.ndarray,
+                    threshold: float, precision: float, negatives: np.ndarray | None = None
+                    ) -> float:
+    """The least margin by which a pair scored again by a look (aligned, unoverlaid, chroma
+    matched) must pass the threshold so that all accepted pairs (those passing as they are,
+    and those passing on the look) are still at least `precision` true. `again`: the pairs'
+    log-odds on the look, NaN where it did not look. `negatives`: the look's log-odds of
+    hard negatives, none of which may pass it."""
     passed = scores >= threshold
     true, false = int(same[passed].sum()), int((~same[passed]).sum())
-    gains = np.flatnonzero(~passed & ~np.isnan(aligned) & (aligned >= threshold))
-    gains = gains[np.argsort(-aligned[gains])]
-    margin = float(aligned[gains[0]] - threshold) + 1e-3 if len(gains) else 0.0
+    gains = np.flatnonzero(~passed & ~np.isnan(again) & (again >= threshold))
+    gains = gains[np.argsort(-again[gains])]
+    margin = float(again[gains[0]] - threshold) + 1e-3 if len(gains) else 0.0
     for i in gains:
         true, false = true + int(same[i]), false + int(not same[i])
         if true / (true + false) < precision:
             break
-        margin = float(aligned[i] - threshold)
+        margin = float(again[i] - threshold)
     if negatives is not None and len(negatives) and np.nanmax(negatives) >= threshold + margin:
         margin = float(np.nanmax(negatives) - threshold) + 1e-3
     return max(0.0, margin)
@@ -176,15 +177,15 @@ def main() -> None:
     overlay_look = verify.unoverlaid_pair_features
     aligned = second_look_scores(model, aligned_features, seeds, scores, threshold,
                                  args.align_band)
-    margin = align_margin_for(scores, same, aligned, threshold, args.precision)
+    margin = look_margin_for(scores, same, aligned, threshold, args.precision)
     gained = ~(scores >= threshold) & (aligned >= threshold + margin)
     after_alignment = looked_again(scores, aligned, margin)
     filled = second_look_scores(model, overlay_look, seeds, after_alignment, threshold,
                                 args.overlay_band)
-    overlay_margin = align_margin_for(after_alignment, same, filled, threshold, args.precision)
+    overlay_margin = look_margin_for(after_alignment, same, filled, threshold, args.precision)
     unoverlaid = ~(after_alignment >= threshold) & (filled >= threshold + overlay_margin)
     after_overlay = looked_again(after_alignment, filled, overlay_margin)
-    chroma_margin = align_margin_for(after_overlay, same, chroma, threshold, args.precision,
+    chroma_margin = look_margin_for(after_overlay, same, chroma, threshold, args.precision,
                                      hard_chroma)
     matched = ~(after_overlay >= threshold) & (chroma >= threshold + chroma_margin)
     hard_filled = second_look_scores(model, overlay_look, [hard_set], hard, threshold,
