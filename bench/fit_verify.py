@@ -109,6 +109,16 @@ def looked_again(scores: np.ndarray, again: np.ndarray, margin: float) -> np.nda
     return np.where(~np.isnan(again) & (again - margin > scores), again - margin, scores)
 
 
+def fitted_look(scores: np.ndarray, same: np.ndarray, again: np.ndarray, threshold: float,
+                precision: float, negatives: np.ndarray | None = None
+                ) -> tuple[float, np.ndarray, np.ndarray]:
+    """A look's margin (`look_margin_for`), the pairs it alone lets pass, and the scores
+    after it (what the next look starts from)."""
+    margin = look_margin_for(scores, same, again, threshold, precision, negatives)
+    gained = ~(scores >= threshold) & (again >= threshold + margin)
+    return margin, gained, looked_again(scores, again, margin)
+
+
 def threshold_for(scores: np.ndarray, same: np.ndarray, precision: float) -> float:
     order = np.argsort(-scores)
     true_above = np.cumsum(same[order])
@@ -177,17 +187,14 @@ def main() -> None:
     overlay_look = verify.unoverlaid_pair_features
     aligned = second_look_scores(model, aligned_features, seeds, scores, threshold,
                                  args.align_band)
-    margin = look_margin_for(scores, same, aligned, threshold, args.precision)
-    gained = ~(scores >= threshold) & (aligned >= threshold + margin)
-    after_alignment = looked_again(scores, aligned, margin)
+    margin, gained, after_alignment = fitted_look(scores, same, aligned, threshold,
+                                                  args.precision)
     filled = second_look_scores(model, overlay_look, seeds, after_alignment, threshold,
                                 args.overlay_band)
-    overlay_margin = look_margin_for(after_alignment, same, filled, threshold, args.precision)
-    unoverlaid = ~(after_alignment >= threshold) & (filled >= threshold + overlay_margin)
-    after_overlay = looked_again(after_alignment, filled, overlay_margin)
-    chroma_margin = look_margin_for(after_overlay, same, chroma, threshold, args.precision,
-                                     hard_chroma)
-    matched = ~(after_overlay >= threshold) & (chroma >= threshold + chroma_margin)
+    overlay_margin, unoverlaid, after_overlay = fitted_look(after_alignment, same, filled,
+                                                            threshold, args.precision)
+    chroma_margin, matched, _ = fitted_look(after_overlay, same, chroma, threshold,
+                                            args.precision, hard_chroma)
     hard_filled = second_look_scores(model, overlay_look, [hard_set], hard, threshold,
                                      args.overlay_band) \
         if args.hard_negatives else np.zeros(0)
