@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dcgan_data.convolution import Conv4x4, ConvTranspose4x4
+
 SIZES = (32, 64, 128)
 NZ = 100
 
@@ -41,9 +43,12 @@ class Generator(nn.Module):
             nn.BatchNorm2d(channels[0]),
             nn.ReLU(True),
         ]
-        for c_in, c_out in pairwise(channels):
+        for i, (c_in, c_out) in enumerate(pairwise(channels)):
+            # the layer with a 4x4 input is faster as one matrix product (convolution.py)
+            up = (ConvTranspose4x4(c_in, c_out) if i == 0
+                  else nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False))
             layers += [
-                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                up,
                 nn.BatchNorm2d(c_out),
                 nn.ReLU(True),
             ]
@@ -65,9 +70,12 @@ class Discriminator(nn.Module):
             nn.Conv2d(3, channels[0], 4, 2, 1, bias=False),
             nn.LeakyReLU(0.2, True),
         ]
-        for c_in, c_out in pairwise(channels):
+        for i, (c_in, c_out) in enumerate(pairwise(channels), start=2):
+            # the layer with a 4x4 output is faster as one matrix product (convolution.py)
+            down = (Conv4x4(c_in, c_out) if i == n
+                    else nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False))
             layers += [
-                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
+                down,
                 nn.BatchNorm2d(c_out),
                 nn.LeakyReLU(0.2, True),
             ]
