@@ -17,6 +17,8 @@ machine hits them alike:
              own (processes.reuse_freed_memory; feed.BatchFeed over memory-mapped shards,
              to_model_input, train_step): channels_last, BCE with logits, D frozen for G's
              backward, fused Adam.
+  ours-plain ours with torch's own layers where the model has its matrix-product ones
+             (dcgan_data.convolution): what those two layers gain.
   ours-mem   the same train_step on one float batch already in memory (no feed at all):
              ours-mem / ours step time is the data-feed overhead (1.0 = free).
   ours-amp   ours with --amp (bf16 autocast; this CPU has AVX512-BF16), for reference.
@@ -58,6 +60,7 @@ import torch
 from torch import nn
 
 from dcgan_data import feed, processes, trainer
+from dcgan_data.convolution import Conv4x4, ConvTranspose4x4
 from dcgan_data.images import decode_image, resize_square, save_png
 from dcgan_data.model import build, draw_z, to_model_input
 from dcgan_data.shards import ShardSet, ShardWriter
@@ -88,12 +91,27 @@ def make_shards(path: Path, count: int) -> ShardSet:
     return ShardSet(path)
 
 
+def plain_layers(model: nn.Module) -> nn.Module:
+    """`model` with its matrix-product layers (dcgan_data.convolution) swapped for torch's
+    own, as the example has them; same weights."""
+    for name, layer in model.named_children():
+        if isinstance(layer, (Conv4x4, ConvTranspose4x4)):
+            kind = nn.Conv2d if isinstance(layer, Conv4x4) else nn.ConvTranspose2d
+            plain = kind(layer.in_channels, layer.out_channels, 4, 2, 1, bias=False)
+            plain.load_state_dict(layer.state_dict())
+            setattr(model, name, plain)
+        else:
+            plain_layers(layer)
+    return model
+
+
 class Reference:
     """The example-style loop: one step = D on real, D on fake.detach(), D on fake for G."""
 
     def __init__(self, data: torch.Tensor):
         torch.manual_seed(0)
-        self.g, d = build(SIZE, NZ, WIDTH, WIDTH)
+        g, d = build(SIZE, NZ, WIDTH, WIDTH)
+        self.g, d = plain_layers(g), plain_layers(d)
         self.d = nn.Sequential(d, nn.Sigmoid())
         self.criterion = nn.BCELoss()
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -121,9 +139,12 @@ class Reference:
 class Ours:
     """The trainer's loop body, fed from the shards (or from one batch already in memory)."""
 
-    def __init__(self, shards: ShardSet, amp: bool = False, in_memory: bool = False):
+    def __init__(self, shards: ShardSet, amp: bool = False, in_memory: bool = False,
+                 plain: bool = False):
         torch.manual_seed(0)
         g, d = build(SIZE, NZ, WIDTH, WIDTH)
+        if plain:
+            g, d = plain_layers(g), plain_layers(d)
         self.g = g.to(memory_format=torch.channels_last)
         self.d = d.to(memory_format=torch.channels_last)
         self.d_params = list(self.d.parameters())
@@ -200,7 +221,8 @@ def matmul_flops_per_s(side: int = 4096, repeats: int = 5) -> float:
 def make_variant(name: str, shards: ShardSet) -> Reference | Ours:
     if name.startswith("reference"):
         return Reference(to_model_input(torch.from_numpy(shards.load())).contiguous())
-    return Ours(shards, amp=name == "ours-amp", in_memory=name == "ours-mem")
+    return Ours(shards, amp=name == "ours-amp", in_memory=name == "ours-mem",
+                plain=name == "ours-plain")
 
 
 def worker(name: str, path: str, threads: int, conn: Connection) -> None:
@@ -332,7 +354,7 @@ def main() -> None:
     torch.set_num_threads(cores)
     make_shards(OUT / "shards", args.images)
 
-    names = ["reference", "reference+alloc", "ours", "ours-mem", "ours-amp"]
+    names = ["reference", "reference+alloc", "ours", "ours-plain", "ours-mem", "ours-amp"]
     context = multiprocessing.get_context("spawn")
     pipes, processes = {}, []
     for name in names:
@@ -390,6 +412,7 @@ def main() -> None:
                                                   / median_per_s["reference"], 2),
         "speedup_end_to_end_vs_reference": round(e2e / per_s["reference"], 2),
         "speedup_amp_vs_reference": round(per_s["ours-amp"] / per_s["reference"], 2),
+        "speedup_matmul_layers": round(per_s["ours"] / per_s["ours-plain"], 2),
         "feed_ratio_shards_vs_in_memory": round(per_s["ours"] / per_s["ours-mem"], 3),
         "feed_share_of_step": round(feed_seconds / sum(times["ours"]), 4),
         "step_conv_gflop": round(step_flops() / 1e9, 1),
