@@ -357,8 +357,8 @@ def export_weights(run: str | os.PathLike, out: str | os.PathLike,
     """
     import torch
 
+    from dcgan_data.checkpoint import load_checkpoint
     from dcgan_data.sampling import checkpoint_path
-    from dcgan_data.trainer import load_checkpoint
 
     path = checkpoint_path(run, checkpoint)
     ckpt = load_checkpoint(path)
