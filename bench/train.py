@@ -18,7 +18,7 @@ machine hits them alike:
              to_model_input, train_step): channels_last, BCE with logits, D frozen for G's
              backward, fused Adam.
   ours-plain ours with torch's own layers where the model has its matrix-product ones
-             (dcgan_data.convolution): what those two layers gain.
+             (dcgan_data.convolution): what those layers gain.
   ours-mem   the same train_step on one float batch already in memory (no feed at all):
              ours-mem / ours step time is the data-feed overhead (1.0 = free).
   ours-amp   ours with --amp (bf16 autocast; this CPU has AVX512-BF16), for reference.
@@ -60,7 +60,7 @@ import torch
 from torch import nn
 
 from dcgan_data import feed, processes, trainer
-from dcgan_data.convolution import Conv4x4, ConvTranspose4x4
+from dcgan_data.convolution import Conv4x4, ConvTranspose4x4, Projection, Readout
 from dcgan_data.images import decode_image, resize_square, save_png
 from dcgan_data.model import build, draw_z, to_model_input
 from dcgan_data.shards import ShardSet, ShardWriter
@@ -95,9 +95,10 @@ def plain_layers(model: nn.Module) -> nn.Module:
     """`model` with its matrix-product layers (dcgan_data.convolution) swapped for torch's
     own, as the example has them; same weights."""
     for name, layer in model.named_children():
-        if isinstance(layer, (Conv4x4, ConvTranspose4x4)):
-            kind = nn.Conv2d if isinstance(layer, Conv4x4) else nn.ConvTranspose2d
-            plain = kind(layer.in_channels, layer.out_channels, 4, 2, 1, bias=False)
+        if isinstance(layer, (Conv4x4, ConvTranspose4x4, Projection, Readout)):
+            kind = nn.ConvTranspose2d if isinstance(layer, nn.ConvTranspose2d) else nn.Conv2d
+            plain = kind(layer.in_channels, layer.out_channels, 4, layer.stride,
+                         layer.padding, bias=False)
             plain.load_state_dict(layer.state_dict())
             setattr(model, name, plain)
         else:

@@ -1,11 +1,13 @@
-"""The DCGAN's 4x4, stride-2, padding-1 convolutions as one matrix product each.
+"""The DCGAN's convolutions that CPU convolution kernels run slowly, as matrix products.
 
-Where a layer's small side is 4x4 (D's last stride-2 layer, G's first), the CPU's direct
-convolution kernels have too few output positions to fill their register tiles and run well
-below the machine's matrix-product speed. The same sums as one product of every input window
-by the weights run at that speed: `Conv4x4` does D's layer so, `ConvTranspose4x4` (its
-adjoint) G's. Both keep nn.Conv2d's and nn.ConvTranspose2d's parameters, so checkpoints and
-exported weights are the same as with the plain layers; only the order of additions differs.
+Where a stride-2 layer's small side is 4x4 (D's last, G's first), the direct convolution
+kernels have too few output positions to fill their register tiles and run well below the
+machine's matrix-product speed. The same sums as one product of every input window by the
+weights run at that speed: `Conv4x4` does D's layer so, `ConvTranspose4x4` (its adjoint) G's.
+G's projection of z (a transposed convolution on a 1x1 input) and D's logit (a 4x4 convolution
+on a 4x4 input) are matrix products outright: `Projection` and `Readout`. All four keep
+nn.Conv2d's and nn.ConvTranspose2d's parameters, so checkpoints and exported weights are the
+same as with the plain layers; only the order of additions differs.
 
 Tensors are NCHW views of channels_last (NHWC) memory, the layout the trainer uses.
 """
@@ -134,3 +136,29 @@ class ConvTranspose4x4(nn.ConvTranspose2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _apply(_Up, x, self.weight)
+
+
+class Projection(nn.ConvTranspose2d):
+    """nn.ConvTranspose2d(nz, c_out, 4, 1, 0, bias=False) on a 1x1 input (G's projection of z
+    to 4x4), as the matrix product it is."""
+
+    def __init__(self, nz: int, c_out: int):
+        super().__init__(nz, c_out, KERNEL, 1, 0, bias=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        n = z.shape[0]
+        return (z.reshape(n, -1) @ weight_matrix(self.weight)).view(n, KERNEL, KERNEL, -1
+                                                                     ).permute(0, 3, 1, 2)
+
+
+class Readout(nn.Conv2d):
+    """nn.Conv2d(c_in, c_out, 4, 1, 0, bias=False) on a 4x4 input (D's logit), as the matrix
+    product it is."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__(c_in, c_out, KERNEL, 1, 0, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        return (x.permute(0, 2, 3, 1).reshape(n, -1) @ weight_matrix(self.weight).t()
+                ).view(n, -1, 1, 1)

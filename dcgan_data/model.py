@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dcgan_data.convolution import Conv4x4, ConvTranspose4x4
+from dcgan_data.convolution import Conv4x4, ConvTranspose4x4, Projection, Readout
 
 SIZES = (32, 64, 128)
 NZ = 100
@@ -37,9 +37,9 @@ class Generator(nn.Module):
         n = num_upsamplings(size)
         channels = [ngf * 2 ** (n - 1 - i) for i in range(n)]  # e.g. 1024, 512, 256, 128
         # The paper's "project and reshape" of z to 4x4xC: a transposed conv on a 1x1 input is
-        # exactly a linear layer followed by a reshape.
+        # exactly a linear layer followed by a reshape, and is computed as one.
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(nz, channels[0], 4, 1, 0, bias=False),
+            Projection(nz, channels[0]),
             nn.BatchNorm2d(channels[0]),
             nn.ReLU(True),
         ]
@@ -80,7 +80,7 @@ class Discriminator(nn.Module):
                 nn.LeakyReLU(0.2, True),
             ]
         # 4x4xC -> one logit: a 4x4 valid convolution is the paper's flatten + linear layer.
-        layers.append(nn.Conv2d(channels[-1], 1, 4, 1, 0, bias=False))
+        layers.append(Readout(channels[-1], 1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
