@@ -210,12 +210,16 @@ def kernel_distance(real: np.ndarray, fake: np.ndarray, subsets: int = KID_SUBSE
     rng = np.random.default_rng(seed)
     m = min(subset, len(real), len(fake))
     dim = real.shape[1]
+
+    def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        k = a @ b.T / dim + 1
+        return k * k * k  # numpy's ** 3 goes through pow(), many times slower
+
     total = 0.0
     for _ in range(subsets):
         x = real[rng.choice(len(real), m, replace=False)]
         y = fake[rng.choice(len(fake), m, replace=False)]
-        kxx, kyy = (x @ x.T / dim + 1) ** 3, (y @ y.T / dim + 1) ** 3
-        kxy = (x @ y.T / dim + 1) ** 3
+        kxx, kyy, kxy = kernel(x, x), kernel(y, y), kernel(x, y)
         off = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
         total += off - 2 * kxy.mean()
     return float(total / subsets)

@@ -413,11 +413,11 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
                     if writer is not None:
                         writer.log(entry)
                         bar.set_postfix(loss_D=f"{values[0]:.3f}", loss_G=f"{values[1]:.3f}")
-                if writer is not None and (step % cfg.sample_every == 0 or last):
-                    writer.samples(step, models.g_model)
                 # under DDP the ranks agree on stopping at log steps (it costs a sync)
                 stopping = (any_rank(stop.signum, world, device_)
                             if world == 1 or step % cfg.log_every == 0 else 0)
+                if writer is not None and (step % cfg.sample_every == 0 or last or stopping):
+                    writer.samples(step, models.g_model)
                 keep = cfg.keep_every and step % cfg.keep_every == 0
                 if writer is not None and (step % cfg.ckpt_every == 0 or keep or last
                                            or stopping):
@@ -435,6 +435,5 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
     summary.update({"step": step, "total_steps": total, "last": history[-1] if history else None,
                     "checkpoint": str(run / "checkpoints" / "last.pt")})
     if writer is not None:
-        plot_losses(history, run / "loss.png")
         write_json(run / "train_report.json", summary)
     return summary

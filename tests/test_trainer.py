@@ -171,6 +171,9 @@ def test_resume_after_a_signal_or_a_crash_reproduces_the_straight_run(shards32, 
     summary = trainer.train(shards32, tmp_path / "signal", device="cpu", steps=12, **TINY)
     assert summary["interrupted"] == signal.SIGTERM and summary["step"] == 7
     assert load_checkpoint(tmp_path / "signal/checkpoints/last.pt")["step"] == 7
+    # what G made when it stopped, and the loss curve up to there
+    assert (tmp_path / "signal/samples/step_000007.png").exists()
+    assert (tmp_path / "signal/loss.png").exists()
 
     # a crash in step 10: the last checkpoint is step 8, metrics reach step 9
     monkeypatch.setattr(trainer, "train_step", step_then(10, "crash"))
