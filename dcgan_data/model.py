@@ -43,10 +43,12 @@ class Generator(nn.Module):
             nn.BatchNorm2d(channels[0]),
             nn.ReLU(True),
         ]
-        for i, (c_in, c_out) in enumerate(pairwise(channels)):
+        side = 4
+        for c_in, c_out in pairwise(channels):
             # the layer with a 4x4 input is faster as one matrix product (convolution.py)
-            up = (ConvTranspose4x4(c_in, c_out) if i == 0
+            up = (ConvTranspose4x4(c_in, c_out) if side == 4
                   else nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False))
+            side *= 2
             layers += [
                 up,
                 nn.BatchNorm2d(c_out),
@@ -70,9 +72,11 @@ class Discriminator(nn.Module):
             nn.Conv2d(3, channels[0], 4, 2, 1, bias=False),
             nn.LeakyReLU(0.2, True),
         ]
-        for i, (c_in, c_out) in enumerate(pairwise(channels), start=2):
+        side = size // 2
+        for c_in, c_out in pairwise(channels):
+            side //= 2
             # the layer with a 4x4 output is faster as one matrix product (convolution.py)
-            down = (Conv4x4(c_in, c_out) if i == n
+            down = (Conv4x4(c_in, c_out) if side == 4
                     else nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False))
             layers += [
                 down,
