@@ -58,6 +58,17 @@ def rows_of(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
+def down(cols: torch.Tensor, weight: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
+    """conv2d(x, weight, stride 2, padding 1) of an (N, C, H, W) x given as windows(x)."""
+    return (cols @ weight_matrix(weight).t()).view(n, h // 2, w // 2, -1).permute(0, 3, 1, 2)
+
+
+def up(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """conv_transpose2d(x, weight, stride 2, padding 1): the adjoint of `down`."""
+    n, _, h, w = x.shape
+    return overlap_add(rows_of(x) @ weight_matrix(weight), n, weight.shape[1], 2 * h, 2 * w)
+
+
 class _Down(torch.autograd.Function):
     """y = conv2d(x, weight, stride 2, padding 1), weight (C_out, C_in, 4, 4)."""
 
@@ -66,43 +77,33 @@ class _Down(torch.autograd.Function):
         n, _, h, w = x.shape
         cols = windows(x)
         ctx.save_for_backward(cols, weight)
-        ctx.x_shape = x.shape
-        return (cols @ weight_matrix(weight).t()).view(n, h // 2, w // 2, -1).permute(0, 3, 1, 2)
+        return down(cols, weight, n, h, w)
 
     @staticmethod
     def backward(ctx, grad_y):
         cols, weight = ctx.saved_tensors
-        g = rows_of(grad_y)
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_x = overlap_add(g @ weight_matrix(weight), *ctx.x_shape)
-        if ctx.needs_input_grad[1]:
-            grad_w = weight_from_matrix(g.t() @ cols, weight)
+        grad_x = up(grad_y, weight) if ctx.needs_input_grad[0] else None
+        grad_w = (weight_from_matrix(rows_of(grad_y).t() @ cols, weight)
+                  if ctx.needs_input_grad[1] else None)
         return grad_x, grad_w
 
 
 class _Up(torch.autograd.Function):
-    """y = conv_transpose2d(x, weight, stride 2, padding 1), weight (C_in, C_out, 4, 4): the
-    adjoint of _Down, so its forward is _Down's input gradient and vice versa."""
+    """y = conv_transpose2d(x, weight, stride 2, padding 1), weight (C_in, C_out, 4, 4)."""
 
     @staticmethod
     def forward(ctx, x, weight):
-        n, _, h, w = x.shape
-        x_rows = rows_of(x)
-        ctx.save_for_backward(x_rows, weight)
-        ctx.x_shape = x.shape
-        return overlap_add(x_rows @ weight_matrix(weight), n, weight.shape[1], 2 * h, 2 * w)
+        ctx.save_for_backward(x, weight)
+        return up(x, weight)
 
     @staticmethod
     def backward(ctx, grad_y):
-        x_rows, weight = ctx.saved_tensors
-        n, c, h, w = ctx.x_shape
+        x, weight = ctx.saved_tensors
+        n, _, h, w = grad_y.shape
         cols = windows(grad_y)
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (cols @ weight_matrix(weight).t()).view(n, h, w, c).permute(0, 3, 1, 2)
-        if ctx.needs_input_grad[1]:
-            grad_w = weight_from_matrix(x_rows.t() @ cols, weight)
+        grad_x = down(cols, weight, n, h, w) if ctx.needs_input_grad[0] else None
+        grad_w = (weight_from_matrix(rows_of(x).t() @ cols, weight)
+                  if ctx.needs_input_grad[1] else None)
         return grad_x, grad_w
 
 
