@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 KERNEL = 4
 
@@ -80,6 +81,7 @@ class _Down(torch.autograd.Function):
         return down(cols, weight, n, h, w)
 
     @staticmethod
+    @once_differentiable  # cols were saved outside autograd: a second derivative would be wrong
     def backward(ctx, grad_y):
         cols, weight = ctx.saved_tensors
         grad_x = up(grad_y, weight) if ctx.needs_input_grad[0] else None

@@ -66,3 +66,16 @@ def test_autocast_runs_in_its_dtype_and_keeps_fp32_weight_gradients(name):
     reference(x).square().sum().backward()
     error = (layer.weight.grad - reference.weight.grad).norm() / reference.weight.grad.norm()
     assert error < 0.02  # bf16 rounding, not a different function
+
+
+def test_second_derivatives_are_right_or_refused():
+    """A gradient penalty differentiates the gradient: the transposed layer supports it, the
+    strided one (its windows are saved outside autograd) refuses rather than answer wrong."""
+    layer, _, side = pair("transposed")
+    x = torch.randn(2, 5, side, side, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(layer, (x,))
+    layer, _, side = pair("conv 4x4 stride 2")
+    x = torch.randn(2, 5, side, side, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(layer(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|not have a grad_fn|twice"):
+        grad.sum().backward()
