@@ -1,9 +1,10 @@
 """The DCGAN's convolutions that CPU convolution kernels run slowly, as matrix products.
 
-Where a stride-2 layer's small side is 4x4 (D's last, G's first), the direct convolution
-kernels have too few output positions to fill their register tiles and run well below the
-machine's matrix-product speed. The same sums as one product of every input window by the
-weights run at that speed: `Conv4x4` does D's layer so, `ConvTranspose4x4` (its adjoint) G's.
+Where a stride-2 layer's small side is 4x4 (D's last, G's first), oneDNN's direct convolution
+kernels ran well below the CPU's matrix-product speed on the CPU measured (few output
+positions per image to spread the work over). The same sums as one product of every input
+window by the weights run at that speed: `Conv4x4` does D's layer so, `ConvTranspose4x4`
+(its adjoint) G's.
 G's projection of z (a transposed convolution on a 1x1 input) and D's logit (a 4x4 convolution
 on a 4x4 input) are matrix products outright: `Projection` and `Readout`. All four keep
 nn.Conv2d's and nn.ConvTranspose2d's parameters, so checkpoints and exported weights are the
