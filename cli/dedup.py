@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from dcgan_data.dedup_options import MAX_FALSE_SHARE, SELF_FIT_MIN_ROWS
 from dcgan_data.partition import DEFAULT_PARTITIONS
 from dcgan_data_cli.engine import engine_options
 
@@ -39,9 +40,19 @@ def _partitions(ctx, param, value: str) -> int | str:
 @click.option("--verify/--no-verify", "verified", default=True, show_default=True,
               help="Remove only pairs verified on the images (--no-verify: every candidate "
                    "pair joins its group).")
+@click.option("--self-fit/--no-self-fit", default=True, show_default=True,
+              help="Decide with a model fitted on SRC itself at run time (synthetic copies "
+                   "and look-alike crops of its own rows; each pair set against each image's "
+                   "neighbours). --no-self-fit, and sets under "
+                   f"{SELF_FIT_MIN_ROWS} images: the fixed verification model alone.")
+@click.option("--max-false-share", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=MAX_FALSE_SHARE, show_default=True,
+              help="With --self-fit: the share of removals allowed to be false by the run's "
+                   "own estimate; the threshold is the lowest that keeps to it.")
 @click.option("--verify-threshold", type=float,
-              help="Log-odds a pair needs to count as duplicates (default: the calibrated "
-                   "threshold of the verification model; higher: fewer, surer removals).")
+              help="Log-odds a pair needs to count as duplicates, overriding the chosen "
+                   "threshold (of the model fitted on SRC, or of the fixed model with "
+                   "--no-self-fit); higher: fewer, surer removals.")
 @click.option("--mirrors", is_flag=True,
               help="Also treat mirror images as duplicates (a mirror is a new image for "
                    "GAN training; off by default).")
@@ -83,7 +94,7 @@ def _partitions(ctx, param, value: str) -> int | str:
               help="Refuse to run when one hash holds more than this share of the images.")
 def dedup(src: Path, out: Path, size: int, radius: int | None, probe: bool,
           neighbours: int | None, min_cosine: float | None, verified: bool,
-          verify_threshold: float | None,
+          verify_threshold: float | None, self_fit: bool, max_false_share: float,
           mirrors: bool, paper_rule: bool, keep: str, model_path: Path | None,
           against: Path | None, dry_run: bool, device: str, workers: int | None, seed: int,
           max_bucket_share: float, engine: str, ray_address: str | None,
@@ -109,6 +120,7 @@ def dedup(src: Path, out: Path, size: int, radius: int | None, probe: bool,
                  against=against, dry_run=dry_run, device=device, workers=workers, seed=seed,
                  config=config, max_bucket_share=max_bucket_share, probe=probe,
                  verified=verified, mirrors=mirrors, partitions=partitions,
+                 self_fit=self_fit, max_false_share=max_false_share,
                  engine=make_engine(engine, workers, ray_address),
                  **{k: v for k, v in options.items() if v is not None})
     where = "dry run, no shards written" if dry_run else f"shards in {out}"

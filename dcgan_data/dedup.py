@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dcgan_data import hashing, partition, verify
+from dcgan_data import hashing, partition, selffit, verify
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_path, disk_array, locks_output, progress, write_csv, write_json
@@ -285,9 +285,29 @@ class Verifier:
         self.unoverlaid += len(near)
 
 
+class RunTimeDecider:
+    """Scores pairs with the model fitted on this dataset (`selffit`): the fixed verifier's
+    score, set against each image's neighbourhood."""
+
+    def __init__(self, verifier: Verifier, model: selffit.RunTimeModel,
+                 neighbourhood: selffit.Neighbourhood, texture: np.ndarray,
+                 threshold: float | None):
+        self.verifier, self.model = verifier, model
+        self.neighbourhood, self.texture = neighbourhood, texture
+        self.threshold = model.threshold if threshold is None else threshold
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self.odds(a, b, self.verifier(a, b))
+
+    def odds(self, a: np.ndarray, b: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+        """Log-odds of pairs whose fixed scores are known."""
+        return self.model.log_odds(selffit.pair_stack_features(a, b, fixed, self.neighbourhood,
+                                                               self.texture))
+
+
 def verified_groups(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
-                    verifier: Verifier, area: np.ndarray, keep: str, protected: int
-                    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+                    verifier: Verifier | RunTimeDecider, area: np.ndarray, keep: str,
+                    protected: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """The row kept in place of each row, and the log-odds of each row against its keeper.
 
     Verified pairs join rows into connected components; each component keeps one row (the
@@ -369,10 +389,12 @@ def open_input(src: str | os.PathLike, cache: Path, size: int, engine: Engine
 
 def _check_options(src: Path, out: Path, radius: int, keep: str, size: int,
                    against: Path | None, max_bucket_share: float, dry_run: bool,
-                   partitions: int | str, min_cosine: float) -> None:
+                   partitions: int | str, min_cosine: float, max_false_share: float) -> None:
     if partitions != "auto" and not (isinstance(partitions, int) and partitions >= 1):
         raise InputError(f"--partitions must be 'auto' or a whole number >= 1, not "
                          f"{partitions!r}")
+    if not 0 < max_false_share < 1:
+        raise InputError(f"--max-false-share must be in (0, 1), not {max_false_share}")
     if not 0 < max_bucket_share <= 1:
         raise InputError(f"--max-bucket-share must be in (0, 1], not {max_bucket_share}")
     if not -1 <= min_cosine <= 1:
@@ -447,6 +469,8 @@ def dedup(
     mirrors: bool = False,
     engine: Engine | str | None = None,
     partitions: int | str = partition.DEFAULT_PARTITIONS,
+    self_fit: bool = True,
+    max_false_share: float = selffit.MAX_FALSE_SHARE,
 ) -> dict[str, Any]:
     """De-duplicate `src` into `out`. Returns the report (also out/dedup_report.json).
 
@@ -465,7 +489,7 @@ def dedup(
     config = config or hashing.HashConfig()
     device = resolve_device(device)
     _check_options(src, out, radius, keep, size, against, max_bucket_share, dry_run, partitions,
-                   min_cosine)
+                   min_cosine, max_false_share)
     partition.remove_stale_spills(out)  # a killed run's partition files (OUT is ours now)
     engine = make_engine(engine, workers)
     if workers:
@@ -516,9 +540,14 @@ def dedup(
     area = np.concatenate([np.prod(shards.source_hw().astype(np.int64), axis=1),
                            np.zeros(len(all_hashes) - len(hashes), np.int64)])
     if verified:
+        fit_rows = None
+        if self_fit and len(hashes) >= selffit.SELF_FIT_MIN_ROWS:
+            fit_rows = selffit.FitRows(shards.load, grey, colour,
+                                       verify.textures(grey, device), len(hashes))
         kept_as, row_score, grouping = _verified_kept_as(
             all_hashes, all_probes, radius, grey, colour, neighbours, min_cosine, mirrors,
-            verify_threshold, device, area, keep, len(hashes), partitioning)
+            verify_threshold, device, area, keep, len(hashes), partitioning, fit_rows,
+            max_false_share, seed)
     else:
         labels = find_groups(all_hashes, radius, all_probes, **partitioning)
         kept_as = choose_kept(labels, area, keep, len(hashes))
@@ -541,6 +570,8 @@ def dedup(
               "probes": len(hashing.PROBES) if probe else 0, "neighbours": neighbours,
               "min_cosine": min_cosine if neighbours else None,
               "verified": verified, "verify_threshold": grouping.get("threshold"),
+              "self_fit": bool(grouping.get("self_fit")),
+              "max_false_share": max_false_share if grouping.get("self_fit") else None,
               "mirrors": mirrors,
               "against": str(against) if against else None, "source_rows": len(shards),
               "hashes_sha1": hashlib.sha1(all_hashes.tobytes()).hexdigest()}
@@ -662,26 +693,45 @@ def scan_unit(context: tuple[hashing.Hasher, ShardSet], unit: tuple[int, int, in
 def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int,
                       grey: np.ndarray, colour: np.ndarray, neighbours: int,
                       min_cosine: float, mirrors: bool, threshold: float | None, device: str,
-                      area: np.ndarray, keep: str, protected: int, partitioning: dict[str, Any]
+                      area: np.ndarray, keep: str, protected: int, partitioning: dict[str, Any],
+                      self_fit: selffit.FitRows | None, max_false_share: float, seed: int
                       ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Candidates from every generator, verified; the kept row of each row and its score."""
+    """Candidates from every generator, verified; the kept row of each row and its score.
+    With `self_fit` (enough rows to learn from), the decision is the model fitted on them."""
     clock = time.perf_counter()
     a, b, proposed = candidate_pairs(hashes, probes, radius, grey, neighbours, mirrors,
                                      device, min_cosine, **partitioning)
     proposing = time.perf_counter() - clock
     verifier = Verifier(grey, colour, threshold, mirrors, device)
     scores = verifier(a, b)
-    kept_as, row_score, split = verified_groups(len(hashes), a, b, scores, verifier, area,
+    verifying = time.perf_counter() - clock - proposing
+    decider: Verifier | RunTimeDecider = verifier
+    estimates = None
+    if self_fit is not None:
+        def fixed_scores(g: np.ndarray, c: np.ndarray, x: np.ndarray, y: np.ndarray
+                         ) -> np.ndarray:
+            return Verifier(g, c, None, mirrors, device)(x, y)
+
+        model, neighbourhood, estimates = selffit.fit(a, b, scores, self_fit, fixed_scores,
+                                                      max_false_share, seed)
+        decider = RunTimeDecider(verifier, model, neighbourhood, self_fit.texture, threshold)
+        scores = decider.odds(a, b, scores)
+    fitting = time.perf_counter() - clock - proposing - verifying
+    kept_as, row_score, split = verified_groups(len(hashes), a, b, scores, decider, area,
                                                 keep, protected)
     return kept_as, row_score, {
-        "verified": True, "threshold": round(verifier.threshold, 3),
-        "candidates": proposed, "verified_pairs": int((scores >= verifier.threshold).sum()),
+        "verified": True, "threshold": round(decider.threshold, 3),
+        "decision": "fitted on this dataset" if estimates else "fixed model",
+        "self_fit": estimates,
+        "candidates": proposed, "verified_pairs": int((scores >= decider.threshold).sum()),
         "pairs_scored": verifier.scored, "pairs_aligned": verifier.aligned,
         "pairs_unoverlaid": verifier.unoverlaid,
         "pairs_passed_chroma_matched": verifier.chroma_matched,
         "second_look_skipped": verifier.second_look_skipped, **split,
-        "seconds": {"candidates": round(proposing, 3),
-                    "verification": round(time.perf_counter() - clock - proposing, 3)}}
+        "seconds": {"candidates": round(proposing, 3), "verification": round(verifying, 3),
+                    "self_fit": round(fitting, 3),
+                    "groups": round(time.perf_counter() - clock - proposing - verifying -
+                                    fitting, 3)}}
 
 
 def read_kept_as(out: str | os.PathLike, keys: list[str]) -> np.ndarray:

@@ -429,6 +429,15 @@ def _texture(grey: torch.Tensor) -> torch.Tensor:
     return (energy.clamp_min(0) / (pixels.shape[1] - 1)).sqrt().float()
 
 
+def textures(grey: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """(N,) float32 `_texture` of (N, 32, 32) uint8 grey thumbnails."""
+    out = np.empty(len(grey), np.float32)
+    for start in range(0, len(grey), PAIR_CHUNK * 16):
+        part = torch.from_numpy(grey[start : start + PAIR_CHUNK * 16]).to(device).float()
+        out[start : start + len(part)] = _texture(part).cpu().numpy()
+    return out
+
+
 def _level_free(colour: torch.Tensor) -> torch.Tensor:
     """Colour thumbnails divided by their mean level: brightness edits do not count."""
     return colour * (128.0 / (colour.mean(dim=(1, 2, 3), keepdim=True) + 8.0))
@@ -814,8 +823,10 @@ class VerifyModel:
         return (expand(features) - self.mean) / self.scale @ self.weights + self.bias
 
 
-def fit(features: np.ndarray, same: np.ndarray, l2: float = 1e-3) -> dict[str, Any]:
-    """Fit the logistic model to pair features and truth (no threshold yet)."""
+def fit(features: np.ndarray, same: np.ndarray, l2: float = 1e-3,
+        names: tuple[str, ...] = FEATURES) -> dict[str, Any]:
+    """Fit the logistic model to pair features (columns `names`) and truth (no threshold
+    yet)."""
     x = expand(features)
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     inputs = torch.tensor((x - mean) / scale)
@@ -832,5 +843,5 @@ def fit(features: np.ndarray, same: np.ndarray, l2: float = 1e-3) -> dict[str, A
         return value
 
     optimiser.step(loss)
-    return {"features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist(),
+    return {"features": list(names), "mean": mean.tolist(), "scale": scale.tolist(),
             "weights": weights.detach().numpy().tolist(), "bias": float(bias.item())}

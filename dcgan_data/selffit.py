@@ -1,0 +1,245 @@
+"""Dedup's decision fitted on the dataset itself, at run time.
+
+The fixed verifier (`verify`) scores a candidate pair on its own, with a model fitted on
+other photos. How far a score must stand out depends on the dataset: in a region of
+look-alikes (skies, walls, a series of one scene) many distinct images score high against
+each other. So dedup decides with a second, small model fitted here on every run, from:
+
+* the pair's fixed score;
+* how far it stands out from each image's neighbourhood: the pair's score less the k-th best
+  score each of its two images has against any other candidate (k in RANKS), the pair itself
+  left out; in a crowd of look-alikes a pair must be much closer than the rest;
+* how much texture the flatter image has.
+
+It learns from the dataset's own rows (the paper's hash is trained on the data it
+de-duplicates): positives are synthetic copies of sampled rows (`copy_edits`: tone,
+compression, blur and noise, geometry, overlays, sometimes two at once); negatives are pairs
+of overlapping or adjacent crops of one row, and real candidate pairs that neither image
+counts among its nearest few (rarely copies). A share of the sampled rows is held back; the
+run reports the recall and false-pass rate measured on them, and the share of false
+removals it expects among its own pairs (the fitted probabilities, adjusted to the share of
+copies among this dataset's candidates), before anything is deleted.
+
+The threshold is the lowest at which that expected share stays within `max_false_share`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dcgan_data import copy_edits, verify
+from dcgan_data.dedup_options import MAX_FALSE_SHARE, SELF_FIT_MIN_ROWS  # noqa: F401
+
+FIT_ROWS = 1000  # rows sampled to make synthetic pairs from
+HOLD_BACK = 0.3  # share of the sampled rows whose pairs are kept out of the fit, for the estimates
+RANKS = (1, 2, 4)  # neighbourhood levels: each image's k-th best other score
+FLOOR = -30.0  # log-odds standing for "no further candidate": scores are clipped to +-|FLOOR|
+REAL_NEGATIVE_RANK = 4  # real pairs where neither image is among the other's best this many
+BOTH_EDITED = 0.3  # share of positives where both images are edited copies
+NAMES = ("score",) + tuple(f"above_level_{k}" for k in RANKS) + ("texture_low",)
+PRIOR_ROUNDS = 100  # EM rounds of the prior adjustment
+
+
+class Neighbourhood:
+    """Each row's best candidate scores, best first (FLOOR where it has fewer)."""
+
+    def __init__(self, n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray):
+        depth = max(RANKS) + 1
+        rows = np.concatenate([a, b])
+        values = np.clip(np.concatenate([scores, scores]), FLOOR, -FLOOR)
+        order = np.lexsort((-values, rows))
+        rows, values = rows[order], values[order]
+        starts = np.searchsorted(rows, np.arange(n))
+        rank = np.arange(len(rows)) - starts[rows]
+        self.best = np.full((n, depth), FLOOR, np.float32)
+        keep = rank < depth
+        self.best[rows[keep], rank[keep]] = values[keep]
+
+    def levels(self, rows: np.ndarray, own: np.ndarray | None) -> np.ndarray:
+        """(P, len(RANKS)) each row's k-th best score other than the pair's own (`own`: the
+        pair's scores, or None for pairs not among the candidates)."""
+        best = self.best[rows]
+        out = np.empty((len(rows), len(RANKS)), np.float32)
+        for i, k in enumerate(RANKS):
+            level = best[:, k - 1]
+            if own is not None:  # the pair itself is among the k best: one further down
+                level = np.where(np.clip(own, FLOOR, -FLOOR) >= level, best[:, k], level)
+            out[:, i] = level
+        return out
+
+
+def stack_features(scores: np.ndarray, levels_a: np.ndarray, levels_b: np.ndarray,
+                   texture_low: np.ndarray) -> np.ndarray:
+    """The run-time model's inputs (NAMES) of pairs with fixed `scores`."""
+    score = np.clip(scores, FLOOR, -FLOOR)[:, None]
+    above = score - np.maximum(levels_a, levels_b)
+    return np.concatenate([score, above, np.log1p(texture_low)[:, None]], axis=1)
+
+
+@dataclass
+class FitRows:
+    """What the fit needs of the dataset: rows' images by index, thumbnails, textures."""
+    load: Callable[[np.ndarray], np.ndarray]
+    grey: np.ndarray
+    colour: np.ndarray
+    texture: np.ndarray
+    rows: int  # rows that may be sampled (the --against rows are not ours)
+
+
+class RunTimeModel:
+    """The fitted model: log-odds of a pair being a copy, and the chosen threshold."""
+
+    def __init__(self, params: dict[str, Any], threshold: float):
+        self.params = params
+        self.mean = np.asarray(params["mean"])
+        self.scale = np.asarray(params["scale"])
+        self.weights = np.asarray(params["weights"])
+        self.bias = float(params["bias"])
+        self.threshold = threshold
+
+    def log_odds(self, features: np.ndarray) -> np.ndarray:
+        return ((verify.expand(features) - self.mean) / self.scale @ self.weights +
+                self.bias).astype(np.float32)
+
+
+def synthetic_pairs(rows: np.ndarray, data: FitRows, score: Callable[..., np.ndarray],
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fixed scores, owning row and truth of synthetic pairs made from `rows`: each row (or
+    an edited copy of it) with an edited copy of itself, then two look-alike crops of it."""
+    bases, copies, crops, other_crops = [], [], [], []
+    for image in data.load(rows):
+        copies.append(copy_edits.edited_copy(image, rng))
+        bases.append(copy_edits.edited_copy(image, rng) if rng.random() < BOTH_EDITED
+                     else image)
+        crop, other = copy_edits.look_alike_pair(image, rng)
+        crops.append(crop)
+        other_crops.append(other)
+    grey, colour = verify.thumbnails(np.stack(bases + crops + copies + other_crops))
+    k = 2 * len(rows)
+    fixed = score(grey, colour, np.arange(k), k + np.arange(k))
+    truth = np.r_[np.ones(len(rows), bool), np.zeros(len(rows), bool)]
+    return fixed, np.r_[rows, rows], truth
+
+
+def real_negatives(a: np.ndarray, b: np.ndarray, scores: np.ndarray,
+                   neighbourhood: Neighbourhood, sampled: np.ndarray) -> np.ndarray:
+    """Indices of candidate pairs touching a sampled row where neither image has the other
+    among its REAL_NEGATIVE_RANK best: near, but rarely a copy."""
+    touching = np.isin(a, sampled) | np.isin(b, sampled)
+    own = np.clip(scores, FLOOR, -FLOOR)
+    outside = (own < neighbourhood.best[a, REAL_NEGATIVE_RANK - 1]) & \
+        (own < neighbourhood.best[b, REAL_NEGATIVE_RANK - 1])
+    return np.flatnonzero(touching & outside)
+
+
+def fit(a: np.ndarray, b: np.ndarray, scores: np.ndarray, data: FitRows,
+        score: Callable[..., np.ndarray], max_false_share: float, seed: int
+        ) -> tuple[RunTimeModel, Neighbourhood, dict[str, Any]]:
+    """The run-time model fitted to this dataset's candidate pairs (a, b) with fixed `scores`,
+    its threshold, and the run's estimates (held-back recall and false-pass rates, the
+    expected false share among accepted pairs)."""
+    rng = np.random.default_rng(seed)
+    n = len(data.grey)
+    neighbourhood = Neighbourhood(n, a, b, scores)
+    sampled = np.sort(rng.choice(data.rows, min(FIT_ROWS, data.rows), replace=False))
+    held = rng.random(len(sampled)) < HOLD_BACK
+    fixed, owners, truth = synthetic_pairs(sampled, data, score, rng)
+    levels = neighbourhood.levels(owners, None)
+    synthetic = stack_features(fixed, levels, levels, data.texture[owners])
+    negatives = real_negatives(a, b, scores, neighbourhood, sampled)
+    real = pair_stack_features(a[negatives], b[negatives], scores[negatives], neighbourhood,
+                               data.texture)
+    real_owner = np.where(np.isin(a[negatives], sampled), a[negatives], b[negatives])
+    features = np.concatenate([synthetic, real])
+    same = np.r_[truth, np.zeros(len(real), bool)]
+    kind = np.r_[np.where(truth, 0, 1), np.full(len(real), 2)]  # copy, look-alike, real
+    held_rows = sampled[held]
+    held_pair = np.isin(np.r_[owners, real_owner], held_rows)
+    params = verify.fit(features[~held_pair], same[~held_pair], names=NAMES)
+    model = RunTimeModel(params, 0.0)
+    all_odds = model.log_odds(pair_stack_features(a, b, scores, neighbourhood, data.texture))
+    train_prior = float(same[~held_pair].mean())
+    threshold, expected = choose_threshold(all_odds, train_prior, max_false_share)
+    model.threshold = threshold
+    held_odds = model.log_odds(features[held_pair])
+    passed, held_kind = held_odds >= threshold, kind[held_pair]
+    estimates = {
+        "rows_sampled": len(sampled), "rows_held_back": int(held.sum()),
+        "pairs_fitted": int((~held_pair).sum()), "real_negatives": len(real),
+        "threshold": round(threshold, 3),
+        "held_back_recall": _share(passed[held_kind == 0]),
+        "held_back_look_alike_pass_rate": _share(passed[held_kind == 1]),
+        "held_back_real_negative_pass_rate": _share(passed[held_kind == 2]),
+        **expected,
+    }
+    return model, neighbourhood, estimates
+
+
+def pair_stack_features(a: np.ndarray, b: np.ndarray, scores: np.ndarray,
+                        neighbourhood: Neighbourhood, texture: np.ndarray) -> np.ndarray:
+    """The run-time model's inputs for candidate pairs (a, b) with fixed `scores`."""
+    return stack_features(scores, neighbourhood.levels(a, scores),
+                          neighbourhood.levels(b, scores), np.minimum(texture[a], texture[b]))
+
+
+def choose_threshold(odds: np.ndarray, train_prior: float, max_false_share: float
+                     ) -> tuple[float, dict[str, Any]]:
+    """The lowest log-odds threshold at which the expected share of false pairs among the
+    accepted ones is at most `max_false_share`. The fitted probabilities assume the fit's
+    share of copies; the share among this dataset's candidates is estimated by EM (the
+    probabilities re-weighted to a prior until the prior is their mean) and they are adjusted
+    to it."""
+    shift = _prior_shift(odds, train_prior)
+    adjusted = odds + shift
+    order = np.argsort(-adjusted)
+    distinct = 1 / (1 + np.exp(adjusted[order].astype(np.float64)))  # P(not a copy)
+    expected_false = np.cumsum(distinct)
+    share = expected_false / np.arange(1, len(order) + 1)
+    ok = np.flatnonzero(share <= max_false_share)
+    if not len(ok):
+        threshold = math.inf
+        accepted = 0
+    else:
+        last = ok[-1]
+        threshold = float(adjusted[order][last] - shift)
+        accepted = last + 1
+    expected = {
+        "candidate_copy_share": round(float(1 / (1 + math.exp(-_logit(train_prior) - shift))
+                                            if len(odds) else 0.0), 4),
+        "expected_false_pairs": round(float(expected_false[accepted - 1]) if accepted else 0.0,
+                                      1),
+        "expected_false_share": round(float(share[accepted - 1]) if accepted else 0.0, 4),
+        "pairs_accepted": int(accepted),
+    }
+    return threshold, expected
+
+
+def _prior_shift(odds: np.ndarray, train_prior: float) -> float:
+    """Log-odds shift from the fit's prior to this dataset's (EM on the candidates)."""
+    if not len(odds):
+        return 0.0
+    base = _logit(train_prior)
+    prior = train_prior
+    odds = odds.astype(np.float64)
+    for _ in range(PRIOR_ROUNDS):
+        shift = _logit(prior) - base
+        new = float(np.mean(1 / (1 + np.exp(-(odds + shift)))))
+        new = min(max(new, 1e-6), 1 - 1e-6)
+        if abs(new - prior) < 1e-7:
+            prior = new
+            break
+        prior = new
+    return _logit(prior) - base
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def _share(passed: np.ndarray) -> float | None:
+    return round(float(passed.mean()), 4) if len(passed) else None
