@@ -282,9 +282,22 @@ def dedup_section(page: Page, stage: Stage, summary: Summary) -> Section:
         ("kept", fmt(r.get("kept"))),
         ("groups with duplicates", fmt(r.get("groups_with_duplicates"))),
         ("largest group", fmt(groups[0].get("size")) if groups else "-"),
-        ("found only by probes", fmt(r.get("removed_by_probes"))),
         ("hashing speed", f"{fmt(r.get('hash_images_per_s'))} images/s"),
     ]
+    fitted = (r.get("grouping") or {}).get("self_fit")
+    if isinstance(fitted, dict):
+        def share(key: str) -> str:
+            value = fitted.get(key)
+            return percent(value, 1) if isinstance(value, int | float) else "-"
+
+        section.headline += [
+            ("decided by", f"a model fitted on these images ({fmt(fitted.get('rows_sampled'))}"
+                           " rows' synthetic copies and look-alikes)"),
+            ("false removals the run expects",
+             f"{share('expected_false_share')} of the pairs it accepts"),
+            ("synthetic copies found (held back)", share("held_back_recall")),
+            ("look-alike crops passed (held back)", share("held_back_look_alike_pass_rate")),
+        ]
     if r.get("dry_run"):
         section.headline.insert(0, ("dry run", "nothing was removed from the shards"))
     sizes = {int(k): v for k, v in (r.get("group_size_histogram") or {}).items()}

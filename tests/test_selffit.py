@@ -1,0 +1,71 @@
+"""Dedup's run-time fit: neighbourhood levels, the threshold rule, the synthetic pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dcgan_data import copy_edits, selffit
+from tests.conftest import photo_crops
+
+
+def test_neighbourhood_levels_leave_the_pair_itself_out():
+    # row 0's pairs score 9 (with 1), 5 (with 2), 3 (with 3); row 4 has none
+    a, b = np.array([0, 0, 0]), np.array([1, 2, 3])
+    scores = np.array([9.0, 5.0, 3.0], np.float32)
+    hood = selffit.Neighbourhood(5, a, b, scores)
+    assert hood.best[0, :3].tolist() == [9, 5, 3] and hood.best[0, 3] == selffit.FLOOR
+    assert (hood.best[4] == selffit.FLOOR).all()
+    ranks = list(selffit.RANKS)
+    levels = dict(zip(ranks, hood.levels(np.array([0]), np.array([9.0]))[0].tolist(),
+                      strict=True))
+    # the pair scoring 9 is row 0's best: its level 1 is the next one, 5
+    assert levels[1] == 5 and levels[2] == 3
+    # a pair not among the candidates (a synthetic one) is compared with all of them
+    assert hood.levels(np.array([0]), None)[0, 0] == 9
+    # a pair below the row's best leaves the best as its level 1
+    assert hood.levels(np.array([0]), np.array([3.0]))[0, 0] == 9
+
+
+def test_a_pair_standing_out_of_a_crowd_scores_above_one_within_it():
+    crowd = selffit.stack_features(np.array([6.0]), np.array([[5.5, 5.0, 5.0]]),
+                                   np.array([[5.5, 5.0, 5.0]]), np.array([1.0]))
+    alone = selffit.stack_features(np.array([6.0]), np.array([[-10.0, -12.0, -15.0]]),
+                                   np.array([[-9.0, -12.0, -15.0]]), np.array([1.0]))
+    above = [selffit.NAMES.index(f"above_level_{k}") for k in selffit.RANKS]
+    assert (crowd[0, above] <= 1).all() and (alone[0, above] > 14).all()
+
+
+def test_threshold_keeps_the_expected_false_share():
+    rng = np.random.default_rng(0)
+    odds = np.r_[rng.normal(-8, 2, 20_000), rng.normal(6, 2, 500)].astype(np.float32)
+    loose, loose_est = selffit.choose_threshold(odds, 0.5, 0.05)
+    strict, strict_est = selffit.choose_threshold(odds, 0.5, 0.001)
+    assert strict > loose
+    assert strict_est["expected_false_share"] <= 0.001 < loose_est["expected_false_share"] <= 0.05
+    assert strict_est["pairs_accepted"] == int((odds >= strict).sum())
+    # the share of copies among the candidates is estimated, not assumed from the fit
+    assert 0.01 < loose_est["candidate_copy_share"] < 0.05
+
+
+def test_threshold_when_nothing_can_be_accepted():
+    threshold, estimate = selffit.choose_threshold(np.full(10, -5.0, np.float32), 0.5, 0.01)
+    assert threshold == np.inf and estimate["pairs_accepted"] == 0
+
+
+@pytest.mark.parametrize("family", list(copy_edits.FAMILIES))
+def test_every_edit_keeps_the_row_shape_and_changes_it(family):
+    row = photo_crops(1, seed=4)[0]
+    for i, edit in enumerate(copy_edits.FAMILIES[family]):
+        out = edit(row.copy(), np.random.default_rng(i))
+        assert out.shape == row.shape and out.dtype == np.uint8, edit
+        assert np.abs(out.astype(int) - row).mean() > 0.5, edit
+
+
+def test_look_alike_crops_are_two_different_views_of_one_row():
+    rows = photo_crops(20, seed=5)
+    rng = np.random.default_rng(0)
+    for row in rows:
+        first, second = copy_edits.look_alike_pair(row, rng)
+        assert first.shape == second.shape == row.shape
+        assert np.abs(first.astype(int) - second).mean() > 2
