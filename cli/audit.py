@@ -6,10 +6,18 @@ from pathlib import Path
 
 import click
 
+from dcgan_data.checks import AUDIT
 from dcgan_data_cli.engine import engine_options
+from dcgan_data_cli.numbers import number_option
 
 # defaults live in dcgan_data.audit; the CLI shows them without importing torch
 SAMPLES, HOLDOUT, ALPHA, NEIGHBOURS = 10_000, "2000", 0.01, 10
+
+
+def _holdout(ctx: click.Context, param: click.Parameter, value: str) -> int | float | Path:
+    from dcgan_data.audit import parse_holdout  # torch: not needed for --help
+
+    return parse_holdout(value)
 
 
 @click.command()
@@ -19,29 +27,30 @@ SAMPLES, HOLDOUT, ALPHA, NEIGHBOURS = 10_000, "2000", 0.01, 10
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
               help="Output directory: audit.csv, audit_report.json, nearest.png, "
                    "distances.png.")
-@click.option("-n", "count", type=int, default=SAMPLES, show_default=True,
-              help="Samples drawn from a run (or the first N images of a folder or shards).")
-@click.option("--holdout", default=HOLDOUT, show_default=True,
+@number_option("-n", "count", allowed=AUDIT["n"], default=SAMPLES, show_default=True,
+               help="Samples drawn from a run (or the first N images of a folder or shards).")
+@click.option("--holdout", default=HOLDOUT, show_default=True, callback=_holdout,
               help="Real images for calibration: rows of --train kept out of the index (a "
                    "count, or a fraction below 1; at most a third), or a folder or shard "
                    "directory of real images the generator never saw.")
-@click.option("--alpha", type=float, default=ALPHA, show_default=True,
-              help="A sample is a copy when at most this share of held-out real images are "
-                   "as close to the training set as it is.")
+@number_option("--alpha", allowed=AUDIT["alpha"], default=ALPHA, show_default=True,
+               help="A sample is a copy when at most this share of held-out real images are "
+                    "as close to the training set as it is.")
 @click.option("--model", "model_path", type=click.Path(path_type=Path),
               help="Hash model [default: the one the dedup stage of --train used, else one "
                    "trained on --train].")
-@click.option("--neighbours", type=int, default=NEIGHBOURS, show_default=True,
-              help="Nearest training images by code values checked per sample (besides "
-                   "those sharing a hash).")
+@number_option("--neighbours", allowed=AUDIT["neighbours"], default=NEIGHBOURS,
+               show_default=True,
+               help="Nearest training images by code values checked per sample (besides "
+                    "those sharing a hash).")
 @click.option("--checkpoint", default=None,
               help="For a run: a checkpoint file or a name in RUN/checkpoints "
                    "[default: last.pt].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@number_option("--seed", allowed=AUDIT["seed"], default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="auto: cuda when available, else cpu.")
-@click.option("--workers", type=int,
-              help="Processes scanning the training shards on CPU [default: all cores].")
+@number_option("--workers", allowed=AUDIT["workers"],
+               help="Processes scanning the training shards on CPU [default: all cores].")
 @engine_options
 def audit(generated: Path, train: Path, out: Path, count: int, holdout: str, alpha: float,
           model_path: Path | None, neighbours: int, checkpoint: str | None, seed: int,

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import click
 
+from dcgan_data.checks import DEDUP, HASH, parse_partitions
 from dcgan_data.dedup_options import MAX_FALSE_SHARE, SELF_FIT_MIN_ROWS
 from dcgan_data.partition import DEFAULT_PARTITIONS
 from dcgan_data_cli.engine import engine_options
+from dcgan_data_cli.numbers import number_option
 
 
-def _partitions(ctx, param, value: str) -> int | str:
-    if value == "auto" or (value.isdigit() and int(value) >= 1):
-        return value if value == "auto" else int(value)
-    raise click.BadParameter(f"'auto' or a whole number >= 1, not {value!r}")
+def _partitions(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
+    return parse_partitions("--partitions", value)
 
 
 @click.command()
@@ -23,20 +23,21 @@ def _partitions(ctx, param, value: str) -> int | str:
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
               help="Output directory: kept shards, duplicates.csv, dedup_report.json, "
                    "duplicates.png, hashes.npy, hash_model.pt.")
-@click.option("--size", default=64, show_default=True, help="Side of the output images.")
-@click.option("--radius", type=int,
-              help="Also propose hashes within this Hamming distance as candidates "
-                   "(default 0: equal hashes).")
+@number_option("--size", allowed=DEDUP["size"], default=64, show_default=True,
+               help="Side of the output images.")
+@number_option("--radius", allowed=DEDUP["radius"],
+               help="Also propose hashes within this Hamming distance as candidates "
+                    "(default 0: equal hashes).")
 @click.option("--probe/--no-probe", default=True, show_default=True,
               help="Also propose images whose slightly shifted (up to half a pixel of the "
                    "32x32 crop) or zoomed (8.5%) versions hash equal.")
-@click.option("--neighbours", type=int,
-              help="Nearest neighbours by perceptual (DCT) descriptor proposed per image "
-                   "(default 8; 0: none).")
-@click.option("--min-cosine", type=click.FloatRange(-1, 1),
-              help="Similarity (DCT descriptor cosine) a neighbour needs to be proposed; "
-                   "lower finds more rotated and warped copies, at more candidates to "
-                   "verify (default: dcgan_data.dedup.MIN_COSINE, see the README).")
+@number_option("--neighbours", allowed=DEDUP["neighbours"],
+               help="Nearest neighbours by perceptual (DCT) descriptor proposed per image "
+                    "(default 8; 0: none).")
+@number_option("--min-cosine", allowed=DEDUP["min_cosine"],
+               help="Similarity (DCT descriptor cosine) a neighbour needs to be proposed; "
+                    "lower finds more rotated and warped copies, at more candidates to "
+                    "verify (default: dcgan_data.dedup.MIN_COSINE, see the README).")
 @click.option("--verify/--no-verify", "verified", default=True, show_default=True,
               help="Remove only pairs verified on the images (--no-verify: every candidate "
                    "pair joins its group).")
@@ -45,12 +46,12 @@ def _partitions(ctx, param, value: str) -> int | str:
                    "and look-alike crops of its own rows; each pair set against each image's "
                    "neighbours). --no-self-fit, and sets under "
                    f"{SELF_FIT_MIN_ROWS} images: the fixed verification model alone.")
-@click.option("--max-false-share", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=MAX_FALSE_SHARE, show_default=True,
-              help="With --self-fit: the share of removals allowed to be false by the run's "
+@number_option("--max-false-share", allowed=DEDUP["max_false_share"],
+               default=MAX_FALSE_SHARE, show_default=True,
+               help="With --self-fit: the share of removals allowed to be false by the run's "
                    "own estimate; the threshold is the lowest that keeps to it.")
-@click.option("--verify-threshold", type=float,
-              help="Log-odds a pair needs to count as duplicates, overriding the chosen "
+@number_option("--verify-threshold", allowed=DEDUP["verify_threshold"],
+               help="Log-odds a pair needs to count as duplicates, overriding the chosen "
                    "threshold (of the model fitted on SRC, or of the fixed model with "
                    "--no-self-fit); higher: fewer, surer removals.")
 @click.option("--mirrors", is_flag=True,
@@ -71,27 +72,30 @@ def _partitions(ctx, param, value: str) -> int | str:
               help="Write the report, CSV and sheet, but no shards.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="auto: cuda when available, else cpu.")
-@click.option("--workers", type=int,
-              help="Processes for ingest and hashing, threads for training and "
-                   "verification [default: all cores; 1 on a busy shared machine].")
+@number_option("--workers", allowed=DEDUP["workers"],
+               help="Processes for ingest and hashing, threads for training and "
+                    "verification [default: all cores; 1 on a busy shared machine].")
 @engine_options
 @click.option("--partitions", default=DEFAULT_PARTITIONS, show_default=True, callback=_partitions,
               metavar="N|auto",
               help="Group the shared hashes in N partitions, one after another here or in "
                    "parallel on Ray, so that no process sorts them all (auto: as many as the "
                    "memory available needs). The output is the same for every N.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--epochs", type=float, help="Training passes over the sampled crops.")
-@click.option("--min-steps", type=int, help="Training steps at least.")
-@click.option("--max-steps", type=int, help="Training steps at most.")
-@click.option("--max-train-images", type=int, help="Crops sampled for training.")
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float)
-@click.option("--dropout", type=float, help="Dropout on the code units while training.")
-@click.option("--code-noise", type=float,
-              help="Noise on the code pre-activations while training.")
-@click.option("--max-bucket-share", default=0.5, show_default=True,
-              help="Refuse to run when one hash holds more than this share of the images.")
+@number_option("--seed", allowed=DEDUP["seed"], default=0, show_default=True)
+@number_option("--epochs", allowed=HASH["epochs"], help="Training passes over the sampled crops.")
+@number_option("--min-steps", allowed=HASH["min_steps"], help="Training steps at least.")
+@number_option("--max-steps", allowed=HASH["max_steps"], help="Training steps at most.")
+@number_option("--max-train-images", allowed=HASH["max_train_images"],
+               help="Crops sampled for training.")
+@number_option("--batch-size", allowed=HASH["batch_size"])
+@number_option("--lr", allowed=HASH["lr"])
+@number_option("--dropout", allowed=HASH["dropout"],
+               help="Dropout on the code units while training.")
+@number_option("--code-noise", allowed=HASH["code_noise"],
+               help="Noise on the code pre-activations while training.")
+@number_option("--max-bucket-share", allowed=DEDUP["max_bucket_share"], default=0.5,
+               show_default=True,
+               help="Refuse to run when one hash holds more than this share of the images.")
 def dedup(src: Path, out: Path, size: int, radius: int | None, probe: bool,
           neighbours: int | None, min_cosine: float | None, verified: bool,
           verify_threshold: float | None, self_fit: bool, max_false_share: float,

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from dcgan_data.checks import EXPORT
 from dcgan_data.export import DEFAULT_ROWS_PER_PART, FORMATS, REPORT
+from dcgan_data_cli.numbers import number_option
 
 
 @click.command("export")
@@ -16,11 +18,10 @@ from dcgan_data.export import DEFAULT_ROWS_PER_PART, FORMATS, REPORT
 @click.option("--format", "fmt", required=True, type=click.Choice(FORMATS),
               help="folder: PNGs for ImageFolder; webdataset: tar shards; stylegan: "
                    "StyleGAN2-ADA/3 dataset.zip; hf: Hugging Face parquet dataset.")
-@click.option("--rows-per-part", default=DEFAULT_ROWS_PER_PART, show_default=True,
-              type=click.IntRange(1),
-              help="Rows per tar / parquet file, and per resumable unit.")
-@click.option("--threads", default=None, type=click.IntRange(1),
-              help="Threads encoding PNGs  [default: one per core]")
+@number_option("--rows-per-part", allowed=EXPORT["rows_per_part"], default=DEFAULT_ROWS_PER_PART,
+               show_default=True, help="Rows per tar / parquet file, and per resumable unit.")
+@number_option("--threads", allowed=EXPORT["threads"], default=None,
+               help="Threads encoding PNGs  [default: one per core]")
 def export(shards: Path, out: Path, fmt: str, rows_per_part: int, threads: int | None) -> None:
     """Export a shard directory as PNG images other trainers read, with keys and labels.
 

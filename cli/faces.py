@@ -6,34 +6,36 @@ from pathlib import Path
 
 import click
 
+from dcgan_data.checks import FACES
 from dcgan_data_cli.engine import engine_options
+from dcgan_data_cli.numbers import number_option
 
 
 @click.command("faces")
 @click.argument("crawl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output directory: shards, faces.csv, faces_report.json, faces.png.")
-@click.option("--workers", default=16, show_default=True, type=click.IntRange(1, 512),
-              help="Fetch threads per process.")
-@click.option("--processes", default=None, type=click.IntRange(1, 256),
-              help="Processes detecting faces, one unit each  [default: CPU count]")
-@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1),
-              help="Seconds allowed per request (headers and body).")
-@click.option("--retries", default=2, show_default=True, type=click.IntRange(0, 10),
-              help="Retries after a timeout, 429 or 5xx, with doubling back-off from 1 s.")
-@click.option("--max-bytes", default=20 * 1024 * 1024, show_default=True,
-              type=click.IntRange(1), help="Largest image accepted; longer bodies are cut off.")
-@click.option("--max-redirects", default=5, show_default=True, type=click.IntRange(0, 30))
+@number_option("--workers", allowed=FACES["workers"], default=16, show_default=True,
+               help="Fetch threads per process.")
+@number_option("--processes", allowed=FACES["processes"], default=None,
+               help="Processes detecting faces, one unit each  [default: CPU count]")
+@number_option("--timeout", allowed=FACES["timeout"], default=10.0, show_default=True,
+               help="Seconds allowed per request (headers and body).")
+@number_option("--retries", allowed=FACES["retries"], default=2, show_default=True,
+               help="Retries after a timeout, 429 or 5xx, with doubling back-off from 1 s.")
+@number_option("--max-bytes", allowed=FACES["max_bytes"], default=20 * 1024 * 1024,
+               show_default=True, help="Largest image accepted; longer bodies are cut off.")
+@number_option("--max-redirects", allowed=FACES["max_redirects"], default=5, show_default=True)
 @click.option("--detector", type=click.Choice(["mtcnn", "haar"]), default="mtcnn",
               show_default=True, help="MTCNN (ONNX on OpenCV DNN) or OpenCV's Haar cascade.")
-@click.option("--min-face", default=64, show_default=True, type=click.IntRange(1),
-              help="Smallest face side kept, in source-image pixels.")
-@click.option("--min-score", default=None, type=float,
-              help="Smallest detector score kept  [default: 0.9 for mtcnn, 5 for haar]")
-@click.option("--margin", default=0.25, show_default=True, type=click.FloatRange(0),
-              help="Grow the square crop by this fraction of the face on each side.")
-@click.option("--size", default=64, show_default=True, type=click.IntRange(8),
-              help="Side of the saved crops.")
+@number_option("--min-face", allowed=FACES["min_face"], default=64, show_default=True,
+               help="Smallest face side kept, in source-image pixels.")
+@number_option("--min-score", allowed=FACES["min_score"], default=None,
+               help="Smallest detector score kept  [default: 0.9 for mtcnn, 5 for haar]")
+@number_option("--margin", allowed=FACES["margin"], default=0.25, show_default=True,
+               help="Grow the square crop by this fraction of the face on each side.")
+@number_option("--size", allowed=FACES["size"], default=64, show_default=True,
+               help="Side of the saved crops.")
 @click.option("--keep-originals", type=click.Path(file_okay=False, path_type=Path),
               help="Also keep every fetched image's bytes in this directory.")
 @click.option("--ignore-robots-headers", is_flag=True,
@@ -47,8 +49,9 @@ from dcgan_data_cli.engine import engine_options
                    "[default: url, URL, link or image_url]")
 @click.option("--label-col", default=None,
               help="Column (field) kept as the label  [default: name, label or caption]")
-@click.option("--lines-per-shard", default=256, show_default=True, type=click.IntRange(1),
-              help="Crawl lines per work unit (one shard each); a killed run redoes one unit.")
+@number_option("--lines-per-shard", allowed=FACES["lines_per_shard"], default=256,
+               show_default=True,
+               help="Crawl lines per work unit (one shard each); a killed run redoes one unit.")
 @engine_options
 def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: float,
           retries: int, max_bytes: int, max_redirects: int, detector: str, min_face: int,

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import click
 
+from dcgan_data.checks import INGEST, PACK
 from dcgan_data_cli.engine import engine_options
-
-WORKERS = click.option("--workers", type=click.IntRange(min=1), default=None,
-                       help="Decoding processes [default: all cores].")
+from dcgan_data_cli.numbers import number_option
 
 
 @click.command()
@@ -22,9 +21,9 @@ WORKERS = click.option("--workers", type=click.IntRange(min=1), default=None,
               show_default=True,
               help="JPEG as LSUN's scene categories; WebP is smaller but JPEG-only decoders "
                    "(GPU, torchvision.io.decode_jpeg) cannot read it.")
-@click.option("--quality", type=click.IntRange(1, 100), default=75, show_default=True)
-@click.option("--short-side", type=click.IntRange(min=8), default=256, show_default=True,
-              help="Shrink so the short side is this many px (LSUN uses 256).")
+@number_option("--quality", allowed=PACK["quality"], default=75, show_default=True)
+@number_option("--short-side", allowed=PACK["short_side"], default=256, show_default=True,
+               help="Shrink so the short side is this many px (LSUN uses 256).")
 def pack(images: tuple[str, ...], out: str, fmt: str, quality: int, short_side: int) -> None:
     """Pack image files, folders or globs into an LSUN-format LMDB.
 
@@ -43,13 +42,15 @@ def pack(images: tuple[str, ...], out: str, fmt: str, quality: int, short_side: 
 @click.argument("src", type=click.Path())
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Shard directory to write.")
-@click.option("--size", type=click.IntRange(min=8), default=64, show_default=True,
-              help="Output side in px (center crop, area resize).")
-@WORKERS
-@click.option("--rows-per-shard", type=click.IntRange(min=1), default=None,
-              help="Rows in each shard [default: as many as fit in 768 MiB: 65,536 at 64 px].")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=50_000_000, show_default=True,
-              help="Refuse images whose header declares more pixels (decompression bombs).")
+@number_option("--size", allowed=INGEST["size"], default=64, show_default=True,
+               help="Output side in px (center crop, area resize).")
+@number_option("--workers", allowed=INGEST["workers"], default=None,
+               help="Decoding processes [default: all cores].")
+@number_option("--rows-per-shard", allowed=INGEST["rows_per_shard"], default=None,
+               help="Rows in each shard [default: as many as fit in 768 MiB: 65,536 at 64 px].")
+@number_option("--max-pixels", allowed=INGEST["max_pixels"], default=50_000_000,
+               show_default=True,
+               help="Refuse images whose header declares more pixels (decompression bombs).")
 @engine_options
 def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: int | None,
            max_pixels: int, engine: str, ray_address: str | None) -> None:
@@ -76,8 +77,8 @@ def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: i
 @click.argument("path", type=click.Path())
 @click.option("--sheet", type=click.Path(dir_okay=False), default=None,
               help="Contact sheet PNG to write [default: ./<name>_sheet.png].")
-@click.option("--sample", type=click.IntRange(min=1), default=64, show_default=True,
-              help="How many images to decode / show.")
+@number_option("--sample", allowed=INGEST["sample"], default=64, show_default=True,
+               help="How many images to decode / show.")
 def inspect(path: str, sheet: str | None, sample: int) -> None:
     """Summarise an LMDB, image folder or shard directory; verify shard checksums.
 

@@ -6,6 +6,9 @@ import sys
 
 import click
 
+from dcgan_data.checks import SAMPLE, TRAIN
+from dcgan_data_cli.numbers import number_option
+
 DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                       show_default=True, help="auto: cuda when available, else cpu.")
 
@@ -14,24 +17,24 @@ DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), de
 TRAIN_OPTIONS = [
     click.option("--size", type=click.Choice(["32", "64", "128"]), default=None,
                  help="Image side; must match the shards [default: the shards' size]."),
-    click.option("--ngf", type=click.IntRange(min=1), default=None,
-                 help="G width: last hidden layer channels [default: 128; 1024 at 4x4]."),
-    click.option("--ndf", type=click.IntRange(min=1), default=None,
-                 help="D width: first layer channels [default: 128]."),
-    click.option("--nz", type=click.IntRange(min=1), default=None, help="z size [default: 100]."),
-    click.option("--batch-size", type=click.IntRange(min=2), default=None,
-                 help="Per process [default: 128]."),
-    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-                 help="Adam learning rate [default: 0.0002]."),
-    click.option("--beta1", type=click.FloatRange(0, 1), default=None,
-                 help="Adam beta1 [default: 0.5]."),
+    number_option("--ngf", allowed=TRAIN["ngf"], default=None,
+                  help="G width: last hidden layer channels [default: 128; 1024 at 4x4]."),
+    number_option("--ndf", allowed=TRAIN["ndf"], default=None,
+                  help="D width: first layer channels [default: 128]."),
+    number_option("--nz", allowed=TRAIN["nz"], default=None, help="z size [default: 100]."),
+    number_option("--batch-size", allowed=TRAIN["batch_size"], default=None,
+                  help="Per process [default: 128]."),
+    number_option("--lr", allowed=TRAIN["lr"], default=None,
+                  help="Adam learning rate [default: 0.0002]."),
+    number_option("--beta1", allowed=TRAIN["beta1"], default=None,
+                  help="Adam beta1 [default: 0.5]."),
     click.option("--z-dist", type=click.Choice(["uniform", "normal"]), default=None,
                  help="z distribution [default: uniform in [-1, 1]]."),
-    click.option("--steps", type=click.IntRange(min=1), default=None,
-                 help="Total steps (overrides --epochs)."),
-    click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
-                 help="Passes over the data [default: 5]."),
-    click.option("--seed", type=int, default=None, help="[default: 0]"),
+    number_option("--steps", allowed=TRAIN["steps"], default=None,
+                  help="Total steps (overrides --epochs)."),
+    number_option("--epochs", allowed=TRAIN["epochs"], default=None,
+                  help="Passes over the data [default: 5]."),
+    number_option("--seed", allowed=TRAIN["seed"], default=None, help="[default: 0]"),
     click.option("--amp/--no-amp", default=None,
                  help="bf16 autocast (GPUs; also CPUs with bf16 units) [default: off]."),
     click.option("--compile/--no-compile", "compile_", default=None,
@@ -39,19 +42,19 @@ TRAIN_OPTIONS = [
     click.option("--feed", type=click.Choice(["auto", "memory", "stream"]), default=None,
                  help="memory: whole dataset in device memory; stream: batches from the "
                       "memory-mapped shards [default: auto = memory on CUDA if it fits]."),
-    click.option("--log-every", type=click.IntRange(min=1), default=None,
-                 help="Steps per metrics.jsonl line [default: 10]."),
-    click.option("--sample-every", type=click.IntRange(min=1), default=None,
-                 help="Steps per samples/step_NNNNNN.png [default: 500]."),
-    click.option("--ckpt-every", type=click.IntRange(min=1), default=None,
-                 help="Steps per checkpoints/last.pt [default: 1000]."),
-    click.option("--keep-every", type=click.IntRange(min=0), default=None,
-                 help="Also keep checkpoints/step_NNNNNN.pt this often [default: 0 = never]."),
-    click.option("--eval-every", type=click.IntRange(min=1), default=None,
-                 help="Steps per quality evaluation (hash_fd, hash_kid in metrics.jsonl); "
-                      "also at the last step [default: 1000]."),
-    click.option("--eval-images", type=click.IntRange(min=2), default=None,
-                 help="Generated images per evaluation [default: 2048]."),
+    number_option("--log-every", allowed=TRAIN["log_every"], default=None,
+                  help="Steps per metrics.jsonl line [default: 10]."),
+    number_option("--sample-every", allowed=TRAIN["sample_every"], default=None,
+                  help="Steps per samples/step_NNNNNN.png [default: 500]."),
+    number_option("--ckpt-every", allowed=TRAIN["ckpt_every"], default=None,
+                  help="Steps per checkpoints/last.pt [default: 1000]."),
+    number_option("--keep-every", allowed=TRAIN["keep_every"], default=None,
+                  help="Also keep checkpoints/step_NNNNNN.pt this often [default: 0 = never]."),
+    number_option("--eval-every", allowed=TRAIN["eval_every"], default=None,
+                  help="Steps per quality evaluation (hash_fd, hash_kid in metrics.jsonl); "
+                       "also at the last step [default: 1000]."),
+    number_option("--eval-images", allowed=TRAIN["eval_images"], default=None,
+                  help="Generated images per evaluation [default: 2048]."),
     click.option("--eval-model", type=click.Path(dir_okay=False), default=None,
                  help="Hash model for the quality figure [default: DATA/hash_model.pt from "
                       "dedup, else one trained on DATA once]."),
@@ -107,17 +110,17 @@ def train(data: str, out: str, resume: bool, device: str, compile_: bool | None,
 
 @click.command()
 @click.argument("run", type=click.Path())
-@click.option("-n", "count", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Images, or latent walks with --interpolate.")
+@number_option("-n", "count", allowed=SAMPLE["n"], default=64, show_default=True,
+               help="Images, or latent walks with --interpolate.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default="grid.png",
               show_default=True, help="PNG to write.")
 @click.option("--interpolate", is_flag=True,
               help="One row per walk between two random z (the paper's figure 4).")
-@click.option("--frames", type=click.IntRange(min=2), default=10, show_default=True,
-              help="Images per walk with --interpolate.")
+@number_option("--frames", allowed=SAMPLE["frames"], default=10, show_default=True,
+               help="Images per walk with --interpolate.")
 @click.option("--checkpoint", default=None,
               help="A checkpoint file, or a name in RUN/checkpoints [default: last.pt].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@number_option("--seed", allowed=SAMPLE["seed"], default=0, show_default=True)
 @DEVICE
 def sample(run: str, count: int, out: str, interpolate: bool, frames: int,
            checkpoint: str | None, seed: int, device: str) -> None:
@@ -135,8 +138,8 @@ def sample(run: str, count: int, out: str, interpolate: bool, frames: int,
               help="Shard directory of the real images (normally the run's training data).")
 @click.option("--checkpoint", default=None,
               help="A checkpoint file, or a name in RUN/checkpoints [default: last.pt].")
-@click.option("--images", type=click.IntRange(min=2), default=None,
-              help="Generated images to score [default: 2048].")
+@number_option("--images", allowed=SAMPLE["images"], default=None,
+               help="Generated images to score [default: 2048].")
 @click.option("--hash-model", type=click.Path(dir_okay=False), default=None,
               help="Hash model whose codes are the feature space [default: REAL/hash_model.pt "
                    "from dedup, else one trained on REAL once].")

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from dcgan_data import hashing
+from dcgan_data.checks import AUDIT, POSITIVE, checked
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import progress, write_csv, write_json
@@ -173,7 +174,7 @@ def parse_holdout(value: str | int | float | os.PathLike) -> int | float | Path:
             number = float(str(value))
         except ValueError:
             return Path(value)
-    if number <= 0 or (number >= 1 and number != int(number)):
+    if not POSITIVE.holds(number) or (number >= 1 and number != int(number)):
         raise InputError(f"--holdout {value}: give a row count, a fraction in (0, 1), or a "
                          "folder of real images")
     return number if number < 1 else int(number)
@@ -602,14 +603,7 @@ def write_distances(path: Path, distances: tuple[np.ndarray, np.ndarray],
 # --- the stage -----------------------------------------------------------------------------
 
 
-def _check_options(n: int, alpha: float, neighbours: int, out: Path, inputs: list[Path]
-                   ) -> None:
-    if n < 1:
-        raise InputError(f"-n {n}: audit at least one image")
-    if not 0 < alpha < 1:
-        raise InputError(f"--alpha {alpha}: must be between 0 and 1")
-    if neighbours < 1:
-        raise InputError(f"--neighbours {neighbours}: must be at least 1")
+def _check_options(out: Path, inputs: list[Path]) -> None:
     for path in inputs:
         if path.exists() and out.exists() and out.resolve() == path.resolve():
             raise InputError(f"-o {out} is an input; write the audit somewhere else")
@@ -627,6 +621,7 @@ def _open_training(train: Path) -> ShardSet:
     return shards
 
 
+@checked(AUDIT)
 def audit(
     generated: str | os.PathLike,
     train: str | os.PathLike,
@@ -651,7 +646,7 @@ def audit(
     generated, train, out = Path(generated), Path(train), Path(out)
     model_path = Path(model_path) if model_path is not None else None
     holdout = parse_holdout(holdout)
-    _check_options(n, alpha, neighbours, out, [generated, train])
+    _check_options(out, [generated, train])
     device = resolve_device(device)
     timings: dict[str, float] = {}
     clock = time.perf_counter()

@@ -54,6 +54,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from dcgan_data import __version__
+from dcgan_data.checks import FACES, check_values
 from dcgan_data.errors import InputError, require
 from dcgan_data.files import atomic_path, read_json, write_json
 from dcgan_data.images import sniff_format
@@ -425,6 +426,9 @@ class FetchOptions:
     local_root: Path | None = None  # local paths must lie below this; None: base_dir
     allow_private_addresses: bool = False  # fetch from loopback/private hosts (trusted lists)
     user_agent: str = USER_AGENT
+
+    def __post_init__(self) -> None:
+        check_values(vars(self), FACES)
 
 
 def fetch(source: str, options: FetchOptions, session: requests.Session | None = None) -> bytes:

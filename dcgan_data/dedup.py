@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from dcgan_data import hashing, partition, selffit, verify
+from dcgan_data.checks import DEDUP, checked, parse_partitions
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_path, disk_array, locks_output, progress, write_csv, write_json
@@ -46,7 +47,6 @@ HASHES = "hashes.npy"
 CSV = "duplicates.csv"
 REPORT = "dedup_report.json"
 SHEET = "duplicates.png"
-MAX_RADIUS = 16  # beyond this the blocks get so short that the multi-index is brute force
 # Equal hashes only, as in the paper: precision ~0.99 on near duplicates of real photos;
 # radius 1 finds ~40% more pairs but precision drops to ~0.985 (bench/RESULTS.md).
 DEFAULT_RADIUS = 0
@@ -387,24 +387,11 @@ def open_input(src: str | os.PathLike, cache: Path, size: int, engine: Engine
     return ShardSet(cache), report
 
 
-def _check_options(src: Path, out: Path, radius: int, keep: str, size: int,
-                   against: Path | None, max_bucket_share: float, dry_run: bool,
-                   partitions: int | str, min_cosine: float, max_false_share: float) -> None:
-    if partitions != "auto" and not (isinstance(partitions, int) and partitions >= 1):
-        raise InputError(f"--partitions must be 'auto' or a whole number >= 1, not "
-                         f"{partitions!r}")
-    if not 0 < max_false_share < 1:
-        raise InputError(f"--max-false-share must be in (0, 1), not {max_false_share}")
-    if not 0 < max_bucket_share <= 1:
-        raise InputError(f"--max-bucket-share must be in (0, 1], not {max_bucket_share}")
-    if not -1 <= min_cosine <= 1:
-        raise InputError(f"--min-cosine must be in [-1, 1] (a cosine), not {min_cosine}")
-    if not 0 <= radius <= MAX_RADIUS:
-        raise InputError(f"--radius must be between 0 and {MAX_RADIUS}, not {radius}")
+def _check_options(src: Path, out: Path, keep: str, against: Path | None, dry_run: bool,
+                   partitions: int | str) -> None:
+    parse_partitions("--partitions", partitions)
     if keep not in KEEP_POLICIES:
         raise InputError(f"--keep must be one of {', '.join(KEEP_POLICIES)}, not {keep!r}")
-    if size < 8 or size % 2:
-        raise InputError(f"--size must be an even number >= 8, not {size}")
     for other in (src, against):
         if other is not None and out.resolve() == other.resolve():
             raise InputError(f"-o {out} is an input; write the output somewhere else")
@@ -446,6 +433,7 @@ def _get_model(src: ShardSet, out: Path, model_path: Path | None, config: hashin
 # --- the stage -----------------------------------------------------------------------------
 
 
+@checked(DEDUP)
 @locks_output("out")  # one run per output directory
 def dedup(
     src: str | os.PathLike,
@@ -488,8 +476,7 @@ def dedup(
     model_path = Path(model_path) if model_path is not None else None
     config = config or hashing.HashConfig()
     device = resolve_device(device)
-    _check_options(src, out, radius, keep, size, against, max_bucket_share, dry_run, partitions,
-                   min_cosine, max_false_share)
+    _check_options(src, out, keep, against, dry_run, partitions)
     partition.remove_stale_spills(out)  # a killed run's partition files (OUT is ours now)
     engine = make_engine(engine, workers)
     if workers:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from dcgan_data.checks import EXPORT, checked
 from dcgan_data.errors import InputError, require
 from dcgan_data.files import atomic_path, atomic_write_bytes, progress, read_json, write_json
 from dcgan_data.shards import ShardSet
@@ -247,6 +248,7 @@ def _unique(name: str, used: set[str]) -> str:
 # ---------------------------------------------------------------------------- the stage
 
 
+@checked(EXPORT)
 def export(
     src: str | os.PathLike,
     dest: str | os.PathLike,
@@ -261,8 +263,6 @@ def export(
     """
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-    if rows_per_part < 1:
-        raise InputError("--rows-per-part must be at least 1")
     shards = ShardSet(src)
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():

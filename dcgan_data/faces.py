@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from dcgan_data import status
+from dcgan_data.checks import FACES, check_values, checked
 from dcgan_data.crawl import (
     FetchError,
     FetchOptions,
@@ -224,6 +225,9 @@ class FaceOptions:
     label_col: str | None = None  # None: name, label or caption when present
     fetch: FetchOptions = field(default_factory=FetchOptions)
 
+    def __post_init__(self) -> None:
+        check_values(vars(self), FACES)
+
     def score_threshold(self) -> float:
         if self.min_score is not None:
             return self.min_score
@@ -379,6 +383,7 @@ def _keep_original(folder: Path, unit: Unit, line: int, data: bytes) -> None:
 # ---------------------------------------------------------------------------- the stage
 
 
+@checked(FACES)
 @locks_output("out_dir")
 def faces(
     crawl: str | os.PathLike,
@@ -396,8 +401,6 @@ def faces(
     if options.detector not in DETECTORS:
         raise InputError(f"unknown detector {options.detector!r} "
                          f"(choose from {', '.join(DETECTORS)})")
-    if options.size < 8 or options.min_face < 1 or options.margin < 0:
-        raise InputError("--size must be >= 8, --min-face >= 1 and --margin >= 0")
     if options.fetch.base_dir == Path():  # relative paths are read from beside the list
         options = replace(options, fetch=replace(options.fetch, base_dir=crawl.resolve().parent))
     listing = plain_list(crawl, out_dir)  # a compressed list's decompressed copy

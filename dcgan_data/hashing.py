@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dcgan_data.checks import HASH, check_values
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_path, progress
 from dcgan_data.images import LUMA, downsample_2x, resize_square
@@ -70,6 +71,9 @@ class HashConfig:
     saturation: float = 0.0  # max saturation change of the corrupted input
     grayscale: float = 0.0  # share of corrupted inputs turned grey
     level_power: float = 1.0  # divide each crop by (its mean level)^this before the pixel norm
+
+    def __post_init__(self) -> None:
+        check_values(vars(self), HASH)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HashConfig:

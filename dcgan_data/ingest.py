@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from dcgan_data import status
+from dcgan_data.checks import INGEST, checked
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import (
     atomic_path,
@@ -136,6 +137,7 @@ def _chunk_folder(writer: ShardWriter) -> Path:
     return folder
 
 
+@checked(INGEST)
 @locks_output("out")
 def ingest(
     src: str | os.PathLike,
@@ -153,11 +155,7 @@ def ingest(
     `rows_per_shard` defaults to as many rows as fit in shards.DEFAULT_SHARD_BYTES. Returns
     the report, also written to out/ingest_report.json, with a contact sheet.
     """
-    if size < 8 or size % 2:
-        raise InputError(f"--size must be an even number >= 8, not {size}")
     rows_per_shard = rows_per_shard or rows_per_shard_of((size, size, 3))
-    if rows_per_shard < 1:
-        raise InputError("--rows-per-shard must be at least 1")
     _check_not_inside(Path(src), Path(out))
     start = time.perf_counter()
     engine = make_engine(engine, workers)
@@ -317,6 +315,7 @@ def _spread(values: np.ndarray) -> dict[str, float]:
     return {"min": int(values.min()), "median": float(np.median(values)), "max": int(values.max())}
 
 
+@checked(INGEST)
 def inspect(path: str | os.PathLike, sample: int = 64, size: int = 64
             ) -> tuple[dict[str, Any], np.ndarray | None]:
     """Summarise a shard directory (verifying checksums) or an image source (decoding a sample).

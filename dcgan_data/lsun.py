@@ -18,6 +18,7 @@ import cv2
 import lmdb
 import numpy as np
 
+from dcgan_data.checks import PACK, checked
 from dcgan_data.errors import InputError
 from dcgan_data.files import locks_output, progress
 from dcgan_data.images import ImageError, decode_image, encode_image
@@ -167,6 +168,7 @@ def _shrink_to_short_side(rgb: np.ndarray, short_side: int | None) -> np.ndarray
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
+@checked(PACK)
 @locks_output("out")
 def pack_images(
     inputs: Iterable[str],

@@ -43,6 +43,7 @@ import torch
 
 from dcgan_data import hashing
 from dcgan_data.checkpoint import load_checkpoint
+from dcgan_data.checks import SAMPLE, checked
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import InputError
 from dcgan_data.feed import data_checksum
@@ -260,6 +261,7 @@ class Evaluator:
         return {**self.scores(generate(g, z)), "eval_images": self.images}
 
 
+@checked(SAMPLE)
 def evaluate_run(run: str | os.PathLike, real: str | os.PathLike, checkpoint: str | None = None,
                  images: int = EVAL_IMAGES, model: str | os.PathLike | None = None,
                  device: str = "auto", inception_weights: str | os.PathLike | None = None

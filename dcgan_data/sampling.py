@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from dcgan_data.checkpoint import load_checkpoint
+from dcgan_data.checks import SAMPLE, checked
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import InputError
 from dcgan_data.images import contact_sheet, save_png
@@ -61,12 +62,11 @@ def walk_images(g: Generator, cfg: dict, rows: int, frames: int = 10,
     return generate(g, z)
 
 
+@checked(SAMPLE)
 def write_grid(run: str | os.PathLike, out: str | os.PathLike, n: int = 64,
                interpolate: bool = False, frames: int = 10, seed: int = 0,
                checkpoint: str | None = None, device: str = "auto") -> dict:
     """Write a PNG of n samples, or of n latent walks of `frames` steps; returns a summary."""
-    if n < 1 or frames < 2:
-        raise InputError("-n must be at least 1 and --frames at least 2")
     device = resolve_device(device)
     path = checkpoint_path(run, checkpoint)
     g, cfg = load_generator(path, device)

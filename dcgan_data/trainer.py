@@ -50,6 +50,7 @@ from dcgan_data.checkpoint import (
     save_checkpoint,
     set_rng_states,
 )
+from dcgan_data.checks import TRAIN, check_values, checked
 from dcgan_data.errors import InputError
 from dcgan_data.feed import BatchFeed, batch_rows, data_checksum
 from dcgan_data.files import atomic_write_text, locks_output, progress, write_json
@@ -90,6 +91,9 @@ class TrainConfig:
     eval_images: int = EVAL_IMAGES  # generated images per evaluation
     eval_model: str | None = None  # hash model for the quality figure [default: beside DATA]
     inception_weights: str | None = None  # TorchScript Inception file: adds fid, kid
+
+    def __post_init__(self) -> None:
+        check_values(vars(self), TRAIN)
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,10 +142,8 @@ def resolve_config(options: dict[str, Any], shards: ShardSet,
         raise InputError(f"--z-dist {cfg.z_dist}: choose uniform or normal")
     if cfg.feed not in ("auto", "memory", "stream"):
         raise InputError(f"--feed {cfg.feed}: choose auto, memory or stream")
-    if cfg.batch_size < 2:
-        raise InputError("--batch-size must be at least 2 (BatchNorm needs a batch)")
-    if cfg.steps is None and (cfg.epochs is None or cfg.epochs <= 0):
-        raise InputError("give --steps or a positive --epochs")
+    if cfg.steps is None and cfg.epochs is None:
+        raise InputError("give --steps or --epochs")
     return cfg
 
 
@@ -343,6 +345,7 @@ def checkpoint_state(step: int, cfg: TrainConfig, shards: ShardSet, models: Mode
             "rng": rng_states()}
 
 
+@checked(TRAIN)
 @locks_output("out")  # one run per output directory
 def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
           resume: bool = False, **options: Any) -> dict:
