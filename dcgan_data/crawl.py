@@ -294,6 +294,8 @@ def parse_lines(
             entries.append(Entry(line_no, _check_source(source), label))
         except ValueError as exc:
             malformed.append((line_no, str(exc)))
+        except RecursionError:  # json.loads (or str() of a label) on "[[[[..."
+            malformed.append((line_no, "nested too deeply"))
     return entries, malformed
 
 
