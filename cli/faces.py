@@ -48,7 +48,8 @@ from dcgan_data_cli.engine import engine_options
 @click.option("--label-col", default=None,
               help="Column (field) kept as the label  [default: name, label or caption]")
 @click.option("--lines-per-shard", default=256, show_default=True, type=click.IntRange(1),
-              help="Crawl lines per work unit (one shard each); a killed run redoes one unit.")
+              help="Crawl-list entries (blank and # comment lines aside) per work unit, "
+                   "one shard each; a killed run redoes one unit.")
 @engine_options
 def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: float,
           retries: int, max_bytes: int, max_redirects: int, detector: str, min_face: int,

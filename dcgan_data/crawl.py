@@ -157,37 +157,42 @@ def read_columns(path: str | os.PathLike, fmt: str, url_col: str | None = None) 
     return columns
 
 
-def plan_units(path: str | os.PathLike, lines_per_unit: int, url_col: str | None = None,
+def plan_units(path: str | os.PathLike, entries_per_unit: int, url_col: str | None = None,
                label_col: str | None = None) -> list[Unit]:
-    """Split the crawl list into units of about `lines_per_unit` lines (one pass; row
-    groups for Parquet). Lines end at "\n" only; in a .csv/.tsv list a quoted field may hold
-    line breaks, and a unit ends only where a record does."""
-    if lines_per_unit < 1:
+    """Split the crawl list into units of `entries_per_unit` entries (lines that are neither
+    blank nor comments; one pass). A unit ends just before the entry that would overfill it,
+    so the blank lines after its last entry are its own and a list without entries has no
+    unit. Lines end at "\n" only; in a .csv/.tsv list a quoted field may hold line breaks,
+    and a unit ends only where a record does."""
+    if entries_per_unit < 1:
         raise InputError("--lines-per-shard must be at least 1")
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such crawl list")
     fmt = crawl_format(path)
     if fmt == "parquet":
-        return _plan_parquet(path, lines_per_unit, url_col, label_col)
+        return _plan_parquet(path, entries_per_unit, url_col, label_col)
     header = b""
     units: list[Unit] = []
     with open(path, "rb") as f:
         if fmt in ("tsv", "csv"):
             header = f.readline()
         line_no, start, pos = (2 if header else 1), len(header), len(header)
-        digest, count, quoted = hashlib.sha1(header), 0, False
+        digest, lines, count, quoted = hashlib.sha1(header), 0, 0, False
         for raw in f:
+            entry = not _skipped(raw.decode("utf-8", errors="replace"))
+            if entry and not quoted and count >= entries_per_unit:
+                units.append(Unit(len(units), line_no, lines, start, pos, digest.hexdigest()))
+                line_no, start, digest = line_no + lines, pos, hashlib.sha1(header)
+                lines = count = 0
             digest.update(raw)
             pos += len(raw)
-            count += 1
+            lines += 1
+            count += entry
             if header:  # "" inside a quoted field counts twice: the parity is right
                 quoted ^= raw.count(b'"') % 2 == 1
-            if count >= lines_per_unit and not quoted:
-                units.append(Unit(len(units), line_no, count, start, pos, digest.hexdigest()))
-                line_no, start, digest, count = line_no + count, pos, hashlib.sha1(header), 0
         if count:
-            units.append(Unit(len(units), line_no, count, start, pos, digest.hexdigest()))
+            units.append(Unit(len(units), line_no, lines, start, pos, digest.hexdigest()))
     return units
 
 
@@ -285,7 +290,7 @@ def parse_lines(
     """Lines of text (or Parquet rows as dicts) -> (entries, malformed as (line, reason))."""
     entries, malformed = [], []
     for line_no, text in numbered:
-        if isinstance(text, str) and (not text.strip() or text.lstrip().startswith("#")):
+        if isinstance(text, str) and _skipped(text):
             continue
         try:
             record = text if isinstance(text, dict) else _parse_line(text, fmt, columns)
@@ -297,6 +302,12 @@ def parse_lines(
         except RecursionError:  # json.loads (or str() of a label) on "[[[[..."
             malformed.append((line_no, "nested too deeply"))
     return entries, malformed
+
+
+def _skipped(text: str) -> bool:
+    """A blank line or a `#` comment: no entry (a line of a .csv/.tsv list that this keeps may
+    still hold only empty fields: planning counts it, reading skips it)."""
+    return not text.strip() or text.lstrip().startswith("#")
 
 
 def _parse_line(text: str, fmt: str, columns: list[str] | None

@@ -404,6 +404,8 @@ def faces(
     units = mark_repeats(listing, plan_units(listing, lines_per_shard, options.url_col,
                                              options.label_col),
                          options.url_col, options.label_col)
+    if not units:
+        raise InputError(f"{crawl}: no entries (every line is blank or a comment)")
     params = {
         "stage": "faces",
         "crawl": crawl.name,
