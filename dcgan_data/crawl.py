@@ -6,10 +6,11 @@ image in a `url` column or field (and the label in `name` or `label`); `.parquet
 format of LAION-style URL lists) likewise, by column. `url_col` / `label_col` name other
 columns. Blank lines and `#` comments are ignored; a malformed line (no url, a NUL byte, not
 JSON) is counted, never fatal. A list compressed as `.gz`, `.bz2`, `.xz` or `.zst` is
-decompressed once, streaming, into the stage's output directory (`plain_list`).
+decompressed once, streaming, into the stage's output directory, and a Parquet list's url and
+label columns are copied there once as JSON lines (`plain_list`).
 
-Work units are ranges of physical lines (of rows, for Parquet), so a unit can be read from its
-byte range (its row groups) alone, by another process or machine, and a re-run recognises the
+Work units are ranges of physical lines holding a fixed number of entries, so a unit can be
+read from its byte range alone, by another process or machine, and a re-run recognises the
 units it already finished.
 
 `fetch` returns the bytes of one image or raises `FetchError` with a short reason code
@@ -24,6 +25,7 @@ from __future__ import annotations
 import bz2
 import csv
 import email.utils
+import errno
 import functools
 import gzip
 import hashlib
@@ -33,17 +35,17 @@ import json
 import lzma
 import os
 import re
-import shutil
 import socket
 import stat
+import tempfile
 import threading
 import time
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -67,6 +69,9 @@ LABEL_FIELDS = ("name", "label", "caption")
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
 PLAIN_LISTS = "crawl_list"  # folder of the output directory holding decompressed lists
 CHUNK = 64 * 1024
+# The largest decompressed (or converted) copy of a list: 100M URLs, a whole LAION-400M in one
+# file, fit; a compressed file of blank lines that would fill the disk does not.
+DEFAULT_MAX_LIST_BYTES = 16 << 30
 MAX_RETRY_AFTER = 120.0  # seconds: a longer Retry-After gives up on the URL instead
 
 
@@ -84,8 +89,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Unit:
-    """Lines first_line..first_line+lines-1 of the crawl list, bytes [start, stop); for a
-    Parquet list, rows [start, stop) (first_line = start + 1)."""
+    """Lines first_line..first_line+lines-1 of the crawl list, bytes [start, stop) (of the
+    plain_list copy: its line i is row i of a Parquet list)."""
 
     index: int
     first_line: int
@@ -105,43 +110,79 @@ def crawl_format(path: str | os.PathLike) -> str:
     return suffix if suffix in ("tsv", "csv", "jsonl", "parquet") else "txt"
 
 
-def plain_list(path: str | os.PathLike, work_dir: str | os.PathLike) -> Path:
-    """The crawl list itself or, for a compressed one, its decompressed copy in
-    work_dir/crawl_list/ (streamed once; made again only when the compressed file changes)."""
+def plain_list(path: str | os.PathLike, work_dir: str | os.PathLike, url_col: str | None = None,
+               label_col: str | None = None, max_bytes: int = DEFAULT_MAX_LIST_BYTES) -> Path:
+    """The crawl list as text that units cut into byte ranges: the list itself or a copy in
+    work_dir/crawl_list/, made once (again only when the list changes): a compressed list
+    decompressed, streaming; a Parquet list's url and label columns as JSON lines, one per
+    row, batch by batch (so every later pass is linear: a unit never re-reads a row group).
+    A copy over `max_bytes` is refused: a few KB of gzip can fill a disk."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in COMPRESSED:
-        return path
     if not path.is_file():
         raise InputError(f"{path}: no such crawl list")
-    copy = Path(work_dir) / PLAIN_LISTS / path.name[: -len(suffix)]
+    suffix = path.suffix.lower()
+    if suffix in COMPRESSED:
+        errors: tuple[type[Exception], ...] = (OSError, EOFError, lzma.LZMAError)
+        if suffix == ".zst":
+            errors += (require("zstandard", "a .zst crawl list").ZstdError,)
+        path = _copy_once(path, path.name[: -len(suffix)], work_dir, {}, max_bytes,
+                          functools.partial(_decompressed, path, suffix),
+                          errors, f"a complete {suffix[1:]} file")
+    if crawl_format(path) == "parquet":
+        errors = (OSError, require("pyarrow", "a Parquet crawl list").ArrowException)
+        path = _copy_once(path, path.name + ".jsonl", work_dir,
+                          {"url_col": url_col, "label_col": label_col}, max_bytes,
+                          functools.partial(_parquet_lines, path, url_col, label_col),
+                          errors, "a readable Parquet file")
+    return path
+
+
+def _copy_once(source: Path, name: str, work_dir: str | os.PathLike, made_with: dict,
+               max_bytes: int, chunks: Callable[[], Iterator[bytes]],
+               read_errors: tuple[type[Exception], ...], what: str) -> Path:
+    """work_dir/crawl_list/name, written from `chunks` unless a copy of this very source is
+    there. `read_errors` from `chunks` mean the source is not `what`; an OSError writing the
+    copy is the disk's (ENOSPC...) and says so."""
+    copy = Path(work_dir) / PLAIN_LISTS / name
     stamp = copy.with_name(copy.name + ".source.json")
-    stat = path.stat()
-    source = {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    if copy.exists() and stamp.exists() and read_json(stamp) == source:
+    stat = source.stat()
+    made = {"path": str(source.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            **made_with}
+    if copy.exists() and stamp.exists() and read_json(stamp) == made:
         return copy
-    errors: tuple[type[Exception], ...] = (OSError, EOFError, lzma.LZMAError)
-    if suffix == ".zst":
-        errors += (require("zstandard", "a .zst crawl list").ZstdError,)
     with atomic_path(copy) as tmp:
         try:
-            with _decompressed(path, suffix) as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-        except errors as exc:
-            raise InputError(f"{path}: not a complete {suffix[1:]} file ({exc})") from None
-    write_json(stamp, source)
+            with open(tmp, "wb") as dst:
+                written, pieces = 0, chunks()
+                while True:
+                    try:
+                        chunk = next(pieces, None)
+                    except read_errors as exc:
+                        raise InputError(f"{source}: not {what} ({exc})") from None
+                    if chunk is None:
+                        break
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise InputError(f"{source}: over {max_bytes} bytes as a plain list "
+                                         "(--max-list-bytes raises the limit)")
+                    dst.write(chunk)
+        except OSError as exc:
+            name = errno.errorcode.get(exc.errno or 0, "no errno")
+            raise OSError(exc.errno, f"{exc.strerror} ({name}) writing the plain copy of "
+                          f"{source.name}", str(copy)) from None
+    write_json(stamp, made)
     return copy
 
 
-def _decompressed(path: Path, suffix: str) -> BinaryIO:
-    if suffix == ".gz":
-        return gzip.open(path, "rb")
-    if suffix == ".bz2":
-        return bz2.open(path, "rb")
-    if suffix == ".xz":
-        return lzma.open(path, "rb")
-    zstandard = require("zstandard", "a .zst crawl list")
-    return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+def _decompressed(path: Path, suffix: str) -> Iterator[bytes]:
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix)
+    if opener is None:
+        zstandard = require("zstandard", "a .zst crawl list")
+        opener = functools.partial(zstandard.ZstdDecompressor().stream_reader, closefd=True)
+        path = open(path, "rb")
+    with opener(path) as src:
+        while chunk := src.read(1 << 20):
+            yield chunk
 
 
 def read_columns(path: str | os.PathLike, fmt: str, url_col: str | None = None) -> list[str] | None:
@@ -171,7 +212,7 @@ def plan_units(path: str | os.PathLike, entries_per_unit: int, url_col: str | No
         raise InputError(f"{path}: no such crawl list")
     fmt = crawl_format(path)
     if fmt == "parquet":
-        return _plan_parquet(path, entries_per_unit, url_col, label_col)
+        raise ValueError(f"{path}: plan a Parquet list's plain_list copy")
     header = b""
     units: list[Unit] = []
     with open(path, "rb") as f:
@@ -200,8 +241,6 @@ def read_unit(path: str | os.PathLike, unit: Unit, url_col: str | None = None,
               label_col: str | None = None) -> tuple[list[Entry], list[tuple[int, str]]]:
     """Parse one unit's lines: (entries, malformed as (line, reason))."""
     fmt = crawl_format(path)
-    if fmt == "parquet":
-        return _read_parquet_unit(Path(path), unit, url_col, label_col)
     columns = read_columns(path, fmt, url_col)
     with open(path, "rb") as f:
         f.seek(unit.start)
@@ -276,10 +315,12 @@ def read_crawl(path: str | os.PathLike, url_col: str | None = None, label_col: s
                ) -> tuple[list[Entry], list[tuple[int, str]]]:
     """Parse a whole crawl list (small lists, tests): (entries, malformed)."""
     entries, malformed = [], []
-    for unit in plan_units(path, 1 << 30, url_col, label_col):
-        e, m = read_unit(path, unit, url_col, label_col)
-        entries += e
-        malformed += m
+    with tempfile.TemporaryDirectory() as work:
+        listing = plain_list(path, work, url_col, label_col)
+        for unit in plan_units(listing, 1 << 30, url_col, label_col):
+            e, m = read_unit(listing, unit, url_col, label_col)
+            entries += e
+            malformed += m
     return entries, malformed
 
 
@@ -357,8 +398,8 @@ def _check_source(source: str) -> str:
     return source
 
 
-# Parquet lists are read with pyarrow, column by column and row group by row group: a list
-# of millions of URLs is never loaded whole.
+# A Parquet list is read once with pyarrow, its url and label columns only, a batch at a time:
+# a list of millions of URLs is never loaded whole.
 
 
 def _parquet(path: Path, url_col: str | None, label_col: str | None) -> tuple[Any, list[str]]:
@@ -378,37 +419,17 @@ def _parquet(path: Path, url_col: str | None, label_col: str | None) -> tuple[An
     return table, [url, *labels]
 
 
-def _plan_parquet(path: Path, rows_per_unit: int, url_col: str | None, label_col: str | None
-                  ) -> list[Unit]:
+def _parquet_lines(path: Path, url_col: str | None, label_col: str | None) -> Iterator[bytes]:
+    """Each row's url and label cells as a JSON line (null for a missing or binary cell)."""
     table, columns = _parquet(path, url_col, label_col)
-    units: list[Unit] = []
-    digest, count, start = hashlib.sha1(), 0, 0
-    for batch in table.iter_batches(batch_size=rows_per_unit, columns=columns):
-        for row in zip(*(batch.column(c).to_pylist() for c in columns), strict=True):
-            digest.update(json.dumps(row, default=str).encode("utf-8") + b"\n")
-            count += 1
-            if count == rows_per_unit:
-                units.append(Unit(len(units), start + 1, count, start, start + count,
-                                  digest.hexdigest()))
-                digest, count, start = hashlib.sha1(), 0, start + count
-    if count:
-        units.append(Unit(len(units), start + 1, count, start, start + count,
-                          digest.hexdigest()))
-    return units
+    for batch in table.iter_batches(batch_size=1 << 16, columns=columns):
+        cells = zip(*(batch.column(c).to_pylist() for c in columns), strict=True)
+        yield "".join(json.dumps(dict(zip(columns, row, strict=True)), default=_json_cell) + "\n"
+                      for row in cells).encode("utf-8")
 
 
-def _read_parquet_unit(path: Path, unit: Unit, url_col: str | None, label_col: str | None
-                       ) -> tuple[list[Entry], list[tuple[int, str]]]:
-    table, columns = _parquet(path, url_col, label_col)
-    meta = table.metadata
-    bounds = [0]
-    for g in range(meta.num_row_groups):
-        bounds.append(bounds[-1] + meta.row_group(g).num_rows)
-    groups = [g for g in range(meta.num_row_groups)
-              if bounds[g] < unit.stop and bounds[g + 1] > unit.start]
-    rows = table.read_row_groups(groups, columns=columns).slice(
-        unit.start - bounds[groups[0]], unit.lines).to_pylist()
-    return parse_lines(enumerate(rows, unit.first_line), "parquet", None, url_col, label_col)
+def _json_cell(value: Any) -> str | None:
+    return None if isinstance(value, bytes | bytearray) else str(value)
 
 
 # ---------------------------------------------------------------------------- fetching

@@ -31,6 +31,7 @@ import numpy as np
 
 from dcgan_data import status
 from dcgan_data.crawl import (
+    DEFAULT_MAX_LIST_BYTES,
     FetchError,
     FetchOptions,
     Unit,
@@ -222,6 +223,7 @@ class FaceOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     url_col: str | None = None  # None: url, URL, link or image_url
     label_col: str | None = None  # None: name, label or caption when present
+    max_list_bytes: int = DEFAULT_MAX_LIST_BYTES  # of a decompressed or converted list's copy
     fetch: FetchOptions = field(default_factory=FetchOptions)
 
     def score_threshold(self) -> float:
@@ -400,7 +402,9 @@ def faces(
         raise InputError("--size must be >= 8, --min-face >= 1 and --margin >= 0")
     if options.fetch.base_dir == Path():  # relative paths are read from beside the list
         options = replace(options, fetch=replace(options.fetch, base_dir=crawl.resolve().parent))
-    listing = plain_list(crawl, out_dir)  # a compressed list's decompressed copy
+    # a compressed list's decompressed copy, a Parquet list's copy as JSON lines
+    listing = plain_list(crawl, out_dir, options.url_col, options.label_col,
+                         options.max_list_bytes)
     units = mark_repeats(listing, plan_units(listing, lines_per_shard, options.url_col,
                                              options.label_col),
                          options.url_col, options.label_col)
@@ -490,6 +494,7 @@ def _report(notes: list[dict], options: FaceOptions, params: dict, units: list[U
             "local_root": options.fetch.local_root or options.fetch.base_dir,
             "user_agent": options.fetch.user_agent,
             "keep_originals": options.keep_originals,
+            "max_list_bytes": options.max_list_bytes,
         },
         "lines": total["lines"],
         "entries": total["entries"],
