@@ -381,16 +381,20 @@ def _pick(record: dict, url_col: str | None = None, label_col: str | None = None
     return source.strip(), None if label in (None, "") else str(label)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SPACE = re.compile(r"\s")
+
+
 def _check_source(source: str) -> str:
     if not source:
         raise ValueError("empty url")
-    if any(ord(c) < 32 or c == "\x7f" for c in source):
+    if _CONTROL.search(source):
         raise ValueError(f"control character (NUL, tab...) in {source[:80]!r}")
     if "://" in source:
         parts = urlsplit(source)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"unsupported scheme {parts.scheme!r}")
-        if not parts.netloc or any(c.isspace() for c in source):
+        if not parts.netloc or _SPACE.search(source):
             raise ValueError(f"not a valid URL: {source[:80]!r}")
     elif "/" not in source and "\\" not in source and "." not in source:
         # a path names a folder or has an extension; a line of plain words is neither
