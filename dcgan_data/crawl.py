@@ -69,6 +69,7 @@ LABEL_FIELDS = ("name", "label", "caption")
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
 PLAIN_LISTS = "crawl_list"  # folder of the output directory holding decompressed lists
 CHUNK = 64 * 1024
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # of one image, fetched or read from a local path
 # The largest decompressed (or converted) copy of a list: 100M URLs, a whole LAION-400M in one
 # file, fit; a compressed file of blank lines that would fill the disk does not.
 DEFAULT_MAX_LIST_BYTES = 16 << 30
@@ -456,7 +457,7 @@ class FetchOptions:
     timeout: float = 10.0  # seconds of wall clock for one request: connect, headers, body
     retries: int = 2  # extra attempts after a timeout, a 429 or a 5xx
     backoff: float = 1.0  # seconds before the first retry, doubled after each
-    max_bytes: int = 20 * 1024 * 1024
+    max_bytes: int = DEFAULT_MAX_BYTES
     max_redirects: int = 5
     respect_robots: bool = True  # skip X-Robots-Tag: noai / noimageai
     base_dir: Path = field(default_factory=Path)  # relative local paths are read from here
@@ -468,7 +469,8 @@ class FetchOptions:
 def fetch(source: str, options: FetchOptions, session: requests.Session | None = None) -> bytes:
     """The bytes of one image (a URL or a local path); raises FetchError."""
     if "://" not in source:
-        return _read_local(source, options)
+        return read_local_file(source, options.base_dir, options.local_root or options.base_dir,
+                               options.max_bytes)
     session = session or new_session(options)
     for attempt in range(options.retries + 1):
         try:
@@ -496,10 +498,12 @@ def new_session(options: FetchOptions) -> requests.Session:
     return session
 
 
-def _read_local(source: str, options: FetchOptions) -> bytes:
-    """A local file's bytes: only a regular file below the local root, at most max_bytes."""
-    path = (options.base_dir / source).resolve()
-    root = (options.local_root or options.base_dir).resolve()
+def read_local_file(source: str, base_dir: Path, root: Path, max_bytes: int) -> bytes:
+    """The bytes of the image file `source` names (relative to base_dir): only a regular file
+    below `root`, at most max_bytes of it (the file's own bytes never reach the message);
+    raises FetchError."""
+    path = (base_dir / source).resolve()
+    root = root.resolve()
     if not path.is_relative_to(root):
         raise FetchError("outside_local_root",
                          f"{source} is not below {root} (allow a folder with --local-root)")
@@ -514,11 +518,11 @@ def _read_local(source: str, options: FetchOptions) -> bytes:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise FetchError("not_a_file", f"{path} is not a regular file")
         try:
-            data = f.read(options.max_bytes + 1)  # st_size can lie (/proc, a growing file)
+            data = f.read(max_bytes + 1)  # st_size can lie (/proc, a growing file)
         except OSError as exc:
             raise FetchError("unreadable_file", f"{path}: {exc.strerror}") from None
-    if len(data) > options.max_bytes:
-        raise FetchError("too_large", f"{path}: over {options.max_bytes} bytes")
+    if len(data) > max_bytes:
+        raise FetchError("too_large", f"{path}: over {max_bytes} bytes")
     if sniff_format(data[:16]) is None:  # the file's bytes are never echoed into a report
         raise FetchError("not_an_image", f"{path}: not an image file")
     return data

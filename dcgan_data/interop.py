@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from dcgan_data.crawl import DEFAULT_MAX_BYTES, FetchError, read_local_file
 from dcgan_data.errors import InputError, require
 from dcgan_data.images import ImageError
 from dcgan_data.lsun import IMAGE_SUFFIXES
@@ -23,13 +24,15 @@ IMAGE_COLUMNS = ("image", "img", "jpg", "jpeg", "png", "webp")
 
 
 class _Lazy:
-    """Pickles its path and nothing built from it."""
+    """Pickles the arguments it was made with (`pickled`) and nothing built from them."""
+
+    pickled: tuple[str, ...] = ("path",)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path}
+        return {name: getattr(self, name) for name in self.pickled}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"])
+        self.__init__(**state)
 
 
 class WebDatasetSource(_Lazy):
@@ -112,12 +115,19 @@ def _tar_images(tar: Path) -> Iterator[tuple[str, tuple[Path, int, int] | ImageE
 class HfSource(_Lazy):
     """The image column of a Hugging Face dataset: a `save_to_disk` folder (its train split,
     for a DatasetDict), or .parquet files (one, or every one below a folder). Items are row
-    numbers, `file/row` for parquet files."""
+    numbers, `file/row` for parquet files. A cell holding only a file's path is read as a
+    crawl list's local path is: a regular file below `local_root` (default: the dataset's
+    folder, which relative paths start from), at most `max_bytes`; else a named failure."""
 
     kind = "hf"
+    pickled = ("path", "local_root", "max_bytes")
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, local_root: str | os.PathLike | None = None,
+                 max_bytes: int = DEFAULT_MAX_BYTES):
         self.path = Path(path)
+        self.local_root = Path(local_root) if local_root is not None else None
+        self.max_bytes = max_bytes
+        self.base_dir = self.path if self.path.is_dir() else self.path.parent
         self._rows: Any = None  # save_to_disk: the dataset's image column, undecoded
         self._files: dict[str, Any] | None = None  # parquet: name -> (file, column, cache)
         self.saved = self.path.is_dir() and any((self.path / m).exists() for m in HF_MARKERS)
@@ -133,12 +143,12 @@ class HfSource(_Lazy):
         return [f"{name}/{row}" for name, (table, _, _) in self._parquet().items()
                 for row in range(table.metadata.num_rows)]
 
-    def read_many(self, items: Sequence[str]) -> list[bytes | None]:
+    def read_many(self, items: Sequence[str]) -> list[bytes | ImageError | None]:
         if self.saved:
             column = self._saved()
             cells = [column[int(i)] if 0 <= int(i) < len(column) else None for i in items]
             return [self._bytes(c) for c in cells]
-        out: list[bytes | None] = []
+        out: list[bytes | ImageError | None] = []
         tables = self._parquet()
         for item in items:
             name, _, row = item.rpartition("/")
@@ -146,16 +156,17 @@ class HfSource(_Lazy):
                        if name in tables else None)
         return out
 
-    def _bytes(self, cell: Any) -> bytes | None:
+    def _bytes(self, cell: Any) -> bytes | ImageError | None:
         # an Image cell is {"bytes", "path"}; a dataset built from files may hold only the path
         if isinstance(cell, dict):
             if cell.get("bytes"):
                 return cell["bytes"]
             if cell.get("path"):
                 try:
-                    return Path(cell["path"]).read_bytes()
-                except OSError:
-                    return None
+                    return read_local_file(cell["path"], self.base_dir,
+                                           self.local_root or self.base_dir, self.max_bytes)
+                except FetchError as exc:
+                    return ImageError(exc.reason, exc.detail)
             return None
         return cell if isinstance(cell, bytes) and cell else None
 

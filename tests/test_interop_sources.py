@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import shutil
 import tarfile
@@ -122,3 +123,31 @@ def test_tar_members_repeated_or_linked_are_read_or_named(tmp_path):
                                           "not_a_file": 1}
     assert [f["key"] for f in report["failed_items"]] == ["c.jpg", "d.jpg", "e.jpg", "f.jpg"]
     assert ShardSet(tmp_path / "s").keys() == ["a.jpg", "a.jpg#2", "b.jpg"]
+
+
+def test_hf_path_cells_read_only_bounded_regular_files_below_the_root(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    data, outside = tmp_path / "data", tmp_path / "elsewhere"
+    (data / "imgs").mkdir(parents=True)
+    outside.mkdir()
+    shutil.copy(PHOTOS[0], data / "imgs" / "a.jpg")
+    shutil.copy(PHOTOS[1], outside / "b.jpg")
+    (data / "imgs" / "big.jpg").write_bytes(PHOTOS[2].read_bytes() * 40)
+    os.mkfifo(data / "imgs" / "pipe.jpg")
+    paths = ["imgs/a.jpg", str(outside / "b.jpg"), "/dev/zero", "imgs/pipe.jpg", "imgs/big.jpg",
+             "../elsewhere/b.jpg"]
+    cells = pa.array([{"bytes": None, "path": p} for p in paths],
+                     pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    pq.write_table(pa.table({"image": cells}), data / "train.parquet")
+    max_bytes = len(PHOTOS[2].read_bytes()) * 20
+    report = ingest(data / "train.parquet", tmp_path / "s", size=32, workers=1, max_bytes=max_bytes)
+    assert report["read"] == 6 and report["written"] == 1
+    assert report["failed_by_reason"] == {"outside_local_root": 3, "not_a_file": 1,
+                                          "too_large": 1}
+    assert [f["key"] for f in report["failed_items"]] == [f"train.parquet/{i}" for i in range(1, 6)]
+    assert all("root:" not in f["detail"] for f in report["failed_items"])
+    wider = ingest(data / "train.parquet", tmp_path / "t", size=32, workers=2, max_bytes=max_bytes,
+                   local_root=tmp_path)  # pickled to the workers with the source
+    assert wider["written"] == 3 and wider["failed_by_reason"] == {
+        "outside_local_root": 1, "not_a_file": 1, "too_large": 1}
