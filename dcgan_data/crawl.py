@@ -176,12 +176,12 @@ def _copy_once(source: Path, name: str, work_dir: str | os.PathLike, made_with: 
 
 
 def _decompressed(path: Path, suffix: str) -> Iterator[bytes]:
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix)
-    if opener is None:
+    if suffix == ".zst":
         zstandard = require("zstandard", "a .zst crawl list")
-        opener = functools.partial(zstandard.ZstdDecompressor().stream_reader, closefd=True)
-        path = open(path, "rb")
-    with opener(path) as src:
+        src = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+    else:
+        src = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[suffix](path, "rb")
+    with src:
         while chunk := src.read(1 << 20):
             yield chunk
 
