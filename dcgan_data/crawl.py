@@ -215,15 +215,16 @@ def plan_units(path: str | os.PathLike, entries_per_unit: int, url_col: str | No
     if fmt == "parquet":
         raise ValueError(f"{path}: plan a Parquet list's plain_list copy")
     header = b""
+    delimiter = {"tsv": "\t", "csv": ","}.get(fmt)
     units: list[Unit] = []
     with open(path, "rb") as f:
-        if fmt in ("tsv", "csv"):
+        if delimiter:
             header = f.readline()
         line_no, start, pos = (2 if header else 1), len(header), len(header)
         digest, lines, count, quoted = hashlib.sha1(header), 0, 0, False
         for raw in f:
-            entry = not _skipped(raw.decode("utf-8", errors="replace"))
-            if entry and not quoted and count >= entries_per_unit:
+            entry = not quoted and not _skipped_line(raw, delimiter)
+            if entry and count >= entries_per_unit:
                 units.append(Unit(len(units), line_no, lines, start, pos, digest.hexdigest()))
                 line_no, start, digest = line_no + lines, pos, hashlib.sha1(header)
                 lines = count = 0
@@ -273,7 +274,7 @@ def parse_records(text: str, first_line: int, fmt: str, columns: list[str],
             malformed.append((line_no, f"unreadable CSV ({exc})"))
             break
         start, line_no = line_no, first_line + reader.line_num
-        if not any(cell.strip() for cell in row) or row[0].lstrip().startswith("#"):
+        if _skipped_row(row):
             continue
         try:
             if len(row) != len(columns):
@@ -347,9 +348,23 @@ def parse_lines(
 
 
 def _skipped(text: str) -> bool:
-    """A blank line or a `#` comment: no entry (a line of a .csv/.tsv list that this keeps may
-    still hold only empty fields: planning counts it, reading skips it)."""
+    """A blank line or a `#` comment: no entry."""
     return not text.strip() or text.lstrip().startswith("#")
+
+
+def _skipped_row(cells: list[str]) -> bool:
+    """A .csv/.tsv record of blank fields, or whose first field is a `#` comment."""
+    return not any(cell.strip() for cell in cells) or cells[0].lstrip().startswith("#")
+
+
+def _skipped_line(raw: bytes, delimiter: str | None) -> bool:
+    """Whether reading will skip this line (one that starts a record, for .csv/.tsv)."""
+    text = raw.decode("utf-8", errors="replace")
+    if delimiter is None:
+        return _skipped(text)
+    if raw.count(b'"') % 2:  # a quoted field goes on over the next lines: a record to read
+        return False
+    return _skipped_row(next(csv.reader([text], delimiter=delimiter), []))
 
 
 def _parse_line(text: str, fmt: str, columns: list[str] | None

@@ -309,3 +309,12 @@ def test_units_count_entries_and_blank_lines_make_no_unit(tmp_path):
     assert [len(read_unit(crawl, u)[0]) for u in units] == [2, 1]
     (tmp_path / "blank.txt").write_text("\n \n# only comments\n" * 1000)
     assert plan_units(tmp_path / "blank.txt", 256) == []
+
+
+def test_csv_records_of_empty_fields_make_no_unit(tmp_path):
+    crawl = tmp_path / "list.csv"
+    crawl.write_text("url,name\n" + ',,\n""," "\n' * 500 + '"#x",y\n' + "http://x.org/a.jpg,Ann\n"
+                     + ",\n" * 300)
+    units = plan_units(crawl, 2)
+    assert [(u.first_line, u.lines) for u in units] == [(2, 1302)]
+    assert read_unit(crawl, units[0]) == ([Entry(1003, "http://x.org/a.jpg", "Ann")], [])
