@@ -26,6 +26,9 @@ from dcgan_data_cli.numbers import number_option
 @number_option("--max-bytes", allowed=FACES["max_bytes"], default=20 * 1024 * 1024,
                show_default=True, help="Largest image accepted; longer bodies are cut off.")
 @number_option("--max-redirects", allowed=FACES["max_redirects"], default=5, show_default=True)
+@number_option("--max-list-bytes", allowed=FACES["max_list_bytes"], default=16 << 30,
+               show_default=True,
+               help="Largest decompressed .gz/.bz2/.xz/.zst list (or Parquet list as text).")
 @click.option("--detector", type=click.Choice(["mtcnn", "haar"]), default="mtcnn",
               show_default=True, help="MTCNN (ONNX on OpenCV DNN) or OpenCV's Haar cascade.")
 @number_option("--min-face", allowed=FACES["min_face"], default=64, show_default=True,
@@ -51,10 +54,12 @@ from dcgan_data_cli.numbers import number_option
               help="Column (field) kept as the label  [default: name, label or caption]")
 @number_option("--lines-per-shard", allowed=FACES["lines_per_shard"], default=256,
                show_default=True,
-               help="Crawl lines per work unit (one shard each); a killed run redoes one unit.")
+               help="Crawl-list entries (blank and # comment lines aside) per work unit, "
+                    "one shard each; a killed run redoes one unit.")
 @engine_options
 def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: float,
-          retries: int, max_bytes: int, max_redirects: int, detector: str, min_face: int,
+          retries: int, max_bytes: int, max_redirects: int, max_list_bytes: int,
+          detector: str, min_face: int,
           min_score: float | None, margin: float, size: int, keep_originals: Path | None,
           ignore_robots_headers: bool, allow_private_addresses: bool, local_root: Path | None,
           url_col: str | None, label_col: str | None, lines_per_shard: int, engine: str,
@@ -73,6 +78,7 @@ def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: 
     options = FaceOptions(
         detector=detector, min_face=min_face, min_score=min_score, margin=margin, size=size,
         workers=workers, keep_originals=keep_originals, url_col=url_col, label_col=label_col,
+        max_list_bytes=max_list_bytes,
         fetch=FetchOptions(timeout=timeout, retries=retries, max_bytes=max_bytes,
                            max_redirects=max_redirects,
                            respect_robots=not ignore_robots_headers,

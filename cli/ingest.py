@@ -51,9 +51,15 @@ def pack(images: tuple[str, ...], out: str, fmt: str, quality: int, short_side: 
 @number_option("--max-pixels", allowed=INGEST["max_pixels"], default=50_000_000,
                show_default=True,
                help="Refuse images whose header declares more pixels (decompression bombs).")
+@click.option("--local-root", type=click.Path(file_okay=False), default=None,
+              help="Files named by a Hugging Face dataset's path cells must lie below this "
+                   "folder  [default: the dataset's]")
+@number_option("--max-bytes", allowed=INGEST["max_bytes"], default=20 * 1024 * 1024,
+               show_default=True, help="Largest file a path cell may name.")
 @engine_options
 def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: int | None,
-           max_pixels: int, engine: str, ray_address: str | None) -> None:
+           max_pixels: int, local_root: str | None, max_bytes: int, engine: str,
+           ray_address: str | None) -> None:
     """Crop and resize an LSUN LMDB (or a folder of them, or of images) into shards.
 
     SRC may also be webdataset .tar shards (a .tar or a folder of them) or a Hugging Face
@@ -66,7 +72,8 @@ def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: i
     from dcgan_data.units import make_engine
 
     report = run_ingest(src, out, size=size, rows_per_shard=rows_per_shard,
-                        max_pixels=max_pixels, engine=make_engine(engine, workers, ray_address))
+                        max_pixels=max_pixels, engine=make_engine(engine, workers, ray_address),
+                        local_root=local_root, max_bytes=max_bytes)
     click.echo(f"ingested {report['written']} of {report['read']} images into {out} "
                f"({report['failed']} failed: {report['failed_by_reason'] or 'none'}; "
                f"{report['images_per_s']} images/s); report: "

@@ -129,6 +129,7 @@ POSITIVE = Range(0, low_open=True)
 
 PACK = {"quality": Range(1, 100, integer=True), "short_side": Range(8, integer=True)}
 INGEST = {"size": SIDE, "workers": COUNT, "rows_per_shard": COUNT, "max_pixels": COUNT,
+          "max_bytes": COUNT,
           "sample": COUNT}  # sample: inspect's
 HASH = {  # dcgan_data.hashing.HashConfig: the hash model of dedup, audit and train's figure
     "epochs": POSITIVE, "min_steps": Range(0, integer=True), "max_steps": COUNT,
@@ -160,7 +161,7 @@ FACES = {  # faces(), its FaceOptions and their FetchOptions
     "workers": Range(1, 512, integer=True), "min_face": COUNT, "min_score": Range(),
     "margin": Range(0), "size": Range(8, integer=True), "max_pixels": COUNT,
     "timeout": Range(0.1), "retries": Range(0, 10, integer=True), "backoff": Range(0),
-    "max_bytes": COUNT, "max_redirects": Range(0, 30, integer=True),
+    "max_bytes": COUNT, "max_redirects": Range(0, 30, integer=True), "max_list_bytes": COUNT,
 }
 TRAIN = {  # dcgan_data.trainer.TrainConfig; BatchNorm needs a batch of 2
     "nz": COUNT, "ngf": COUNT, "ndf": COUNT, "batch_size": Range(2, integer=True),

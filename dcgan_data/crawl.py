@@ -6,10 +6,11 @@ image in a `url` column or field (and the label in `name` or `label`); `.parquet
 format of LAION-style URL lists) likewise, by column. `url_col` / `label_col` name other
 columns. Blank lines and `#` comments are ignored; a malformed line (no url, a NUL byte, not
 JSON) is counted, never fatal. A list compressed as `.gz`, `.bz2`, `.xz` or `.zst` is
-decompressed once, streaming, into the stage's output directory (`plain_list`).
+decompressed once, streaming, into the stage's output directory, and a Parquet list's url and
+label columns are copied there once as JSON lines (`plain_list`).
 
-Work units are ranges of physical lines (of rows, for Parquet), so a unit can be read from its
-byte range (its row groups) alone, by another process or machine, and a re-run recognises the
+Work units are ranges of physical lines holding a fixed number of entries, so a unit can be
+read from its byte range alone, by another process or machine, and a re-run recognises the
 units it already finished.
 
 `fetch` returns the bytes of one image or raises `FetchError` with a short reason code
@@ -24,6 +25,7 @@ from __future__ import annotations
 import bz2
 import csv
 import email.utils
+import errno
 import functools
 import gzip
 import hashlib
@@ -33,17 +35,17 @@ import json
 import lzma
 import os
 import re
-import shutil
 import socket
 import stat
+import tempfile
 import threading
 import time
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -68,6 +70,10 @@ LABEL_FIELDS = ("name", "label", "caption")
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
 PLAIN_LISTS = "crawl_list"  # folder of the output directory holding decompressed lists
 CHUNK = 64 * 1024
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # of one image, fetched or read from a local path
+# The largest decompressed (or converted) copy of a list: 100M URLs, a whole LAION-400M in one
+# file, fit; a compressed file of blank lines that would fill the disk does not.
+DEFAULT_MAX_LIST_BYTES = 16 << 30
 MAX_RETRY_AFTER = 120.0  # seconds: a longer Retry-After gives up on the URL instead
 
 
@@ -85,8 +91,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Unit:
-    """Lines first_line..first_line+lines-1 of the crawl list, bytes [start, stop); for a
-    Parquet list, rows [start, stop) (first_line = start + 1)."""
+    """Lines first_line..first_line+lines-1 of the crawl list, bytes [start, stop) (of the
+    plain_list copy: its line i is row i of a Parquet list)."""
 
     index: int
     first_line: int
@@ -106,43 +112,79 @@ def crawl_format(path: str | os.PathLike) -> str:
     return suffix if suffix in ("tsv", "csv", "jsonl", "parquet") else "txt"
 
 
-def plain_list(path: str | os.PathLike, work_dir: str | os.PathLike) -> Path:
-    """The crawl list itself or, for a compressed one, its decompressed copy in
-    work_dir/crawl_list/ (streamed once; made again only when the compressed file changes)."""
+def plain_list(path: str | os.PathLike, work_dir: str | os.PathLike, url_col: str | None = None,
+               label_col: str | None = None, max_bytes: int = DEFAULT_MAX_LIST_BYTES) -> Path:
+    """The crawl list as text that units cut into byte ranges: the list itself or a copy in
+    work_dir/crawl_list/, made once (again only when the list changes): a compressed list
+    decompressed, streaming; a Parquet list's url and label columns as JSON lines, one per
+    row, batch by batch (so every later pass is linear: a unit never re-reads a row group).
+    A copy over `max_bytes` is refused: a few KB of gzip can fill a disk."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in COMPRESSED:
-        return path
     if not path.is_file():
         raise InputError(f"{path}: no such crawl list")
-    copy = Path(work_dir) / PLAIN_LISTS / path.name[: -len(suffix)]
+    suffix = path.suffix.lower()
+    if suffix in COMPRESSED:
+        errors: tuple[type[Exception], ...] = (OSError, EOFError, lzma.LZMAError)
+        if suffix == ".zst":
+            errors += (require("zstandard", "a .zst crawl list").ZstdError,)
+        path = _copy_once(path, path.name[: -len(suffix)], work_dir, {}, max_bytes,
+                          functools.partial(_decompressed, path, suffix),
+                          errors, f"a complete {suffix[1:]} file")
+    if crawl_format(path) == "parquet":
+        errors = (OSError, require("pyarrow", "a Parquet crawl list").ArrowException)
+        path = _copy_once(path, path.name + ".jsonl", work_dir,
+                          {"url_col": url_col, "label_col": label_col}, max_bytes,
+                          functools.partial(_parquet_lines, path, url_col, label_col),
+                          errors, "a readable Parquet file")
+    return path
+
+
+def _copy_once(source: Path, name: str, work_dir: str | os.PathLike, made_with: dict,
+               max_bytes: int, chunks: Callable[[], Iterator[bytes]],
+               read_errors: tuple[type[Exception], ...], what: str) -> Path:
+    """work_dir/crawl_list/name, written from `chunks` unless a copy of this very source is
+    there. `read_errors` from `chunks` mean the source is not `what`; an OSError writing the
+    copy is the disk's (ENOSPC...) and says so."""
+    copy = Path(work_dir) / PLAIN_LISTS / name
     stamp = copy.with_name(copy.name + ".source.json")
-    stat = path.stat()
-    source = {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    if copy.exists() and stamp.exists() and read_json(stamp) == source:
+    stat = source.stat()
+    made = {"path": str(source.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            **made_with}
+    if copy.exists() and stamp.exists() and read_json(stamp) == made:
         return copy
-    errors: tuple[type[Exception], ...] = (OSError, EOFError, lzma.LZMAError)
-    if suffix == ".zst":
-        errors += (require("zstandard", "a .zst crawl list").ZstdError,)
     with atomic_path(copy) as tmp:
         try:
-            with _decompressed(path, suffix) as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-        except errors as exc:
-            raise InputError(f"{path}: not a complete {suffix[1:]} file ({exc})") from None
-    write_json(stamp, source)
+            with open(tmp, "wb") as dst:
+                written, pieces = 0, chunks()
+                while True:
+                    try:
+                        chunk = next(pieces, None)
+                    except read_errors as exc:
+                        raise InputError(f"{source}: not {what} ({exc})") from None
+                    if chunk is None:
+                        break
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise InputError(f"{source}: over {max_bytes} bytes as a plain list "
+                                         "(--max-list-bytes raises the limit)")
+                    dst.write(chunk)
+        except OSError as exc:
+            name = errno.errorcode.get(exc.errno or 0, "no errno")
+            raise OSError(exc.errno, f"{exc.strerror} ({name}) writing the plain copy of "
+                          f"{source.name}", str(copy)) from None
+    write_json(stamp, made)
     return copy
 
 
-def _decompressed(path: Path, suffix: str) -> BinaryIO:
-    if suffix == ".gz":
-        return gzip.open(path, "rb")
-    if suffix == ".bz2":
-        return bz2.open(path, "rb")
-    if suffix == ".xz":
-        return lzma.open(path, "rb")
-    zstandard = require("zstandard", "a .zst crawl list")
-    return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+def _decompressed(path: Path, suffix: str) -> Iterator[bytes]:
+    if suffix == ".zst":
+        zstandard = require("zstandard", "a .zst crawl list")
+        src = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+    else:
+        src = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[suffix](path, "rb")
+    with src:
+        while chunk := src.read(1 << 20):
+            yield chunk
 
 
 def read_columns(path: str | os.PathLike, fmt: str, url_col: str | None = None) -> list[str] | None:
@@ -158,37 +200,43 @@ def read_columns(path: str | os.PathLike, fmt: str, url_col: str | None = None) 
     return columns
 
 
-def plan_units(path: str | os.PathLike, lines_per_unit: int, url_col: str | None = None,
+def plan_units(path: str | os.PathLike, entries_per_unit: int, url_col: str | None = None,
                label_col: str | None = None) -> list[Unit]:
-    """Split the crawl list into units of about `lines_per_unit` lines (one pass; row
-    groups for Parquet). Lines end at "\n" only; in a .csv/.tsv list a quoted field may hold
-    line breaks, and a unit ends only where a record does."""
-    if lines_per_unit < 1:
+    """Split the crawl list into units of `entries_per_unit` entries (lines that are neither
+    blank nor comments; one pass). A unit ends just before the entry that would overfill it,
+    so the blank lines after its last entry are its own and a list without entries has no
+    unit. Lines end at "\n" only; in a .csv/.tsv list a quoted field may hold line breaks,
+    and a unit ends only where a record does."""
+    if entries_per_unit < 1:
         raise InputError("--lines-per-shard must be at least 1")
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such crawl list")
     fmt = crawl_format(path)
     if fmt == "parquet":
-        return _plan_parquet(path, lines_per_unit, url_col, label_col)
+        raise ValueError(f"{path}: plan a Parquet list's plain_list copy")
     header = b""
+    delimiter = {"tsv": "\t", "csv": ","}.get(fmt)
     units: list[Unit] = []
     with open(path, "rb") as f:
-        if fmt in ("tsv", "csv"):
+        if delimiter:
             header = f.readline()
         line_no, start, pos = (2 if header else 1), len(header), len(header)
-        digest, count, quoted = hashlib.sha1(header), 0, False
+        digest, lines, count, quoted = hashlib.sha1(header), 0, 0, False
         for raw in f:
+            entry = not quoted and not _skipped_line(raw, delimiter)
+            if entry and count >= entries_per_unit:
+                units.append(Unit(len(units), line_no, lines, start, pos, digest.hexdigest()))
+                line_no, start, digest = line_no + lines, pos, hashlib.sha1(header)
+                lines = count = 0
             digest.update(raw)
             pos += len(raw)
-            count += 1
+            lines += 1
+            count += entry
             if header:  # "" inside a quoted field counts twice: the parity is right
                 quoted ^= raw.count(b'"') % 2 == 1
-            if count >= lines_per_unit and not quoted:
-                units.append(Unit(len(units), line_no, count, start, pos, digest.hexdigest()))
-                line_no, start, digest, count = line_no + count, pos, hashlib.sha1(header), 0
         if count:
-            units.append(Unit(len(units), line_no, count, start, pos, digest.hexdigest()))
+            units.append(Unit(len(units), line_no, lines, start, pos, digest.hexdigest()))
     return units
 
 
@@ -196,8 +244,6 @@ def read_unit(path: str | os.PathLike, unit: Unit, url_col: str | None = None,
               label_col: str | None = None) -> tuple[list[Entry], list[tuple[int, str]]]:
     """Parse one unit's lines: (entries, malformed as (line, reason))."""
     fmt = crawl_format(path)
-    if fmt == "parquet":
-        return _read_parquet_unit(Path(path), unit, url_col, label_col)
     columns = read_columns(path, fmt, url_col)
     with open(path, "rb") as f:
         f.seek(unit.start)
@@ -229,7 +275,7 @@ def parse_records(text: str, first_line: int, fmt: str, columns: list[str],
             malformed.append((line_no, f"unreadable CSV ({exc})"))
             break
         start, line_no = line_no, first_line + reader.line_num
-        if not any(cell.strip() for cell in row) or row[0].lstrip().startswith("#"):
+        if _skipped_row(row):
             continue
         try:
             if len(row) != len(columns):
@@ -272,10 +318,12 @@ def read_crawl(path: str | os.PathLike, url_col: str | None = None, label_col: s
                ) -> tuple[list[Entry], list[tuple[int, str]]]:
     """Parse a whole crawl list (small lists, tests): (entries, malformed)."""
     entries, malformed = [], []
-    for unit in plan_units(path, 1 << 30, url_col, label_col):
-        e, m = read_unit(path, unit, url_col, label_col)
-        entries += e
-        malformed += m
+    with tempfile.TemporaryDirectory() as work:
+        listing = plain_list(path, work, url_col, label_col)
+        for unit in plan_units(listing, 1 << 30, url_col, label_col):
+            e, m = read_unit(listing, unit, url_col, label_col)
+            entries += e
+            malformed += m
     return entries, malformed
 
 
@@ -286,7 +334,7 @@ def parse_lines(
     """Lines of text (or Parquet rows as dicts) -> (entries, malformed as (line, reason))."""
     entries, malformed = [], []
     for line_no, text in numbered:
-        if isinstance(text, str) and (not text.strip() or text.lstrip().startswith("#")):
+        if isinstance(text, str) and _skipped(text):
             continue
         try:
             record = text if isinstance(text, dict) else _parse_line(text, fmt, columns)
@@ -295,7 +343,29 @@ def parse_lines(
             entries.append(Entry(line_no, _check_source(source), label))
         except ValueError as exc:
             malformed.append((line_no, str(exc)))
+        except RecursionError:  # json.loads (or str() of a label) on "[[[[..."
+            malformed.append((line_no, "nested too deeply"))
     return entries, malformed
+
+
+def _skipped(text: str) -> bool:
+    """A blank line or a `#` comment: no entry."""
+    return not text.strip() or text.lstrip().startswith("#")
+
+
+def _skipped_row(cells: list[str]) -> bool:
+    """A .csv/.tsv record of blank fields, or whose first field is a `#` comment."""
+    return not any(cell.strip() for cell in cells) or cells[0].lstrip().startswith("#")
+
+
+def _skipped_line(raw: bytes, delimiter: str | None) -> bool:
+    """Whether reading will skip this line (one that starts a record, for .csv/.tsv)."""
+    text = raw.decode("utf-8", errors="replace")
+    if delimiter is None:
+        return _skipped(text)
+    if raw.count(b'"') % 2:  # a quoted field goes on over the next lines: a record to read
+        return False
+    return _skipped_row(next(csv.reader([text], delimiter=delimiter), []))
 
 
 def _parse_line(text: str, fmt: str, columns: list[str] | None
@@ -328,16 +398,20 @@ def _pick(record: dict, url_col: str | None = None, label_col: str | None = None
     return source.strip(), None if label in (None, "") else str(label)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SPACE = re.compile(r"\s")
+
+
 def _check_source(source: str) -> str:
     if not source:
         raise ValueError("empty url")
-    if any(ord(c) < 32 or c == "\x7f" for c in source):
+    if _CONTROL.search(source):
         raise ValueError(f"control character (NUL, tab...) in {source[:80]!r}")
     if "://" in source:
         parts = urlsplit(source)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"unsupported scheme {parts.scheme!r}")
-        if not parts.netloc or any(c.isspace() for c in source):
+        if not parts.netloc or _SPACE.search(source):
             raise ValueError(f"not a valid URL: {source[:80]!r}")
     elif "/" not in source and "\\" not in source and "." not in source:
         # a path names a folder or has an extension; a line of plain words is neither
@@ -345,8 +419,8 @@ def _check_source(source: str) -> str:
     return source
 
 
-# Parquet lists are read with pyarrow, column by column and row group by row group: a list
-# of millions of URLs is never loaded whole.
+# A Parquet list is read once with pyarrow, its url and label columns only, a batch at a time:
+# a list of millions of URLs is never loaded whole.
 
 
 def _parquet(path: Path, url_col: str | None, label_col: str | None) -> tuple[Any, list[str]]:
@@ -366,37 +440,17 @@ def _parquet(path: Path, url_col: str | None, label_col: str | None) -> tuple[An
     return table, [url, *labels]
 
 
-def _plan_parquet(path: Path, rows_per_unit: int, url_col: str | None, label_col: str | None
-                  ) -> list[Unit]:
+def _parquet_lines(path: Path, url_col: str | None, label_col: str | None) -> Iterator[bytes]:
+    """Each row's url and label cells as a JSON line (null for a missing or binary cell)."""
     table, columns = _parquet(path, url_col, label_col)
-    units: list[Unit] = []
-    digest, count, start = hashlib.sha1(), 0, 0
-    for batch in table.iter_batches(batch_size=rows_per_unit, columns=columns):
-        for row in zip(*(batch.column(c).to_pylist() for c in columns), strict=True):
-            digest.update(json.dumps(row, default=str).encode("utf-8") + b"\n")
-            count += 1
-            if count == rows_per_unit:
-                units.append(Unit(len(units), start + 1, count, start, start + count,
-                                  digest.hexdigest()))
-                digest, count, start = hashlib.sha1(), 0, start + count
-    if count:
-        units.append(Unit(len(units), start + 1, count, start, start + count,
-                          digest.hexdigest()))
-    return units
+    for batch in table.iter_batches(batch_size=1 << 16, columns=columns):
+        cells = zip(*(batch.column(c).to_pylist() for c in columns), strict=True)
+        yield "".join(json.dumps(dict(zip(columns, row, strict=True)), default=_json_cell) + "\n"
+                      for row in cells).encode("utf-8")
 
 
-def _read_parquet_unit(path: Path, unit: Unit, url_col: str | None, label_col: str | None
-                       ) -> tuple[list[Entry], list[tuple[int, str]]]:
-    table, columns = _parquet(path, url_col, label_col)
-    meta = table.metadata
-    bounds = [0]
-    for g in range(meta.num_row_groups):
-        bounds.append(bounds[-1] + meta.row_group(g).num_rows)
-    groups = [g for g in range(meta.num_row_groups)
-              if bounds[g] < unit.stop and bounds[g + 1] > unit.start]
-    rows = table.read_row_groups(groups, columns=columns).slice(
-        unit.start - bounds[groups[0]], unit.lines).to_pylist()
-    return parse_lines(enumerate(rows, unit.first_line), "parquet", None, url_col, label_col)
+def _json_cell(value: Any) -> str | None:
+    return None if isinstance(value, bytes | bytearray) else str(value)
 
 
 # ---------------------------------------------------------------------------- fetching
@@ -419,7 +473,7 @@ class FetchOptions:
     timeout: float = 10.0  # seconds of wall clock for one request: connect, headers, body
     retries: int = 2  # extra attempts after a timeout, a 429 or a 5xx
     backoff: float = 1.0  # seconds before the first retry, doubled after each
-    max_bytes: int = 20 * 1024 * 1024
+    max_bytes: int = DEFAULT_MAX_BYTES
     max_redirects: int = 5
     respect_robots: bool = True  # skip X-Robots-Tag: noai / noimageai
     base_dir: Path = field(default_factory=Path)  # relative local paths are read from here
@@ -434,7 +488,8 @@ class FetchOptions:
 def fetch(source: str, options: FetchOptions, session: requests.Session | None = None) -> bytes:
     """The bytes of one image (a URL or a local path); raises FetchError."""
     if "://" not in source:
-        return _read_local(source, options)
+        return read_local_file(source, options.base_dir, options.local_root or options.base_dir,
+                               options.max_bytes)
     session = session or new_session(options)
     for attempt in range(options.retries + 1):
         try:
@@ -462,10 +517,12 @@ def new_session(options: FetchOptions) -> requests.Session:
     return session
 
 
-def _read_local(source: str, options: FetchOptions) -> bytes:
-    """A local file's bytes: only a regular file below the local root, at most max_bytes."""
-    path = (options.base_dir / source).resolve()
-    root = (options.local_root or options.base_dir).resolve()
+def read_local_file(source: str, base_dir: Path, root: Path, max_bytes: int) -> bytes:
+    """The bytes of the image file `source` names (relative to base_dir): only a regular file
+    below `root`, at most max_bytes of it (the file's own bytes never reach the message);
+    raises FetchError."""
+    path = (base_dir / source).resolve()
+    root = root.resolve()
     if not path.is_relative_to(root):
         raise FetchError("outside_local_root",
                          f"{source} is not below {root} (allow a folder with --local-root)")
@@ -480,11 +537,11 @@ def _read_local(source: str, options: FetchOptions) -> bytes:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise FetchError("not_a_file", f"{path} is not a regular file")
         try:
-            data = f.read(options.max_bytes + 1)  # st_size can lie (/proc, a growing file)
+            data = f.read(max_bytes + 1)  # st_size can lie (/proc, a growing file)
         except OSError as exc:
             raise FetchError("unreadable_file", f"{path}: {exc.strerror}") from None
-    if len(data) > options.max_bytes:
-        raise FetchError("too_large", f"{path}: over {options.max_bytes} bytes")
+    if len(data) > max_bytes:
+        raise FetchError("too_large", f"{path}: over {max_bytes} bytes")
     if sniff_format(data[:16]) is None:  # the file's bytes are never echoed into a report
         raise FetchError("not_an_image", f"{path}: not an image file")
     return data

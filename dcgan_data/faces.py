@@ -32,6 +32,7 @@ import numpy as np
 from dcgan_data import status
 from dcgan_data.checks import FACES, check_values, checked
 from dcgan_data.crawl import (
+    DEFAULT_MAX_LIST_BYTES,
     FetchError,
     FetchOptions,
     Unit,
@@ -223,6 +224,7 @@ class FaceOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     url_col: str | None = None  # None: url, URL, link or image_url
     label_col: str | None = None  # None: name, label or caption when present
+    max_list_bytes: int = DEFAULT_MAX_LIST_BYTES  # of a decompressed or converted list's copy
     fetch: FetchOptions = field(default_factory=FetchOptions)
 
     def __post_init__(self) -> None:
@@ -403,10 +405,14 @@ def faces(
                          f"(choose from {', '.join(DETECTORS)})")
     if options.fetch.base_dir == Path():  # relative paths are read from beside the list
         options = replace(options, fetch=replace(options.fetch, base_dir=crawl.resolve().parent))
-    listing = plain_list(crawl, out_dir)  # a compressed list's decompressed copy
+    # a compressed list's decompressed copy, a Parquet list's copy as JSON lines
+    listing = plain_list(crawl, out_dir, options.url_col, options.label_col,
+                         options.max_list_bytes)
     units = mark_repeats(listing, plan_units(listing, lines_per_shard, options.url_col,
                                              options.label_col),
                          options.url_col, options.label_col)
+    if not units:
+        raise InputError(f"{crawl}: no entries (every line is blank or a comment)")
     params = {
         "stage": "faces",
         "crawl": crawl.name,
@@ -491,6 +497,7 @@ def _report(notes: list[dict], options: FaceOptions, params: dict, units: list[U
             "local_root": options.fetch.local_root or options.fetch.base_dir,
             "user_agent": options.fetch.user_agent,
             "keep_originals": options.keep_originals,
+            "max_list_bytes": options.max_list_bytes,
         },
         "lines": total["lines"],
         "entries": total["entries"],

@@ -29,6 +29,7 @@ import numpy as np
 
 from dcgan_data import status
 from dcgan_data.checks import INGEST, checked
+from dcgan_data.crawl import DEFAULT_MAX_BYTES
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import (
     atomic_path,
@@ -147,11 +148,15 @@ def ingest(
     rows_per_shard: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     engine: Engine | str | None = None,
+    local_root: str | os.PathLike | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> dict[str, Any]:
     """Turn an LSUN LMDB or a folder of images into size x size shards in `out`.
 
     `engine` runs the decoding and the writing of the shards ("local" processes, `workers`
     of them, or "ray").
+    `local_root` and `max_bytes` bound the files that a Hugging Face dataset's path cells
+    may name (default: below the dataset's folder, 20 MiB).
     `rows_per_shard` defaults to as many rows as fit in shards.DEFAULT_SHARD_BYTES. Returns
     the report, also written to out/ingest_report.json, with a contact sheet.
     """
@@ -159,7 +164,7 @@ def ingest(
     _check_not_inside(Path(src), Path(out))
     start = time.perf_counter()
     engine = make_engine(engine, workers)
-    source = open_source(src)
+    source = open_source(src, local_root, max_bytes)
     items = source.items()
     if not items:
         raise InputError(f"{src}: no images found")
@@ -168,6 +173,9 @@ def ingest(
     writer = ShardWriter(out, (size, size, 3), {
         "stage": "ingest", "size": size, "rows_per_shard": rows_per_shard,
         "max_pixels": max_pixels, "source_items": len(items), "source_digest": digest,
+        # what a Hugging Face dataset's path cells may read
+        **({"local_root": str(local_root or ""), "max_bytes": max_bytes}
+           if source.kind == "hf" else {}),
     })
     resumed = [i for i in range(len(units)) if writer.is_done(i)]
     folder = _chunk_folder(writer)

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from dcgan_data.crawl import DEFAULT_MAX_BYTES, FetchError, read_local_file
 from dcgan_data.errors import InputError, require
+from dcgan_data.images import ImageError
 from dcgan_data.lsun import IMAGE_SUFFIXES
 
 HF_MARKERS = ("state.json", "dataset_dict.json")  # what datasets.save_to_disk writes
@@ -21,18 +24,22 @@ IMAGE_COLUMNS = ("image", "img", "jpg", "jpeg", "png", "webp")
 
 
 class _Lazy:
-    """Pickles its path and nothing built from it."""
+    """Pickles the arguments it was made with (`pickled`) and nothing built from them."""
+
+    pickled: tuple[str, ...] = ("path",)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path}
+        return {name: getattr(self, name) for name in self.pickled}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"])
+        self.__init__(**state)
 
 
 class WebDatasetSource(_Lazy):
     """Every image member (by suffix) of one .tar or of the .tar files in a folder, in file
-    then member order. Items are member names, `tarname/member` with several tars."""
+    then member order. Items are member names, `tarname/member` with several tars; the n-th
+    member of a name already seen is `name#n` (n >= 2). A hard link reads the member it
+    names; a symlink or a device is an item that fails with its reason."""
 
     kind = "webdataset"
 
@@ -41,20 +48,19 @@ class WebDatasetSource(_Lazy):
         self.tars = [self.path] if self.path.is_file() else sorted(self.path.glob("*.tar"))
         if not self.tars:
             raise InputError(f"{self.path}: no .tar shards here")
-        self._index: dict[str, tuple[Path, int, int]] | None = None
+        self._index: dict[str, tuple[Path, int, int] | ImageError] | None = None
 
-    def _members(self) -> dict[str, tuple[Path, int, int]]:
-        # item -> (tar, data offset, size), from the headers alone (tarfile seeks past data)
+    def _members(self) -> dict[str, tuple[Path, int, int] | ImageError]:
         if self._index is None:
-            index = {}
-            prefix = len(self.tars) > 1
+            index: dict[str, tuple[Path, int, int] | ImageError] = {}
+            seen: Counter[str] = Counter()
             for tar in self.tars:
+                prefix = f"{tar.name}/" if len(self.tars) > 1 else ""
                 try:
-                    with tarfile.open(tar, "r:") as archive:
-                        for m in archive:
-                            if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
-                                name = f"{tar.name}/{m.name}" if prefix else m.name
-                                index[name] = (tar, m.offset_data, m.size)
+                    for name, where in _tar_images(tar):
+                        seen[prefix + name] += 1
+                        n = seen[prefix + name]
+                        index[prefix + name + (f"#{n}" if n > 1 else "")] = where
                 except (OSError, tarfile.TarError) as exc:
                     raise InputError(f"{tar}: unreadable tar ({exc})") from None
             self._index = index
@@ -63,14 +69,15 @@ class WebDatasetSource(_Lazy):
     def items(self) -> list[str]:
         return list(self._members())
 
-    def read_many(self, items: Sequence[str]) -> list[bytes | None]:
+    def read_many(self, items: Sequence[str]) -> list[bytes | ImageError | None]:
         members, out, files = self._members(), [], {}
         try:
             for item in items:
-                if item not in members:
-                    out.append(None)
+                where = members.get(item)
+                if not isinstance(where, tuple):
+                    out.append(where)
                     continue
-                tar, offset, size = members[item]
+                tar, offset, size = where
                 if tar not in files:
                     files[tar] = open(tar, "rb")
                 files[tar].seek(offset)
@@ -82,15 +89,45 @@ class WebDatasetSource(_Lazy):
         return out
 
 
+def _tar_images(tar: Path) -> Iterator[tuple[str, tuple[Path, int, int] | ImageError]]:
+    """Each image member (by suffix) of a tar, in order, with where its bytes lie (tar, data
+    offset, size: from the headers alone, tarfile seeks past the data) or why none are read."""
+    files: dict[str, tuple[Path, int, int]] = {}  # name -> its latest file: hard links' targets
+    with tarfile.open(tar, "r:") as archive:
+        for m in archive:
+            where: tuple[Path, int, int] | ImageError
+            if m.isfile():
+                where = files[m.name] = (tar, m.offset_data, m.size)
+            elif m.islnk():
+                where = files.get(m.linkname) or ImageError(
+                    "link_target_missing", f"hard link to {m.linkname!r}, no file of that name "
+                    "before it")
+                if isinstance(where, tuple):
+                    files[m.name] = where
+            elif m.issym():
+                where = ImageError("symlink", f"links to {m.linkname!r}; links are not followed")
+            else:
+                where = ImageError("not_a_file", f"a tar member of type {m.type!r}")
+            if not m.isdir() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
+                yield m.name, where
+
+
 class HfSource(_Lazy):
     """The image column of a Hugging Face dataset: a `save_to_disk` folder (its train split,
     for a DatasetDict), or .parquet files (one, or every one below a folder). Items are row
-    numbers, `file/row` for parquet files."""
+    numbers, `file/row` for parquet files. A cell holding only a file's path is read as a
+    crawl list's local path is: a regular file below `local_root` (default: the dataset's
+    folder, which relative paths start from), at most `max_bytes`; else a named failure."""
 
     kind = "hf"
+    pickled = ("path", "local_root", "max_bytes")
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, local_root: str | os.PathLike | None = None,
+                 max_bytes: int = DEFAULT_MAX_BYTES):
         self.path = Path(path)
+        self.local_root = Path(local_root) if local_root is not None else None
+        self.max_bytes = max_bytes
+        self.base_dir = self.path if self.path.is_dir() else self.path.parent
         self._rows: Any = None  # save_to_disk: the dataset's image column, undecoded
         self._files: dict[str, Any] | None = None  # parquet: name -> (file, column, cache)
         self.saved = self.path.is_dir() and any((self.path / m).exists() for m in HF_MARKERS)
@@ -106,12 +143,12 @@ class HfSource(_Lazy):
         return [f"{name}/{row}" for name, (table, _, _) in self._parquet().items()
                 for row in range(table.metadata.num_rows)]
 
-    def read_many(self, items: Sequence[str]) -> list[bytes | None]:
+    def read_many(self, items: Sequence[str]) -> list[bytes | ImageError | None]:
         if self.saved:
             column = self._saved()
             cells = [column[int(i)] if 0 <= int(i) < len(column) else None for i in items]
             return [self._bytes(c) for c in cells]
-        out: list[bytes | None] = []
+        out: list[bytes | ImageError | None] = []
         tables = self._parquet()
         for item in items:
             name, _, row = item.rpartition("/")
@@ -119,16 +156,17 @@ class HfSource(_Lazy):
                        if name in tables else None)
         return out
 
-    def _bytes(self, cell: Any) -> bytes | None:
+    def _bytes(self, cell: Any) -> bytes | ImageError | None:
         # an Image cell is {"bytes", "path"}; a dataset built from files may hold only the path
         if isinstance(cell, dict):
             if cell.get("bytes"):
                 return cell["bytes"]
             if cell.get("path"):
                 try:
-                    return Path(cell["path"]).read_bytes()
-                except OSError:
-                    return None
+                    return read_local_file(cell["path"], self.base_dir,
+                                           self.local_root or self.base_dir, self.max_bytes)
+                except FetchError as exc:
+                    return ImageError(exc.reason, exc.detail)
             return None
         return cell if isinstance(cell, bytes) and cell else None
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from dcgan_data.crawl import DEFAULT_MAX_BYTES
 from dcgan_data.errors import InputError
 from dcgan_data.images import ImageError
 from dcgan_data.interop import HF_MARKERS, HfSource, WebDatasetSource
@@ -50,14 +51,17 @@ class FolderSource:
         return out
 
 
-def open_source(path: str | os.PathLike) -> Source:
+def open_source(path: str | os.PathLike, local_root: str | os.PathLike | None = None,
+                max_bytes: int = DEFAULT_MAX_BYTES) -> Source:
     """An LSUN LMDB (or a folder of them), webdataset .tar shards, a Hugging Face dataset
-    (save_to_disk folder or .parquet files), else a folder of image files."""
+    (save_to_disk folder or .parquet files), else a folder of image files. `local_root` and
+    `max_bytes` bound the files a Hugging Face dataset's path cells may name (HfSource)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
     if path.is_file() and path.suffix in (".tar", ".parquet"):
-        return WebDatasetSource(path) if path.suffix == ".tar" else HfSource(path)
+        return (WebDatasetSource(path) if path.suffix == ".tar"
+                else HfSource(path, local_root, max_bytes))
     if not path.is_dir():
         raise InputError(f"{path}: expected an LMDB directory, a folder of images, "
                          ".tar shards or a Hugging Face dataset")
@@ -67,7 +71,7 @@ def open_source(path: str | os.PathLike) -> Source:
         return LsunSource(path)
     if any((path / marker).exists() for marker in HF_MARKERS) or (
             any(path.rglob("*.parquet")) and not image_files(path)):
-        return HfSource(path)
+        return HfSource(path, local_root, max_bytes)
     if any(path.glob("*.tar")) and not image_files(path):
         return WebDatasetSource(path)
     return FolderSource(path)

@@ -288,3 +288,33 @@ def test_fetch_many_returns_every_entry_once(server):
     assert sorted(got) == [e.line for e in entries]
     assert got[3] == PHOTOS[3].read_bytes()
     assert isinstance(got[99], FetchError) and got[99].reason == "http_404"
+
+
+def test_a_deeply_nested_jsonl_line_is_one_malformed_line(tmp_path):
+    crawl = tmp_path / "list.jsonl"
+    nested = '{"url": "http://x.org/1.jpg", "name": ' + "[" * 5000 + "]" * 5000 + "}"
+    crawl.write_text('{"url": "http://x.org/0.jpg"}\n' + "[" * 10_000 + "\n" + nested + "\n"
+                     '{"url": "http://x.org/2.jpg"}\n')
+    entries, malformed = read_crawl(crawl)
+    assert [e.line for e in entries] == [1, 4]
+    assert malformed == [(2, "nested too deeply"), (3, "nested too deeply")]
+
+
+def test_units_count_entries_and_blank_lines_make_no_unit(tmp_path):
+    crawl = tmp_path / "list.txt"
+    crawl.write_text("\n" * 600 + "# c\n" * 100 + "http://x.org/a.jpg\n\n\nhttp://x.org/b.jpg\n"
+                     "http://x.org/c.jpg\n" + "  \n" * 50)
+    units = plan_units(crawl, 2)
+    assert [(u.first_line, u.lines) for u in units] == [(1, 704), (705, 51)]
+    assert [len(read_unit(crawl, u)[0]) for u in units] == [2, 1]
+    (tmp_path / "blank.txt").write_text("\n \n# only comments\n" * 1000)
+    assert plan_units(tmp_path / "blank.txt", 256) == []
+
+
+def test_csv_records_of_empty_fields_make_no_unit(tmp_path):
+    crawl = tmp_path / "list.csv"
+    crawl.write_text("url,name\n" + ',,\n""," "\n' * 500 + '"#x",y\n' + "http://x.org/a.jpg,Ann\n"
+                     + ",\n" * 300)
+    units = plan_units(crawl, 2)
+    assert [(u.first_line, u.lines) for u in units] == [(2, 1302)]
+    assert read_unit(crawl, units[0]) == ([Entry(1003, "http://x.org/a.jpg", "Ann")], [])

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
+import errno
 import gzip
 import json
 import lzma
+import os
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from conftest import FACES, PHOTOS
-from dcgan_data.crawl import Entry, plain_list, plan_units, read_crawl, read_unit
+from dcgan_data import crawl
+from dcgan_data.crawl import Entry, mark_repeats, plain_list, plan_units, read_crawl, read_unit
 from dcgan_data.errors import InputError
 from dcgan_data.shards import ShardSet
 from dcgan_data_cli.main import cli
@@ -61,22 +66,17 @@ def write_parquet(path, rows: list[dict], row_group_size: int):
     pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=row_group_size)
 
 
-def test_parquet_units_are_row_ranges_read_from_their_row_groups(tmp_path, monkeypatch):
+def test_parquet_lists_become_json_lines_numbered_by_row(tmp_path):
     rows = [{"URL": f"http://x.org/{i}.jpg", "TEXT": f"caption {i}", "who": f"p{i % 3}"}
             for i in range(25)]
     rows[7]["URL"] = None
     crawl = tmp_path / "laion.parquet"
     write_parquet(crawl, rows, row_group_size=6)
-    units = plan_units(crawl, 10, label_col="who")
-    assert [(u.first_line, u.lines, u.start, u.stop) for u in units] == [
-        (1, 10, 0, 10), (11, 10, 10, 20), (21, 5, 20, 25)]
-
-    read_groups = []
-    original = pq.ParquetFile.read_row_groups
-    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", lambda self, groups, **kw: (
-        read_groups.append((list(groups), kw["columns"])) or original(self, groups, **kw)))
-    entries, malformed = read_unit(crawl, units[1], label_col="who")
-    assert read_groups == [([1, 2, 3], ["URL", "who"])]  # rows 10..19 lie in groups 1..3
+    listing = plain_list(crawl, tmp_path / "out", label_col="who")
+    assert listing == tmp_path / "out" / "crawl_list" / "laion.parquet.jsonl"
+    units = plan_units(listing, 10, label_col="who")
+    assert [(u.first_line, u.lines) for u in units] == [(1, 10), (11, 10), (21, 5)]
+    entries, malformed = read_unit(listing, units[1], label_col="who")
     assert entries[0] == Entry(11, "http://x.org/10.jpg", "p1") and len(entries) == 10
     entries, malformed = read_crawl(crawl, label_col="who")
     assert len(entries) == 24 and malformed == [(8, "no url field")]
@@ -85,16 +85,64 @@ def test_parquet_units_are_row_ranges_read_from_their_row_groups(tmp_path, monke
 
     rows[15]["URL"] = "http://x.org/15b.jpg"
     write_parquet(crawl, rows, row_group_size=6)
-    changed = [a.digest != b.digest for a, b in zip(units, plan_units(crawl, 10, label_col="who"),
-                                                    strict=True)]
+    listing = plain_list(crawl, tmp_path / "out", label_col="who")  # made again: the list changed
+    changed = [a.digest != b.digest for a, b in zip(units, plan_units(listing, 10), strict=True)]
     assert changed == [False, True, False]
     with pytest.raises(InputError, match="no label column"):
-        plan_units(crawl, 10, label_col="label")
+        read_crawl(crawl, label_col="label")
     with pytest.raises(InputError, match="no url column"):
-        plan_units(crawl, 10, url_col="url")
+        read_crawl(crawl, url_col="url")
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(InputError, match="unreadable Parquet"):
-        plan_units(tmp_path / "broken.parquet", 10)
+        read_crawl(tmp_path / "broken.parquet")
+
+
+def test_a_parquet_list_is_read_once_however_many_units(tmp_path, monkeypatch):
+    crawl = tmp_path / "one_group.parquet"
+    write_parquet(crawl, [{"url": f"http://x.org/{i}.jpg"} for i in range(2000)],
+                  row_group_size=2000)
+    decoded = []
+    for name in ("read", "read_row_group", "read_row_groups", "iter_batches"):
+        original = getattr(pq.ParquetFile, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            got = _original(self, *args, **kwargs)
+            if hasattr(got, "num_rows"):
+                decoded.append(got.num_rows)
+                return got
+            return (decoded.append(batch.num_rows) or batch for batch in got)
+
+        monkeypatch.setattr(pq.ParquetFile, name, counted)
+    listing = plain_list(crawl, tmp_path / "out")
+    units = mark_repeats(listing, plan_units(listing, 10))
+    entries = [e for u in units for e in read_unit(listing, u)[0]]
+    assert len(units) == 200 and len(entries) == 2000
+    assert sum(decoded) == 2000  # planning and every unit's read: each row decoded once
+
+
+def test_a_full_disk_while_unpacking_is_named_not_blamed_on_the_list(tmp_path, monkeypatch):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    packed = tmp_path / "list.txt.gz"
+    packed.write_bytes(gzip.compress(TSV.encode()))
+
+    @contextlib.contextmanager
+    def full_disk(path):
+        yield Path("/dev/full")
+
+    monkeypatch.setattr(crawl, "atomic_path", full_disk)
+    with pytest.raises(OSError, match=r"No space left on device \(ENOSPC\)") as info:
+        plain_list(packed, tmp_path / "out")
+    assert info.value.errno == errno.ENOSPC and not isinstance(info.value, InputError)
+
+
+def test_a_decompressed_list_is_bounded(tmp_path):
+    packed = tmp_path / "list.txt.zst"
+    packed.write_bytes(zstandard.ZstdCompressor().compress(b"\n" * 100_000))
+    with pytest.raises(InputError, match="over 50000 bytes as a plain list"):
+        plain_list(packed, tmp_path / "out", max_bytes=50_000)
+    assert not list((tmp_path / "out").rglob("list.txt"))
+    assert plain_list(packed, tmp_path / "out", max_bytes=100_000).stat().st_size == 100_000
 
 
 def test_faces_reads_a_gzipped_list_with_a_nul_line_and_a_parquet_list(tmp_path):

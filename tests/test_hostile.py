@@ -531,3 +531,18 @@ def test_train_and_dedup_refuse_a_damaged_shard(tmp_path, crops64):
     with pytest.raises(InputError, match="sha256 mismatch"):
         dedup(out, tmp_path / "dedup", device="cpu")
     assert not (tmp_path / "dedup" / "manifest.json").exists()
+
+
+def test_blank_lines_make_no_unit_and_write_no_file(tmp_path):
+    zstandard = pytest.importorskip("zstandard")
+    blank = tmp_path / "blank.txt.zst"
+    blank.write_bytes(zstandard.ZstdCompressor().compress(b"\n" * 100_000))
+    with pytest.raises(InputError, match="no entries"):
+        faces(blank, tmp_path / "a", FaceOptions(detector="haar"), processes=1)
+    assert not list((tmp_path / "a").glob("shard-*"))
+    crawl_list = tmp_path / "crawl.txt"
+    crawl_list.write_text("\n" * 3000 + f"{PHOTOS[0]}\n" + "# note\n" * 3000)
+    report = faces(crawl_list, tmp_path / "b", FaceOptions(
+        detector="haar", fetch=FetchOptions(local_root=Path("/"))), processes=1)
+    assert report["shards"] == 1 and report["lines"] == 6001 and report["fetched"] == 1
+    assert len(list((tmp_path / "b").glob("shard-*.json"))) == 1

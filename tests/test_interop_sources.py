@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import os
 import pickle
 import shutil
+import tarfile
 
 import numpy as np
 import pytest
@@ -91,3 +94,60 @@ def test_export_then_ingest_gives_back_the_same_rows(tmp_path, crops64, fmt):
     export(tmp_path / "s", tmp_path / "e", fmt, rows_per_part=12)
     ingest(tmp_path / "e", tmp_path / "back", size=64, workers=1)
     np.testing.assert_array_equal(ShardSet(tmp_path / "back").load(), crops64[:30])
+
+
+def test_tar_members_repeated_or_linked_are_read_or_named(tmp_path):
+    tar_path = tmp_path / "odd.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for name, data in [("a.jpg", PHOTOS[0].read_bytes()), ("a.jpg", PHOTOS[1].read_bytes())]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, kind, target in [("b.jpg", tarfile.LNKTYPE, "a.jpg"),
+                                   ("c.jpg", tarfile.SYMTYPE, "/etc/passwd"),
+                                   ("d.jpg", tarfile.SYMTYPE, "a.jpg"),
+                                   ("e.jpg", tarfile.LNKTYPE, "gone.jpg"),
+                                   ("f.jpg", tarfile.FIFOTYPE, "")]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            tar.addfile(info)
+    source = WebDatasetSource(tar_path)
+    assert source.items() == ["a.jpg", "a.jpg#2", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"]
+    read = source.read_many(source.items())
+    assert read[:3] == [PHOTOS[0].read_bytes(), PHOTOS[1].read_bytes(), PHOTOS[1].read_bytes()]
+    assert [r.reason for r in read[3:]] == ["symlink", "symlink", "link_target_missing",
+                                            "not_a_file"]
+    report = ingest(tar_path, tmp_path / "s", size=32, workers=1)
+    assert report["read"] == 7 and report["written"] == 3
+    assert report["failed_by_reason"] == {"symlink": 2, "link_target_missing": 1,
+                                          "not_a_file": 1}
+    assert [f["key"] for f in report["failed_items"]] == ["c.jpg", "d.jpg", "e.jpg", "f.jpg"]
+    assert ShardSet(tmp_path / "s").keys() == ["a.jpg", "a.jpg#2", "b.jpg"]
+
+
+def test_hf_path_cells_read_only_bounded_regular_files_below_the_root(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    data, outside = tmp_path / "data", tmp_path / "elsewhere"
+    (data / "imgs").mkdir(parents=True)
+    outside.mkdir()
+    shutil.copy(PHOTOS[0], data / "imgs" / "a.jpg")
+    shutil.copy(PHOTOS[1], outside / "b.jpg")
+    (data / "imgs" / "big.jpg").write_bytes(PHOTOS[2].read_bytes() * 40)
+    os.mkfifo(data / "imgs" / "pipe.jpg")
+    paths = ["imgs/a.jpg", str(outside / "b.jpg"), "/dev/zero", "imgs/pipe.jpg", "imgs/big.jpg",
+             "../elsewhere/b.jpg"]
+    cells = pa.array([{"bytes": None, "path": p} for p in paths],
+                     pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    pq.write_table(pa.table({"image": cells}), data / "train.parquet")
+    max_bytes = len(PHOTOS[2].read_bytes()) * 20
+    report = ingest(data / "train.parquet", tmp_path / "s", size=32, workers=1, max_bytes=max_bytes)
+    assert report["read"] == 6 and report["written"] == 1
+    assert report["failed_by_reason"] == {"outside_local_root": 3, "not_a_file": 1,
+                                          "too_large": 1}
+    assert [f["key"] for f in report["failed_items"]] == [f"train.parquet/{i}" for i in range(1, 6)]
+    assert all("root:" not in f["detail"] for f in report["failed_items"])
+    wider = ingest(data / "train.parquet", tmp_path / "t", size=32, workers=2, max_bytes=max_bytes,
+                   local_root=tmp_path)  # pickled to the workers with the source
+    assert wider["written"] == 3 and wider["failed_by_reason"] == {
+        "outside_local_root": 1, "not_a_file": 1, "too_large": 1}
