@@ -41,7 +41,7 @@ from dcgan_data.files import progress, write_csv, write_json
 from dcgan_data.images import ImageError, center_crop_resize, contact_sheet, decode_image, save_png
 from dcgan_data.lsun import image_files
 from dcgan_data.processes import one_torch_thread
-from dcgan_data.shards import ShardSet, is_shard_dir
+from dcgan_data.shards import ShardSet, encode_key, is_shard_dir
 from dcgan_data.units import Engine, LocalEngine, UnitError, make_engine, run_units
 
 log = logging.getLogger(__name__)
@@ -707,9 +707,11 @@ def audit(
     keys = shards.keys()
     write_csv(out / CSV, ["sample", "nearest_key", "hash_distance", "distance",
                           "relative_distance", "copy"],
-              ([name, keys[row] if row >= 0 else "", int(h), f"{d:.4f}", f"{r:.4f}", int(c)]
+              ([name, encode_key(keys[row]) if row >= 0 else "", int(h), f"{d:.4f}",
+                f"{r:.4f}", int(c)]
                for name, row, h, d, r, c in zip(queries.names, nearest[:count], hash_distance,
-                                                  sample_d, sample_r, copy, strict=True)))
+                                                  sample_d, sample_r, copy, strict=True)),
+              spreadsheet_safe=True)
     if model_info["trained"]:
         hashing.save_model(model, out / MODEL, {"source_rows": len(shards), "seed": seed})
     shown = np.lexsort((sample_d, np.nan_to_num(sample_r, nan=np.inf)))[:32]

@@ -531,3 +531,18 @@ def test_train_and_dedup_refuse_a_damaged_shard(tmp_path, crops64):
     with pytest.raises(InputError, match="sha256 mismatch"):
         dedup(out, tmp_path / "dedup", device="cpu")
     assert not (tmp_path / "dedup" / "manifest.json").exists()
+
+
+def test_duplicates_csv_writes_binary_keys_as_keys_txt_does(tmp_path, crops64):
+    from dcgan_data import dedup, hashing
+
+    keys = [hashlib.sha1(bytes([i])).digest().decode("utf-8", "surrogateescape")
+            for i in range(41)]
+    write_shards(tmp_path / "s", np.concatenate([crops64[:40], crops64[:1]]), keys)
+    dedup.dedup(tmp_path / "s", tmp_path / "out", dry_run=True,
+                config=hashing.HashConfig(min_steps=20, max_steps=20, batch_size=64))
+    with open(tmp_path / "out" / dedup.CSV, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(decode_key(from_spreadsheet_text(r["key"])),
+             decode_key(from_spreadsheet_text(r["duplicate_of"]))) for r in rows} == {
+        (keys[40], keys[0])}
