@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from dcgan_data import hashing
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import DcganDataError, InputError
-from dcgan_data.files import progress, write_csv, write_json
+from dcgan_data.files import check_output, progress, write_csv, write_json
 from dcgan_data.images import ImageError, center_crop_resize, contact_sheet, decode_image, save_png
 from dcgan_data.lsun import image_files
 from dcgan_data.processes import one_torch_thread
@@ -610,6 +610,7 @@ def _check_options(n: int, alpha: float, neighbours: int, out: Path, inputs: lis
         raise InputError(f"--alpha {alpha}: must be between 0 and 1")
     if neighbours < 1:
         raise InputError(f"--neighbours {neighbours}: must be at least 1")
+    check_output(out, directory=True, option="-o")
     for path in inputs:
         if path.exists() and out.exists() and out.resolve() == path.resolve():
             raise InputError(f"-o {out} is an input; write the audit somewhere else")

@@ -42,6 +42,7 @@ from dcgan_data.files import (
     LOCK_FILE,
     atomic_path,
     atomic_write_bytes,
+    check_output,
     from_spreadsheet_text,
     locks_output,
     progress,
@@ -386,15 +387,16 @@ def export_weights(run: str | os.PathLike, out: str | os.PathLike,
     """
     import torch
 
-    from dcgan_data.checkpoint import load_checkpoint
+    from dcgan_data.checkpoint import load_networks
     from dcgan_data.sampling import checkpoint_path
 
-    path = checkpoint_path(run, checkpoint)
-    ckpt = load_checkpoint(path)
     out = Path(out)
+    check_output(out, directory=True, option="-o")
+    path = checkpoint_path(run, checkpoint)
+    nets, ckpt = load_networks(path, ("G", "D"))  # refused here, before anything is written
     files = {}
-    for net in ("G", "D"):
-        state = {("main." + k.removeprefix("net.")): v for k, v in ckpt[net].items()}
+    for net, model in nets.items():
+        state = {("main." + k.removeprefix("net.")): v for k, v in model.state_dict().items()}
         target = out / f"net{net}.pth"
         with atomic_path(target) as tmp:
             torch.save(state, tmp)
