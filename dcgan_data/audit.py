@@ -708,7 +708,7 @@ def audit(
     keys = shards.keys()
     write_csv(out / CSV, ["sample", "nearest_key", "hash_distance", "distance",
                           "relative_distance", "copy"],
-              ([name, encode_key(keys[row]) if row >= 0 else "", int(h), f"{d:.4f}",
+              ([encode_key(name), encode_key(keys[row]) if row >= 0 else "", int(h), f"{d:.4f}",
                 f"{r:.4f}", int(c)]
                for name, row, h, d, r, c in zip(queries.names, nearest[:count], hash_distance,
                                                   sample_d, sample_r, copy, strict=True)),
