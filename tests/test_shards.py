@@ -2,10 +2,12 @@ import json
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from conftest import write_shards
 from dcgan_data.errors import InputError
 from dcgan_data.shards import MANIFEST, ShardSet, ShardWriter
+from dcgan_data_cli.main import cli
 
 
 def test_round_trip_memory_mapped(tmp_path, crops64):
@@ -76,6 +78,8 @@ def test_a_shard_listed_twice_or_an_incomplete_entry_is_refused(tmp_path, crops6
     path.write_text(json.dumps(twice))
     with pytest.raises(InputError, match="shard-00000.npy is listed twice"):
         ShardSet(tmp_path / "s")
+    result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "listed twice" in result.output
     outside = dict(manifest, shards=[dict(manifest["shards"][0], keys="../k.txt"),
                                      manifest["shards"][1]])
     path.write_text(json.dumps(outside))
