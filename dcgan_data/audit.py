@@ -38,11 +38,11 @@ from dcgan_data import hashing
 from dcgan_data.checks import AUDIT, POSITIVE, checked
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import DcganDataError, InputError
-from dcgan_data.files import progress, write_csv, write_json
+from dcgan_data.files import check_output, progress, write_csv, write_json
 from dcgan_data.images import ImageError, center_crop_resize, contact_sheet, decode_image, save_png
 from dcgan_data.lsun import image_files
 from dcgan_data.processes import one_torch_thread
-from dcgan_data.shards import ShardSet, is_shard_dir
+from dcgan_data.shards import ShardSet, encode_key, is_shard_dir
 from dcgan_data.units import Engine, LocalEngine, UnitError, make_engine, run_units
 
 log = logging.getLogger(__name__)
@@ -604,6 +604,7 @@ def write_distances(path: Path, distances: tuple[np.ndarray, np.ndarray],
 
 
 def _check_options(out: Path, inputs: list[Path]) -> None:
+    check_output(out, directory=True, option="-o")
     for path in inputs:
         if path.exists() and out.exists() and out.resolve() == path.resolve():
             raise InputError(f"-o {out} is an input; write the audit somewhere else")
@@ -702,9 +703,11 @@ def audit(
     keys = shards.keys()
     write_csv(out / CSV, ["sample", "nearest_key", "hash_distance", "distance",
                           "relative_distance", "copy"],
-              ([name, keys[row] if row >= 0 else "", int(h), f"{d:.4f}", f"{r:.4f}", int(c)]
+              ([encode_key(name), encode_key(keys[row]) if row >= 0 else "", int(h), f"{d:.4f}",
+                f"{r:.4f}", int(c)]
                for name, row, h, d, r, c in zip(queries.names, nearest[:count], hash_distance,
-                                                  sample_d, sample_r, copy, strict=True)))
+                                                  sample_d, sample_r, copy, strict=True)),
+              spreadsheet_safe=True)
     if model_info["trained"]:
         hashing.save_model(model, out / MODEL, {"source_rows": len(shards), "seed": seed})
     shown = np.lexsort((sample_d, np.nan_to_num(sample_r, nan=np.inf)))[:32]

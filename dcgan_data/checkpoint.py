@@ -18,6 +18,7 @@ import torch
 
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_path
+from dcgan_data.model import SIZES, Discriminator, Generator
 
 FORMAT = "dcgan-data-checkpoint"
 REQUIRED = {"step", "config", "data_rows", "G", "D", "opt_G", "opt_D", "rng"}
@@ -66,6 +67,46 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     if missing:
         raise InputError(f"{path}: incomplete checkpoint (no {', '.join(sorted(missing))})")
     return ckpt
+
+
+def model_config(ckpt: dict, path: str | os.PathLike) -> dict:
+    """The checkpoint's config, once the settings that build its networks (size, nz, ngf,
+    ndf, z_dist) are checked: an InputError names each one missing or unusable."""
+    cfg = ckpt["config"]
+    if not isinstance(cfg, dict):
+        raise InputError(f"{path}: its config is not a mapping of settings")
+    bad = [f"{key} {cfg[key]!r}" if key in cfg else f"no {key}"
+           for key in ("size", "nz", "ngf", "ndf")
+           if not (type(cfg.get(key)) is int and cfg[key] >= 1)]
+    if not bad and cfg["size"] not in SIZES:
+        bad.append(f"size {cfg['size']} (not one of {', '.join(map(str, SIZES))})")
+    if cfg.get("z_dist") not in ("uniform", "normal"):
+        bad.append(f"z_dist {cfg['z_dist']!r}" if "z_dist" in cfg else "no z_dist")
+    if bad:
+        raise InputError(f"{path}: its config cannot build the networks ({'; '.join(bad)})")
+    return cfg
+
+
+def load_networks(path: str | os.PathLike, nets: tuple[str, ...] = ("G",)
+                  ) -> tuple[dict[str, torch.nn.Module], dict]:
+    """The networks `nets` ("G", "D") the checkpoint's config builds, its weights loaded into
+    them (every tensor must fit), and the checkpoint: weights trained under another config
+    are refused here, before anything uses them."""
+    ckpt = load_checkpoint(path)
+    cfg = model_config(ckpt, path)
+    build = {"G": lambda: Generator(cfg["size"], cfg["nz"], cfg["ngf"]),
+             "D": lambda: Discriminator(cfg["size"], cfg["ndf"])}
+    built = {}
+    for name in nets:
+        built[name] = build[name]()
+        try:
+            built[name].load_state_dict(ckpt[name])
+        except (RuntimeError, TypeError, AttributeError, ValueError) as exc:
+            first = (str(exc).splitlines() or [""])[0][:160]
+            raise InputError(f"{path}: {name}'s weights do not fit the networks its config "
+                             f"builds (size {cfg['size']}, nz {cfg['nz']}, ngf {cfg['ngf']}, "
+                             f"ndf {cfg['ndf']}): {first}") from None
+    return built, ckpt
 
 
 def check_same_data(ckpt: dict, rows: int, checksum: str, data: str | os.PathLike) -> None:

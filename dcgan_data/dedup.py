@@ -39,7 +39,7 @@ from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.files import atomic_path, disk_array, locks_output, progress, write_csv, write_json
 from dcgan_data.images import contact_sheet, resize_square, save_png
 from dcgan_data.processes import one_torch_thread, reuse_freed_memory
-from dcgan_data.shards import ShardSet, ShardTarget, ShardWriter, is_shard_dir
+from dcgan_data.shards import ShardSet, ShardTarget, ShardWriter, encode_key, is_shard_dir
 from dcgan_data.units import Engine, Failures, LocalEngine, UnitError, make_engine, run_units
 
 MODEL = "hash_model.pt"
@@ -579,8 +579,9 @@ def dedup(
     distances = hashing.popcount(hashes[removed] ^ all_hashes[kept_as[removed]])
     scores = [round(float(x), 2) if np.isfinite(x) else "" for x in row_score[removed]]
     write_csv(out / CSV, ["key", "duplicate_of", "distance", "score"],
-              zip([keys[i] for i in removed], [all_keys[j] for j in kept_as[removed]],
-                  distances.tolist(), scores, strict=True))
+              zip([encode_key(keys[i]) for i in removed],
+                  [encode_key(all_keys[j]) for j in kept_as[removed]],
+                  distances.tolist(), scores, strict=True), spreadsheet_safe=True)
     _write_sheet(out / SHEET, shards, other, removed, kept_as, labels, group_sizes)
     written = None if writer is None else _write_shards(writer, shards, kept_as, size,
                                                         engine)

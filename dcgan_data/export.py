@@ -12,6 +12,9 @@
               an Image column and key / label / source size columns.
 
 Images are PNG (lossless) everywhere, so each format gives back the shards' exact pixels.
+Keys go out as keys.txt holds them (`shards.encode_key`: printable text as it is, anything
+else, such as an LMDB key's raw bytes, as %XX; `shards.decode_key` gives the key back), so a
+binary key fits every format; index.csv's text cells are also made spreadsheet-safe.
 Rows are exported in parts of `rows_per_part`; each part is written atomically and recorded
 in DEST/.export_state.json, so a killed export resumes at the first unfinished part.
 """
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 import re
@@ -37,8 +39,19 @@ import numpy as np
 
 from dcgan_data.checks import EXPORT, checked
 from dcgan_data.errors import InputError, require
-from dcgan_data.files import atomic_path, atomic_write_bytes, progress, read_json, write_json
-from dcgan_data.shards import ShardSet
+from dcgan_data.files import (
+    LOCK_FILE,
+    atomic_path,
+    atomic_write_bytes,
+    check_output,
+    from_spreadsheet_text,
+    locks_output,
+    progress,
+    read_json,
+    write_csv,
+    write_json,
+)
+from dcgan_data.shards import ShardSet, encode_key
 
 FORMATS = ("folder", "webdataset", "stylegan", "hf")
 DEFAULT_ROWS_PER_PART = 10_000
@@ -47,16 +60,33 @@ REPORT = "export_report.json"
 STATE = ".export_state.json"
 STYLEGAN_ZIP = "dataset.zip"
 READ_BATCH = 1024  # rows copied out of the memory maps at a time
+NAME_BYTES = 200  # a label's folder name at most (file systems allow 255 bytes)
 
 
 def row_labels(shards: ShardSet) -> list[str | None] | None:
     """Each row's label from the shard directory's labels.csv (None where a row has none),
-    or None when there is no labels.csv."""
+    or None when there is no labels.csv. Its cells are read as `faces` writes them (one
+    leading "'" of a spreadsheet-safe cell removed); a key given two labels is refused."""
     path = shards.path / LABELS
     if not path.exists():
         return None
-    with open(path, encoding="utf-8", newline="") as f:
-        table = {row["key"]: row["label"] for row in csv.DictReader(f)}
+    table: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            if not {"key", "label"} <= set(reader.fieldnames or []):
+                raise InputError(f"{path}: needs a header line with columns key and label "
+                                 f"(found {reader.fieldnames})")
+            for row in reader:
+                key, label = (from_spreadsheet_text(row[c] or "") for c in ("key", "label"))
+                if table.setdefault(key, label) != label:
+                    raise InputError(f"{path}: line {reader.line_num}: key {key!r} is labelled "
+                                     f"{label!r} here and {table[key]!r} before; give each "
+                                     "key one label")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a CSV table ({exc})") from None
     return [table.get(key) for key in shards.keys()]
 
 
@@ -79,7 +109,7 @@ class Rows:
     def meta(self, i: int) -> dict[str, Any]:
         return {
             "index": i,
-            "key": self.keys[i],
+            "key": encode_key(self.keys[i]),
             "label": None if self.labels is None else self.labels[i],
             "class": None if self.targets is None else int(self.targets[i]),
             "source_height": int(self.hw[i][0]),
@@ -127,14 +157,10 @@ class FolderWriter:
         return written
 
     def finish(self) -> None:
-        buf = io.StringIO()
-        table = csv.writer(buf, lineterminator="\n")
-        table.writerow(["file", "key", "label", "source_height", "source_width"])
-        for i in range(len(self.rows.keys)):
-            m = self.rows.meta(i)
-            table.writerow([self.file(i), m["key"], m["label"] or "", m["source_height"],
-                            m["source_width"]])
-        atomic_write_bytes(self.dest / "index.csv", buf.getvalue().encode("utf-8"))
+        rows = ([self.file(m["index"]), m["key"], m["label"] or "", m["source_height"],
+                 m["source_width"]] for m in map(self.rows.meta, range(len(self.rows.keys))))
+        write_csv(self.dest / "index.csv", ["file", "key", "label", "source_height",
+                                            "source_width"], rows, spreadsheet_safe=True)
 
 
 class WebDatasetWriter:
@@ -179,8 +205,11 @@ class StyleGanWriter:
             return tmp.stat().st_size
 
     def finish(self) -> None:
-        if not self.staging.exists() and (self.dest / STYLEGAN_ZIP).exists():
-            return  # zipped by the run that wrote every part
+        # The zip is renamed into place whole, so once it exists only the cleanup may be
+        # left to do, however far an earlier run's cleanup got.
+        if (self.dest / STYLEGAN_ZIP).exists():
+            shutil.rmtree(self.staging, ignore_errors=True)
+            return
         n = len(self.rows.keys)
         labels = ([[self.file(i), int(self.rows.targets[i])] for i in range(n)]
                   if self.labelled else None)
@@ -232,8 +261,11 @@ WRITERS = {"folder": FolderWriter, "webdataset": WebDatasetWriter,
 
 
 def _safe_name(label: str) -> str:
+    """A label as a folder name: no path separators or controls, at most NAME_BYTES bytes of
+    UTF-8 (cut on a character boundary)."""
     name = re.sub(r"[/\\\x00-\x1f]", "_", label).strip().lstrip(".")
-    return name[:200] or "_"
+    name = name.encode("utf-8")[:NAME_BYTES].decode("utf-8", "ignore")
+    return name or "_"
 
 
 def _unique(name: str, used: set[str]) -> str:
@@ -249,6 +281,7 @@ def _unique(name: str, used: set[str]) -> str:
 
 
 @checked(EXPORT)
+@locks_output("dest")
 def export(
     src: str | os.PathLike,
     dest: str | os.PathLike,
@@ -265,8 +298,6 @@ def export(
         raise InputError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     shards = ShardSet(src)
     dest = Path(dest)
-    if dest.exists() and not dest.is_dir():
-        raise InputError(f"{dest}: exists and is not a directory")
     rows = Rows(shards, threads)
     bounds = [(a, min(len(shards), a + rows_per_part))
               for a in range(0, len(shards), rows_per_part)]
@@ -334,10 +365,9 @@ def _open_state(dest: Path, params: dict[str, Any]) -> dict[str, Any]:
             raise InputError(f"{dest} holds an export of other shards or options "
                              f"({state.get('params')}); choose another output or delete it")
         return state
-    if dest.exists() and any(dest.iterdir()):
+    if any(p.name != LOCK_FILE for p in dest.iterdir()):
         raise InputError(f"{dest}: not empty and not an export in progress; "
                          "choose another output directory")
-    dest.mkdir(parents=True, exist_ok=True)
     state = {"params": params, "parts": {}}
     write_json(path, state)
     return state
@@ -357,15 +387,16 @@ def export_weights(run: str | os.PathLike, out: str | os.PathLike,
     """
     import torch
 
-    from dcgan_data.checkpoint import load_checkpoint
+    from dcgan_data.checkpoint import load_networks
     from dcgan_data.sampling import checkpoint_path
 
-    path = checkpoint_path(run, checkpoint)
-    ckpt = load_checkpoint(path)
     out = Path(out)
+    check_output(out, directory=True, option="-o")
+    path = checkpoint_path(run, checkpoint)
+    nets, ckpt = load_networks(path, ("G", "D"))  # refused here, before anything is written
     files = {}
-    for net in ("G", "D"):
-        state = {("main." + k.removeprefix("net.")): v for k, v in ckpt[net].items()}
+    for net, model in nets.items():
+        state = {("main." + k.removeprefix("net.")): v for k, v in model.state_dict().items()}
         target = out / f"net{net}.pth"
         with atomic_path(target) as tmp:
             torch.save(state, tmp)

@@ -89,6 +89,7 @@ def output_lock(out_dir: str | os.PathLike) -> Iterator[Path]:
     directory it created behind it empty (a refused option writes nothing).
     """
     out_dir = Path(out_dir)
+    check_output(out_dir, directory=True)
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(out_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
@@ -112,6 +113,22 @@ def output_lock(out_dir: str | os.PathLike) -> Iterator[Path]:
         raise
     finally:
         os.close(fd)
+
+
+def check_output(path: str | os.PathLike, directory: bool, option: str = "") -> None:
+    """Refuse, before any work, an output that cannot be written: a directory where a file
+    is wanted or the other way round, a parent that is a file, a folder not writable."""
+    path = Path(path)
+    where = f"{option} {path}".strip()
+    if path.exists() and path.is_dir() != directory:
+        raise InputError(f"{where}: exists and is not a {'directory' if directory else 'file'}")
+    parent = path if path.is_dir() else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{where}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{where}: {parent} is not writable")
 
 
 def locks_output(arg: str) -> Callable[[F], F]:

@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 from dcgan_data import plots, status
 from dcgan_data.errors import DcganDataError, InputError
-from dcgan_data.files import atomic_write_text
+from dcgan_data.files import atomic_write_text, write_json
 
 TABLE_ROWS = 200  # rows of a collapsed item table (failed keys...); the status table has all
 SAMPLE_GRIDS = 4  # training sample grids shown side by side, first to last
@@ -39,6 +39,7 @@ RAW_JSON_MAX = 200_000  # characters of a report shown inline; larger ones are o
 # generated images an evaluation used); any other numeric column gets a plot of its own
 TRAIN_COLUMNS = {"step", "loss_D", "loss_G", "D_x", "D_G_z", "images_per_s", "eval_images"}
 SKIP_DIRS = {"samples", "checkpoints", status.PARTS}
+PLOT_LIST = "plots.json"  # in <page>_files/: the plots the last report drew there
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -93,6 +94,7 @@ class Stage:
     report: dict[str, Any]
     report_path: Path | None
     written: float  # mtime: stages are shown in the order the pipeline ran them
+    problems: list[str] = field(default_factory=list)  # what of the report could not be read
 
 
 def find_stages(out: Path, skip: Path | None = None) -> list[Stage]:
@@ -102,18 +104,71 @@ def find_stages(out: Path, skip: Path | None = None) -> list[Stage]:
         if folder.name in SKIP_DIRS or folder == skip:
             continue
         for path in sorted(folder.glob("*_report.json")):
+            problems = []
             try:
                 report = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError as exc:
-                report = {"unreadable": f"{path.name}: {exc}"}
+            except (OSError, ValueError) as exc:
+                report, problems = {}, [f"unreadable ({exc})"]
+            if not isinstance(report, dict):
+                report, problems = {}, [f"not a JSON object (a {type(report).__name__})"]
             kind = report.get("stage") if isinstance(report.get("stage"), str) else None
-            stages.append(Stage(kind or path.name.removesuffix("_report.json"), folder,
-                                report if isinstance(report, dict) else {}, path,
-                                path.stat().st_mtime))
+            kind = kind or path.name.removesuffix("_report.json")
+            readable, odd = readable_fields(kind, report)
+            stages.append(Stage(kind, folder, readable, path, path.stat().st_mtime,
+                                problems + odd))
         metrics = folder / "metrics.jsonl"
         if metrics.exists() and not (folder / "train_report.json").exists():
             stages.append(Stage("train", folder, {}, None, metrics.stat().st_mtime))
     return sorted(stages, key=lambda s: s.written)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _integer_text(key: Any) -> bool:
+    return isinstance(key, str) and key.lstrip("-").isdigit()
+
+
+# What each kind of field read by a section must be; None passes everywhere (not measured).
+KINDS: dict[str, Callable[[Any], bool]] = {
+    "a number": _number,
+    "text": lambda v: isinstance(v, str),
+    "a mapping": lambda v: isinstance(v, dict),
+    "counts": lambda v: isinstance(v, dict) and all(map(_number, v.values())),
+    "a histogram": lambda v: isinstance(v, dict) and all(
+        _integer_text(k) and _number(n) for k, n in v.items()),
+    "a list of records": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+}
+_COUNT_FIELDS = ("read", "written", "failed", "shards", "workers", "images", "removed", "kept",
+                 "groups_with_duplicates", "removed_by_probes", "entries", "fetched", "decoded",
+                 "images_with_face", "images_with_kept_face", "boxes", "step", "total_steps",
+                 "copies", "copy_fraction", "samples", "generated")
+_RATE_FIELDS = ("seconds", "images_per_s", "hash_images_per_s", "images_per_second",
+                "wall_seconds_this_run")
+FIELDS: dict[str, str] = {
+    **dict.fromkeys(_COUNT_FIELDS + _RATE_FIELDS, "a number"),
+    **dict.fromkeys(("source", "source_kind", "status_table"), "text"),
+    **dict.fromkeys(("failed_by_reason", "converted", "timings_s"), "counts"),
+    **dict.fromkeys(("group_size_histogram", "distance_histogram"), "a histogram"),
+    **dict.fromkeys(("failed_items", "largest_groups"), "a list of records"),
+    **dict.fromkeys(("bits", "files", "params", "failed_examples"), "a mapping"),
+}
+
+
+def readable_fields(kind: str, report: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The report without the fields a known stage's section would misread (a string where
+    counts were, a list where a mapping was), and a line for each field left out."""
+    if kind not in SECTIONS:
+        return report, []  # the generic section reads nothing by name
+    readable, odd = {}, []
+    for name, value in report.items():
+        expected = FIELDS.get(name)
+        if expected is None or value is None or KINDS[expected](value):
+            readable[name] = value
+        else:
+            odd.append(f"{name}: {expected} expected, {type(value).__name__} found")
+    return readable, odd
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -168,6 +223,7 @@ class Page:
         self.page_dir = page.parent.resolve()
         self.assets = page.parent / f"{page.stem}_files"
         self.used: set[Path] = set()
+        self.drawn: set[str] = set()  # file names of the plots drawn into `assets`
 
     def href(self, path: Path) -> str:
         return quote(Path(os.path.relpath(path.resolve(), self.page_dir)).as_posix())
@@ -185,7 +241,23 @@ class Page:
              **kwargs: Any) -> str:
         path = self.assets / f"{name}.png"
         draw(*args, path, **kwargs)
+        self.drawn.add(path.name)
         return self.picture(path, caption)
+
+    def remove_stale_plots(self) -> None:
+        """Delete the plots an earlier report drew into `assets` and this one did not (of
+        stages no longer there), and nothing else: a file the user put there stays. The
+        list of plots drawn is kept in `assets` for the next report."""
+        record = self.assets / PLOT_LIST
+        try:
+            earlier = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            earlier = []
+        for name in set(earlier if isinstance(earlier, list) else []) - self.drawn:
+            if isinstance(name, str) and name.endswith(".png") and Path(name).name == name:
+                (self.assets / name).unlink(missing_ok=True)
+        if self.drawn or record.exists():
+            write_json(record, sorted(self.drawn))
 
     def leftovers(self, folder: Path) -> list[str]:
         """Pictures of a stage folder that no section showed yet."""
@@ -495,6 +567,17 @@ def generic_section(page: Page, stage: Stage, summary: Summary, title: str | Non
     return section
 
 
+def draw_section(page: Page, stage: Stage, summary: Summary) -> Section:
+    """The stage's own section, or where its report holds something it cannot draw, the
+    generic one: every scalar figure that could be read, and what could not."""
+    try:
+        return SECTIONS.get(stage.kind, generic_section)(page, stage, summary)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        stage.problems.append(f"the {stage.kind} section could not be drawn "
+                              f"({type(exc).__name__}: {exc})")
+        return generic_section(page, stage, summary)
+
+
 def _seconds(report: dict[str, Any]) -> float | None:
     for key in ("seconds", "wall_seconds", "wall_seconds_this_run"):
         if isinstance(report.get(key), int | float):
@@ -528,6 +611,9 @@ def render_section(page: Page, stage: Stage, section: Section) -> str:
         f'<section id="{esc(section.anchor)}"><h2>{esc(section.title)} '
         f'<small>{esc(where)}/ &middot; {fmt_seconds(section.seconds)}</small></h2>',
         table(section.headline) if section.headline else "",
+        (f'<p class="bad">Not read from {esc(stage.report_path.name)}: '
+         f"{esc('; '.join(stage.problems))}</p>" if stage.problems and stage.report_path
+         else ""),
         f'<div class="figures">{"".join(figures)}</div>' if figures else "",
         f'<p class="links">Files: {links}</p>' if links else "",
         *section.collapsed,
@@ -618,12 +704,10 @@ def build_report(out: str | os.PathLike, page_path: str | os.PathLike | None = N
     summary = Summary()
     sections, parts = [], []
     for stage in stages:
-        section = SECTIONS.get(stage.kind, generic_section)(page, stage, summary)
+        section = draw_section(page, stage, summary)
         sections.append(section)
         parts.append(render_section(page, stage, section))
-    for stale in page.assets.glob("*.png"):  # plots of stages no longer there
-        if stale.resolve() not in page.used:
-            stale.unlink()
+    page.remove_stale_plots()
     title = esc(f"dcgan-data: {out.resolve().name}")
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{title}</title>"
             f"{_STYLE}</head><body><h1>{title}</h1>\n{render_summary(summary, sections)}\n"

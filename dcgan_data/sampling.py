@@ -8,12 +8,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcgan_data.checkpoint import load_checkpoint
+from dcgan_data.checkpoint import load_networks
 from dcgan_data.checks import SAMPLE, checked
 from dcgan_data.devices import resolve_device
 from dcgan_data.errors import InputError
+from dcgan_data.files import check_output
 from dcgan_data.images import contact_sheet, save_png
 from dcgan_data.model import Generator, draw_z, generate
+
+# a grid is drawn whole in memory, then encoded as one PNG: bound its pixels (16,384 images
+# at 64 px)
+MAX_GRID_PIXELS = 2**26
 
 
 def checkpoint_path(run: str | os.PathLike, checkpoint: str | None = None) -> Path:
@@ -31,15 +36,8 @@ def checkpoint_path(run: str | os.PathLike, checkpoint: str | None = None) -> Pa
 
 def load_generator(path: str | os.PathLike, device: str = "cpu") -> tuple[Generator, dict]:
     """G from a checkpoint, in inference mode, and the run's config."""
-    ckpt = load_checkpoint(path)
-    cfg = ckpt["config"]
-    g = Generator(cfg["size"], cfg["nz"], cfg["ngf"])
-    try:
-        g.load_state_dict(ckpt["G"])
-    except RuntimeError as exc:
-        raise InputError(f"{path}: generator weights do not fit its config ({str(exc)[:120]})"
-                         ) from None
-    return g.to(device).eval(), cfg
+    nets, ckpt = load_networks(path, ("G",))
+    return nets["G"].to(device).eval(), ckpt["config"]
 
 
 @torch.no_grad()
@@ -67,9 +65,14 @@ def write_grid(run: str | os.PathLike, out: str | os.PathLike, n: int = 64,
                interpolate: bool = False, frames: int = 10, seed: int = 0,
                checkpoint: str | None = None, device: str = "auto") -> dict:
     """Write a PNG of n samples, or of n latent walks of `frames` steps; returns a summary."""
+    check_output(out, directory=False, option="-o")
     device = resolve_device(device)
     path = checkpoint_path(run, checkpoint)
     g, cfg = load_generator(path, device)
+    images = n * (frames if interpolate else 1)
+    if images * cfg["size"] ** 2 > MAX_GRID_PIXELS:
+        raise InputError(f"-n {n}: {images:,} images of {cfg['size']} px do not fit one grid "
+                         f"(at most {MAX_GRID_PIXELS // cfg['size'] ** 2:,} of this size)")
     if interpolate:
         sheet = contact_sheet(walk_images(g, cfg, n, frames, seed), cols=frames)
     else:

@@ -4,8 +4,9 @@ A shard directory holds, for each shard i:
   shard-0000i.npy        N x H x W x 3 uint8 (np.load(mmap_mode="r") works)
   shard-0000i.keys.txt   N lines: the source key, path or URL of each row (`encode_key`)
   shard-0000i.hw.npy     N x 2 int32: the source image's height and width
-  shard-0000i.json       written last: rows, sha256, shape, and the stage's notes for this unit
-and, once every shard is written, manifest.json listing them all.
+  shard-0000i.json       written last: rows, the sha256 of each of the three files, shape,
+                         and the stage's notes for this unit
+and, once every shard is written, manifest.json listing them all (each file once).
 
 A shard is complete when its .json exists, so independent workers (processes today,
 machines later) can each write their own shards, and a killed run resumes by skipping
@@ -30,7 +31,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from dcgan_data.errors import InputError
-from dcgan_data.files import atomic_path, atomic_write_text, read_json, write_json
+from dcgan_data.files import atomic_path, atomic_write_bytes, read_json, write_json
 
 FORMAT = "dcgan-data-shards"
 VERSION = 1
@@ -39,6 +40,9 @@ SIDECARS = "shard-*[0-9].json"  # one per finished shard
 # A shard is built in memory before it is written: bound its bytes, not its rows (65,536
 # rows at 64 px; 4,096 at 256 px).
 DEFAULT_SHARD_BYTES = 768 * 2**20
+ENTRY_FIELDS = ("file", "keys", "hw", "rows", "sha256")  # a manifest's entry for each shard
+# checksums of the key and size files: absent in shard sets written before they existed
+FILE_CHECKSUMS = {"keys": "keys_sha256", "hw": "hw_sha256"}
 
 
 def rows_per_shard_of(shape: Sequence[int], shard_bytes: int = DEFAULT_SHARD_BYTES) -> int:
@@ -123,8 +127,9 @@ class ShardTarget:
         with atomic_path(stem.with_suffix(".hw.npy")) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, source_hw)
-        atomic_write_text(stem.with_suffix(".keys.txt"),
-                          "".join(encode_key(k) + "\n" for k in keys))
+            hw_digest = sha256_file(tmp)
+        key_lines = "".join(encode_key(k) + "\n" for k in keys).encode("utf-8")
+        atomic_write_bytes(stem.with_suffix(".keys.txt"), key_lines)
         entry = {
             "index": index,
             "file": stem.name + ".npy",
@@ -132,6 +137,8 @@ class ShardTarget:
             "hw": stem.name + ".hw.npy",
             "rows": rows,
             "sha256": digest,
+            "keys_sha256": hashlib.sha256(key_lines).hexdigest(),
+            "hw_sha256": hw_digest,
             "shape": self.shape,
             "params": self.params,
             "notes": notes or {},
@@ -219,10 +226,9 @@ class ShardWriter:
         missing = [i for i in range(num_shards) if i not in self.entries]
         if missing:
             raise RuntimeError(f"cannot finish: shards {missing[:10]} are not written")
-        shards = [
-            {k: self.entries[i][k] for k in ("file", "keys", "hw", "rows", "sha256")}
-            for i in range(num_shards)
-        ]
+        fields = (*ENTRY_FIELDS, *FILE_CHECKSUMS.values())
+        shards = [{k: self.entries[i][k] for k in fields if k in self.entries[i]}
+                  for i in range(num_shards)]
         manifest = {
             "format": FORMAT,
             "version": VERSION,
@@ -240,6 +246,35 @@ class ShardWriter:
     def notes(self) -> list[dict[str, Any]]:
         """Each written shard's notes, in shard order (for building a stage report)."""
         return [self.entries[i]["notes"] for i in sorted(self.entries)]
+
+
+def _checked_entries(manifest: dict[str, Any], where: Path) -> list[dict[str, Any]]:
+    """The manifest's shard entries, each complete and each file listed once (a shard listed
+    twice would give every reader its rows twice)."""
+    shards = manifest.get("shards")
+    shape = manifest.get("shape")
+    if (not isinstance(shards, list) or not isinstance(manifest.get("count"), int)
+            or not isinstance(shape, list) or len(shape) != 3
+            or not all(isinstance(n, int) and n > 0 for n in shape)):
+        raise InputError(f"{where}: damaged manifest (needs shards, count and a 3-number shape)")
+    listed: dict[str, int] = {}
+    for i, entry in enumerate(shards):
+        if not isinstance(entry, dict) or any(k not in entry for k in ENTRY_FIELDS):
+            raise InputError(f"{where}: shard entry {i} is incomplete (needs "
+                             f"{', '.join(ENTRY_FIELDS)})")
+        rows = entry["rows"]
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            raise InputError(f"{where}: shard entry {i}: rows {rows!r} is not a count")
+        for field in ("file", "keys", "hw"):
+            name = entry[field]
+            if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name:
+                raise InputError(f"{where}: shard entry {i}: {field} {name!r} is not a file "
+                                 "name in the shard directory")
+            if name in listed:
+                raise InputError(f"{where}: {name} is listed twice (shard entries "
+                                 f"{listed[name]} and {i})")
+            listed[name] = i
+    return shards
 
 
 @contextlib.contextmanager
@@ -284,8 +319,8 @@ class ShardSet:
             raise InputError(f"{manifest_path}: format version {manifest.get('version')}, "
                              f"this tool reads version {VERSION}")
         self.manifest = manifest
+        self.shards = _checked_entries(manifest, manifest_path)
         self.shape = tuple(manifest["shape"])
-        self.shards = manifest["shards"]
         rows = [s["rows"] for s in self.shards]
         if sum(rows) != manifest["count"]:
             raise InputError(f"{manifest_path}: count {manifest['count']} != sum of shard rows")
@@ -328,7 +363,9 @@ class ShardSet:
     def shard_keys(self, i: int) -> list[str]:
         path = self.path / self.shards[i]["keys"]
         try:
-            lines = path.read_text(encoding="utf-8").split("\n")
+            data = path.read_bytes()
+            self._check_sha256(i, "keys", data)
+            lines = data.decode("utf-8").split("\n")
         except (OSError, ValueError) as exc:
             raise InputError(f"{path}: unreadable keys ({exc})") from None
         keys = lines[:-1] if lines and lines[-1] == "" else lines
@@ -339,12 +376,20 @@ class ShardSet:
     def shard_hw(self, i: int) -> np.ndarray:
         path = self.path / self.shards[i]["hw"]
         try:
-            hw = np.load(path)
+            data = path.read_bytes()
+            self._check_sha256(i, "hw", data)
+            hw = np.load(io.BytesIO(data))
         except (OSError, ValueError) as exc:
             raise InputError(f"{path}: unreadable source sizes ({exc})") from None
         if hw.shape != (self.shards[i]["rows"], 2):
             raise InputError(f"{path}: shape {hw.shape}, expected ({self.shards[i]['rows']}, 2)")
         return hw
+
+    def _check_sha256(self, i: int, field: str, data: bytes) -> None:
+        expected = self.shards[i].get(FILE_CHECKSUMS[field])
+        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+            raise InputError(f"{self.path / self.shards[i][field]}: sha256 mismatch, the file "
+                             "was changed after the stage wrote it")
 
     def keys(self) -> list[str]:
         return [k for i in range(self.num_shards) for k in self.shard_keys(i)]

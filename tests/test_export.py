@@ -1,8 +1,10 @@
 """Every export format read back by its consumer's own rules or library, pixel for pixel."""
 
 import csv
+import hashlib
 import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from click.testing import CliRunner
 from conftest import write_shards
 from dcgan_data.errors import InputError
 from dcgan_data.export import STATE, export
+from dcgan_data.files import from_spreadsheet_text, output_lock
+from dcgan_data.shards import decode_key, encode_key
 from dcgan_data_cli.main import cli
 
 N = 45
@@ -243,3 +247,100 @@ def test_export_weights_load_into_the_pytorch_examples_networks(tmp_path, crops6
         torch.testing.assert_close(fake, ours(z.view(4, 100)))
         torch.testing.assert_close(d.main(fake).flatten(), torch.sigmoid(our_d(fake)))
     assert json.loads((tmp_path / "w" / "weights.json").read_text())["examples_compatible"]
+
+
+SHA1_KEYS = [hashlib.sha1(bytes([i])).digest().decode("utf-8", "surrogateescape")
+             for i in range(5)] + ["=HYPERLINK(\"http://x\")"]  # LSUN-style raw-byte keys
+
+
+def test_binary_keys_go_out_as_keys_txt_writes_them_in_every_format(tmp_path, crops64):
+    pq = pytest.importorskip("pyarrow.parquet")
+    wds = pytest.importorskip("webdataset")
+    src = write_shards(tmp_path / "s", crops64[:6], SHA1_KEYS)
+    with open(src / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("key", "label"), (SHA1_KEYS[5], "'@mention")])
+    encoded = [encode_key(k) for k in SHA1_KEYS]
+
+    export(src, tmp_path / "hf", "hf")
+    table = pq.read_table(next((tmp_path / "hf" / "data").glob("*.parquet")))
+    assert table.column("key").to_pylist() == encoded
+    assert [decode_key(k) for k in table.column("key").to_pylist()] == SHA1_KEYS
+
+    export(src, tmp_path / "w", "webdataset")
+    got = wds.WebDataset(str(tmp_path / "w" / "shard-00000.tar"), shardshuffle=False)
+    assert [json.loads(s["json"])["key"] for s in got] == encoded
+
+    export(src, tmp_path / "f", "folder")
+    with open(tmp_path / "f" / "index.csv", newline="", encoding="utf-8") as f:
+        index = list(csv.DictReader(f))
+    assert [r["key"] for r in index[:5]] == encoded[:5]
+    # text a spreadsheet would run gets a leading ', as in the faces CSVs
+    assert index[5]["key"] == "'" + SHA1_KEYS[5] and index[5]["label"] == "'@mention"
+    assert decode_key(from_spreadsheet_text(index[5]["key"])) == SHA1_KEYS[5]
+
+
+def test_long_non_ascii_labels_become_distinct_folder_names_cut_by_bytes(tmp_path, crops64):
+    src = write_shards(tmp_path / "s", crops64[:4])
+    labels = ["é" * 150 + "a", "é" * 150 + "b", "日本" * 60, "x"]
+    with open(src / "labels.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("key", "label"),
+                                 *((f"img{i:06d}", label) for i, label in enumerate(labels))])
+    export(src, tmp_path / "f", "folder")
+    classes, samples = image_folder(tmp_path / "f")
+    assert len(classes) == 4 and len(samples) == 4
+    assert all(len(name.encode("utf-8")) <= 210 for name in classes)
+    assert "é" * 100 in classes and "é" * 100 + "~2" in classes and "日本" * 33 in classes
+    for path, c in samples:
+        assert labels[int(path.stem)].startswith(classes[c].removesuffix("~2"))
+        np.testing.assert_array_equal(png(path), crops64[int(path.stem)])
+
+
+def test_a_labels_csv_without_a_label_column_not_utf8_or_with_two_labels_for_a_key_is_refused(
+        tmp_path, crops64):
+    src = write_shards(tmp_path / "s", crops64[:3])
+    cases = {b"key,name\nimg000000,Ann\n": "columns key and label",
+             "key,label\nimg000000,Zo\xeb\n".encode("latin-1"): "not UTF-8",
+             b"key,label\nimg000000,Ann\nimg000001,Bo\nimg000000,Cy\n":
+                 "line 4: key 'img000000' is labelled 'Cy' here and 'Ann' before"}
+    for data, message in cases.items():
+        (src / "labels.csv").write_bytes(data)
+        with pytest.raises(InputError, match=message):
+            export(src, tmp_path / "f", "folder")
+    assert not (tmp_path / "f").exists()  # refused before anything was written
+    (src / "labels.csv").write_bytes(b"key,label\nimg000000,Ann\nimg000000,Ann\n")
+    assert export(src, tmp_path / "f", "folder")["labels"]["rows_by_label"] == {"Ann": 1, "": 2}
+
+
+def test_a_stylegan_export_killed_in_its_cleanup_finishes_when_run_again(tmp_path, crops64,
+                                                                         monkeypatch):
+    from dcgan_data import export as module
+
+    src = write_shards(tmp_path / "s", crops64[:10])
+    original = shutil.rmtree
+
+    def killed_half_way(path, *args, **kwargs):
+        (Path(path) / "part-00000.zip").unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module.shutil, "rmtree", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        export(src, tmp_path / "sg", "stylegan", rows_per_part=4)
+    monkeypatch.setattr(module.shutil, "rmtree", original)
+    assert (tmp_path / "sg" / "staging" / "part-00001.zip").exists()
+    report = export(src, tmp_path / "sg", "stylegan", rows_per_part=4)
+    assert report["parts_resumed"] == 3 and not (tmp_path / "sg" / "staging").exists()
+    images, _ = stylegan_load(tmp_path / "sg" / "dataset.zip")
+    np.testing.assert_array_equal(images, crops64[:10])
+
+
+def test_export_takes_its_output_lock_and_removes_what_a_killed_run_left(tmp_path, crops64):
+    src = write_shards(tmp_path / "s", crops64[:3])
+    with output_lock(tmp_path / "f"):
+        with pytest.raises(InputError, match="another dcgan-data run"):
+            export(src, tmp_path / "f", "folder")
+    (tmp_path / "f" / ".index.csv.abc.tmp").write_bytes(b"x" * 100)
+    export(src, tmp_path / "f", "folder")
+    assert not list((tmp_path / "f").glob("*.tmp"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="exists and is not a directory"):
+        export(src, tmp_path / "file", "folder")

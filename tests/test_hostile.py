@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -546,3 +547,83 @@ def test_blank_lines_make_no_unit_and_write_no_file(tmp_path):
         detector="haar", fetch=FetchOptions(local_root=Path("/"))), processes=1)
     assert report["shards"] == 1 and report["lines"] == 6001 and report["fetched"] == 1
     assert len(list((tmp_path / "b").glob("shard-*.json"))) == 1
+
+
+def test_duplicates_csv_writes_binary_keys_as_keys_txt_does(tmp_path, crops64):
+    from dcgan_data import dedup, hashing
+
+    keys = [hashlib.sha1(bytes([i])).digest().decode("utf-8", "surrogateescape")
+            for i in range(41)]
+    write_shards(tmp_path / "s", np.concatenate([crops64[:40], crops64[:1]]), keys)
+    dedup.dedup(tmp_path / "s", tmp_path / "out", dry_run=True,
+                config=hashing.HashConfig(min_steps=20, max_steps=20, batch_size=64))
+    with open(tmp_path / "out" / dedup.CSV, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(decode_key(from_spreadsheet_text(r["key"])),
+             decode_key(from_spreadsheet_text(r["duplicate_of"]))) for r in rows} == {
+        (keys[40], keys[0])}
+
+
+def fake_run(run: Path, config: dict, weights_size: int = 64) -> Path:
+    """A run directory whose last.pt holds `config` and G, D built at `weights_size`."""
+    import torch
+
+    from dcgan_data.checkpoint import FORMAT
+    from dcgan_data.model import build
+
+    g, d = build(weights_size, 100, 8, 8)
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"format": FORMAT, "step": 3, "config": config, "data_rows": 1,
+                "G": g.state_dict(), "D": d.state_dict(), "opt_G": {}, "opt_D": {}, "rng": {}},
+               run / "checkpoints" / "last.pt")
+    return run
+
+
+CONFIG = {"size": 64, "nz": 100, "ngf": 8, "ndf": 8, "z_dist": "uniform"}
+
+
+def test_export_weights_loads_them_into_the_networks_the_config_builds_first(tmp_path):
+    from click.testing import CliRunner
+
+    from dcgan_data_cli.main import cli
+
+    cases = [(fake_run(tmp_path / "small", CONFIG, weights_size=32), "G's weights do not fit"),
+             (fake_run(tmp_path / "no_nz", {k: v for k, v in CONFIG.items() if k != "nz"}),
+              r"config cannot build the networks \(no nz\)")]
+    for run, message in cases:
+        for verb in (["export-weights", str(run), "-o", str(tmp_path / "w")],
+                     ["sample", str(run), "-o", str(tmp_path / "grid.png"), "--device", "cpu"]):
+            result = CliRunner().invoke(cli, verb)
+            assert result.exit_code == 2, result.output
+            assert len(result.output.strip().splitlines()) == 1
+            assert re.search(message, result.output), result.output
+        assert not (tmp_path / "w").exists() and not (tmp_path / "grid.png").exists()
+    run = fake_run(tmp_path / "fits", CONFIG)
+    result = CliRunner().invoke(cli, ["export-weights", str(run), "-o", str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == [
+        "netD.pth", "netG.pth", "weights.json"]
+
+
+def test_outputs_and_sizes_are_checked_before_the_work(tmp_path):
+    from click.testing import CliRunner
+
+    from dcgan_data.audit import audit
+    from dcgan_data_cli.main import cli
+
+    run = fake_run(tmp_path / "run", CONFIG)
+    result = CliRunner().invoke(cli, ["sample", str(run), "-n", "100000000", "-o",
+                                      str(tmp_path / "grid.png"), "--device", "cpu"])
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: -n 100000000: 100,000,000 images of 64 px do not "
+                                     "fit one grid (at most 16,384 of this size)")
+    (tmp_path / "file").write_text("mine")
+    # refused before the training shards are even opened (they do not exist here)
+    with pytest.raises(InputError, match="-o .*file: exists and is not a directory"):
+        audit(run, tmp_path / "no_shards", tmp_path / "file")
+    with pytest.raises(InputError, match="-o .*: .*file is not a directory"):
+        audit(run, tmp_path / "no_shards", tmp_path / "file" / "audit")
+    result = CliRunner().invoke(cli, ["sample", str(run), "-o", str(tmp_path / "file" / "g.png"),
+                                      "--device", "cpu"])
+    assert result.exit_code == 2 and "file is not a directory" in result.output
+    assert (tmp_path / "file").read_text() == "mine"

@@ -130,7 +130,11 @@ def test_extra_metric_columns_and_an_audit_stage_are_shown(run_dir, tmp_path):
         "stage": "audit", "samples": 200, "copies": 3, "copy_fraction": 0.015,
         "quantiles": {"samples": [0.1, 0.5], "holdout": [0.2, 0.6]}}))
 
+    (run / "report_files").mkdir(exist_ok=True)
     (run / "report_files" / "a_stage_since_removed.png").write_bytes(b"old plot")
+    record = run / "report_files" / "plots.json"  # as if an earlier report had drawn it
+    drawn = json.loads(record.read_text()) if record.exists() else []
+    record.write_text(json.dumps([*drawn, "a_stage_since_removed.png"]))
     page = write_report(run).read_text()
     assert (run / "report_files" / "train_train_frechet.png").exists()
     assert not (run / "report_files" / "a_stage_since_removed.png").exists()
@@ -195,3 +199,41 @@ def test_report_verb_checks_pictures_and_raw_dicts(run_dir, tmp_path, chromium):
     (run / "ingested" / "contact_sheet.png").write_bytes(b"not a png")
     result = CliRunner().invoke(cli, ["report", str(run), "--check"])
     assert result.exit_code == 1 and "1 of" in result.output and "do not load" in result.output
+
+
+def test_a_report_deletes_only_the_plots_it_drew_itself(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    report = {"stage": "ingest", "read": 3, "written": 1, "failed": 2,
+              "failed_by_reason": {"corrupt": 2}}
+    (out / "ingest_report.json").write_text(json.dumps(report))
+    write_report(out, tmp_path / "PAGE.html")
+    assets = tmp_path / "PAGE_files"
+    assert (assets / "ingest_top_failures.png").exists()
+    (assets / "mine.png").write_bytes(b"a user's own picture")
+    (out / "ingest_report.json").write_text(json.dumps({**report, "failed": 0,
+                                                        "failed_by_reason": {}}))
+    write_report(out, tmp_path / "PAGE.html")
+    assert not (assets / "ingest_top_failures.png").exists()  # its stage has none now
+    assert (assets / "mine.png").read_bytes() == b"a user's own picture"
+
+
+def test_an_odd_stage_report_shows_what_could_be_read_and_names_the_rest(tmp_path):
+    out = tmp_path / "out"
+    (out / "dedup").mkdir(parents=True)
+    (out / "faces").mkdir()
+    (out / "ingest_report.json").write_text(json.dumps({
+        "stage": "ingest", "read": 5, "written": "many", "failed_by_reason": "lots",
+        "failed_items": {"a": 1}, "images_per_s": 12.5}))
+    (out / "dedup" / "dedup_report.json").write_text(json.dumps([1, 2]))
+    (out / "faces" / "faces_report.json").write_text(json.dumps({
+        "stage": "faces", "entries": 4, "failed_examples": {"timeout": 5}}))
+    page = write_report(out).read_text()
+    text = " ".join(visible_text(page).split())
+    assert "images read 5" in text and "12.5 images/s" in text
+    assert ("Not read from ingest_report.json: written: a number expected, str found; "
+            "failed_by_reason: counts expected, str found; failed_items: a list of records "
+            "expected, dict found") in text
+    assert "Not read from dedup_report.json: not a JSON object (a list)" in text
+    assert "Not read from faces_report.json: the faces section could not be drawn" in text
+    assert "entries 4" in text  # the generic section's figures

@@ -2,10 +2,12 @@ import json
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from conftest import write_shards
 from dcgan_data.errors import InputError
 from dcgan_data.shards import MANIFEST, ShardSet, ShardWriter
+from dcgan_data_cli.main import cli
 
 
 def test_round_trip_memory_mapped(tmp_path, crops64):
@@ -66,3 +68,39 @@ def test_writer_resumes_and_refuses_another_runs_shards(tmp_path, crops64):
         ShardWriter(tmp_path / "s", (64, 64, 3), {"size": 32})
     with pytest.raises(RuntimeError, match="not written"):
         again.finish(2)
+
+
+def test_a_shard_listed_twice_or_an_incomplete_entry_is_refused(tmp_path, crops64):
+    write_shards(tmp_path / "s", crops64[:20], rows_per_shard=10)
+    path = tmp_path / "s" / MANIFEST
+    manifest = json.loads(path.read_text())
+    twice = dict(manifest, shards=[*manifest["shards"], manifest["shards"][0]], count=30)
+    path.write_text(json.dumps(twice))
+    with pytest.raises(InputError, match="shard-00000.npy is listed twice"):
+        ShardSet(tmp_path / "s")
+    result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "listed twice" in result.output
+    outside = dict(manifest, shards=[dict(manifest["shards"][0], keys="../k.txt"),
+                                     manifest["shards"][1]])
+    path.write_text(json.dumps(outside))
+    with pytest.raises(InputError, match="not a file name"):
+        ShardSet(tmp_path / "s")
+    incomplete = dict(manifest, shards=[{"rows": 10}, manifest["shards"][1]])
+    path.write_text(json.dumps(incomplete))
+    with pytest.raises(InputError, match="shard entry 0 is incomplete"):
+        ShardSet(tmp_path / "s")
+
+
+def test_an_edited_key_or_size_file_fails_its_checksum(tmp_path, crops64):
+    write_shards(tmp_path / "s", crops64[:20], rows_per_shard=10)
+    keys = tmp_path / "s" / "shard-00001.keys.txt"
+    keys.write_text(keys.read_text().replace("img000012", "img000099"))
+    hw = tmp_path / "s" / "shard-00000.hw.npy"
+    np.save(hw, np.load(hw) + 1)
+    shards = ShardSet(tmp_path / "s")
+    problems = shards.verify()
+    assert len(problems) == 2
+    assert "shard-00000.hw.npy: sha256 mismatch" in problems[0]
+    assert "shard-00001.keys.txt: sha256 mismatch" in problems[1]
+    with pytest.raises(InputError, match="keys.txt: sha256 mismatch"):
+        shards.keys()
