@@ -37,7 +37,7 @@ def _partitions(ctx: click.Context, param: click.Parameter, value: str) -> int |
 @number_option("--min-cosine", allowed=DEDUP["min_cosine"],
                help="Similarity (DCT descriptor cosine) a neighbour needs to be proposed; "
                     "lower finds more rotated and warped copies, at more candidates to "
-                    "verify (default: dcgan_data.dedup.MIN_COSINE, see the README).")
+                    "verify (default: dcgan_data.dedup.MIN_COSINE, see docs/dedup.md).")
 @click.option("--verify/--no-verify", "verified", default=True, show_default=True,
               help="Remove only pairs verified on the images (--no-verify: every candidate "
                    "pair joins its group).")

@@ -21,5 +21,5 @@ def require(module: str, purpose: str):
         return importlib.import_module(module)
     except ImportError:
         top = module.split(".")[0]
-        raise InputError(f"{purpose} needs the {top!r} package: "
-                         "pip install 'dcgan-data[interop]'") from None
+        raise InputError(f"{purpose} needs the {top!r} package: pip install {top} "
+                         "(in a clone: pip install -e '.[interop]')") from None

@@ -37,7 +37,7 @@ RETRIES = 2  # extra attempts for a unit whose worker died or whose function rai
 EXAMPLES_PER_REASON = 5
 T = TypeVar("T")
 R = TypeVar("R")
-RAY_MISSING = "--engine ray needs Ray: pip install 'dcgan-data[ray]'"
+RAY_MISSING = "--engine ray needs Ray: pip install 'ray>=2.9' (in a clone: pip install -e '.[ray]')"
 
 
 # ---------------------------------------------------------------------------- failures

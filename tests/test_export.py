@@ -193,8 +193,8 @@ def test_cli_export_and_missing_extra_message(shard_dir, tmp_path, monkeypatch):
                                       "--format", "webdataset"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "error: --format webdataset needs the 'webdataset' package: "
-        "pip install 'dcgan-data[interop]'"]
+        "error: --format webdataset needs the 'webdataset' package: pip install webdataset "
+        "(in a clone: pip install -e '.[interop]')"]
 
 
 def examples_nets(nz: int, ngf: int, ndf: int):

@@ -109,5 +109,5 @@ def test_engine_names(monkeypatch):
     with pytest.raises(InputError, match="--ray-address needs --engine ray"):
         make_engine("local", ray_address="auto")
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    with pytest.raises(DcganDataError, match=r"^--engine ray needs Ray: pip install"):
+    with pytest.raises(DcganDataError, match=r"^--engine ray needs Ray: pip install 'ray>=2\.9'"):
         make_engine("ray")
