@@ -229,6 +229,7 @@ class Verifier:
         self.model = verify.VerifyModel.load()
         self.threshold = self.model.threshold if threshold is None else threshold
         self.scored = self.aligned = self.second_look_skipped = self.unoverlaid = 0
+        self.last_features = np.zeros((0, len(verify.FEATURES)), np.float32)
         self.chroma_matched = 0
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -237,10 +238,13 @@ class Verifier:
         recurring = a if len(np.unique(a)) <= len(np.unique(b)) else b
         order = np.argsort(recurring, kind="stable")
         scores, chroma_scores = np.empty((2, len(a)), np.float32)
+        # the plain looks' features, kept for the model fitted on the dataset (selffit)
+        self.last_features = np.empty((len(a), len(verify.FEATURES)), np.float32)
         for start in range(0, len(a), 1 << 16):
             part = order[start : start + (1 << 16)]
             plain, chroma = verify.pair_looks(self.grey, self.colour, a[part], b[part],
                                               self.mirrors, self.device)
+            self.last_features[part] = plain
             scores[part] = self.model.log_odds(plain)
             chroma_scores[part] = self.model.log_odds(chroma) - self.model.chroma_margin
         self.scored += len(a)
@@ -297,12 +301,14 @@ class RunTimeDecider:
         self.threshold = model.threshold if threshold is None else threshold
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return self.odds(a, b, self.verifier(a, b))
+        fixed = self.verifier(a, b)
+        return self.odds(a, b, fixed, self.verifier.last_features)
 
-    def odds(self, a: np.ndarray, b: np.ndarray, fixed: np.ndarray) -> np.ndarray:
-        """Log-odds of pairs whose fixed scores are known."""
-        return self.model.log_odds(selffit.pair_stack_features(a, b, fixed, self.neighbourhood,
-                                                               self.texture))
+    def odds(self, a: np.ndarray, b: np.ndarray, fixed: np.ndarray, features: np.ndarray
+             ) -> np.ndarray:
+        """Log-odds of pairs whose fixed scores and plain features are known."""
+        return self.model.log_odds(selffit.pair_stack_features(
+            a, b, fixed, features, self.neighbourhood, self.texture))
 
 
 def verified_groups(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
@@ -697,13 +703,15 @@ def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int
     estimates = None
     if self_fit is not None:
         def fixed_scores(g: np.ndarray, c: np.ndarray, x: np.ndarray, y: np.ndarray
-                         ) -> np.ndarray:
-            return Verifier(g, c, None, mirrors, device)(x, y)
+                         ) -> tuple[np.ndarray, np.ndarray]:
+            scorer = Verifier(g, c, None, mirrors, device)
+            return scorer(x, y), scorer.last_features
 
-        model, neighbourhood, estimates = selffit.fit(a, b, scores, self_fit, fixed_scores,
-                                                      max_false_share, seed)
+        features = verifier.last_features
+        model, neighbourhood, estimates = selffit.fit(a, b, scores, features, self_fit,
+                                                      fixed_scores, max_false_share, seed)
         decider = RunTimeDecider(verifier, model, neighbourhood, self_fit.texture, threshold)
-        scores = decider.odds(a, b, scores)
+        scores = decider.odds(a, b, scores, features)
     fitting = time.perf_counter() - clock - proposing - verifying
     kept_as, row_score, split = verified_groups(len(hashes), a, b, scores, decider, area,
                                                 keep, protected)

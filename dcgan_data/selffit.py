@@ -41,7 +41,9 @@ RANKS = (1, 2, 4)  # neighbourhood levels: each image's k-th best other score
 FLOOR = -30.0  # log-odds standing for "no further candidate": scores are clipped to +-|FLOOR|
 REAL_NEGATIVE_RANK = 4  # real pairs where neither image is among the other's best this many
 BOTH_EDITED = 0.3  # share of positives where both images are edited copies
-NAMES = ("score",) + tuple(f"above_level_{k}" for k in RANKS) + ("texture_low",)
+NAMES = ("score",) + tuple(f"above_level_{k}" for k in RANKS) + ("texture_low",) + \
+    verify.FEATURES
+QUADRATIC = False  # pairwise products of the inputs too
 PRIOR_ROUNDS = 100  # EM rounds of the prior adjustment
 
 
@@ -74,11 +76,13 @@ class Neighbourhood:
 
 
 def stack_features(scores: np.ndarray, levels_a: np.ndarray, levels_b: np.ndarray,
-                   texture_low: np.ndarray) -> np.ndarray:
-    """The run-time model's inputs (NAMES) of pairs with fixed `scores`."""
+                   texture_low: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """The run-time model's inputs (NAMES) of pairs with fixed `scores` and the fixed
+    model's own `features` (verify.FEATURES)."""
     score = np.clip(scores, FLOOR, -FLOOR)[:, None]
     above = score - np.maximum(levels_a, levels_b)
-    return np.concatenate([score, above, np.log1p(texture_low)[:, None]], axis=1)
+    return np.concatenate([score, above, np.log1p(texture_low)[:, None],
+                           np.nan_to_num(features)], axis=1)
 
 
 @dataclass
@@ -103,14 +107,16 @@ class RunTimeModel:
         self.threshold = threshold
 
     def log_odds(self, features: np.ndarray) -> np.ndarray:
-        return ((verify.expand(features) - self.mean) / self.scale @ self.weights +
-                self.bias).astype(np.float32)
+        inputs = verify.expand(features) if self.params.get("quadratic", True) else features
+        return ((inputs - self.mean) / self.scale @ self.weights + self.bias).astype(np.float32)
 
 
 def synthetic_pairs(rows: np.ndarray, data: FitRows, score: Callable[..., np.ndarray],
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fixed scores, owning row and truth of synthetic pairs made from `rows`: each row (or
-    an edited copy of it) with an edited copy of itself, then two look-alike crops of it."""
+                    rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fixed scores, plain features, owning row and truth of synthetic pairs made from
+    `rows`: each row (or an edited copy of it) with an edited copy of itself, then two
+    look-alike crops of it."""
     bases, copies, crops, other_crops = [], [], [], []
     for image in data.load(rows):
         copies.append(copy_edits.edited_copy(image, rng))
@@ -121,9 +127,9 @@ def synthetic_pairs(rows: np.ndarray, data: FitRows, score: Callable[..., np.nda
         other_crops.append(other)
     grey, colour = verify.thumbnails(np.stack(bases + crops + copies + other_crops))
     k = 2 * len(rows)
-    fixed = score(grey, colour, np.arange(k), k + np.arange(k))
+    fixed, features = score(grey, colour, np.arange(k), k + np.arange(k))
     truth = np.r_[np.ones(len(rows), bool), np.zeros(len(rows), bool)]
-    return fixed, np.r_[rows, rows], truth
+    return fixed, features, np.r_[rows, rows], truth
 
 
 def real_negatives(a: np.ndarray, b: np.ndarray, scores: np.ndarray,
@@ -169,23 +175,24 @@ class TrainingPairs:
 KINDS = ("copy", "look-alike crops", "near neighbours", "colour look-alikes")
 
 
-def training_pairs(a: np.ndarray, b: np.ndarray, scores: np.ndarray, data: FitRows,
+def training_pairs(a: np.ndarray, b: np.ndarray, scores: np.ndarray, features: np.ndarray,
+                   data: FitRows,
                    score: Callable[..., np.ndarray], neighbourhood: Neighbourhood,
                    sampled: np.ndarray, rng: np.random.Generator) -> TrainingPairs:
     """Synthetic copies and look-alike crops of the sampled rows, their near neighbours that
     are seldom copies, and the rows nearest them in colour that no generator proposed."""
-    fixed, owners, truth = synthetic_pairs(sampled, data, score, rng)
+    fixed, plain, owners, truth = synthetic_pairs(sampled, data, score, rng)
     levels = neighbourhood.levels(owners, None)
-    synthetic = stack_features(fixed, levels, levels, data.texture[owners])
+    synthetic = stack_features(fixed, levels, levels, data.texture[owners], plain)
     near = real_negatives(a, b, scores, neighbourhood, sampled)
-    near_features = pair_stack_features(a[near], b[near], scores[near], neighbourhood,
-                                        data.texture)
+    near_features = pair_stack_features(a[near], b[near], scores[near], features[near],
+                                        neighbourhood, data.texture)
     near_owner = np.where(np.isin(a[near], sampled), a[near], b[near])
     x, y = colour_negatives(sampled, data.colour, a, b)
-    colour_fixed = score(data.grey, data.colour, x, y) if len(x) else np.zeros(0, np.float32)
+    colour_fixed, colour_plain = score(data.grey, data.colour, x, y)
     colour_features = stack_features(colour_fixed, neighbourhood.levels(x, None),
                                      neighbourhood.levels(y, None),
-                                     np.minimum(data.texture[x], data.texture[y]))
+                                     np.minimum(data.texture[x], data.texture[y]), colour_plain)
     return TrainingPairs(
         features=np.concatenate([synthetic, near_features, colour_features]),
         same=np.r_[truth, np.zeros(len(near) + len(x), bool)],
@@ -193,7 +200,7 @@ def training_pairs(a: np.ndarray, b: np.ndarray, scores: np.ndarray, data: FitRo
         owner=np.r_[owners, near_owner, x])
 
 
-def fit(a: np.ndarray, b: np.ndarray, scores: np.ndarray, data: FitRows,
+def fit(a: np.ndarray, b: np.ndarray, scores: np.ndarray, features: np.ndarray, data: FitRows,
         score: Callable[..., np.ndarray], max_false_share: float, seed: int
         ) -> tuple[RunTimeModel, Neighbourhood, dict[str, Any]]:
     """The run-time model fitted to this dataset's candidate pairs (a, b) with fixed `scores`,
@@ -202,15 +209,16 @@ def fit(a: np.ndarray, b: np.ndarray, scores: np.ndarray, data: FitRows,
     rng = np.random.default_rng(seed)
     neighbourhood = Neighbourhood(len(data.grey), a, b, scores)
     sampled = np.sort(rng.choice(data.rows, min(FIT_ROWS, data.rows), replace=False))
-    pairs = training_pairs(a, b, scores, data, score, neighbourhood, sampled, rng)
+    pairs = training_pairs(a, b, scores, features, data, score, neighbourhood, sampled, rng)
     held = np.isin(pairs.owner, sampled[rng.random(len(sampled)) < HOLD_BACK])
-    model = RunTimeModel(verify.fit(pairs.features[~held], pairs.same[~held], names=NAMES),
-                         0.0)
+    model = RunTimeModel(verify.fit(pairs.features[~held], pairs.same[~held], names=NAMES,
+                                    quadratic=QUADRATIC), 0.0)
     odds = model.log_odds(pairs.features)
     # the dataset's own pairs say how many false removals to expect; the synthetic
     # negatives, which are hard by design, set a floor under the threshold as well
     threshold, expected = choose_threshold(
-        model.log_odds(pair_stack_features(a, b, scores, neighbourhood, data.texture)),
+        model.log_odds(pair_stack_features(a, b, scores, features, neighbourhood,
+                                           data.texture)),
         float(pairs.same[~held].mean()), max_false_share)
     floor = negatives_floor(odds[~held & ~pairs.same], max_false_share)
     model.threshold = max(threshold, floor)
@@ -239,10 +247,13 @@ def negatives_floor(odds: np.ndarray, max_false_share: float) -> float:
 
 
 def pair_stack_features(a: np.ndarray, b: np.ndarray, scores: np.ndarray,
-                        neighbourhood: Neighbourhood, texture: np.ndarray) -> np.ndarray:
-    """The run-time model's inputs for candidate pairs (a, b) with fixed `scores`."""
+                        features: np.ndarray, neighbourhood: Neighbourhood,
+                        texture: np.ndarray) -> np.ndarray:
+    """The run-time model's inputs for candidate pairs (a, b) with fixed `scores` and plain
+    `features`."""
     return stack_features(scores, neighbourhood.levels(a, scores),
-                          neighbourhood.levels(b, scores), np.minimum(texture[a], texture[b]))
+                          neighbourhood.levels(b, scores), np.minimum(texture[a], texture[b]),
+                          features)
 
 
 def choose_threshold(odds: np.ndarray, train_prior: float, max_false_share: float

@@ -824,10 +824,10 @@ class VerifyModel:
 
 
 def fit(features: np.ndarray, same: np.ndarray, l2: float = 1e-3,
-        names: tuple[str, ...] = FEATURES) -> dict[str, Any]:
-    """Fit the logistic model to pair features (columns `names`) and truth (no threshold
-    yet)."""
-    x = expand(features)
+        names: tuple[str, ...] = FEATURES, quadratic: bool = True) -> dict[str, Any]:
+    """Fit the logistic model to pair features (columns `names`; with their pairwise products
+    when `quadratic`) and truth (no threshold yet)."""
+    x = expand(features) if quadratic else features.astype(np.float64)
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     inputs = torch.tensor((x - mean) / scale)
     target = torch.tensor(same, dtype=torch.float64)
@@ -843,5 +843,6 @@ def fit(features: np.ndarray, same: np.ndarray, l2: float = 1e-3,
         return value
 
     optimiser.step(loss)
-    return {"features": list(names), "mean": mean.tolist(), "scale": scale.tolist(),
+    return {"features": list(names), "quadratic": quadratic, "mean": mean.tolist(),
+            "scale": scale.tolist(),
             "weights": weights.detach().numpy().tolist(), "bias": float(bias.item())}
