@@ -370,7 +370,9 @@ class Hasher:
         probes = None if self.slopes is None else \
             np.empty((len(crops), len(PROBES), bits // 8), np.uint8)
         for start in range(0, len(crops), CHUNK):
-            pixels = torch.from_numpy(crops[start : start + CHUNK]).to(self.weight.device)
+            # a copy: crops may be a read-only map of the shards, which torch warns about
+            pixels = torch.from_numpy(np.array(crops[start : start + CHUNK]))
+            pixels = pixels.to(self.weight.device)
             pixels = pixels.float()
             projected = pixels @ self.weight
             gain = level_gain(pixels, self.config)
