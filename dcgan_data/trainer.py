@@ -32,6 +32,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -343,6 +344,16 @@ def checkpoint_state(step: int, cfg: TrainConfig, shards: ShardSet, models: Mode
             "rng": rng_states()}
 
 
+@contextlib.contextmanager
+def _doing(bar: Any, what: str) -> Iterator[None]:
+    """The progress bar says what the run does while its step count stands still."""
+    bar.set_description_str(what)
+    try:
+        yield
+    finally:
+        bar.set_description_str("train")
+
+
 @locks_output("out")  # one run per output directory
 def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
           resume: bool = False, **options: Any) -> dict:
@@ -408,7 +419,8 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
                              "D_x": values[2], "D_G_z": values[3],
                              "images_per_s": images_seen / (time.perf_counter() - tick)}
                     if evaluate:
-                        entry.update(writer.evaluate(models.g_model))
+                        with _doing(bar, "train: evaluating"):
+                            entry.update(writer.evaluate(models.g_model))
                     images_seen, tick = 0, time.perf_counter()
                     if writer is not None:
                         writer.log(entry)
@@ -421,7 +433,8 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
                 keep = cfg.keep_every and step % cfg.keep_every == 0
                 if writer is not None and (step % cfg.ckpt_every == 0 or keep or last
                                            or stopping):
-                    writer.checkpoint(step, checkpoint_state(step, cfg, shards, models))
+                    with _doing(bar, "train: writing checkpoint"):
+                        writer.checkpoint(step, checkpoint_state(step, cfg, shards, models))
                 if stopping:
                     summary["interrupted"] = stopping
                     break
