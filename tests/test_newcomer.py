@@ -1,0 +1,166 @@
+"""What a new user meets first: the make pipelines' inputs and re-runs, quiet logs, progress
+in a log file, pictures that do not mislead, and the small words of the command line."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import PHOTOS, ROOT, photo_crops, write_shards
+
+# A stand-in for dcgan-data in the make pipelines: it logs each call and writes the file that
+# the stage's make target names, so the tests check make's decisions, not the stages.
+FAKE_DCGAN = textwrap.dedent("""\
+    #!{python}
+    import sys
+    from pathlib import Path
+    verb, args = sys.argv[1], sys.argv[2:]
+    with open({log!r}, "a") as f:
+        f.write(" ".join(sys.argv[1:]) + "\\n")
+    out = Path(args[args.index("-o") + 1])
+    target = {{"ingest": "manifest.json", "dedup": "manifest.json", "faces": "manifest.json",
+               "train": "train_report.json", "audit": "audit_report.json"}}.get(verb)
+    if target:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / target).write_text("{{}}")
+    else:
+        out.write_text("")
+""")
+
+
+def make_lsun(tmp_path: Path, *variables: str) -> list[str]:
+    """Run `make lsun` with the stand-in; returns the verbs it ran, in order."""
+    fake, log = tmp_path / "dcgan-data", tmp_path / "calls.log"
+    if not fake.exists():
+        fake.write_text(FAKE_DCGAN.format(python=sys.executable, log=str(log)))
+        fake.chmod(0o755)
+    log.write_text("")
+    subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "lsun",
+                    f"VENV={Path(sys.executable).parent.parent}", f"DCGAN={fake}",
+                    f"OUT={tmp_path / 'out'}", *variables],
+                   check=True, capture_output=True, text=True)
+    return [line.split()[0] for line in log.read_text().splitlines()]
+
+
+def test_make_lsun_takes_a_folder_of_photos_and_reruns_a_stage_whose_arguments_changed(
+        tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for photo in PHOTOS[:3]:
+        shutil.copy(photo, photos)
+    everything = ["ingest", "dedup", "train", "sample", "audit", "report"]
+    assert make_lsun(tmp_path, f"LSUN={photos}") == everything
+    assert make_lsun(tmp_path, f"LSUN={photos}") == []
+    assert make_lsun(tmp_path, f"LSUN={photos}", "DEVICE=cpu") == []  # changes no output
+    assert make_lsun(tmp_path, f"LSUN={photos}", "DEDUP_ARGS=--radius 2") == everything[1:]
+    assert make_lsun(tmp_path, f"LSUN={photos}", "DEDUP_ARGS=--radius 2") == []
+    assert make_lsun(tmp_path, f"LSUN={photos}", "DEDUP_ARGS=--radius 2",
+                     "STEPS=7") == everything[2:]
+    assert make_lsun(tmp_path, f"LSUN={photos}", "STEPS=7", "SIZE=32") == everything
+
+
+def test_make_lsun_without_an_input_says_what_it_wants(tmp_path):
+    result = subprocess.run(["make", "-C", str(ROOT), "lsun", f"LSUN={tmp_path / 'none'}",
+                             f"OUT={tmp_path / 'out'}"], capture_output=True, text=True)
+    assert result.returncode == 2 and "folder of images" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_make_help_lists_the_variables_and_the_cpu_settings():
+    text = subprocess.run(["make", "-s", "-C", str(ROOT), "help"], check=True,
+                          capture_output=True, text=True).stdout
+    for name in ("LSUN", "STEPS", "SIZE", "DEVICE", "TRAIN_ARGS", "DEDUP_ARGS", "AUDIT_ARGS"):
+        assert f"  {name}" in text or f" {name}," in text, name
+    assert "sized\nfor a GPU" in text.replace("sized ", "sized\n") and "20,000 steps" in text
+    assert 'SIZE=32 STEPS=1500 TRAIN_ARGS="--ngf 32 --ndf 32 --batch-size 64"' in text
+
+
+def dcgan_data(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The command as a user runs it, its stderr a pipe (not a terminal)."""
+    return subprocess.run([sys.executable, "-m", "dcgan_data", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def shards32(tmp_path_factory):
+    return write_shards(tmp_path_factory.mktemp("newcomer") / "s32",
+                        photo_crops(120, size=32, seed=11))
+
+
+def test_dedup_prints_its_own_lines_and_progress_when_not_on_a_terminal(shards32, tmp_path):
+    out = tmp_path / "dedup"
+    result = dcgan_data("dedup", str(shards32), "-o", str(out), "--workers", "1",
+                        env={"DCGAN_DATA_PROGRESS_SECONDS": "0.5"})
+    assert result.returncode == 0, result.stderr
+    assert "faiss" not in result.stderr and "Warning" not in result.stderr
+    lines = result.stderr.splitlines()
+    progress = [line for line in lines if line.startswith("train hash: ")]
+    assert len(progress) >= 2 and progress[-1].startswith("train hash: 400/400 step, ")
+    assert "step/s, ETA " in progress[0]
+    others = [line for line in lines if line not in progress]
+    assert all(line.startswith("INFO dcgan_data") for line in others), others
+
+
+def test_verbose_raises_the_tools_loggers_not_other_libraries(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    from PIL import Image
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(folder / "red.png")
+    result = dcgan_data("-v", "inspect", str(folder), "--sheet", str(tmp_path / "s.png"))
+    assert result.returncode == 0, result.stderr
+    assert "PIL" not in result.stderr and "STREAM" not in result.stderr
+
+
+def test_a_faces_run_that_kept_no_face_exits_1_with_its_reason(tmp_path):
+    crawl = tmp_path / "list.txt"
+    crawl.write_text("".join(f"{p}\n" for p in [*PHOTOS[:2], tmp_path / "gone.jpg"]))
+    result = dcgan_data("faces", str(crawl), "-o", str(tmp_path / "faces"), "--detector",
+                        "haar", "--local-root", "/", "--processes", "1", "--min-face", "5000")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: faces: no face kept, so nothing to train on: no face of about --min-face "
+        "5000 px or larger found in the 2 images decoded")
+
+
+def test_no_duplicates_means_no_sheet_and_the_report_says_so(tmp_path):
+    from dcgan_data import dedup as dd
+    from dcgan_data.report import build_report
+    from dcgan_data.shards import ShardSet
+
+    shards = ShardSet(write_shards(tmp_path / "s", photo_crops(4, size=32)))
+    out = tmp_path / "run" / "dedup"
+    out.mkdir(parents=True)
+    sheet = out / dd.SHEET
+    sheet.write_bytes(b"a sheet from an earlier run")
+    none = np.array([], np.int64)
+    dd._write_sheet(sheet, shards, None, none, np.arange(4), np.arange(4), Counter())
+    assert not sheet.exists()
+    (out / "dedup_report.json").write_text(json.dumps(
+        {"stage": "dedup", "images": 4, "kept": 4, "removed": 0,
+         "files": {"sheet": dd.SHEET}}))
+    page = build_report(tmp_path / "run")
+    assert "no duplicates found" in page and "removed duplicates (left)" not in page
+
+
+def test_a_run_evaluated_once_says_so_and_what_good_looks_like(tmp_path):
+    from dcgan_data.report import build_report
+
+    train = tmp_path / "run" / "train"
+    train.mkdir(parents=True)
+    records = [{"step": s, "loss_D": 1.0, "loss_G": 1.0, "D_x": 0.5, "D_G_z": 0.5,
+                "images_per_s": 100.0} for s in (1, 2, 3)]
+    records[-1].update(hash_fd=133.4, hash_kid=0.5)
+    (train / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    page = build_report(tmp_path / "run")
+    text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert "from 133.4" not in text
+    assert "133.4 hash_fd at the only evaluation (no trend yet); lower is better" in text
+    assert "train_hash_fd" not in page  # a one-dot plot
