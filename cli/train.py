@@ -6,6 +6,9 @@ import sys
 
 import click
 
+THREADS = click.option("--threads", type=click.IntRange(min=1), default=None,
+                       help="Torch threads on a CPU [default: all cores]; on a machine other "
+                            "processes keep busy, 1 or the number of idle cores is faster.")
 DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                       show_default=True, help="auto: cuda when available, else cpu.")
 
@@ -74,9 +77,10 @@ def _with_train_options(command):
 @click.option("--resume", is_flag=True,
               help="Continue the run in OUT from checkpoints/last.pt (starts it if absent).")
 @DEVICE
+@THREADS
 @_with_train_options
-def train(data: str, out: str, resume: bool, device: str, compile_: bool | None,
-          **options) -> None:
+def train(data: str, out: str, resume: bool, device: str, threads: int | None,
+          compile_: bool | None, **options) -> None:
     """Train the paper's DCGAN on a shard directory.
 
     Writes OUT/config.json, metrics.jsonl, samples/step_NNNNNN.png, loss.png and
@@ -89,7 +93,7 @@ def train(data: str, out: str, resume: bool, device: str, compile_: bool | None,
     if options["size"] is not None:
         options["size"] = int(options["size"])
     given = {k: v for k, v in options.items() if v is not None}
-    summary = run_train(data, out, device=device, resume=resume, **given)
+    summary = run_train(data, out, device=device, resume=resume, threads=threads, **given)
     last = summary["last"]
     if last is not None:
         quality = (f" hash_fd {last['hash_fd']:.2f} hash_kid {last['hash_kid']:.3f}"
@@ -119,11 +123,13 @@ def train(data: str, out: str, resume: bool, device: str, compile_: bool | None,
               help="A checkpoint file, or a name in RUN/checkpoints [default: last.pt].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @DEVICE
+@THREADS
 def sample(run: str, count: int, out: str, interpolate: bool, frames: int,
-           checkpoint: str | None, seed: int, device: str) -> None:
+           checkpoint: str | None, seed: int, device: str, threads: int | None) -> None:
     """Draw images from a trained run's generator into one PNG grid."""
     from dcgan_data.sampling import write_grid
 
+    _set_threads(threads)
     summary = write_grid(run, out, count, interpolate, frames, seed, checkpoint, device)
     click.echo(f"wrote {summary['images']} {summary['size']}px images to {out} "
                f"(from {summary['checkpoint']})")
@@ -144,8 +150,10 @@ def sample(run: str, count: int, out: str, interpolate: bool, frames: int,
               help="inception-2015-12-05.pt (StyleGAN2-ADA's TorchScript Inception): adds "
                    "FID and KID.")
 @DEVICE
+@THREADS
 def fid(run: str, real: str, checkpoint: str | None, images: int | None,
-        hash_model: str | None, inception_weights: str | None, device: str) -> None:
+        hash_model: str | None, inception_weights: str | None, device: str,
+        threads: int | None) -> None:
     """Score a run's generator against real shards: hash_fd and hash_kid, and with
     --inception-weights FID and KID.
 
@@ -155,6 +163,7 @@ def fid(run: str, real: str, checkpoint: str | None, images: int | None,
     """
     from dcgan_data.quality import EVAL_IMAGES, evaluate_run
 
+    _set_threads(threads)
     report = evaluate_run(run, real, checkpoint, images or EVAL_IMAGES, hash_model, device,
                           inception_weights)
     inception = (f" FID {report['fid']:.3f} KID {report['kid']:.4f}" if "fid" in report
@@ -162,3 +171,10 @@ def fid(run: str, real: str, checkpoint: str | None, images: int | None,
     click.echo(f"step {report['step']}: hash_fd {report['hash_fd']:.3f} hash_kid "
                f"{report['hash_kid']:.4f}{inception} ({report['eval_images']} generated vs "
                f"{report['real_images']} real images; {run}/quality_report.json)")
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -344,6 +344,30 @@ def checkpoint_state(step: int, cfg: TrainConfig, shards: ShardSet, models: Mode
             "rng": rng_states()}
 
 
+class RateWatch:
+    """Says once when training runs far below its own best rate so far for several log
+    intervals in a row: on a CPU shared with other busy processes, torch's threads wait on
+    each other and a run can crawl at a few percent of its speed."""
+
+    SLOW = 0.25  # a log interval this far below the best one is slow
+    INTERVALS = 3  # slow ones in a row before saying so (one may be a checkpoint's)
+
+    def __init__(self, threads: int):
+        self.threads, self.best, self.slow, self.said = threads, 0.0, 0, False
+
+    def __call__(self, images_per_s: float) -> str | None:
+        """The warning, the first time the rate has collapsed; else None."""
+        self.slow = self.slow + 1 if images_per_s < self.SLOW * self.best else 0
+        self.best = max(self.best, images_per_s)
+        if self.said or self.slow < self.INTERVALS:
+            return None
+        self.said = True
+        return (f"training slowed to {images_per_s:,.0f} images/s from {self.best:,.0f}: "
+                f"other processes are probably using the cores, and torch's {self.threads} "
+                "threads wait on each other; stop it (Ctrl-C keeps a checkpoint) and go on "
+                "with --resume --threads 1, or as many threads as there are idle cores")
+
+
 @contextlib.contextmanager
 def _doing(bar: Any, what: str) -> Iterator[None]:
     """The progress bar says what the run does while its step count stands still."""
@@ -356,14 +380,15 @@ def _doing(bar: Any, what: str) -> Iterator[None]:
 
 @locks_output("out")  # one run per output directory
 def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
-          resume: bool = False, **options: Any) -> dict:
+          resume: bool = False, threads: int | None = None, **options: Any) -> dict:
     """Train on the shards in `data`, writing the run to `out`. Returns the run's summary.
 
     `options` are TrainConfig fields the user gave; the rest come from the defaults or, with
-    `resume`, from the run's checkpoint. The summary says `interrupted` (the signal number)
+    `resume`, from the run's checkpoint. `threads`: torch threads per process on a CPU
+    [default: the cores shared out]. The summary says `interrupted` (the signal number)
     when SIGINT/SIGTERM stopped the run; last.pt then holds the step it stopped at.
     """
-    rank, world, _, device_ = setup_processes(device)
+    rank, world, _, device_ = setup_processes(device, threads)
     if device_.type == "cpu":
         reuse_freed_memory()  # the trainer owns the process while it trains
     shards = open_shards(data)
@@ -383,6 +408,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
     feed = BatchFeed(shards, device_, cfg.feed)
     writer = RunDir(run, cfg, shards, start, {
         "data": str(Path(data).resolve()), "data_rows": len(shards), "device": str(device_),
+        "threads": torch.get_num_threads(),
         "world_size": world, "feed": feed.mode, "total_steps": total,
         "steps_per_epoch": per_epoch}) if rank == 0 else None
     log.info("training %d -> %d steps on %d images (%s, feed %s, %d process(es))",
@@ -394,6 +420,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
     stop = StopFlag()
     bar = progress(total=total, initial=start, unit="step", desc="train", disable=writer is None
                    or None)
+    slowdown = RateWatch(torch.get_num_threads()) if device_.type == "cpu" else None
     step, images_seen, tick = start, 0, time.perf_counter()
     summary: dict[str, Any] = {"run": str(run), "start_step": start, "interrupted": 0}
     try:
@@ -424,6 +451,8 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
                     images_seen, tick = 0, time.perf_counter()
                     if writer is not None:
                         writer.log(entry)
+                        if slowdown is not None and (warning := slowdown(entry["images_per_s"])):
+                            log.warning(warning)
                         bar.set_postfix(loss_D=f"{values[0]:.3f}", loss_G=f"{values[1]:.3f}")
                 # under DDP the ranks agree on stopping at log steps (it costs a sync)
                 stopping = (any_rank(stop.signum, world, device_)

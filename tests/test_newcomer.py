@@ -164,3 +164,39 @@ def test_a_run_evaluated_once_says_so_and_what_good_looks_like(tmp_path):
     assert "from 133.4" not in text
     assert "133.4 hash_fd at the only evaluation (no trend yet); lower is better" in text
     assert "train_hash_fd" not in page  # a one-dot plot
+
+
+def test_rate_watch_warns_once_when_training_collapses_and_names_the_fix():
+    from dcgan_data.trainer import RateWatch
+
+    watch = RateWatch(threads=2)
+    # warm-up, steady, one slow interval (a checkpoint), steady again: no warning
+    assert [watch(r) for r in (300, 1100, 1050, 90, 1080, 1000)] == [None] * 6
+    said = [watch(r) for r in (40, 30, 35, 20, 25, 30)]
+    assert said[:2] == [None, None] and said[3:] == [None] * 3
+    assert said[2].startswith("training slowed to 35 images/s from 1,100: ")
+    assert "torch's 2 threads" in said[2] and "--resume --threads 1" in said[2]
+
+
+def test_train_sample_and_fid_take_threads(tmp_path):
+    import torch
+    from click.testing import CliRunner
+
+    from dcgan_data_cli.main import cli
+
+    data = write_shards(tmp_path / "s", photo_crops(40, size=32))
+    run = tmp_path / "run"
+    threads = torch.get_num_threads()
+    try:
+        result = CliRunner().invoke(cli, [
+            "train", str(data), "-o", str(run), "--threads", "1", "--steps", "2", "--ngf", "8",
+            "--ndf", "8", "--batch-size", "16", "--eval-every", "1000", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        assert json.loads((run / "config.json").read_text())["threads"] == 1
+        torch.set_num_threads(threads)
+        result = CliRunner().invoke(cli, ["sample", str(run), "-n", "4", "-o",
+                                          str(tmp_path / "g.png"), "--threads", "1"])
+        assert result.exit_code == 0 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert "--threads" in CliRunner().invoke(cli, ["fid", "--help"]).output
