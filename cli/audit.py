@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from dcgan_data_cli.engine import engine_options
+from dcgan_data_cli.names import hash_model_option
 
 # defaults live in dcgan_data.audit; the CLI shows them without importing torch
 SAMPLES, HOLDOUT, ALPHA, NEIGHBOURS = 10_000, "2000", 0.01, 10
@@ -28,8 +29,8 @@ SAMPLES, HOLDOUT, ALPHA, NEIGHBOURS = 10_000, "2000", 0.01, 10
 @click.option("--alpha", type=float, default=ALPHA, show_default=True,
               help="A sample is a copy when at most this share of held-out real images are "
                    "as close to the training set as it is.")
-@click.option("--model", "model_path", type=click.Path(path_type=Path),
-              help="Hash model [default: the one the dedup stage of --train used, else one "
+@hash_model_option("model_path", ("--model",), type=click.Path(path_type=Path),
+                   help="Hash model [default: the one the dedup stage of --train used, else one "
                    "trained on --train].")
 @click.option("--neighbours", type=int, default=NEIGHBOURS, show_default=True,
               help="Nearest training images by code values checked per sample (besides "

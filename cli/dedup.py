@@ -9,6 +9,7 @@ import click
 
 from dcgan_data.partition import DEFAULT_PARTITIONS
 from dcgan_data_cli.engine import engine_options
+from dcgan_data_cli.names import hash_model_option
 
 
 def _partitions(ctx, param, value: str) -> int | str:
@@ -51,8 +52,8 @@ def _partitions(ctx, param, value: str) -> int | str:
 @click.option("--keep", type=click.Choice(["first", "largest"]), default="first",
               show_default=True,
               help="Which image of a group to keep: the first key, or the largest source.")
-@click.option("--model", "model_path", type=click.Path(path_type=Path),
-              help="Reuse a trained hash model (hash_model.pt) instead of training one.")
+@hash_model_option("model_path", ("--model",), type=click.Path(path_type=Path),
+                   help="Reuse a trained hash model (hash_model.pt) instead of training one.")
 @click.option("--against", type=click.Path(path_type=Path),
               help="Also remove images of SRC that duplicate images of this shard set "
                    "(e.g. SRC = train, OTHER = test).")
@@ -69,13 +70,20 @@ def _partitions(ctx, param, value: str) -> int | str:
               help="Group the shared hashes in N partitions, one after another here or in "
                    "parallel on Ray, so that no process sorts them all (auto: as many as the "
                    "memory available needs). The output is the same for every N.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--epochs", type=float, help="Training passes over the sampled crops.")
-@click.option("--min-steps", type=int, help="Training steps at least.")
-@click.option("--max-steps", type=int, help="Training steps at most.")
-@click.option("--max-train-images", type=int, help="Crops sampled for training.")
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float)
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of the hash model's training and of the crops it trains on: the "
+                   "same seed on the same images gives the same hashes.")
+@click.option("--epochs", type=float,
+              help="The hash model's training (unused with --hash-model): passes over the "
+                   "sampled crops [default: 10].")
+@click.option("--min-steps", type=int, help="Training steps at least [default: 400].")
+@click.option("--max-steps", type=int, help="Training steps at most [default: 700].")
+@click.option("--max-train-images", type=int,
+              help="Crops sampled for training [default: 200,000].")
+@click.option("--batch-size", type=int,
+              help="Crops per step of the hash model's training [default: 512].")
+@click.option("--lr", type=float,
+              help="Adam learning rate of the hash model's training [default: 0.002].")
 @click.option("--dropout", type=float, help="Dropout on the code units while training.")
 @click.option("--code-noise", type=float,
               help="Noise on the code pre-activations while training.")
@@ -91,7 +99,7 @@ def dedup(src: Path, out: Path, size: int, radius: int | None, probe: bool,
     """De-duplicate SRC (a shard directory, an LSUN LMDB or a folder of images) into OUT.
 
     Trains the paper's 3072-128-3072 denoising autoencoder on 32x32 crops (or loads
-    --model) and hashes every image to 128 bits; proposes candidate pairs from equal hashes,
+    --hash-model) and hashes every image to 128 bits; proposes candidate pairs from equal hashes,
     probe hashes and nearest neighbours by a perceptual descriptor; verifies each pair on
     the images, keeps one image per verified group and writes the kept images as shards.
     """

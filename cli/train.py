@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from dcgan_data_cli.names import hash_model_option
+
 THREADS = click.option("--threads", type=click.IntRange(min=1), default=None,
                        help="Torch threads on a CPU [default: all cores]; on a machine other "
                             "processes keep busy, 1 or the number of idle cores is faster.")
@@ -55,9 +57,10 @@ TRAIN_OPTIONS = [
                       "also at the last step [default: 1000]."),
     click.option("--eval-images", type=click.IntRange(min=2), default=None,
                  help="Generated images per evaluation [default: 2048]."),
-    click.option("--eval-model", type=click.Path(dir_okay=False), default=None,
-                 help="Hash model for the quality figure [default: DATA/hash_model.pt from "
-                      "dedup, else one trained on DATA once]."),
+    hash_model_option("eval_model", ("--eval-model",), type=click.Path(dir_okay=False),
+                      default=None,
+                      help="Hash model for the quality figure [default: DATA/hash_model.pt "
+                           "from dedup, else one trained on DATA once]."),
     click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
                  help="inception-2015-12-05.pt (StyleGAN2-ADA's TorchScript Inception): adds "
                       "FID and KID to each evaluation [default: none, hash_fd only]."),
@@ -131,7 +134,7 @@ def sample(run: str, count: int, out: str, interpolate: bool, frames: int,
 
     _set_threads(threads)
     summary = write_grid(run, out, count, interpolate, frames, seed, checkpoint, device)
-    click.echo(f"wrote {summary['images']} {summary['size']}px images to {out} "
+    click.echo(f"wrote {summary['images']} images of {summary['size']} px to {out} "
                f"(from {summary['checkpoint']})")
 
 
@@ -143,8 +146,8 @@ def sample(run: str, count: int, out: str, interpolate: bool, frames: int,
               help="A checkpoint file, or a name in RUN/checkpoints [default: last.pt].")
 @click.option("--images", type=click.IntRange(min=2), default=None,
               help="Generated images to score [default: 2048].")
-@click.option("--hash-model", type=click.Path(dir_okay=False), default=None,
-              help="Hash model whose codes are the feature space [default: REAL/hash_model.pt "
+@hash_model_option("hash_model", type=click.Path(dir_okay=False), default=None,
+                   help="Hash model whose codes are the feature space [default: REAL/hash_model.pt "
                    "from dedup, else one trained on REAL once].")
 @click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
               help="inception-2015-12-05.pt (StyleGAN2-ADA's TorchScript Inception): adds "

@@ -248,7 +248,7 @@ def train_hash_model(
     """Train a hash model on (N, 3072) uint8 crops. Returns the model (eval mode) and stats."""
     if len(crops) < 2:
         raise InputError(f"cannot train a hash model on {len(crops)} image(s); "
-                         "pass --model with a model trained on a larger set")
+                         "pass --hash-model with a model trained on a larger set")
     if not (crops != crops[0]).any():
         raise InputError(f"all {len(crops)} training images are identical: there is nothing "
                          "to learn a hash from (and nothing to de-duplicate but one image)")
