@@ -64,6 +64,7 @@ from dcgan_data.shards import ShardSet
 log = logging.getLogger(__name__)
 
 ARCHITECTURE = ("size", "nz", "ngf", "ndf")  # a checkpoint only loads into the same ones
+FEW_IMAGES = 1000  # below this a GAN learns little more than blur, noise or copies
 
 
 @dataclass
@@ -413,6 +414,10 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
         "steps_per_epoch": per_epoch}) if rank == 0 else None
     log.info("training %d -> %d steps on %d images (%s, feed %s, %d process(es))",
              start, total, len(shards), device_, feed.mode, world)
+    if rank == 0 and len(shards) < FEW_IMAGES:
+        log.warning("only %d training images: a GAN needs thousands (the DCGAN paper used "
+                    "3 million bedrooms); with this few expect blurred noise or copies of "
+                    "the training images", len(shards))
 
     amp = torch.autocast(device_.type, dtype=torch.bfloat16, enabled=cfg.amp)
     d_params = list(models.d_model.parameters())

@@ -178,7 +178,7 @@ def test_rate_watch_warns_once_when_training_collapses_and_names_the_fix():
     assert "torch's 2 threads" in said[2] and "--resume --threads 1" in said[2]
 
 
-def test_train_sample_and_fid_take_threads(tmp_path):
+def test_train_sample_and_fid_take_threads_and_a_tiny_set_is_called_tiny(tmp_path, caplog):
     import torch
     from click.testing import CliRunner
 
@@ -193,6 +193,7 @@ def test_train_sample_and_fid_take_threads(tmp_path):
             "--ndf", "8", "--batch-size", "16", "--eval-every", "1000", "--device", "cpu"])
         assert result.exit_code == 0, result.output
         assert json.loads((run / "config.json").read_text())["threads"] == 1
+        assert "only 40 training images: a GAN needs thousands" in caplog.text
         torch.set_num_threads(threads)
         result = CliRunner().invoke(cli, ["sample", str(run), "-n", "4", "-o",
                                           str(tmp_path / "g.png"), "--threads", "1"])
@@ -200,3 +201,52 @@ def test_train_sample_and_fid_take_threads(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert "--threads" in CliRunner().invoke(cli, ["fid", "--help"]).output
+
+
+def test_the_small_words(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from dcgan_data_cli.main import cli
+
+    def run(*args):
+        return CliRunner().invoke(cli, [str(a) for a in args])
+
+    photos = tmp_path / "photos"
+    for name, photo in zip(["cats", "cats", "dogs"], PHOTOS[:3], strict=True):
+        (photos / name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, photos / name)
+    (photos / "dogs" / "notes.jpg").write_text("not an image")
+    result = run("ingest", photos, "-o", tmp_path / "s", "--workers", "1", "--size", "32")
+    assert result.exit_code == 0, result.output
+    assert "(1 failed: not_an_image 1; " in result.output and "{" not in result.output
+    assert "labels.csv: each image's class folder (2 classes)" in result.output
+    assert (tmp_path / "s" / "labels.csv").read_text() == (
+        f"key,label\ncats/{PHOTOS[0].name},cats\ncats/{PHOTOS[1].name},cats\n"
+        f"dogs/{PHOTOS[2].name},dogs\n")
+
+    result = run("pack", PHOTOS[0], PHOTOS[1], PHOTOS[0], "-o", tmp_path / "lmdb")
+    assert result.output.strip() == (f"packed 2 images into {tmp_path / 'lmdb'} (2 entries, 1 "
+                                     "repeating an image given before, 0 failed)")
+    result = run("pack", PHOTOS[0], "-o", tmp_path / "lmdb")
+    assert "(2 entries, 1 already there, 0 failed)" in result.output
+
+    result = run("export", tmp_path / "s", "-o", tmp_path / "e", "--format", "folder")
+    assert result.exit_code == 0 and "(1 part, 0 already done;" in result.output
+
+    monkeypatch.chdir(tmp_path)
+    assert run("inspect", tmp_path / "s").exit_code == 0
+    assert not list(tmp_path.glob("*.png"))  # no sheet unless --sheet names one
+
+    for verb, old in (("dedup", "--model"), ("audit", "--model"), ("train", "--eval-model"),
+                      ("fid", None)):
+        text = run(verb, "--help").output
+        assert "--hash-model" in text and (old is None or old not in text.replace(
+            "--hash-model", "")), verb
+    text = run("report", "--help").output
+    assert "-o, --out FILE" in text and "--output" not in text
+    old_name = run("report", tmp_path / "none", "--output", tmp_path / "r.html")
+    assert "no such output folder" in old_name.output  # the old name still parses
+    text = " ".join(run("dedup", "--help").output.split())
+    for option in ("--batch-size INTEGER Crops per step", "--lr FLOAT Adam learning rate",
+                   "--seed INTEGER Seed of the hash model's training"):
+        assert option in text, option
