@@ -178,11 +178,21 @@ def test_rate_watch_warns_once_when_training_collapses_and_names_the_fix():
     assert "torch's 2 threads" in said[2] and "--resume --threads 1" in said[2]
 
 
-def test_train_sample_and_fid_take_threads_and_a_tiny_set_is_called_tiny(tmp_path, caplog):
+def test_train_sample_and_fid_take_threads_and_a_tiny_set_is_called_tiny(tmp_path, caplog,
+                                                                          monkeypatch):
     import torch
     from click.testing import CliRunner
 
+    from dcgan_data import files, trainer
     from dcgan_data_cli.main import cli
+
+    said = []  # what the train bar says while its step count stands at the end
+
+    class Bar(files.LogProgress):
+        def set_description_str(self, desc, refresh=True):
+            said.append((self.n, desc))
+
+    monkeypatch.setattr(trainer, "progress", lambda **kw: Bar(None, 30, **kw))
 
     data = write_shards(tmp_path / "s", photo_crops(40, size=32))
     run = tmp_path / "run"
@@ -194,6 +204,8 @@ def test_train_sample_and_fid_take_threads_and_a_tiny_set_is_called_tiny(tmp_pat
         assert result.exit_code == 0, result.output
         assert json.loads((run / "config.json").read_text())["threads"] == 1
         assert "only 40 training images: a GAN needs thousands" in caplog.text
+        assert said == [(2, "train: evaluating"), (2, "train"),
+                        (2, "train: writing checkpoint"), (2, "train")]
         torch.set_num_threads(threads)
         result = CliRunner().invoke(cli, ["sample", str(run), "-n", "4", "-o",
                                           str(tmp_path / "g.png"), "--threads", "1"])
