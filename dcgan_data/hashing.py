@@ -131,7 +131,7 @@ def to_hash_crops(rows: np.ndarray) -> np.ndarray:
     if rows.shape[1:3] == (2 * SIDE, 2 * SIDE):
         small = downsample_2x(rows)
     elif rows.shape[1:3] == (SIDE, SIDE):
-        small = rows
+        small = np.array(rows)  # a copy: torch warns on a read-only map of the shards
     else:
         small = np.stack([resize_square(r, SIDE) for r in rows]) if len(rows) else \
             np.zeros((0, SIDE, SIDE, 3), np.uint8)
@@ -370,9 +370,7 @@ class Hasher:
         probes = None if self.slopes is None else \
             np.empty((len(crops), len(PROBES), bits // 8), np.uint8)
         for start in range(0, len(crops), CHUNK):
-            # a copy: crops may be a read-only map of the shards, which torch warns about
-            pixels = torch.from_numpy(np.array(crops[start : start + CHUNK]))
-            pixels = pixels.to(self.weight.device)
+            pixels = torch.from_numpy(crops[start : start + CHUNK]).to(self.weight.device)
             pixels = pixels.float()
             projected = pixels @ self.weight
             gain = level_gain(pixels, self.config)

@@ -108,6 +108,14 @@ def test_dedup_prints_its_own_lines_and_progress_when_not_on_a_terminal(shards32
     others = [line for line in lines if line not in progress]
     assert all(line.startswith("INFO dcgan_data") for line in others), others
 
+    from dcgan_data import trainer
+    trainer.train(out, tmp_path / "run", device="cpu", steps=1, ngf=8, ndf=8, batch_size=16,
+                  eval_every=1000, eval_model=str(out / "hash_model.pt"))
+    result = dcgan_data("audit", str(tmp_path / "run"), "--train", str(out), "-o",
+                        str(tmp_path / "audit"), "-n", "32", "--holdout", "16", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert "faiss" not in result.stderr and "Warning" not in result.stderr
+
 
 def test_verbose_raises_the_tools_loggers_not_other_libraries(tmp_path):
     folder = tmp_path / "photos"
