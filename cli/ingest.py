@@ -74,6 +74,11 @@ def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: i
                f"({report['failed']} failed{_by_reason(report['failed_by_reason'])}; "
                f"{report['images_per_s']} images/s); report: "
                f"{Path(out) / 'ingest_report.json'}")
+    if not report["written"]:
+        from dcgan_data.errors import DcganDataError
+
+        raise DcganDataError(f"ingest: no image written, so nothing to train on: all "
+                             f"{report['read']} failed{_by_reason(report['failed_by_reason'])}")
     if report.get("label_classes"):
         click.echo(f"labels.csv: each image's class folder ({report['label_classes']} "
                    "classes)")

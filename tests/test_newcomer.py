@@ -138,6 +138,17 @@ def test_a_faces_run_that_kept_no_face_exits_1_with_its_reason(tmp_path):
         "5000 px or larger found in the 2 images decoded")
 
 
+def test_an_ingest_that_wrote_no_image_exits_1_with_its_reason(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "notes.jpg").write_text("not an image")
+    result = dcgan_data("ingest", str(tmp_path / "photos"), "-o", str(tmp_path / "s"),
+                        "--workers", "1")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: ingest: no image written, so nothing to train on: all 1 failed: "
+        "not_an_image 1")
+
+
 def test_no_duplicates_means_no_sheet_and_the_report_says_so(tmp_path):
     from dcgan_data import dedup as dd
     from dcgan_data.report import build_report
