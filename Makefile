@@ -18,8 +18,23 @@ STEPS ?= 20000
 .PHONY: help install browser test lint demo bench fit-verify clean
 .DEFAULT_GOAL := help
 
-help: ## list the targets
+help: ## list the targets and the variables
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+	@echo
+	@echo "variables (make lsun LSUN=my_photos STEPS=2000 ...):"
+	@echo "  LSUN        lsun's input: an LSUN LMDB, a folder of them, or a folder of images"
+	@echo "  CRAWL       faces' input: a crawl list (one URL or path per line)"
+	@echo "  OUT         output folder [build/lsun, build/faces]"
+	@echo "  SIZE        image side in px: 32, 64 or 128 [$(SIZE)]"
+	@echo "  STEPS       training steps [$(STEPS)]"
+	@echo "  DEVICE      auto, cpu or cuda [$(DEVICE)]"
+	@echo "  WORKERS     ingest processes [all cores]"
+	@echo "  TRAIN_ARGS, DEDUP_ARGS, AUDIT_ARGS, FACES_ARGS, FACES_DEDUP_ARGS"
+	@echo "              more options for that stage's verb (see dcgan-data VERB --help)"
+	@echo "A stage re-runs when its input or its arguments change."
+	@echo "The training defaults (20,000 steps of batch 128, nets 128 wide at 64 px) are sized"
+	@echo "for a GPU. On a CPU, size it as the demo does:"
+	@echo "  SIZE=$(SAMPLE_SIZE) STEPS=$(SAMPLE_STEPS) TRAIN_ARGS=\"--ngf 32 --ndf 32 --batch-size 64\""
 
 install: $(STAMP) ## create .venv and install dcgan-data with its dev tools and Ray
 

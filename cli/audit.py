@@ -8,6 +8,7 @@ import click
 
 from dcgan_data.checks import AUDIT
 from dcgan_data_cli.engine import engine_options
+from dcgan_data_cli.names import hash_model_option
 from dcgan_data_cli.numbers import number_option
 
 # defaults live in dcgan_data.audit; the CLI shows them without importing torch
@@ -36,8 +37,8 @@ def _holdout(ctx: click.Context, param: click.Parameter, value: str) -> int | fl
 @number_option("--alpha", allowed=AUDIT["alpha"], default=ALPHA, show_default=True,
                help="A sample is a copy when at most this share of held-out real images are "
                     "as close to the training set as it is.")
-@click.option("--model", "model_path", type=click.Path(path_type=Path),
-              help="Hash model [default: the one the dedup stage of --train used, else one "
+@hash_model_option("model_path", ("--model",), type=click.Path(path_type=Path),
+                   help="Hash model [default: the one the dedup stage of --train used, else one "
                    "trained on --train].")
 @number_option("--neighbours", allowed=AUDIT["neighbours"], default=NEIGHBOURS,
                show_default=True,

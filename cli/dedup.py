@@ -11,6 +11,7 @@ from dcgan_data.checks import DEDUP, HASH, parse_partitions
 from dcgan_data.dedup_options import MAX_FALSE_SHARE, SELF_FIT_MIN_ROWS
 from dcgan_data.partition import DEFAULT_PARTITIONS
 from dcgan_data_cli.engine import engine_options
+from dcgan_data_cli.names import hash_model_option
 from dcgan_data_cli.numbers import number_option
 
 
@@ -63,8 +64,8 @@ def _partitions(ctx: click.Context, param: click.Parameter, value: str) -> int |
 @click.option("--keep", type=click.Choice(["first", "largest"]), default="first",
               show_default=True,
               help="Which image of a group to keep: the first key, or the largest source.")
-@click.option("--model", "model_path", type=click.Path(path_type=Path),
-              help="Reuse a trained hash model (hash_model.pt) instead of training one.")
+@hash_model_option("model_path", ("--model",), type=click.Path(path_type=Path),
+                   help="Reuse a trained hash model (hash_model.pt) instead of training one.")
 @click.option("--against", type=click.Path(path_type=Path),
               help="Also remove images of SRC that duplicate images of this shard set "
                    "(e.g. SRC = train, OTHER = test).")
@@ -81,14 +82,23 @@ def _partitions(ctx: click.Context, param: click.Parameter, value: str) -> int |
               help="Group the shared hashes in N partitions, one after another here or in "
                    "parallel on Ray, so that no process sorts them all (auto: as many as the "
                    "memory available needs). The output is the same for every N.")
-@number_option("--seed", allowed=DEDUP["seed"], default=0, show_default=True)
-@number_option("--epochs", allowed=HASH["epochs"], help="Training passes over the sampled crops.")
-@number_option("--min-steps", allowed=HASH["min_steps"], help="Training steps at least.")
-@number_option("--max-steps", allowed=HASH["max_steps"], help="Training steps at most.")
+@number_option("--seed", allowed=DEDUP["seed"], default=0, show_default=True,
+               help="Seed of the hash model's training and of the crops it trains on, and of "
+                    "the rows the decision is fitted on: the same seed on the same images "
+                    "gives the same output.")
+@number_option("--epochs", allowed=HASH["epochs"],
+               help="The hash model's training (unused with --hash-model): passes over the "
+                    "sampled crops [default: 10].")
+@number_option("--min-steps", allowed=HASH["min_steps"],
+               help="Training steps at least [default: 400].")
+@number_option("--max-steps", allowed=HASH["max_steps"],
+               help="Training steps at most [default: 700].")
 @number_option("--max-train-images", allowed=HASH["max_train_images"],
-               help="Crops sampled for training.")
-@number_option("--batch-size", allowed=HASH["batch_size"])
-@number_option("--lr", allowed=HASH["lr"])
+               help="Crops sampled for training [default: 200,000].")
+@number_option("--batch-size", allowed=HASH["batch_size"],
+               help="Crops per step of the hash model's training [default: 512].")
+@number_option("--lr", allowed=HASH["lr"],
+               help="Adam learning rate of the hash model's training [default: 0.002].")
 @number_option("--dropout", allowed=HASH["dropout"],
                help="Dropout on the code units while training.")
 @number_option("--code-noise", allowed=HASH["code_noise"],
@@ -106,7 +116,7 @@ def dedup(src: Path, out: Path, size: int, radius: int | None, probe: bool,
     """De-duplicate SRC (a shard directory, an LSUN LMDB or a folder of images) into OUT.
 
     Trains the paper's 3072-128-3072 denoising autoencoder on 32x32 crops (or loads
-    --model) and hashes every image to 128 bits; proposes candidate pairs from equal hashes,
+    --hash-model) and hashes every image to 128 bits; proposes candidate pairs from equal hashes,
     probe hashes and nearest neighbours by a perceptual descriptor; verifies each pair on
     the images, keeps one image per verified group and writes the kept images as shards.
     """

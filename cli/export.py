@@ -33,11 +33,15 @@ def export(shards: Path, out: Path, fmt: str, rows_per_part: int, threads: int |
     rate = report["images_per_s"]
     click.echo(
         f"exported {report['rows']} images as {fmt} into {out} "
-        f"({report['parts']} parts, {report['parts_resumed']} already done; "
+        f"({_count(report['parts'], 'part')}, {report['parts_resumed']} already done; "
         f"{report['bytes_written'] / 1e6:.1f} MB"
         + (f"; {rate:g} images/s, {report['mb_per_s']:g} MB/s" if rate else "")
         + f"); report: {out / REPORT}"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 @click.command("export-weights")

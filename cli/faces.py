@@ -97,3 +97,19 @@ def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: 
     )
     for reason, count in report["failed_by_reason"].items():
         click.echo(f"  {reason}: {count}  e.g. {report['failed_examples'][reason][0]}")
+    if not report["kept"]:
+        from dcgan_data.errors import DcganDataError
+
+        raise DcganDataError(f"faces: no face kept, so nothing to train on: "
+                             f"{_why_none_kept(report, min_face)}")
+
+
+def _why_none_kept(report: dict, min_face: int) -> str:
+    if not report["decoded"]:
+        return (f"none of the {report['entries']} entries gave an image (the failures are "
+                "listed above)")
+    if not report["boxes"]:
+        return (f"no face of about --min-face {min_face} px or larger found in the "
+                f"{report['decoded']} images decoded")
+    return (f"the {report['boxes']} faces found are all smaller than --min-face {min_face} px "
+            "or below --min-score")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
@@ -32,8 +31,13 @@ def pack(images: tuple[str, ...], out: str, fmt: str, quality: int, short_side: 
     from dcgan_data.lsun import pack_images
 
     report = pack_images(images, out, fmt, quality, short_side)
-    click.echo(f"packed {report['packed']} images into {out} ({report['entries']} entries, "
-               f"{report['already_present']} already there, {len(report['failed'])} failed)")
+    notes = [f"{report['entries']} entries"]
+    if report["already_present"]:
+        notes.append(f"{report['already_present']} already there")
+    if report["repeated_in_input"]:
+        notes.append(f"{report['repeated_in_input']} repeating an image given before")
+    notes.append(f"{len(report['failed'])} failed")
+    click.echo(f"packed {report['packed']} images into {out} ({', '.join(notes)})")
     for failure in report["failed"]:
         click.echo(f"  skipped {failure['key']}: {failure['reason']}", err=True)
 
@@ -75,30 +79,42 @@ def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: i
                         max_pixels=max_pixels, engine=make_engine(engine, workers, ray_address),
                         local_root=local_root, max_bytes=max_bytes)
     click.echo(f"ingested {report['written']} of {report['read']} images into {out} "
-               f"({report['failed']} failed: {report['failed_by_reason'] or 'none'}; "
+               f"({report['failed']} failed{_by_reason(report['failed_by_reason'])}; "
                f"{report['images_per_s']} images/s); report: "
                f"{Path(out) / 'ingest_report.json'}")
+    if not report["written"]:
+        from dcgan_data.errors import DcganDataError
+
+        raise DcganDataError(f"ingest: no image written, so nothing to train on: all "
+                             f"{report['read']} failed{_by_reason(report['failed_by_reason'])}")
+    if report.get("label_classes"):
+        click.echo(f"labels.csv: each image's class folder ({report['label_classes']} "
+                   "classes)")
+
+
+def _by_reason(counts: dict[str, int]) -> str:
+    """': corrupt 1, truncated 2' (nothing when none failed)."""
+    return ": " + ", ".join(f"{reason} {n}" for reason, n in counts.items()) if counts else ""
 
 
 @click.command()
 @click.argument("path", type=click.Path())
 @click.option("--sheet", type=click.Path(dir_okay=False), default=None,
-              help="Contact sheet PNG to write [default: ./<name>_sheet.png].")
+              help="Also write a contact sheet of the sampled images to this PNG.")
 @number_option("--sample", allowed=INGEST["sample"], default=64, show_default=True,
                help="How many images to decode / show.")
 def inspect(path: str, sheet: str | None, sample: int) -> None:
     """Summarise an LMDB, image folder or shard directory; verify shard checksums.
 
-    Prints the summary as JSON and writes a contact sheet. Exits 1 when a shard fails
-    verification.
+    Prints the summary as JSON (and with --sheet writes a contact sheet); writes nothing
+    else. Exits 1 when a shard fails verification.
     """
     from dcgan_data.errors import DcganDataError
     from dcgan_data.images import save_png
     from dcgan_data.ingest import inspect as run_inspect
 
     summary, grid = run_inspect(path, sample=sample)
-    if grid is not None:
-        sheet = sheet or f"{Path(os.path.abspath(path)).name}_sheet.png"
+    if grid is not None and sheet:
         save_png(sheet, grid)
         summary["sheet"] = sheet
     click.echo(json.dumps(summary, indent=2))

@@ -15,6 +15,8 @@ import click
 from dcgan_data import __version__
 from dcgan_data.errors import DcganDataError
 
+OWN_LOGGERS = ("dcgan_data", "dcgan_data_cli")
+
 # verb -> "module:attribute" of its click command
 COMMANDS = {
     "pack": "dcgan_data_cli.ingest:pack",
@@ -82,8 +84,12 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     semantic-hash de-duplication, face crops from a web crawl, and a 64x64 DCGAN.
     """
     ctx.meta["verbose"] = verbose
+    # other libraries (faiss's loader, PIL's chunk reader) say only warnings and errors;
+    # -v and -q move the tool's own loggers
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def main() -> None:

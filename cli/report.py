@@ -6,10 +6,13 @@ from pathlib import Path
 
 import click
 
+from dcgan_data_cli.names import Renamed
+
 
 @click.command()
 @click.argument("out", type=click.Path())
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+@click.option("-o", "--out", "--output", "output", cls=Renamed, old_names=("--output",),
+              type=click.Path(dir_okay=False), default=None,
               help="HTML file to write [default: OUT/report.html]; its plots go in "
                    "<name>_files/ beside it.")
 @click.option("--check", is_flag=True,

@@ -7,8 +7,12 @@ import sys
 import click
 
 from dcgan_data.checks import SAMPLE, TRAIN
+from dcgan_data_cli.names import hash_model_option
 from dcgan_data_cli.numbers import number_option
 
+THREADS = number_option("--threads", allowed=TRAIN["threads"], default=None,
+                        help="Torch threads on a CPU [default: all cores]; on a machine other "
+                             "processes keep busy, 1 or the number of idle cores is faster.")
 DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                       show_default=True, help="auto: cuda when available, else cpu.")
 
@@ -55,9 +59,10 @@ TRAIN_OPTIONS = [
                        "also at the last step [default: 1000]."),
     number_option("--eval-images", allowed=TRAIN["eval_images"], default=None,
                   help="Generated images per evaluation [default: 2048]."),
-    click.option("--eval-model", type=click.Path(dir_okay=False), default=None,
-                 help="Hash model for the quality figure [default: DATA/hash_model.pt from "
-                      "dedup, else one trained on DATA once]."),
+    hash_model_option("eval_model", ("--eval-model",), type=click.Path(dir_okay=False),
+                      default=None,
+                      help="Hash model for the quality figure [default: DATA/hash_model.pt "
+                           "from dedup, else one trained on DATA once]."),
     click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
                  help="inception-2015-12-05.pt (StyleGAN2-ADA's TorchScript Inception): adds "
                       "FID and KID to each evaluation [default: none, hash_fd only]."),
@@ -77,9 +82,10 @@ def _with_train_options(command):
 @click.option("--resume", is_flag=True,
               help="Continue the run in OUT from checkpoints/last.pt (starts it if absent).")
 @DEVICE
+@THREADS
 @_with_train_options
-def train(data: str, out: str, resume: bool, device: str, compile_: bool | None,
-          **options) -> None:
+def train(data: str, out: str, resume: bool, device: str, threads: int | None,
+          compile_: bool | None, **options) -> None:
     """Train the paper's DCGAN on a shard directory.
 
     Writes OUT/config.json, metrics.jsonl, samples/step_NNNNNN.png, loss.png and
@@ -92,7 +98,7 @@ def train(data: str, out: str, resume: bool, device: str, compile_: bool | None,
     if options["size"] is not None:
         options["size"] = int(options["size"])
     given = {k: v for k, v in options.items() if v is not None}
-    summary = run_train(data, out, device=device, resume=resume, **given)
+    summary = run_train(data, out, device=device, resume=resume, threads=threads, **given)
     last = summary["last"]
     if last is not None:
         quality = (f" hash_fd {last['hash_fd']:.2f} hash_kid {last['hash_kid']:.3f}"
@@ -122,13 +128,15 @@ def train(data: str, out: str, resume: bool, device: str, compile_: bool | None,
               help="A checkpoint file, or a name in RUN/checkpoints [default: last.pt].")
 @number_option("--seed", allowed=SAMPLE["seed"], default=0, show_default=True)
 @DEVICE
+@THREADS
 def sample(run: str, count: int, out: str, interpolate: bool, frames: int,
-           checkpoint: str | None, seed: int, device: str) -> None:
+           checkpoint: str | None, seed: int, device: str, threads: int | None) -> None:
     """Draw images from a trained run's generator into one PNG grid."""
     from dcgan_data.sampling import write_grid
 
+    _set_threads(threads)
     summary = write_grid(run, out, count, interpolate, frames, seed, checkpoint, device)
-    click.echo(f"wrote {summary['images']} {summary['size']}px images to {out} "
+    click.echo(f"wrote {summary['images']} images of {summary['size']} px to {out} "
                f"(from {summary['checkpoint']})")
 
 
@@ -140,15 +148,17 @@ def sample(run: str, count: int, out: str, interpolate: bool, frames: int,
               help="A checkpoint file, or a name in RUN/checkpoints [default: last.pt].")
 @number_option("--images", allowed=SAMPLE["images"], default=None,
                help="Generated images to score [default: 2048].")
-@click.option("--hash-model", type=click.Path(dir_okay=False), default=None,
-              help="Hash model whose codes are the feature space [default: REAL/hash_model.pt "
+@hash_model_option("hash_model", type=click.Path(dir_okay=False), default=None,
+                   help="Hash model whose codes are the feature space [default: REAL/hash_model.pt "
                    "from dedup, else one trained on REAL once].")
 @click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
               help="inception-2015-12-05.pt (StyleGAN2-ADA's TorchScript Inception): adds "
                    "FID and KID.")
 @DEVICE
+@THREADS
 def fid(run: str, real: str, checkpoint: str | None, images: int | None,
-        hash_model: str | None, inception_weights: str | None, device: str) -> None:
+        hash_model: str | None, inception_weights: str | None, device: str,
+        threads: int | None) -> None:
     """Score a run's generator against real shards: hash_fd and hash_kid, and with
     --inception-weights FID and KID.
 
@@ -158,6 +168,7 @@ def fid(run: str, real: str, checkpoint: str | None, images: int | None,
     """
     from dcgan_data.quality import EVAL_IMAGES, evaluate_run
 
+    _set_threads(threads)
     report = evaluate_run(run, real, checkpoint, images or EVAL_IMAGES, hash_model, device,
                           inception_weights)
     inception = (f" FID {report['fid']:.3f} KID {report['kid']:.4f}" if "fid" in report
@@ -165,3 +176,10 @@ def fid(run: str, real: str, checkpoint: str | None, images: int | None,
     click.echo(f"step {report['step']}: hash_fd {report['hash_fd']:.3f} hash_kid "
                f"{report['hash_kid']:.4f}{inception} ({report['eval_images']} generated vs "
                f"{report['real_images']} real images; {run}/quality_report.json)")
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)

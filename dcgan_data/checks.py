@@ -164,7 +164,7 @@ FACES = {  # faces(), its FaceOptions and their FetchOptions
     "max_bytes": COUNT, "max_redirects": Range(0, 30, integer=True), "max_list_bytes": COUNT,
 }
 TRAIN = {  # dcgan_data.trainer.TrainConfig; BatchNorm needs a batch of 2
-    "nz": COUNT, "ngf": COUNT, "ndf": COUNT, "batch_size": Range(2, integer=True),
+    "nz": COUNT, "threads": COUNT, "ngf": COUNT, "ndf": COUNT, "batch_size": Range(2, integer=True),
     "lr": POSITIVE, "beta1": Range(0, 1, high_open=True), "steps": COUNT, "epochs": POSITIVE,
     "seed": SEED, "log_every": COUNT, "sample_every": COUNT, "ckpt_every": COUNT,
     "keep_every": Range(0, integer=True), "num_samples": COUNT, "eval_every": COUNT,

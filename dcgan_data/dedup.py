@@ -749,10 +749,10 @@ def _largest_groups(group_sizes: Counter, keys: list[str], n: int) -> list[dict[
 def _write_sheet(path: Path, shards: ShardSet, other: ShardSet | None, removed: np.ndarray,
                  kept_as: np.ndarray, labels: np.ndarray, group_sizes: Counter,
                  pairs: int = 48) -> None:
-    """Removed | kept pairs side by side, largest groups first, for a visual check."""
+    """Removed | kept pairs side by side, largest groups first, for a visual check; no sheet
+    (and none left from an earlier run) when nothing was removed."""
     if not len(removed):
-        rows = shards.load(np.arange(min(len(shards), 16)))
-        save_png(path, contact_sheet(rows, cols=8))  # nothing removed: show what was kept
+        path.unlink(missing_ok=True)
         return
     size = -np.array([group_sizes[labels[i]] for i in removed])
     shown = removed[np.lexsort((removed, labels[removed], size))][:pairs]

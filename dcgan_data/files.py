@@ -12,7 +12,9 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -209,12 +211,92 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def progress(iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
-    """A tqdm bar on stderr that stays silent when stderr is not a terminal (CI, pipes)."""
-    kwargs.setdefault("disable", None)  # None: tqdm disables itself on a non-TTY
-    kwargs.setdefault("dynamic_ncols", True)
+PROGRESS_SECONDS_ENV = "DCGAN_DATA_PROGRESS_SECONDS"
+
+
+def progress(iterable: Iterable | None = None, **kwargs: Any) -> tqdm | LogProgress:
+    """A tqdm bar on stderr when stderr is a terminal; else (CI, pipes, logs) a plain line
+    every $DCGAN_DATA_PROGRESS_SECONDS seconds (30 unless set). disable=True: silent."""
     kwargs.setdefault("unit", "img")
+    if kwargs.get("disable") is True:
+        return tqdm(iterable, **kwargs)
+    if not sys.stderr.isatty():
+        return LogProgress(iterable, _progress_seconds(), **kwargs)
+    kwargs["disable"] = False
+    kwargs.setdefault("dynamic_ncols", True)
     return tqdm(iterable, **kwargs)
+
+
+def _progress_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get(PROGRESS_SECONDS_ENV, "30")))
+    except ValueError:
+        return 30.0
+
+
+class LogProgress:
+    """The part of tqdm's interface the stages use, printing one line (done/total, rate, ETA)
+    at most every `interval` seconds, and a last one when the phase took that long."""
+
+    def __init__(self, iterable: Iterable | None, interval: float, total: int | None = None,
+                 initial: int = 0, desc: str = "", unit: str = "img", **_: Any):
+        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        self.iterable, self.interval, self.total, self.desc, self.unit = (
+            iterable, interval, total, desc, unit)
+        self.n = self.initial = initial
+        self.postfix = ""
+        self.shown: tuple[int, str] | None = None  # the last line's count and description
+        self.start = self.printed = time.monotonic()
+        self.closed = False
+
+    def __iter__(self) -> Iterator:
+        try:
+            for item in self.iterable:
+                yield item
+                self.update(1)
+        finally:
+            self.close()
+
+    def __enter__(self) -> LogProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if time.monotonic() - self.printed >= self.interval:
+            self._print()
+
+    def set_postfix(self, **values: Any) -> None:
+        self.postfix = ", " + ", ".join(f"{k} {v}" for k, v in values.items())
+
+    def set_description_str(self, desc: str, refresh: bool = True) -> None:
+        self.desc = desc  # shown by the next line
+
+    def close(self) -> None:
+        if (not self.closed and time.monotonic() - self.start >= self.interval
+                and self.shown != (self.n, self.desc)):
+            self._print()
+        self.closed = True
+
+    def _print(self) -> None:
+        now = time.monotonic()
+        self.printed, self.shown = now, (self.n, self.desc)
+        rate = (self.n - self.initial) / max(now - self.start, 1e-9)
+        done = f"{self.n:,}" if self.total is None else f"{self.n:,}/{self.total:,}"
+        eta = ""
+        if self.total is not None and rate > 0 and self.n < self.total:
+            eta = f", ETA {_duration((self.total - self.n) / rate)}"
+        print(f"{self.desc}: {done} {self.unit}, {rate:,.1f} {self.unit}/s{eta}{self.postfix}",
+              file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(int(seconds), 60)
+    h, m = divmod(minutes, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def remove_folders(parent: str | os.PathLike, prefix: str, keep: Path | None = None) -> int:

@@ -135,7 +135,7 @@ def to_hash_crops(rows: np.ndarray) -> np.ndarray:
     if rows.shape[1:3] == (2 * SIDE, 2 * SIDE):
         small = downsample_2x(rows)
     elif rows.shape[1:3] == (SIDE, SIDE):
-        small = rows
+        small = np.array(rows)  # a copy: torch warns on a read-only map of the shards
     else:
         small = np.stack([resize_square(r, SIDE) for r in rows]) if len(rows) else \
             np.zeros((0, SIDE, SIDE, 3), np.uint8)
@@ -252,7 +252,7 @@ def train_hash_model(
     """Train a hash model on (N, 3072) uint8 crops. Returns the model (eval mode) and stats."""
     if len(crops) < 2:
         raise InputError(f"cannot train a hash model on {len(crops)} image(s); "
-                         "pass --model with a model trained on a larger set")
+                         "pass --hash-model with a model trained on a larger set")
     if not (crops != crops[0]).any():
         raise InputError(f"all {len(crops)} training images are identical: there is nothing "
                          "to learn a hash from (and nothing to de-duplicate but one image)")

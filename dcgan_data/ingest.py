@@ -37,6 +37,7 @@ from dcgan_data.files import (
     progress,
     read_json,
     remove_folders,
+    write_csv,
     write_json,
 )
 from dcgan_data.images import (
@@ -67,6 +68,7 @@ REPORT = "ingest_report.json"
 STATUS = "ingest_status"  # + status.extension(): one row per source key
 STATUS_COLUMNS = ["key", "status", "detail", "width", "height"]
 SHEET = "contact_sheet.png"
+LABELS = "labels.csv"  # key,label (export.LABELS): the class folders of an ImageFolder layout
 
 
 def crop_items(
@@ -206,11 +208,24 @@ def ingest(
                   chunks_resumed=sum(map(len, chunks.values())) - len(tasks),
                   images_per_s=round(todo_items / seconds, 1) if seconds > 0 else None)
     shards = ShardSet(out)
+    report["label_classes"] = write_folder_labels(source, shards)
     report["status_table"] = status.write_table(
         Path(out) / STATUS, STATUS_COLUMNS, _status_rows(units, shards, writer.notes())).name
     write_json(Path(out) / REPORT, report)
     write_contact_sheet(shards, Path(out) / SHEET)
     return report
+
+
+def write_folder_labels(source: Source, shards: ShardSet) -> int:
+    """For a folder laid out as torchvision's ImageFolder (SRC/CLASS/.../image, no image
+    directly in SRC), write labels.csv naming each row's class folder; returns the number of
+    classes (0, and no file, for any other source)."""
+    keys = shards.keys()
+    if source.kind != "folder" or not keys or not all("/" in key for key in keys):
+        return 0
+    labels = [key.split("/", 1)[0] for key in keys]
+    write_csv(shards.path / LABELS, ["key", "label"], zip(keys, labels, strict=True))
+    return len(set(labels))
 
 
 def _chunks(units: list[Sequence[str]], writer: ShardWriter, folder: Path

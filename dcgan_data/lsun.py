@@ -180,13 +180,15 @@ def pack_images(
     """Write images into an LSUN-format LMDB: key = SHA-1 hex of the encoded bytes.
 
     Images are shrunk so their short side is `short_side` (as LSUN's are) and re-encoded.
-    Re-running is idempotent: a key already present is left as it is.
+    Re-running is idempotent: a key already present is left as it is. An image the inputs
+    hold twice (the same encoded bytes) is packed once and counted in `repeated_in_input`.
     """
     paths = expand_inputs(inputs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env = lmdb.open(str(out), map_size=MAP_SIZE, subdir=True)
-    packed, existing, failed = 0, 0, []
+    packed, existing, repeated, failed = 0, 0, 0, []
+    this_run: set[bytes] = set()  # keys put by this run: a refused one repeats an input image
     try:
         txn = env.begin(write=True)
         for i, path in enumerate(progress(paths, desc="pack")):
@@ -197,9 +199,12 @@ def pack_images(
                                "detail": str(exc)})
                 continue
             value = encode_image(_shrink_to_short_side(rgb, short_side), fmt, quality)
-            key = hashlib.sha1(value).hexdigest().encode("ascii")
-            if txn.put(key, value, overwrite=False):
+            digest = hashlib.sha1(value).digest()
+            if txn.put(digest.hex().encode("ascii"), value, overwrite=False):
                 packed += 1
+                this_run.add(digest)
+            elif digest in this_run:
+                repeated += 1
             else:
                 existing += 1
             if i % 1000 == 999:  # bounded transactions: a killed pack keeps what it committed
@@ -210,4 +215,5 @@ def pack_images(
     finally:
         env.close()
     return {"inputs": len(paths), "packed": packed, "already_present": existing,
+            "repeated_in_input": repeated,
             "failed": failed, "entries": entries, "out": str(out)}

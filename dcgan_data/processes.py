@@ -17,8 +17,10 @@ import torch
 from dcgan_data.devices import resolve_device
 
 
-def setup_processes(device_name: str) -> tuple[int, int, int, torch.device]:
-    """(rank, world_size, local_rank, device); joins the process group under torchrun."""
+def setup_processes(device_name: str, threads: int | None = None
+                    ) -> tuple[int, int, int, torch.device]:
+    """(rank, world_size, local_rank, device); joins the process group under torchrun.
+    On a CPU each process uses `threads` torch threads [default: its share of the cores]."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -31,7 +33,8 @@ def setup_processes(device_name: str) -> tuple[int, int, int, torch.device]:
         device = torch.device("cpu")
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        torch.set_num_threads(max(1, (cores or 1) // local_world))  # every core, shared out
+        # every core, shared out
+        torch.set_num_threads(threads or max(1, (cores or 1) // local_world))
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, local_rank, device

@@ -38,6 +38,14 @@ RAW_JSON_MAX = 200_000  # characters of a report shown inline; larger ones are o
 # known metrics.jsonl columns drawn in their own plots (or settings, as eval_images: how many
 # generated images an evaluation used); any other numeric column gets a plot of its own
 TRAIN_COLUMNS = {"step", "loss_D", "loss_G", "D_x", "D_G_z", "images_per_s", "eval_images"}
+# what good looks like, for the quality figures a run logs
+GOOD = {
+    "hash_fd": "; lower is better: 0 for the training images themselves; a learning run "
+               "falls step by step (compare runs on the same data, not with published FIDs)",
+    "hash_kid": "; lower is better: near 0 for the training images themselves",
+    "fid": "; lower is better: 0 for the training images themselves",
+    "kid": "; lower is better: near 0 for the training images themselves",
+}
 SKIP_DIRS = {"samples", "checkpoints", status.PARTS}
 PLOT_LIST = "plots.json"  # in <page>_files/: the plots the last report drew there
 
@@ -390,7 +398,9 @@ def dedup_section(page: Page, stage: Stage, summary: Summary) -> Section:
                                          "red: bits nearly always 0 or 1 (uninformative)",
                                          plots.bit_balance, rates))
     sheet = stage.folder / (r.get("files") or {}).get("sheet", "duplicates.png")
-    if sheet.exists():
+    if not removed:
+        section.headline.insert(0, ("result", "no duplicates found"))
+    elif sheet.exists():
         section.figures.append(page.picture(
             sheet, "removed duplicates (left) beside the image kept (right)", wide=True))
     if groups:
@@ -501,8 +511,7 @@ def train_section(page: Page, stage: Stage, summary: Summary) -> Section:
     for column in extra:
         values = [m[column] for m in records if isinstance(m.get(column), int | float)]
         if values:
-            section.headline.append((column, f"{fmt(values[0])} at first, {fmt(values[-1])} "
-                                             "at last"))
+            section.headline.append((column, f"{_trend(values)}{GOOD.get(column, '')}"))
     steps = [m["step"] for m in records]
     column = lambda name: [m.get(name, math.nan) for m in records]  # noqa: E731
     if records:
@@ -516,6 +525,8 @@ def train_section(page: Page, stage: Stage, summary: Summary) -> Section:
                 plots.curves, steps, {"D(x)": column("D_x"), "D(G(z))": column("D_G_z")},
                 title="Discriminator outputs", ylabel="mean D output", hline=0.5))
     for name in extra:
+        if sum(isinstance(m.get(name), int | float) for m in records) < 2:
+            continue  # one dot is no curve; the headline gives the figure
         section.figures.append(page.plot(
             f"train_{slug}_{re.sub(r'[^A-Za-z0-9]+', '_', name)}", f"{name} against step",
             plots.curves, steps, {name: column(name)}, title=name, ylabel=name))
@@ -537,9 +548,18 @@ def train_section(page: Page, stage: Stage, summary: Summary) -> Section:
     summary.cards.append((fmt(step), "steps trained", f"of {fmt(total)}"))
     for name in extra[:1]:  # the quality figure (FID or a stand-in), whatever its name
         values = [m[name] for m in records if isinstance(m.get(name), int | float)]
-        summary.cards.append((fmt(values[-1]), name, f"from {fmt(values[0])} at the first "
-                                                      "evaluation"))
+        summary.cards.append((fmt(values[-1]), name,
+                              f"{_trend(values, card=True)}{GOOD.get(name, '')}"))
     return section
+
+
+def _trend(values: list[float], card: bool = False) -> str:
+    """How a quality figure went, and (GOOD) what a good value is."""
+    if len(values) == 1:
+        return f"{'' if card else fmt(values[0]) + ' '}at the only evaluation (no trend yet)"
+    if card:
+        return f"from {fmt(values[0])} at the first evaluation"
+    return f"{fmt(values[0])} at first, {fmt(values[-1])} at last"
 
 
 def audit_section(page: Page, stage: Stage, summary: Summary) -> Section:

@@ -32,6 +32,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ from dcgan_data.shards import ShardSet
 log = logging.getLogger(__name__)
 
 ARCHITECTURE = ("size", "nz", "ngf", "ndf")  # a checkpoint only loads into the same ones
+FEW_IMAGES = 1000  # below this a GAN learns little more than blur, noise or copies
 
 
 @dataclass
@@ -345,17 +347,52 @@ def checkpoint_state(step: int, cfg: TrainConfig, shards: ShardSet, models: Mode
             "rng": rng_states()}
 
 
+class RateWatch:
+    """Says once when training runs far below its own best rate so far for several log
+    intervals in a row: on a CPU shared with other busy processes, torch's threads wait on
+    each other and a run can crawl at a few percent of its speed."""
+
+    SLOW = 0.25  # a log interval this far below the best one is slow
+    INTERVALS = 3  # slow ones in a row before saying so (one may be a checkpoint's)
+
+    def __init__(self, threads: int):
+        self.threads, self.best, self.slow, self.said = threads, 0.0, 0, False
+
+    def __call__(self, images_per_s: float) -> str | None:
+        """The warning, the first time the rate has collapsed; else None."""
+        self.slow = self.slow + 1 if images_per_s < self.SLOW * self.best else 0
+        self.best = max(self.best, images_per_s)
+        if self.said or self.slow < self.INTERVALS:
+            return None
+        self.said = True
+        return (f"training slowed to {images_per_s:,.0f} images/s from {self.best:,.0f}: "
+                f"other processes are probably using the cores, and torch's {self.threads} "
+                "threads wait on each other; stop it (Ctrl-C keeps a checkpoint) and go on "
+                "with --resume --threads 1, or as many threads as there are idle cores")
+
+
+@contextlib.contextmanager
+def _doing(bar: Any, what: str) -> Iterator[None]:
+    """The progress bar says what the run does while its step count stands still."""
+    bar.set_description_str(what)
+    try:
+        yield
+    finally:
+        bar.set_description_str("train")
+
+
 @checked(TRAIN)
 @locks_output("out")  # one run per output directory
 def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
-          resume: bool = False, **options: Any) -> dict:
+          resume: bool = False, threads: int | None = None, **options: Any) -> dict:
     """Train on the shards in `data`, writing the run to `out`. Returns the run's summary.
 
     `options` are TrainConfig fields the user gave; the rest come from the defaults or, with
-    `resume`, from the run's checkpoint. The summary says `interrupted` (the signal number)
+    `resume`, from the run's checkpoint. `threads`: torch threads per process on a CPU
+    [default: the cores shared out]. The summary says `interrupted` (the signal number)
     when SIGINT/SIGTERM stopped the run; last.pt then holds the step it stopped at.
     """
-    rank, world, _, device_ = setup_processes(device)
+    rank, world, _, device_ = setup_processes(device, threads)
     if device_.type == "cpu":
         reuse_freed_memory()  # the trainer owns the process while it trains
     shards = open_shards(data)
@@ -375,10 +412,15 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
     feed = BatchFeed(shards, device_, cfg.feed)
     writer = RunDir(run, cfg, shards, start, {
         "data": str(Path(data).resolve()), "data_rows": len(shards), "device": str(device_),
+        "threads": torch.get_num_threads(),
         "world_size": world, "feed": feed.mode, "total_steps": total,
         "steps_per_epoch": per_epoch}) if rank == 0 else None
     log.info("training %d -> %d steps on %d images (%s, feed %s, %d process(es))",
              start, total, len(shards), device_, feed.mode, world)
+    if rank == 0 and len(shards) < FEW_IMAGES:
+        log.warning("only %d training images: a GAN needs thousands (the DCGAN paper used "
+                    "3 million bedrooms); with this few expect blurred noise or copies of "
+                    "the training images", len(shards))
 
     amp = torch.autocast(device_.type, dtype=torch.bfloat16, enabled=cfg.amp)
     d_params = list(models.d_model.parameters())
@@ -386,6 +428,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
     stop = StopFlag()
     bar = progress(total=total, initial=start, unit="step", desc="train", disable=writer is None
                    or None)
+    slowdown = RateWatch(torch.get_num_threads()) if device_.type == "cpu" else None
     step, images_seen, tick = start, 0, time.perf_counter()
     summary: dict[str, Any] = {"run": str(run), "start_step": start, "interrupted": 0}
     try:
@@ -411,10 +454,13 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
                              "D_x": values[2], "D_G_z": values[3],
                              "images_per_s": images_seen / (time.perf_counter() - tick)}
                     if evaluate:
-                        entry.update(writer.evaluate(models.g_model))
+                        with _doing(bar, "train: evaluating"):
+                            entry.update(writer.evaluate(models.g_model))
                     images_seen, tick = 0, time.perf_counter()
                     if writer is not None:
                         writer.log(entry)
+                        if slowdown is not None and (warning := slowdown(entry["images_per_s"])):
+                            log.warning(warning)
                         bar.set_postfix(loss_D=f"{values[0]:.3f}", loss_G=f"{values[1]:.3f}")
                 # under DDP the ranks agree on stopping at log steps (it costs a sync)
                 stopping = (any_rank(stop.signum, world, device_)
@@ -424,7 +470,8 @@ def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
                 keep = cfg.keep_every and step % cfg.keep_every == 0
                 if writer is not None and (step % cfg.ckpt_every == 0 or keep or last
                                            or stopping):
-                    writer.checkpoint(step, checkpoint_state(step, cfg, shards, models))
+                    with _doing(bar, "train: writing checkpoint"):
+                        writer.checkpoint(step, checkpoint_state(step, cfg, shards, models))
                 if stopping:
                     summary["interrupted"] = stopping
                     break

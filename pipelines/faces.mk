@@ -6,11 +6,17 @@
 FACES_OUT = $(or $(OUT),build/faces)
 FETCH_WORKERS ?= 16
 
+ifneq ($(filter faces,$(MAKECMDGOALS)),)
+ifeq ($(wildcard $(CRAWL)),)
+$(error make faces: set CRAWL to a crawl list file)
+endif
+endif
+
 .PHONY: faces
 faces: $(FACES_OUT)/report.html ## faces pipeline: make faces CRAWL=crawl.txt [OUT=build/faces]
 
-$(FACES_OUT)/faces/manifest.json: $(CRAWL) | $(STAMP)
-	@test -f "$(CRAWL)" || { echo "make faces: set CRAWL to a crawl list file" >&2; exit 2; }
+$(FACES_OUT)/.args-faces: STAGE_ARGS = $(CRAWL) --size $(SIZE) $(FACES_ARGS)
+$(FACES_OUT)/faces/manifest.json: $(CRAWL) $(FACES_OUT)/.args-faces | $(STAMP)
 	$(call redo_if_done,$@)
 	$(DCGAN) faces $(CRAWL) -o $(@D) --workers $(FETCH_WORKERS) --size $(SIZE) $(FACES_ARGS)
 

@@ -1,15 +1,23 @@
 # The LSUN pipeline: ingest -> dedup -> train -> sample -> report.html
 #   make lsun LSUN=path/to/lsun OUT=build/lsun [STEPS=... DEVICE=... WORKERS=... SIZE=64]
-# LSUN is one *_lmdb directory or a folder holding several.
+# LSUN is one *_lmdb directory, a folder holding several, or a folder of images (as
+# `dcgan-data ingest` takes).
 
 LSUN_OUT = $(or $(OUT),build/lsun)
-LSUN_DB_FILES = $(wildcard $(LSUN)/data.mdb $(LSUN)/*/data.mdb)
+# what the ingest depends on: the LMDB files, else the folder itself (its listing)
+LSUN_INPUT = $(or $(wildcard $(LSUN)/data.mdb $(LSUN)/*/data.mdb),$(wildcard $(LSUN)))
 
 .PHONY: lsun
-lsun: $(LSUN_OUT)/report.html ## LSUN pipeline: make lsun LSUN=path/to/lsun [OUT=build/lsun]
+lsun: $(LSUN_OUT)/report.html ## LSUN pipeline: make lsun LSUN=lmdb-or-image-folder [OUT=build/lsun]
 
-$(LSUN_OUT)/ingested/manifest.json: $(LSUN_DB_FILES) | $(STAMP)
-	@test -n "$(LSUN_DB_FILES)" || { echo "make lsun: set LSUN to an LSUN LMDB directory or a folder of them" >&2; exit 2; }
+ifneq ($(filter lsun,$(MAKECMDGOALS)),)
+ifeq ($(LSUN_INPUT),)
+$(error make lsun: set LSUN to an LSUN LMDB directory, a folder of them or a folder of images)
+endif
+endif
+
+$(LSUN_OUT)/.args-ingested: STAGE_ARGS = $(LSUN) --size $(SIZE)
+$(LSUN_OUT)/ingested/manifest.json: $(LSUN_INPUT) $(LSUN_OUT)/.args-ingested | $(STAMP)
 	$(call redo_if_done,$@)
 	$(DCGAN) ingest $(LSUN) -o $(@D) --size $(SIZE) --workers $(WORKERS)
 

@@ -35,7 +35,7 @@ sample-faces: $(SAMPLE)/crawl/crawl.txt sample-lsun
 	trap 'kill $$server 2>/dev/null' EXIT; \
 	$(BIN)/python -c "import socket,time; [time.sleep(0.1) for _ in range(50) if socket.socket().connect_ex(('127.0.0.1', $(SAMPLE_PORT)))]"; \
 	$(MAKE) --no-print-directory faces CRAWL=$(SAMPLE)/crawl/crawl.txt OUT=$(SAMPLE)/faces STEPS=$(SAMPLE_FACES_STEPS) \
-	  TRAIN_ARGS="$(SAMPLE_FACES_TRAIN_ARGS)" FACES_DEDUP_ARGS="--model $(SAMPLE)/lsun/dedup/hash_model.pt" \
+	  TRAIN_ARGS="$(SAMPLE_FACES_TRAIN_ARGS)" FACES_DEDUP_ARGS="--hash-model $(SAMPLE)/lsun/dedup/hash_model.pt" \
 	  FACES_ARGS="--allow-private-addresses --local-root pipelines/sample" \
 	  AUDIT_ARGS="$(SAMPLE_AUDIT_ARGS)"
 

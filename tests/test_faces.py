@@ -221,7 +221,8 @@ def test_killed_run_resumes_without_refetching_finished_units(tmp_path, server):
     assert 2 <= len(done) < 6 and not (out / "manifest.json").exists()
     hits = dict(server.hits)
 
-    assert CliRunner().invoke(cli, args).exit_code == 0
+    result = CliRunner().invoke(cli, args)  # the served photo holds no face: exit 1, said
+    assert result.exit_code == 1 and "no face kept" in result.output
     assert ShardSet(out).num_shards == 6
     for i in range(24):
         path = f"/delay/{i}"

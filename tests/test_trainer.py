@@ -243,7 +243,7 @@ def test_sample_grid_and_latent_walk(trained_run, tmp_path):
     assert step < np.abs(row[0] - row[-1]).mean()  # a walk, not six unrelated images
 
     result = run_cli("sample", trained_run, "-n", "4", "-o", tmp_path / "cli.png")
-    assert result.exit_code == 0 and "wrote 4 32px images" in result.output
+    assert result.exit_code == 0 and "wrote 4 images of 32 px" in result.output
     assert png(tmp_path / "cli.png").shape == (70, 70, 3)
 
 

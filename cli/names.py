@@ -1,0 +1,28 @@
+"""One name for an option across the verbs; the names it had before still work, unlisted."""
+
+from __future__ import annotations
+
+import click
+
+
+class Renamed(click.Option):
+    """An option whose `old_names` are accepted but left out of --help."""
+
+    def __init__(self, *args, old_names: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.old_names = old_names
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        names = self.opts
+        self.opts = [name for name in names if name not in self.old_names]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = names
+
+
+def hash_model_option(dest: str, old_names: tuple[str, ...] = (), **kwargs):
+    """--hash-model, the verb's own name for it before (dedup and audit: --model; train:
+    --eval-model) kept as an unlisted alias."""
+    return click.option("--hash-model", *old_names, dest, cls=Renamed, old_names=old_names,
+                        **kwargs)
