@@ -121,11 +121,11 @@ def test_copies_of_the_rows_it_calibrates_on_are_found(planted, dirs, tmp_path):
     report = audit.audit(generated, dirs["train"], tmp_path / "out", holdout=120,
                          model_path=dirs["model"], device="cpu", seed=0)
     assert report["holdout_keys"] == [f"img{i:06d}" for i in calibration]
-    assert report["indexed_images"] == len(planted.train)
     rows = read_table(tmp_path / "out" / audit.CSV)
     assert np.mean([r["copy"] == "1" for r in rows]) >= 0.95
     originals = [f"img{i:06d}" for i in calibration]
     assert np.mean([r["nearest_key"] == o for r, o in zip(rows, originals, strict=True)]) >= 0.95
+    assert report["indexed_images"] == len(planted.train)
 
 
 def test_rows_repeated_in_the_training_set_do_not_blind_the_calibration(planted, dirs,
@@ -260,7 +260,7 @@ def test_copy_rule_is_conformal():
     assert (held_out < threshold).mean() <= 0.01
     threshold, alpha = audit.copy_threshold(held_out[:20], 0.001)  # too few for alpha
     assert threshold == 1 and alpha == pytest.approx(1 / 21)
-    assert audit.calibration_warning(999, 0.01, alpha) is None
+    assert audit.calibration_warning(999, 0.01, 0.01) is None
     # 20 images give at best alpha 1/21: the warning's suggested alpha is then honoured
     warning = audit.calibration_warning(20, 0.001, 1 / 21)
     assert "needs at least 999 calibration images and 20 were usable" in warning
