@@ -604,7 +604,7 @@ def write_nearest(path: Path, samples: np.ndarray, train_rows: np.ndarray,
 def write_distances(path: Path, distances: tuple[np.ndarray, np.ndarray],
                     relative: tuple[np.ndarray, np.ndarray], threshold: float,
                     title: str) -> None:
-    """Samples' and held-out images' distances side by side: to the nearest training image
+    """Samples' and calibration images' distances side by side: to the nearest training image
     (left), and relative to the next neighbours, with the copy threshold (right)."""
     import matplotlib
 
@@ -621,7 +621,7 @@ def write_distances(path: Path, distances: tuple[np.ndarray, np.ndarray],
         top = max(float(np.max(samples, initial=0)), float(np.max(held_out, initial=0)), 1e-3)
         bins = np.linspace(0, top * 1.02, 50)
         ax.hist(held_out, bins, density=True, alpha=0.45, color="tab:blue",
-                label=f"held-out real images ({len(held_out)})")
+                label=f"calibration images ({len(held_out)})")
         ax.hist(samples, bins, density=True, histtype="step", linewidth=2, color="tab:red",
                 label=f"generated samples ({len(samples)})")
         ax.set_xlabel(label)
@@ -766,7 +766,7 @@ def audit(
                       sample_d[shown], sample_r[shown], copy[shown])
     write_distances(out / DISTANCES, (sample_d, holdout_d), (sample_r, holdout_r), threshold,
                     f"{copies} of {count} samples are copies ({copies / count:.2%}); "
-                    f"P(a sample's relative distance < a held-out image's) = {closer:.2f}")
+                    f"P(a sample's relative distance < a calibration image's) = {closer:.2f}")
     timings["write"] = time.perf_counter() - clock
 
     report = {
