@@ -375,9 +375,9 @@ def _fewest_per_query(q: np.ndarray, r: np.ndarray, d: np.ndarray, keep: int
 def scan_training(shards: ShardSet, features: Features, candidates: Candidates,
                   engine: Engine | None = None) -> np.ndarray:
     """Stream every training row through `candidates`; return the (N, 16) hashes of all
-    rows (for the report's hash distances). The
-    features are computed as units on `engine` (slices of up to hashing.CHUNK rows of one
-    shard) and taken in unit order, so every engine gives the same candidates."""
+    rows (for the report's hash distances). The features are computed as units on `engine`
+    (slices of up to hashing.CHUNK rows of one shard) and taken in unit order, so every
+    engine gives the same candidates."""
     hashes = np.zeros((len(shards), hashing.HASH_BYTES), np.uint8)
     units = hashing.scan_units(shards)
     arrived: dict[tuple[int, int, int], Any] = {}
