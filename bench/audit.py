@@ -1,7 +1,8 @@
 """Benchmark: `dcgan-data audit` on a planted memoriser, on real DCGANs that did and did not
 memorise, and at scale.
 
-    python bench/audit.py [--parts planted,real,scale] [--scale-rows 1000000]
+    python bench/audit.py [--parts planted,copies,real,scale] [--copies-rows 300,100000]
+                          [--scale-rows 1000000]
 
 planted: distinct crops of the sample photos and skimage.data images (overlapping each other
   by at most half) split into a training set and unseen real images. A stand-in generator
@@ -9,6 +10,14 @@ planted: distinct crops of the sample photos and skimage.data images (overlappin
   1-3 px shift) and 600 unseen real images; calibration uses other unseen real images
   (--holdout FOLDER). Scores: precision and recall of the copies, and how often an unseen
   image is called a copy. The hash model is trained on the training set (300 steps).
+copies: copies planted over the whole of a training set of each --copies-rows size (32x32
+  2x2 mosaics of random crops of the photos, or with --copies-set crops the crops of scale
+  below, which repeat themselves): an equal number of each kind (exact, JPEG
+  q75, a 1-2 px shift, brightness +-10%, blur, Gaussian noise) of distinct random rows, and
+  as many unseen crops. Audited with the default calibration (training rows, each without
+  itself) and with --holdout FOLDER of other unseen crops. Scores: precision, recall per
+  kind, and recall of the copies whose originals the audit before leave-one-out calibration
+  kept out of its index.
 real: the paper's DCGAN at --size px (widths --ngf, --ndf) trained on CPU on 16 training
   images, each batch all 16, for many steps (it memorises them) and on the whole training set
   for few steps; a narrow D, because one as wide as G wins outright on 16 images and G's
@@ -127,17 +136,11 @@ def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
               "threshold": report["threshold"], "alpha_effective": report["alpha_effective"],
               "closer_than_holdout": report["closer_than_holdout"],
               "timings_s": report["timings_s"]}
-    # the default calibration: rows of the training set held out of the index
+    # the default calibration: rows of the training set, each without itself
     report = audit.audit(generated, train, work / "out_rows", holdout=200,
                          model_path=work / "hash_model.pt", device="cpu")
-    held_out = np.zeros(len(planted.train), bool)
-    held_out[[int(k[3:]) for k in report["holdout_keys"]]] = True  # keys imgNNNNNNN
-    findable = np.where((planted.copy_of >= 0) & ~held_out[planted.copy_of], planted.copy_of,
-                        -1)
     result["holdout_200_training_rows"] = {
         **scores(work / "out_rows" / audit.CSV, planted.copy_of, planted.edits),
-        "recall_of_indexed_originals": scores(work / "out_rows" / audit.CSV, findable,
-                                              planted.edits)["recall"],
         "threshold": report["threshold"], "alpha_effective": report["alpha_effective"]}
     return result
 
@@ -194,30 +197,141 @@ def halvings(photo: np.ndarray) -> list[np.ndarray]:
     return levels
 
 
-def scale_rows(photos: list[np.ndarray], count: int, seed: int) -> np.ndarray:
+def scale_rows(photos: list[np.ndarray], count: int, seed: int, border: int = 0,
+               side_out: int = 32) -> np.ndarray:
     """`count` 32x32 random crops of the photos, flipped and recoloured at random. A crop is
     resampled (bilinear, at its exact position and scale) from the halving of its photo where
     it is 32-63 px wide: a large crop costs no more than a small one, and crops whose corners
-    differ by less than a pixel of that halving are not identical rows."""
+    differ by less than a pixel of that halving are not identical rows. With `border`, each
+    crop comes with that many more of its output pixels on every side (for shifted copies);
+    `side_out` other than 32 renders the same crops at that size."""
     rng = np.random.default_rng(seed)
     pyramids = [halvings(p) for p in photos]
-    out = np.empty((count, 32, 32, 3), np.uint8)
+    step_out, side_out = side_out, side_out + 2 * border
+    out = np.empty((count, side_out, side_out, 3), np.uint8)
     for i in range(count):
         levels = pyramids[int(rng.integers(len(photos)))]
         h, w = levels[0].shape[:2]
         side = int(rng.integers(24, min(h, w) + 1))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         level = min(max(side.bit_length() - 6, 0), len(levels) - 1)  # side >> level < 64
-        step = side / 2**level / 32  # pixels of the halving per output pixel
+        step = side / 2**level / step_out  # pixels of the halving per output pixel
         # output pixel (u, v) <- halving pixel (u * step + x0, v * step + y0), centres aligned
-        x0, y0 = (x / 2**level + step / 2 - 0.5, y / 2**level + step / 2 - 0.5)
+        x0, y0 = (x / 2**level + step / 2 - 0.5 - border * step,
+                  y / 2**level + step / 2 - 0.5 - border * step)
         crop = cv2.warpAffine(levels[level], np.float32([[step, 0, x0], [0, step, y0]]),
-                              (32, 32), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              (side_out, side_out), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REFLECT)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         out[i] = crop[:, :, rng.permutation(3)]
     return out
+
+
+COPY_KINDS = ("exact", "jpeg_q75", "shift_1_2px", "brightness_10pct", "slight_blur", "noise")
+BORDER = 2  # the shifted copies move 1-2 px
+
+
+def mosaic_rows(photos: list[np.ndarray], count: int, seed: int) -> np.ndarray:
+    """`count` (32 + 2 BORDER)-px images, each a 2x2 mosaic of independent random crops (18 px
+    renderings of `scale_rows` crops), whose 32 px centre is the row. Random crops of a few
+    dozen photos repeat themselves: at 100,000 rows a tenth of new crops lie within 2.5 grey
+    levels of a training crop, as near as an edited copy. A mosaic of four independent crops
+    does not, as a de-duplicated training set does not."""
+    half = 16 + BORDER
+    quads = scale_rows(photos, 4 * count, seed, side_out=half).reshape(count, 2, 2, half,
+                                                                       half, 3)
+    return np.ascontiguousarray(quads.transpose(0, 1, 3, 2, 4, 5).reshape(count, 2 * half,
+                                                                            2 * half, 3))
+
+
+def plant_copy(framed: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """A copy of the training row at the centre of `framed` (32 + 2 BORDER px a side)."""
+    from dcgan_data.neardup import NAMED_ONLY, TRANSFORMS
+
+    row = framed[BORDER : BORDER + 32, BORDER : BORDER + 32]
+    if kind == "exact":
+        return row.copy()
+    if kind == "shift_1_2px":
+        dy, dx = 0, 0
+        while dy == dx == 0:  # each axis -2..2, not both 0
+            dy, dx = (int(v) for v in rng.integers(-BORDER, BORDER + 1, 2))
+        return framed[BORDER + dy : BORDER + dy + 32, BORDER + dx : BORDER + dx + 32].copy()
+    if kind == "brightness_10pct":
+        kind = str(rng.choice(["brighter_10pct", "darker_10pct"]))
+    return {**TRANSFORMS, **NAMED_ONLY}[kind](np.ascontiguousarray(row), rng)
+
+
+def old_held_out(total: int, seed: int = 0) -> np.ndarray:
+    """The rows the audit kept out of its index before it calibrated leave-one-out (2,000,
+    at most a third), as it drew them."""
+    count = max(1, min(2000, total // 3))
+    return np.sort(np.random.default_rng(seed).choice(total, count, replace=False))
+
+
+def copy_scores(table: Path, copy_of: np.ndarray, kinds: list[str], old: np.ndarray) -> dict:
+    """Precision over all samples (a false copy is an unseen crop, of no kind), recall per
+    kind, and recall of the copies of rows the old audit held out."""
+    result = scores(table, copy_of, kinds)
+    with open(table, newline="") as f:
+        called = np.array([r["copy"] == "1" for r in csv.DictReader(f)])
+    was_out = np.isin(copy_of, old) & (copy_of >= 0)
+    result["copies_of_old_held_out_rows"] = int(was_out.sum())
+    result["recall_of_old_held_out_rows"] = round(float(called[was_out].mean()), 4) \
+        if was_out.any() else None
+    result["false_copies"] = int((called & (copy_of < 0)).sum())
+    return result
+
+
+def bench_copies(photos: list[np.ndarray], work: Path, rows: int, per_kind: int,
+                 mosaic: bool) -> dict:
+    rng = np.random.default_rng(rows)
+    train = work / f"train_{rows}"
+    framed_sources = {}
+    copies = min(per_kind * len(COPY_KINDS), rows)
+    sources = np.sort(rng.choice(rows, copies, replace=False))  # over the whole set
+    per = 65_536
+    writer = ShardWriter(train, (32, 32, 3), {"bench": "audit-copies"})
+    for index, start in enumerate(range(0, rows, per)):
+        framed = mosaic_rows(photos, min(per, rows - start), rows + index) if mosaic else \
+            scale_rows(photos, min(per, rows - start), rows + index, border=BORDER)
+        writer.write(index, np.ascontiguousarray(framed[:, BORDER:-BORDER, BORDER:-BORDER]),
+                     [f"img{start + i:07d}" for i in range(len(framed))])
+        mine = sources[(sources >= start) & (sources < start + len(framed))]
+        framed_sources.update({int(s): framed[s - start] for s in mine})
+    writer.finish(len(range(0, rows, per)))
+    kinds = [COPY_KINDS[i % len(COPY_KINDS)] for i in range(copies)]
+    planted = [plant_copy(framed_sources[int(s)], k, rng) for s, k in zip(sources, kinds,
+                                                                            strict=True)]
+    unseen = mosaic_rows(photos, 2 * copies, 10**7 + rows) if mosaic else \
+        scale_rows(photos, 2 * copies, 10**7 + rows, border=BORDER)
+    unseen = np.ascontiguousarray(unseen[:, BORDER:-BORDER, BORDER:-BORDER])
+    order = rng.permutation(2 * copies)
+    generated = np.concatenate([np.stack(planted), unseen[:copies]])[order]
+    copy_of = np.r_[sources, np.full(copies, -1)][order]
+    names = [(kinds + ["none"] * copies)[i] for i in order]
+    write_shards(work / "generated", generated, "gen")
+    folder = write_folder(work / "unseen", unseen[copies:])
+    model_path = work / "hash_model.pt"
+    shared_model(scale_rows(photos, 20_000, 7), model_path)
+    old = old_held_out(rows)
+    result = {"set": "mosaics" if mosaic else "crops", "training_images": rows,
+              "copies": copies, "unseen_samples": copies,
+              "copies_of_old_held_out_rows": int(np.isin(sources, old).sum())}
+    for name, holdout in (("training_rows_leave_one_out", audit.DEFAULT_HOLDOUT),
+                          ("folder_of_unseen", folder)):
+        clock = time.perf_counter()
+        report = audit.audit(work / "generated", train, work / f"out_{name}", holdout=holdout,
+                             model_path=model_path, device="cpu")
+        result[name] = {"wall_s": round(time.perf_counter() - clock, 1),
+                        **copy_scores(work / f"out_{name}" / audit.CSV, copy_of, names, old),
+                        "calibration_images": report["holdout_images"],
+                        "calibration_repeated_in_training":
+                            report["holdout_repeated_in_training"],
+                        "threshold": report["threshold"],
+                        "alpha_effective": report["alpha_effective"],
+                        "verdict": report["verdict"], "timings_s": report["timings_s"]}
+    return result
 
 
 def peak_anon_memory(pid: int, stop: threading.Event, peak: list[int]) -> None:
@@ -280,7 +394,13 @@ def bench_scale(photos: list[np.ndarray], work: Path, rows: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="planted,real,scale")
+    parser.add_argument("--parts", default="planted,copies,real,scale")
+    parser.add_argument("--copies-rows", default="300,100000",
+                        help="training set sizes of the copies part")
+    parser.add_argument("--copies-per-kind", type=int, default=100)
+    parser.add_argument("--copies-set", choices=["mosaics", "crops"], default="mosaics",
+                        help="training rows of the copies part: 2x2 mosaics of random crops "
+                             "(no near-twins), or the random crops themselves")
     parser.add_argument("--scale-rows", type=int, default=1_000_000)
     parser.add_argument("--steps-handful", type=int, default=10_000)
     parser.add_argument("--steps-full", type=int, default=150)
@@ -301,6 +421,16 @@ def main() -> None:
         clock = time.perf_counter()
         if part == "planted":
             results[part] = bench_planted(photos, work)
+        elif part == "copies":
+            results[part] = {}
+            for rows in (int(r) for r in args.copies_rows.split(",")):
+                sub = work / str(rows)
+                sub.mkdir()
+                results[part][str(rows)] = bench_copies(photos, sub, rows,
+                                                        args.copies_per_kind,
+                                                        args.copies_set == "mosaics")
+                results[part][str(rows)]["uptime_after"] = subprocess.run(
+                    ["uptime"], capture_output=True, text=True).stdout.strip()
         elif part == "real":
             results[part] = bench_real(photos, work, args.steps_handful, args.steps_full,
                                        args.size, args.ngf, args.ndf)

@@ -31,12 +31,14 @@ def _holdout(ctx: click.Context, param: click.Parameter, value: str) -> int | fl
 @number_option("-n", "count", allowed=AUDIT["n"], default=SAMPLES, show_default=True,
                help="Samples drawn from a run (or the first N images of a folder or shards).")
 @click.option("--holdout", default=HOLDOUT, show_default=True, callback=_holdout,
-              help="Real images for calibration: rows of --train kept out of the index (a "
-                   "count, or a fraction below 1; at most a third), or a folder or shard "
-                   "directory of real images the generator never saw.")
+              help="Real images for calibration: rows of --train, each measured against "
+                   "the index without itself (a count, or a fraction below 1), or a folder or "
+                   "shard directory of real images the generator never saw (better, where "
+                   "you have one).")
 @number_option("--alpha", allowed=AUDIT["alpha"], default=ALPHA, show_default=True,
-               help="A sample is a copy when at most this share of held-out real images are "
-                    "as close to the training set as it is.")
+               help="A sample is a copy when at most this share of the calibration images "
+                    "are as close to the training set as it is; needs at least 1/alpha - 1 "
+                    "of them (a warning says when there are fewer).")
 @hash_model_option("model_path", ("--model",), type=click.Path(path_type=Path),
                    help="Hash model [default: the one the dedup stage of --train used, else one "
                    "trained on --train].")
@@ -61,8 +63,8 @@ def audit(generated: Path, train: Path, out: Path, count: int, holdout: str, alp
     GENERATED is a training run (samples are drawn from its checkpoint), a folder of image
     files or a shard directory (from any generator). Each image is compared with its nearest
     training images (found by the semantic hash and by faiss on the hash's code values,
-    then measured in pixels), and called a copy when it is closer than held-out real images
-    are (see --alpha).
+    then measured in pixels), and called a copy when it is closer than real images left
+    out of the index are (see --holdout, --alpha).
     """
     from dcgan_data.audit import audit as run
     from dcgan_data.units import make_engine

@@ -1,21 +1,23 @@
 """Did a generator memorise its training images? Check each generated image against the
-training set, and calibrate the answer on real images the index never saw.
+training set, and calibrate the answer on real images the index does not hold.
 
-    generated images (a run's samples, a folder, shards)   held-out real images
-                 \\                                          /
+    generated images (a run's samples, a folder, shards)   calibration images: training rows
+                 \\                                        (each without itself) or a folder
                   32x32 crops -> hash + probe hashes, 128 code values
                                       |
-    one pass over the training shards (minus the held-out rows), chunk by chunk:
+    one pass over every training row, chunk by chunk:
       * rows sharing any probe hash with a query        (copies, near copies: the hash)
       * the k nearest rows by the 128 code values, faiss (copies whose hash moved)
                                       |
     exact re-ranking of those candidates in pixel space -> each query's nearest row
 
-Both kinds of query, generated and held-out, go through exactly the same steps, so their
-distances compare like with like. The copy rule is a conformal test: a sample is a copy
-when fewer than alpha of the held-out real images are as close to the training set as it
-is. Nothing is stored per training row but its hash (16 bytes): time is linear in the
-training set and memory is bounded by the number of queries.
+Both kinds of query, generated and calibration, go through exactly the same steps, so their
+distances compare like with like; a training row used for calibration is simply never its
+own candidate (leave-one-out), so every row stays in the index and a copy of any of them
+can be found. The copy rule is a conformal test: a sample is a copy when fewer than alpha of
+the calibration images are as close to the training set as it is. Nothing is stored per
+training row but its hash (16 bytes): time is linear in the training set and memory is
+bounded by the number of queries.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ DISTANCES = "distances.png"
 MODEL = "hash_model.pt"  # saved in OUT when the audit had to train one
 
 DEFAULT_SAMPLES = 10_000
-DEFAULT_HOLDOUT = 2000  # rows of the training shards kept out of the index (at most a third)
-DEFAULT_ALPHA = 0.01  # held-out real images a copy may be as close as (the false-copy rate)
+DEFAULT_HOLDOUT = 2000  # training rows measured against the index without themselves
+DEFAULT_ALPHA = 0.01  # calibration images a copy may be as close as (the false-copy rate)
 DEFAULT_NEIGHBOURS = 10  # nearest rows by code values, per query
 MAX_HASH_CANDIDATES = 16  # rows sharing a probe hash, per query (fewest differing bits first)
 SMOOTH = 1.0  # Gaussian blur (sigma, 32x32 pixels) before pixel distances
@@ -65,6 +67,12 @@ PAIR_BATCH = 2048  # image pairs compared per step
 SAMPLE_BATCH = 500  # generator images drawn per forward pass
 QUERY_BLOCK = 1024  # queries re-ranked together
 CONTEXT = 5  # the relative distance divides by the mean distance to the next 5 neighbours
+# A training row used for calibration stands for a real image the index does not hold, so
+# its copies inside the training set are left out with it: otherwise a set holding some
+# images twice calibrates on distances near 0 and no sample could ever be called a copy.
+# Only (near-)exact repeats are: edited copies (JPEG, brightness, blur, a shift) lie further
+# off, and a training set with many of those should be de-duplicated first.
+DUPLICATE = 1.0  # RMS grey levels (pixel distance) within which two rows are one image
 
 
 @dataclass
@@ -180,14 +188,14 @@ def parse_holdout(value: str | int | float | os.PathLike) -> int | float | Path:
     return number if number < 1 else int(number)
 
 
-def holdout_rows(total: int, holdout: int | float, seed: int) -> np.ndarray:
-    """Sorted training rows kept out of the index: the count (or share) asked, at most a
-    third of the rows, at least one."""
-    count = round(total * holdout) if isinstance(holdout, float) else holdout
-    count = max(1, min(count, total // 3))
+def calibration_rows(total: int, holdout: int | float, seed: int) -> np.ndarray:
+    """Sorted training rows to calibrate on, each against the index without itself: the
+    count (or share) asked, at most every row, at least one."""
     if total < 3:
-        raise InputError(f"the training set holds {total} image(s): too few to hold any out; "
+        raise InputError(f"the training set holds {total} image(s): too few to calibrate on; "
                          "pass --holdout with a folder of real images instead")
+    count = round(total * holdout) if isinstance(holdout, float) else holdout
+    count = max(1, min(count, total))
     return np.sort(np.random.default_rng(seed).choice(total, count, replace=False))
 
 
@@ -268,8 +276,10 @@ class Candidates:
     """The running candidates of every query while the training rows stream past."""
 
     def __init__(self, query_hashes: np.ndarray, query_probes: np.ndarray,
-                 query_codes: np.ndarray, neighbours: int):
+                 query_codes: np.ndarray, neighbours: int, own_rows: np.ndarray | None = None):
         self.hashes = query_hashes
+        # the training row each query is (-1: none): never its own candidate
+        self.own = np.full(len(query_hashes), -1, np.int64) if own_rows is None else own_rows
         self.codes = np.ascontiguousarray(query_codes, np.float32)
         keys = probe_keys(query_probes).ravel()
         self.order = np.argsort(keys, kind="stable")
@@ -301,6 +311,10 @@ class Candidates:
         slots = np.repeat(lo[hits], counts) + _ranges(counts)
         row_local = np.repeat(hits // self.moves, counts)
         query = self.order[slots] // self.moves
+        other = rows[row_local] != self.own[query]
+        if not other.any():
+            return
+        query, row_local = query[other], row_local[other]
         distance = hashing.popcount(self.hashes[query] ^ hashes[row_local])
         q, r, d = self.hash_pairs
         self.hash_pairs = _fewest_per_query(np.r_[q, query], np.r_[r, rows[row_local]],
@@ -309,9 +323,12 @@ class Candidates:
     def _add_neighbours(self, rows: np.ndarray, codes: np.ndarray) -> None:
         import faiss
 
-        k = min(self.k, len(rows))
+        k = min(self.k + 1, len(rows))  # one more: a query's own row is dropped
         dist, local = faiss.knn(self.codes, np.ascontiguousarray(codes, np.float32), k)
-        merged_rows = np.concatenate([self.knn_rows, rows[local]], axis=1)
+        found = rows[local]
+        own = found == self.own[:, None]
+        found[own], dist[own] = -1, np.inf
+        merged_rows = np.concatenate([self.knn_rows, found], axis=1)
         merged_dist = np.concatenate([self.knn_dist, dist], axis=1)
         best = np.argsort(merged_dist, axis=1, kind="stable")[:, : self.k]
         self.knn_rows = np.take_along_axis(merged_rows, best, 1)
@@ -356,15 +373,13 @@ def _fewest_per_query(q: np.ndarray, r: np.ndarray, d: np.ndarray, keep: int
     return q[kept], r[kept], d[kept]
 
 
-def scan_training(shards: ShardSet, held_out: np.ndarray, features: Features,
-                  candidates: Candidates, engine: Engine | None = None) -> np.ndarray:
-    """Stream every training row not held out through `candidates`; return the (N, 16)
-    hashes of all rows (for the report's hash distances; held-out rows' are zero). The
-    features are computed as units on `engine` (slices of up to hashing.CHUNK rows of one
-    shard) and taken in unit order, so every engine gives the same candidates."""
+def scan_training(shards: ShardSet, features: Features, candidates: Candidates,
+                  engine: Engine | None = None) -> np.ndarray:
+    """Stream every training row through `candidates`; return the (N, 16) hashes of all
+    rows (for the report's hash distances). The features are computed as units on `engine`
+    (slices of up to hashing.CHUNK rows of one shard) and taken in unit order, so every
+    engine gives the same candidates."""
     hashes = np.zeros((len(shards), hashing.HASH_BYTES), np.uint8)
-    in_index = np.ones(len(shards), bool)
-    in_index[held_out] = False
     units = hashing.scan_units(shards)
     arrived: dict[tuple[int, int, int], Any] = {}
     taken = 0
@@ -379,10 +394,8 @@ def scan_training(shards: ShardSet, held_out: np.ndarray, features: Features,
                 s, lo, hi = units[taken]
                 chunk_hashes, chunk_probes, chunk_codes = arrived.pop(units[taken])
                 rows = shards.offsets[s] + np.arange(lo, hi)
-                keep = in_index[rows]
-                hashes[rows[keep]] = chunk_hashes[keep]
-                candidates.add(rows[keep], chunk_hashes[keep], chunk_probes[keep],
-                               chunk_codes[keep])
+                hashes[rows] = chunk_hashes
+                candidates.add(rows, chunk_hashes, chunk_probes, chunk_codes)
                 bar.update(hi - lo)
                 taken += 1
     return hashes
@@ -490,6 +503,18 @@ def _measure(queries: torch.Tensor, candidates: torch.Tensor, rows: np.ndarray,
         found[q, m] = shift_distance(queries[q], candidates[where], fine=fine).numpy()
 
 
+def without_repeats(rows: np.ndarray, distances: np.ndarray, which: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ranked candidates (rows, distances) with, for the queries `which` (training rows
+    used for calibration), the rows within DUPLICATE of them left out, nearest first; and
+    whether each query had any."""
+    repeat = which[:, None] & (distances <= DUPLICATE)
+    rows, distances = np.where(repeat, -1, rows), np.where(repeat, np.inf, distances)
+    order = np.argsort(distances, axis=1, kind="stable")
+    return (np.take_along_axis(rows, order, 1), np.take_along_axis(distances, order, 1),
+            repeat.any(axis=1))
+
+
 def relative_distances(distances: np.ndarray, context: int = CONTEXT) -> np.ndarray:
     """Distance to the nearest training image over the mean distance to the next `context`
     ones, from (N, M) sorted candidate distances. A copy is much nearer its original than
@@ -519,6 +544,19 @@ def copy_threshold(holdout: np.ndarray, alpha: float) -> tuple[float, float]:
         return 0.0, 1.0
     k = max(1, math.floor(alpha * (m + 1) + 1e-9))
     return float(finite[k - 1]), k / (m + 1)
+
+
+def calibration_warning(usable: int, alpha: float, alpha_used: float) -> str | None:
+    """What to do when the calibration is too small to honour alpha; None when it is not."""
+    if alpha_used <= alpha:
+        return None
+    need = math.ceil(1 / alpha - 1 - 1e-9)  # the fewest images with floor(alpha (m+1)) >= 1
+    digits = 1 - math.floor(math.log10(alpha_used))  # two significant digits, rounded up
+    accept = math.ceil(alpha_used * 10**digits) / 10**digits
+    return (f"--alpha {alpha:g} needs at least {need} calibration images and {usable} were "
+            f"usable, so the copy rule ran at alpha {alpha_used:.3g} (closer than every one of "
+            f"them) instead: calibrate on at least {need} images (--holdout N training rows, "
+            f"or a folder of real images the generator never saw), or pass --alpha {accept:g}")
 
 
 def closer_share(samples: np.ndarray, holdout: np.ndarray) -> float:
@@ -567,7 +605,7 @@ def write_nearest(path: Path, samples: np.ndarray, train_rows: np.ndarray,
 def write_distances(path: Path, distances: tuple[np.ndarray, np.ndarray],
                     relative: tuple[np.ndarray, np.ndarray], threshold: float,
                     title: str) -> None:
-    """Samples' and held-out images' distances side by side: to the nearest training image
+    """Samples' and calibration images' distances side by side: to the nearest training image
     (left), and relative to the next neighbours, with the copy threshold (right)."""
     import matplotlib
 
@@ -584,7 +622,7 @@ def write_distances(path: Path, distances: tuple[np.ndarray, np.ndarray],
         top = max(float(np.max(samples, initial=0)), float(np.max(held_out, initial=0)), 1e-3)
         bins = np.linspace(0, top * 1.02, 50)
         ax.hist(held_out, bins, density=True, alpha=0.45, color="tab:blue",
-                label=f"held-out real images ({len(held_out)})")
+                label=f"calibration images ({len(held_out)})")
         ax.hist(samples, bins, density=True, histtype="step", linewidth=2, color="tab:red",
                 label=f"generated samples ({len(samples)})")
         ax.set_xlabel(label)
@@ -660,43 +698,52 @@ def audit(
         if holdout.is_dir() and is_run_dir(holdout):
             raise InputError(f"--holdout {holdout} is a training run; give real images")
         real = read_generated(holdout, 10**9, size, seed, device)
-        held_out_rows = np.zeros(0, np.int64)
+        own_rows = np.full(len(real.rows), -1, np.int64)
         real_rows, real_names = real.rows, real.names
     else:
-        held_out_rows = holdout_rows(len(shards), holdout, seed)
-        real_rows = shards.load(held_out_rows)
+        own_rows = calibration_rows(len(shards), holdout, seed)
+        real_rows = shards.load(own_rows)
         keys = shards.keys()
-        real_names = [keys[i] for i in held_out_rows]
-    if len(shards) - len(held_out_rows) < 2:
+        real_names = [keys[i] for i in own_rows]
+    if len(shards) < 2:
         raise InputError(f"--train {train}: {len(shards)} image(s); the audit needs at least "
                          "two in its index to tell a copy from a near neighbour")
     queries = read_generated(generated, n, size, seed, device, checkpoint)
+    count = len(queries.rows)
     timings["read"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     query_crops = hashing.to_hash_crops(np.concatenate([queries.rows, real_rows]))
     features = Features(model, device)
     q_hashes, q_probes, q_codes = features(query_crops)
-    candidates = Candidates(q_hashes, q_probes, q_codes, neighbours)
+    own_rows = np.r_[np.full(count, -1, np.int64), own_rows]
+    candidates = Candidates(q_hashes, q_probes, q_codes, neighbours, own_rows)
     scan_engine = make_engine(engine, workers) if device == "cpu" else LocalEngine(1)
-    train_hashes = scan_training(shards, held_out_rows, features, candidates, scan_engine)
+    train_hashes = scan_training(shards, features, candidates, scan_engine)
     timings["scan"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     ranked_rows, ranked_dist = rerank(shards, query_crops, candidates.per_query(), model.config)
+    ranked_rows, ranked_dist, repeated = without_repeats(ranked_rows, ranked_dist,
+                                                         own_rows >= 0)
     timings["rerank"] = time.perf_counter() - clock
 
-    count = len(queries.rows)
     nearest, distance = ranked_rows[:, 0], ranked_dist[:, 0]
     relative = relative_distances(ranked_dist)
     sample_r, holdout_r = relative[:count], relative[count:]
     sample_d, holdout_d = distance[:count], distance[count:]
     threshold, alpha_used = copy_threshold(holdout_r, alpha)
+    usable = int(np.isfinite(holdout_r).sum())
+    warning = calibration_warning(usable, alpha, alpha_used)
+    if warning:
+        log.warning("audit: %s", warning)
     copy = np.nan_to_num(sample_r, nan=np.inf) < threshold
     hash_distance = np.full(count, -1, np.int64)
     found = np.flatnonzero(nearest[:count] >= 0)
     hash_distance[found] = hashing.popcount(q_hashes[found] ^ train_hashes[nearest[found]])
     closer = closer_share(sample_r, holdout_r)
+    # each image's spatial spread of grey levels, per channel: a flat colour has none
+    contrast = query_crops.reshape(len(query_crops), -1, 3).std(axis=1).mean(axis=1)
     copies = int(copy.sum())
 
     clock = time.perf_counter()
@@ -717,7 +764,7 @@ def audit(
                       sample_d[shown], sample_r[shown], copy[shown])
     write_distances(out / DISTANCES, (sample_d, holdout_d), (sample_r, holdout_r), threshold,
                     f"{copies} of {count} samples are copies ({copies / count:.2%}); "
-                    f"P(a sample's relative distance < a held-out image's) = {closer:.2f}")
+                    f"P(a sample's relative distance < a calibration image's) = {closer:.2f}")
     timings["write"] = time.perf_counter() - clock
 
     report = {
@@ -729,12 +776,15 @@ def audit(
         "copy_fraction": round(copies / count, 6),
         "closer_than_holdout": round(closer, 4),
         "expected_false_copies": round(alpha_used * count, 1),
-        "verdict": _verdict(copies, count, alpha_used, closer,
-                            int(np.isfinite(holdout_d).sum())),
+        "verdict": _verdict(copies, count, alpha_used, closer, usable,
+                            (sample_d, holdout_d), (contrast[:count], contrast[count:])),
+        **({"calibration_warning": warning} if warning else {}),
         "training_images": len(shards),
-        "indexed_images": len(shards) - len(held_out_rows),
+        "indexed_images": len(shards),
         "holdout_images": len(real_rows),
-        "holdout_source": str(holdout) if isinstance(holdout, Path) else "training rows",
+        "holdout_source": str(holdout) if isinstance(holdout, Path) else
+        "training rows, each measured against the index without itself",
+        "holdout_repeated_in_training": int(repeated.sum()),
         "holdout_called_copies": int((np.nan_to_num(holdout_r, nan=np.inf) < threshold).sum()),
         "holdout_keys": real_names,
         "threshold": round(threshold, 4),
@@ -769,15 +819,40 @@ def _found_by_hash(candidates: Candidates, nearest: np.ndarray) -> np.ndarray:
     return hit
 
 
-def _verdict(copies: int, count: int, alpha: float, closer: float, held_out: int) -> str:
-    """One sentence; "closer" only when P is over 0.5 by three standard errors (the
-    Mann-Whitney statistic's spread when the two sets of distances do not differ)."""
-    spread = math.sqrt((count + held_out + 1) / (12 * count * max(held_out, 1)))
-    lean = "closer to the training set than" if closer > 0.5 + 3 * spread else \
-        "no closer to the training set than"
-    return (f"{copies} of {count} samples ({copies / count:.2%}) are copies of training "
-            f"images (unseen real images would give about {alpha * count:.0f}); samples are "
-            f"{lean} held-out real images (P(closer) = {closer:.2f}, +-{spread:.2f})")
+def _verdict(copies: int, count: int, alpha: float, closer: float, calibrated: int,
+             distances: tuple[np.ndarray, np.ndarray], contrast: tuple[np.ndarray, np.ndarray]
+             ) -> str:
+    """Plain words: how many samples are called copies beside how many a generator that
+    copies nothing would get, then how near the samples lie to the training set compared
+    with real images left out of the index. Samples that are nearly flat (an untrained
+    generator's grey) or far from every training image (noise) are said to be so: their
+    relative distances then say nothing of copying. "Nearer" only when P is over 0.5 by
+    three standard errors (the Mann-Whitney statistic's spread when the two sets of
+    distances do not differ)."""
+    called = (f"{copies} of {count} samples ({copies / count:.2%}) are called copies of a "
+              f"training image, where a generator that copies nothing would get about "
+              f"{alpha * count:.0f} (the rule calls {alpha:.2%} of real images copies by chance)")
+    (sample_d, real_d), (sample_c, real_c) = (
+        (a[np.isfinite(a)], b[np.isfinite(b)]) for a, b in (distances, contrast))
+    spread = math.sqrt((count + calibrated + 1) / (12 * count * max(calibrated, 1)))
+    nearer = (f"P(nearer) = {closer:.2f} +-{spread:.2f}, the share of (sample, real image) "
+              "pairs where the sample's nearest training image stands out more from the next "
+              "ones; 0.5 is no difference")
+    if not len(sample_d) or not len(real_d):
+        lean = "no distances to compare"
+    elif np.median(sample_c) < np.quantile(real_c, 0.05):
+        lean = (f"samples are nearly flat (median contrast {np.median(sample_c):.1f} grey "
+                f"levels, real images {np.median(real_c):.1f}): they look like no training "
+                "image, and how near they lie to plain ones says nothing of copying")
+    elif np.median(sample_d) > np.quantile(real_d, 0.95):
+        lean = (f"samples are far from every training image (median pixel distance to the "
+                f"nearest {np.median(sample_d):.1f}, real images {np.median(real_d):.1f}): "
+                "they look like none of them, as noise does")
+    elif closer > 0.5 + 3 * spread:
+        lean = f"samples lie nearer single training images than real images do ({nearer})"
+    else:
+        lean = f"samples lie no nearer the training set than real images do ({nearer})"
+    return f"{called}; {lean}"
 
 
 # --- a planted memoriser (for the tests and the benchmark) ---------------------------------

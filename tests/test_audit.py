@@ -1,5 +1,6 @@
-"""`dcgan-data audit`: a planted memoriser is caught, unseen real images are not, bad input
-is refused with one line and exit 2 before anything is written."""
+"""`dcgan-data audit`: a planted memoriser is caught (copies of any training row, those it
+calibrates on included), unseen real images are not, a calibration too small for --alpha is
+named, bad input is refused with one line and exit 2 before anything is written."""
 
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ def test_planted_memoriser_is_caught_and_unseen_images_are_not(planted, dirs):
     assert report["copies"] == int(called.sum())
     assert report["holdout_images"] == len(planted.unseen)
     assert report["closer_than_holdout"] > 0.6
-    assert "closer to the training set than" in report["verdict"]
+    assert "samples lie nearer single training images than real images do" in \
+        report["verdict"]
     for name in (audit.REPORT, audit.NEAREST, audit.DISTANCES):
         assert (out / name).stat().st_size > 1000
     assert json.loads((out / audit.REPORT).read_text())["copies"] == report["copies"]
@@ -95,11 +97,53 @@ def test_unseen_images_alone_are_not_copies(planted, dirs):
     report = audit.audit(dirs["unseen"], dirs["train"], out, holdout=60,
                          model_path=dirs["model"], device="cpu")
     assert report["copy_fraction"] <= 0.02
-    assert report["holdout_images"] == 60 and report["indexed_images"] == len(planted.train) - 60
-    assert "no closer" in report["verdict"]
-    # held-out rows are not in the index: no sample's nearest image is one of them
-    held_out = set(report["holdout_keys"])
-    assert not held_out & {r["nearest_key"] for r in read_table(out / audit.CSV)}
+    assert report["holdout_images"] == 60 and report["indexed_images"] == len(planted.train)
+    assert "samples lie no nearer the training set than real images do" in report["verdict"]
+
+
+def edited_copies(rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Each row copied with one edit, in turn: exact, JPEG q75, 10% brighter, blurred."""
+    from dcgan_data.neardup import NAMED_ONLY, TRANSFORMS
+
+    rng = np.random.default_rng(0)
+    edits = ["exact", "jpeg_q75", "brighter_10pct", "slight_blur"]
+    kinds = [edits[i % len(edits)] for i in range(len(rows))]
+    edit = {**TRANSFORMS, **NAMED_ONLY, "exact": lambda rgb, rng: rgb.copy()}
+    return np.stack([edit[k](row, rng) for k, row in zip(kinds, rows, strict=True)]), kinds
+
+
+def test_copies_of_the_rows_it_calibrates_on_are_found(planted, dirs, tmp_path):
+    # the rows drawn for calibration used to be kept out of the index: their copies were
+    # never found. Every row is indexed now; each calibration row just skips itself.
+    calibration = np.sort(np.random.default_rng(0).choice(len(planted.train), 120, False))
+    copies, _ = edited_copies(planted.train[calibration])
+    generated = write_shards(tmp_path / "generated", copies)
+    report = audit.audit(generated, dirs["train"], tmp_path / "out", holdout=120,
+                         model_path=dirs["model"], device="cpu", seed=0)
+    assert report["holdout_keys"] == [f"img{i:06d}" for i in calibration]
+    rows = read_table(tmp_path / "out" / audit.CSV)
+    assert np.mean([r["copy"] == "1" for r in rows]) >= 0.95
+    originals = [f"img{i:06d}" for i in calibration]
+    assert np.mean([r["nearest_key"] == o for r, o in zip(rows, originals, strict=True)]) >= 0.95
+    assert report["indexed_images"] == len(planted.train)
+
+
+def test_rows_repeated_in_the_training_set_do_not_blind_the_calibration(planted, dirs,
+                                                                       tmp_path):
+    # a fifth of the rows twice: left out alone, each such calibration row would find its
+    # twin at distance 0, the threshold would fall to 0 and no copy could be called
+    rng = np.random.default_rng(1)
+    twice = rng.choice(len(planted.train), len(planted.train) // 5, replace=False)
+    train = write_shards(tmp_path / "train", np.concatenate([planted.train,
+                                                             planted.train[twice]]))
+    sources = rng.choice(len(planted.train), 60, replace=False)
+    copies, _ = edited_copies(planted.train[sources])
+    generated = write_shards(tmp_path / "generated", copies)
+    report = audit.audit(generated, train, tmp_path / "out", holdout=10**6,  # every row
+                         model_path=dirs["model"], device="cpu")
+    assert report["holdout_repeated_in_training"] >= 2 * len(twice) * 0.9
+    assert report["threshold"] > 0.05
+    assert report["copies"] >= 0.95 * len(sources)
 
 
 def test_scan_on_worker_processes_equals_one_process(planted, dirs, tmp_path):
@@ -131,6 +175,15 @@ def test_cli_on_a_training_run_draws_samples(dirs, tmp_path):
     assert [r["sample"] for r in rows] == [f"sample{i:06d}" for i in range(40)]
     report = json.loads((out / audit.REPORT).read_text())
     assert report["input"]["kind"] == "run" and report["holdout_images"] == 16
+    # an untrained generator's grey is called what it is, not "nearer" the training set
+    assert "samples are nearly flat" in report["verdict"]
+    assert "nearer single" not in report["verdict"]
+    assert "a generator that copies nothing would get about 2 " in report["verdict"]
+    # 16 calibration images cannot honour alpha 0.01: said, with what to pass instead
+    assert report["alpha_effective"] == pytest.approx(1 / 17, abs=1e-6)
+    assert "needs at least 99 calibration images and 16 were usable" in \
+        report["calibration_warning"]
+    assert "--alpha 0.059" in report["calibration_warning"]
 
 
 def audit_rows(dirs) -> np.ndarray:
@@ -195,11 +248,9 @@ def test_generated_of_another_size_is_resized_and_says_so(dirs, tmp_path, caplog
                          model_path=dirs["model"], device="cpu")
     assert report["input"]["resized_from"] == 32
     assert "resizing" in caplog.text
-    # exact training rows, only resized twice: found as copies unless held out
+    # exact training rows, only resized twice: found as copies
     table = read_table(tmp_path / "out" / audit.CSV)
-    held_out = set(report["holdout_keys"])
-    indexed = [r for r in table if r["sample"] not in held_out]
-    assert np.mean([r["copy"] == "1" for r in indexed]) >= 0.9
+    assert np.mean([r["copy"] == "1" for r in table]) >= 0.9
 
 
 def test_copy_rule_is_conformal():
@@ -209,6 +260,11 @@ def test_copy_rule_is_conformal():
     assert (held_out < threshold).mean() <= 0.01
     threshold, alpha = audit.copy_threshold(held_out[:20], 0.001)  # too few for alpha
     assert threshold == 1 and alpha == pytest.approx(1 / 21)
+    assert audit.calibration_warning(999, 0.01, 0.01) is None
+    # 20 images give at best alpha 1/21: the warning's suggested alpha is then honoured
+    warning = audit.calibration_warning(20, 0.001, 1 / 21)
+    assert "needs at least 999 calibration images and 20 were usable" in warning
+    assert "--alpha 0.048" in warning and audit.copy_threshold(held_out[:20], 0.048)[1] <= 0.048
     assert audit.closer_share(np.zeros(5), held_out) == 1.0
     assert audit.closer_share(held_out, held_out) == pytest.approx(0.5)
 
