@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from conftest import PHOTOS, load_photo, write_shards
 from dcgan_data import dedup as dd
-from dcgan_data import hashing, partition, verify
+from dcgan_data import hashing, partition, selffit, verify
 from dcgan_data.errors import DcganDataError, InputError
 from dcgan_data.images import center_crop_resize, decode_image, encode_image
 from dcgan_data.neardup import (
@@ -319,6 +319,37 @@ def test_cli_summary_and_exit_codes(planted, tmp_path):
     result = runner.invoke(cli, ["dedup", str(src), "-o", str(tmp_path / "p"), "--radius", "17"])
     assert result.exit_code == 2 and "--radius must be between 0 and 16" in result.output
     assert not (tmp_path / "p").exists()
+
+
+def test_the_decision_is_fitted_on_the_dataset_and_reports_its_own_estimates(planted):
+    src, out, report, truth, _ = planted
+    grouping = report["grouping"]
+    assert grouping["decision"] == "fitted on this dataset"
+    fitted = grouping["self_fit"]
+    assert fitted["rows_sampled"] == min(selffit.FIT_ROWS, len(truth))
+    assert fitted["threshold"] == grouping["threshold"] >= fitted["threshold_by_hard_negatives"]
+    assert 0 <= fitted["expected_false_share"] <= 0.01
+    assert set(fitted["held_back_pass_rate_by_kind"]) == {
+        "copy", "look-alike crops", "near neighbours", "colour look-alikes"}
+    # the run's estimate on its held-back rows says synthetic copies are mostly found and
+    # look-alike crops of one row mostly refused
+    assert fitted["held_back_recall"] > 0.5 and fitted["held_back_look_alike_pass_rate"] < 0.1
+    assert report["parameters"]["self_fit"] and report["parameters"]["max_false_share"] == 0.01
+
+
+def test_no_self_fit_and_a_stricter_share_remove_no_more(planted, tmp_path):
+    src, out, report, truth, _ = planted
+    fixed = dd.dedup(src, tmp_path / "fixed", dry_run=True, model_path=out / dd.MODEL,
+                     self_fit=False)
+    assert fixed["grouping"]["decision"] == "fixed model" and fixed["grouping"]["self_fit"] is None
+    assert not fixed["parameters"]["self_fit"]
+    strict = dd.dedup(src, tmp_path / "strict", dry_run=True, model_path=out / dd.MODEL,
+                      max_false_share=0.001)
+    assert strict["grouping"]["threshold"] >= report["grouping"]["threshold"]
+    assert strict["removed"] <= report["removed"]
+    for run in (fixed, strict):
+        labels = dd.read_kept_as(run["out"], ShardSet(src).keys())
+        assert pair_precision_recall(labels, truth)[0] >= 0.98
 
 
 # --- refused input: a clear message, nothing written ---------------------------------------
