@@ -463,7 +463,7 @@ def dedup(
     mirrors: bool = False,
     engine: Engine | str | None = None,
     partitions: int | str = partition.DEFAULT_PARTITIONS,
-    self_fit: bool = True,
+    self_fit: bool = False,
     max_false_share: float = selffit.MAX_FALSE_SHARE,
 ) -> dict[str, Any]:
     """De-duplicate `src` into `out`. Returns the report (also out/dedup_report.json).

@@ -321,9 +321,18 @@ def test_cli_summary_and_exit_codes(planted, tmp_path):
     assert not (tmp_path / "p").exists()
 
 
-def test_the_decision_is_fitted_on_the_dataset_and_reports_its_own_estimates(planted):
-    src, out, report, truth, _ = planted
-    grouping = report["grouping"]
+@pytest.fixture(scope="module")
+def self_fitted(planted, tmp_path_factory):
+    src, out, _, _, _ = planted
+    return dd.dedup(src, tmp_path_factory.mktemp("self_fit") / "out", dry_run=True,
+                    model_path=out / dd.MODEL, self_fit=True)
+
+
+def test_the_decision_fitted_on_the_dataset_reports_its_own_estimates(planted, self_fitted):
+    src, _, fixed, truth, _ = planted
+    assert fixed["grouping"]["decision"] == "fixed model" and fixed["grouping"]["self_fit"] is None
+    assert not fixed["parameters"]["self_fit"]
+    grouping = self_fitted["grouping"]
     assert grouping["decision"] == "fitted on this dataset"
     fitted = grouping["self_fit"]
     assert fitted["rows_sampled"] == min(selffit.FIT_ROWS, len(truth))
@@ -331,25 +340,20 @@ def test_the_decision_is_fitted_on_the_dataset_and_reports_its_own_estimates(pla
     assert 0 <= fitted["expected_false_share"] <= 0.01
     assert set(fitted["held_back_pass_rate_by_kind"]) == {
         "copy", "look-alike crops", "near neighbours", "colour look-alikes"}
-    # the run's estimate on its held-back rows says synthetic copies are mostly found and
-    # look-alike crops of one row mostly refused
+    # on its held-back rows: synthetic copies mostly found, look-alike crops mostly refused
     assert fitted["held_back_recall"] > 0.5 and fitted["held_back_look_alike_pass_rate"] < 0.1
-    assert report["parameters"]["self_fit"] and report["parameters"]["max_false_share"] == 0.01
+    params = self_fitted["parameters"]
+    assert params["self_fit"] and params["max_false_share"] == 0.01
+    labels = dd.read_kept_as(self_fitted["out"], ShardSet(src).keys())
+    assert pair_precision_recall(labels, truth)[0] >= 0.98
 
 
-def test_no_self_fit_and_a_stricter_share_remove_no_more(planted, tmp_path):
-    src, out, report, truth, _ = planted
-    fixed = dd.dedup(src, tmp_path / "fixed", dry_run=True, model_path=out / dd.MODEL,
-                     self_fit=False)
-    assert fixed["grouping"]["decision"] == "fixed model" and fixed["grouping"]["self_fit"] is None
-    assert not fixed["parameters"]["self_fit"]
+def test_a_stricter_false_share_removes_no_more(planted, self_fitted, tmp_path):
+    src, out, _, _, _ = planted
     strict = dd.dedup(src, tmp_path / "strict", dry_run=True, model_path=out / dd.MODEL,
-                      max_false_share=0.001)
-    assert strict["grouping"]["threshold"] >= report["grouping"]["threshold"]
-    assert strict["removed"] <= report["removed"]
-    for run in (fixed, strict):
-        labels = dd.read_kept_as(run["out"], ShardSet(src).keys())
-        assert pair_precision_recall(labels, truth)[0] >= 0.98
+                      self_fit=True, max_false_share=0.001)
+    assert strict["grouping"]["threshold"] >= self_fitted["grouping"]["threshold"]
+    assert strict["removed"] <= self_fitted["removed"]
 
 
 # --- refused input: a clear message, nothing written ---------------------------------------
