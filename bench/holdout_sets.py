@@ -433,15 +433,23 @@ def build(edit_set: str, split_name: str, photos: dict[str, np.ndarray], out: Pa
             "negatives": {k: sum(r[3] == k for r in truth) for k in NEGATIVE_KINDS}}
 
 
+def ensure_set(name: str) -> Path:
+    """The folder of the set `name` (e.g. "albu-dev"), built first if it is not there."""
+    edit_set, split_name = name.split("-")
+    if edit_set not in EDIT_SETS or split_name not in ("dev", "final"):
+        sys.exit(f"no held-out set called {name!r}")
+    if not (OUT / name / "truth.csv").exists():
+        report = build(edit_set, split_name, fetch_photos(OUT / "photos"), OUT / name)
+        print(f"{name}: {report}", flush=True)
+    return OUT / name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--final", action="store_true",
                         help="also build the FINAL sets (kept for the final figures)")
     parser.add_argument("--sets", nargs="*", choices=EDIT_SETS, default=list(EDIT_SETS))
     args = parser.parse_args()
-    import numpy
-
-    numpy.float = float  # AugLy 1.0 still uses the alias that numpy 2 removed
     photos = fetch_photos(OUT / "photos")
     for split_name in ("dev", "final") if args.final else ("dev",):
         for edit_set in args.sets:
