@@ -2,7 +2,7 @@
 (bench/holdout_sets.py builds them): the whole precision-recall curve of each, per set and
 per edit kind.
 
-    python bench/dedup_holdout.py [--sets augly-dev albu-dev] [--thresholds 0 2 3 4 6 8]
+    python bench/dedup_holdout.py [--sets augly-dev albu-dev] [--thresholds -2 -1 0 2 3 5]
                                   [--dedup-args "--min-cosine 0.5"]
     python bench/dedup_holdout.py --final      # the FINAL sets: only for the final figures
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import shlex
@@ -45,7 +46,7 @@ from dcgan_data.shards import ShardSet  # noqa: E402
 
 DEV_SETS = ("augly-dev", "albu-dev")
 FINAL_SETS = ("augly-final", "albu-final")
-THRESHOLDS = (0.0, 2.0, 3.0, 4.0, 6.0, 8.0)  # around the default verification threshold
+THRESHOLDS = (-2.0, -1.0, 0.0, 2.0, 3.0, 5.0)  # around the default verification threshold
 PHASH_THRESHOLDS = range(2, 15)
 PRECISE = 0.99  # the precision a user needs: recall is compared there
 
@@ -110,12 +111,24 @@ def hash_labels(codes: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarr
     return labels, np.array([first[label] == i for i, label in enumerate(labels)])
 
 
+def code_digest() -> str:
+    """A digest of this checkout's library and CLI code: a run is reused only by the same code."""
+    digest = hashlib.sha1()
+    for path in sorted([*(ROOT / "dcgan_data").rglob("*.py"), *(ROOT / "dcgan_data").glob("*.json"),
+                        *(ROOT / "cli").rglob("*.py")]):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def run_dedup(src: Path, out: Path, options: list[str]) -> dict:
-    """Run dedup into `out`, or reuse what a finished run of the same command left there."""
+    """Run dedup into `out`, or reuse what a finished run of the same command and the same
+    code left there."""
     command = shlex.join(["dcgan-data", "dedup", str(src), "-o", str(out), "--dry-run",
                           *options])
     done = out / "bench_run.json"
-    if not (done.exists() and json.loads(done.read_text())["command"] == command):
+    same = {"command": command, "code": code_digest()}
+    if not (done.exists() and
+            {k: json.loads(done.read_text()).get(k) for k in same} == same):
         subprocess.run(["rm", "-rf", str(out)], check=True)
         # the dedup of this checkout, as the scoring here imports
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -123,7 +136,7 @@ def run_dedup(src: Path, out: Path, options: list[str]) -> dict:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "dcgan_data", *shlex.split(command)[1:]],
                        check=True, stdout=subprocess.DEVNULL, env=env)
-        write_json(done, {"command": command, "seconds": round(time.perf_counter() - start, 1)})
+        write_json(done, {**same, "seconds": round(time.perf_counter() - start, 1)})
     report = json.loads((out / "dedup_report.json").read_text())
     return {**json.loads(done.read_text()),
             "verify_threshold": report["grouping"].get("threshold")}
