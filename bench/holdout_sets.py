@@ -4,9 +4,9 @@ that nothing in this project was fitted or tuned on.
     python bench/holdout_sets.py                 # the two DEV sets: augly-dev, albu-dev
     python bench/holdout_sets.py --final         # also augly-final, albu-final
 
-Photos: PHOTOS below, from four Debian packages, each fetched as a pinned version with
-`apt-get download` (run `apt-get update` once first) and unpacked with `dpkg-deb -x` into
-bench/out/holdout/photos/; every file's SHA-256 is checked, so a set is the same on every
+Photos: PHOTOS below, from four Debian packages, each fetched as a pinned version with `apt-get
+download` (after an `apt-get update` when the lists lack it) and unpacked with `dpkg-deb -x`
+into bench/out/holdout/photos/; every file's SHA-256 is checked, so a set is the same on every
 machine. Not used: the bundled sample photos (pipelines/sample/photos, which dedup's model was
 fitted on), the face photos and scikit-image photos that bench/neardup_sets.py's held-out set
 uses (looked at during tuning). The photos are split by a fixed rule (`split`) into DEV, for
@@ -160,11 +160,14 @@ def fetch_photos(cache: Path) -> dict[str, np.ndarray]:
         if (root / ".unpacked").exists():
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            got = subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=tmp,
-                                 capture_output=True, text=True)
+            download = ["apt-get", "download", f"{package}={version}"]
+            got = subprocess.run(download, cwd=tmp, capture_output=True, text=True)
+            if got.returncode:  # a fresh machine's package lists may be missing or stale
+                subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+                got = subprocess.run(download, cwd=tmp, capture_output=True, text=True)
             if got.returncode:
-                sys.exit(f"apt-get download {package}={version} failed (run `apt-get update` "
-                         f"first): {got.stderr.strip().splitlines()[-1:]}")
+                sys.exit(f"{' '.join(download)} failed: "
+                         f"{(got.stderr.strip().splitlines() or [''])[-1]}")
             deb = next(Path(tmp).glob("*.deb"))
             root.mkdir(parents=True, exist_ok=True)
             subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
