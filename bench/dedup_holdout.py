@@ -28,6 +28,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -77,14 +78,12 @@ def scores(labels: np.ndarray, kept: np.ndarray, truth: Truth) -> dict:
     result["negatives_grouped"] = {
         kind: int(sum(sizes[i] > 1 for i in negatives if truth.kind[i] == kind))
         for kind in sorted({truth.kind[i] for i in negatives})}
-    true_mates = np.array([len(set(np.flatnonzero(labels == labels[i])) &
-                               set(np.flatnonzero(truth.group == truth.group[i]))) > 1
-                           if not kept[i] else True for i in range(len(labels))])
-    removed = int((~kept).sum())
-    result["removed"] = removed
-    result["removed_without_true_copy"] = int((~true_mates).sum())
-    result["false_removal_share"] = round(float((~true_mates).sum() / removed), 4) \
-        if removed else 0.0
+    # a removed image has a true copy in its group when another member shares its truth group
+    together = Counter(zip(labels.tolist(), truth.group.tolist(), strict=True))
+    removed = np.flatnonzero(~kept)
+    alone = sum(together[labels[i], truth.group[i]] == 1 for i in removed)
+    result.update(removed=len(removed), removed_without_true_copy=int(alone),
+                  false_removal_share=round(alone / len(removed), 4) if len(removed) else 0.0)
     return result
 
 
