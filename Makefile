@@ -72,9 +72,10 @@ bench: install ## benchmarks, each against its peer or physical limit (writes be
 	@for script in $(filter-out $(BENCH_TOOLS),$(wildcard bench/*.py)); do \
 	  echo "== $$script"; PEERS_PYTHON=$(PEERS_PYTHON) $(BIN)/python $$script || exit 1; done
 
-# not benchmarks: the near-duplicate sets, the fit of dedup's verification model, and the
-# peers that bench/dedup.py runs in the environment named by PEERS_PYTHON (when set)
-BENCH_TOOLS := bench/neardup_sets.py bench/fit_verify.py bench/dedup_peers.py
+# not benchmarks: the near-duplicate sets (neardup_sets, holdout_sets), the fit of dedup's
+# verification model, and the peers that bench/dedup.py runs in the environment named by
+# PEERS_PYTHON (when set)
+BENCH_TOOLS := bench/neardup_sets.py bench/fit_verify.py bench/dedup_peers.py bench/holdout_sets.py
 fit-verify: install ## refit dcgan_data/verify_model.json on the tuning set (bench/fit_verify.py)
 	$(BIN)/python bench/fit_verify.py
 

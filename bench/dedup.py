@@ -51,15 +51,23 @@ def scores(labels: np.ndarray, truth: np.ndarray, kinds: list[str]) -> dict:
                        ("no_flat", (kinds_array != MIRROR) & (kinds_array != "flat"))):
         result = pair_scores(labels[keep], truth[keep])
         out[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+    copies = [kind not in ("original", "flat") for kind in kinds]
+    out["recall_by_edit"], out["copies_by_edit"] = recall_by_edit(labels, truth, kinds, copies)
+    return out
+
+
+def recall_by_edit(labels: np.ndarray, truth: np.ndarray, kinds: list[str], copies: list[bool]
+                   ) -> tuple[dict[str, float], dict[str, int]]:
+    """For each edit kind, the share of its copies put in their original's group (the row of
+    kind "original" in their true group), and how many copies it has (to pool seeds)."""
     original = {g: i for i, (g, k) in enumerate(zip(truth, kinds, strict=True))
                 if k == "original"}
     hits: dict[str, list[bool]] = defaultdict(list)
     for i, (g, kind) in enumerate(zip(truth, kinds, strict=True)):
-        if kind not in ("original", "flat"):
+        if copies[i]:
             hits[kind].append(bool(labels[i] == labels[original[g]]))
-    out["recall_by_edit"] = {k: round(float(np.mean(v)), 3) for k, v in sorted(hits.items())}
-    out["copies_by_edit"] = {k: len(v) for k, v in sorted(hits.items())}  # to pool seeds
-    return out
+    return ({k: round(float(np.mean(v)), 3) for k, v in sorted(hits.items())},
+            {k: len(v) for k, v in sorted(hits.items())})
 
 
 def peer_codes(rows: np.ndarray, method: str) -> np.ndarray:
