@@ -141,9 +141,14 @@ def run_dedup(src: Path, out: Path, options: list[str]) -> dict:
             "verify_threshold": report["grouping"].get("threshold")}
 
 
+def variant(extra: list[str]) -> str:
+    """A name for the runs and results of one set of --dedup-args ('' for none)."""
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in "_".join(extra)).strip("_")
+
+
 def run_set(name: str, thresholds: list[float], extra: list[str], workers: int) -> dict:
     folder = ensure_set(name)
-    runs = OUT / "runs" / name
+    runs = OUT / "runs" / "_".join(filter(None, [name, variant(extra)]))
     common = ["--workers", str(workers), *extra]
     default = run_dedup(folder / "images", runs / "default", common)
     ingested = ShardSet(runs / "default" / "ingested")
@@ -246,7 +251,8 @@ def main() -> None:
     for name in sets:
         result = run_set(name, args.thresholds, shlex.split(args.dedup_args), args.workers)
         result.update(uptime_before=uptime, dedup_args=args.dedup_args)
-        write_json(OUT / f"results_{name}.json", result)
+        tag = "_".join(filter(None, [name, variant(shlex.split(args.dedup_args))]))
+        write_json(OUT / f"results_{tag}.json", result)
         print_set(name, result)
         lines.append(summary_line(name, result))
     print("\n" + "\n".join(lines))
