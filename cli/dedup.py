@@ -24,8 +24,9 @@ def _partitions(ctx: click.Context, param: click.Parameter, value: str) -> int |
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
               help="Output directory: kept shards, duplicates.csv, dedup_report.json, "
                    "duplicates.png, hashes.npy, hash_model.pt.")
-@number_option("--size", allowed=DEDUP["size"], default=64, show_default=True,
-               help="Side of the output images.")
+@number_option("--size", allowed=DEDUP["size"], default=None,
+               help="Side of the output images, at most the input's [default: the input "
+                    "shards' side; 64 for an LMDB or a folder of images].")
 @number_option("--radius", allowed=DEDUP["radius"],
                help="Also propose hashes within this Hamming distance as candidates "
                     "(default 0: equal hashes).")
@@ -108,7 +109,7 @@ def _partitions(ctx: click.Context, param: click.Parameter, value: str) -> int |
 @number_option("--max-bucket-share", allowed=DEDUP["max_bucket_share"], default=0.5,
                show_default=True,
                help="Refuse to run when one hash holds more than this share of the images.")
-def dedup(src: Path, out: Path, size: int, radius: int | None, probe: bool,
+def dedup(src: Path, out: Path, size: int | None, radius: int | None, probe: bool,
           neighbours: int | None, min_cosine: float | None, verified: bool,
           verify_threshold: float | None, self_fit: bool, max_false_share: float,
           mirrors: bool, paper_rule: bool, keep: str, model_path: Path | None,

@@ -393,6 +393,18 @@ def open_input(src: str | os.PathLike, cache: Path, size: int, engine: Engine
     return ShardSet(cache), report
 
 
+def output_size(size: int | None, shards: ShardSet) -> int:
+    """The side of the output rows: the shards' own unless --size says otherwise; a larger
+    side would only enlarge the rows, which is refused."""
+    side = int(shards.shape[0])
+    if size is None:
+        return side
+    if size > side:
+        raise InputError(f"--size {size}: {shards.path} holds {side} px images; dedup does not "
+                         f"enlarge them (ingest the source at {size} px, or leave --size out)")
+    return size
+
+
 def _check_options(src: Path, out: Path, keep: str, against: Path | None, dry_run: bool,
                    partitions: int | str) -> None:
     parse_partitions("--partitions", partitions)
@@ -444,7 +456,7 @@ def _get_model(src: ShardSet, out: Path, model_path: Path | None, config: hashin
 def dedup(
     src: str | os.PathLike,
     out: str | os.PathLike,
-    size: int = 64,
+    size: int | None = None,
     radius: int = DEFAULT_RADIUS,
     keep: str = "first",
     model_path: str | os.PathLike | None = None,
@@ -495,10 +507,11 @@ def dedup(
     # everything that can refuse the input runs before anything is written to `out`
     if model_path is not None:
         hashing.load_model(model_path, device)
-    shards, ingest_report = open_input(src, out / "ingested", 64, engine)
+    shards, ingest_report = open_input(src, out / "ingested", size or 64, engine)
     other = open_input(against, out / "against_ingested", 64, engine)[0] if against else None
     if len(shards) == 0:
         raise InputError(f"{src}: no images to de-duplicate")
+    size = output_size(size, shards)
     if other is not None and len(other) == 0:
         raise InputError(f"--against {against}: holds no images")
     timings["ingest"] = time.perf_counter() - clock

@@ -17,7 +17,7 @@ from conftest import PHOTOS, load_photo, write_shards
 from dcgan_data import dedup as dd
 from dcgan_data import hashing, partition, selffit, verify
 from dcgan_data.errors import DcganDataError, InputError
-from dcgan_data.images import center_crop_resize, decode_image, encode_image
+from dcgan_data.images import center_crop_resize, decode_image, encode_image, resize_square
 from dcgan_data.neardup import (
     TRANSFORM_NAMES,
     Crop,
@@ -531,3 +531,15 @@ def test_scan_arrays_are_file_pages_that_leave_nothing_behind(tmp_path):
     grown = _anonymous_bytes() - before
     assert grown < 0.2 * (grey.nbytes + colour.nbytes + probes.nbytes)
     assert list(tmp_path.iterdir()) == []  # nameless files: nothing to clean up
+
+
+def test_output_keeps_the_shards_side_unless_told_and_never_enlarges(tmp_path, crops64):
+    small = np.stack([resize_square(row, 32) for row in crops64[:40]])
+    src = write_shards(tmp_path / "s32", np.concatenate([small, small[:2]]))
+    fast = hashing.HashConfig(min_steps=20, max_steps=20, batch_size=64)
+    report = dd.dedup(src, tmp_path / "out", config=fast, self_fit=False)
+    assert ShardSet(tmp_path / "out").shape == (32, 32, 3) and report["parameters"]["size"] == 32
+    result = CliRunner().invoke(cli, ["dedup", str(src), "-o", str(tmp_path / "big"),
+                                      "--size", "64"])
+    assert result.exit_code == 2 and "does not enlarge" in result.output
+    assert not (tmp_path / "big" / "manifest.json").exists()
