@@ -65,3 +65,16 @@ def test_library_never_imports_click():
     offenders = [p.name for p in library if p.name != "__main__.py"
                  and re.search(r"^\s*(import click|from click)", p.read_text(), re.M)]
     assert offenders == []
+
+
+def test_help_of_every_verb_imports_no_torch():
+    # --help must stay quick: torch takes seconds to import
+    verbs = list(cli.commands)
+    script = ("import sys\nfrom click.testing import CliRunner\n"
+              "from dcgan_data_cli.main import cli\n"
+              "for args in [['--help']] + [[v, '--help'] for v in sys.argv[1:]]:\n"
+              "    assert CliRunner().invoke(cli, args).exit_code == 0, args\n"
+              "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script, *verbs], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
