@@ -32,21 +32,23 @@ def num_upsamplings(size: int) -> int:
 
 
 class Generator(nn.Module):
-    def __init__(self, size: int = 64, nz: int = NZ, ngf: int = 128):
+    def __init__(self, size: int = 64, nz: int = NZ, ngf: int = 128,
+                 cpu_fast_path: bool = False):
         super().__init__()
         n = num_upsamplings(size)
         channels = [ngf * 2 ** (n - 1 - i) for i in range(n)]  # e.g. 1024, 512, 256, 128
         # The paper's "project and reshape" of z to 4x4xC: a transposed conv on a 1x1 input is
         # exactly a linear layer followed by a reshape, and is computed as one.
         layers: list[nn.Module] = [
-            Projection(nz, channels[0]),
+            Projection(nz, channels[0]) if cpu_fast_path
+            else nn.ConvTranspose2d(nz, channels[0], 4, 1, 0, bias=False),
             nn.BatchNorm2d(channels[0]),
             nn.ReLU(True),
         ]
         side = 4
         for c_in, c_out in pairwise(channels):
-            # the layer with a 4x4 input is faster as one matrix product (convolution.py)
-            up = (ConvTranspose4x4(c_in, c_out) if side == 4
+            # on a CPU the layer with a 4x4 input is faster as one matrix product
+            up = (ConvTranspose4x4(c_in, c_out) if side == 4 and cpu_fast_path
                   else nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False))
             side *= 2
             layers += [
@@ -64,7 +66,7 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, size: int = 64, ndf: int = 128):
+    def __init__(self, size: int = 64, ndf: int = 128, cpu_fast_path: bool = False):
         super().__init__()
         n = num_upsamplings(size)
         channels = [ndf * 2**i for i in range(n)]  # e.g. 128, 256, 512, 1024
@@ -75,8 +77,8 @@ class Discriminator(nn.Module):
         side = size // 2
         for c_in, c_out in pairwise(channels):
             side //= 2
-            # the layer with a 4x4 output is faster as one matrix product (convolution.py)
-            down = (Conv4x4(c_in, c_out) if side == 4
+            # on a CPU the layer with a 4x4 output is faster as one matrix product
+            down = (Conv4x4(c_in, c_out) if side == 4 and cpu_fast_path
                     else nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False))
             layers += [
                 down,
@@ -84,7 +86,8 @@ class Discriminator(nn.Module):
                 nn.LeakyReLU(0.2, True),
             ]
         # 4x4xC -> one logit: a 4x4 valid convolution is the paper's flatten + linear layer.
-        layers.append(Readout(channels[-1], 1))
+        layers.append(Readout(channels[-1], 1) if cpu_fast_path
+                      else nn.Conv2d(channels[-1], 1, 4, 1, 0, bias=False))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,10 +106,14 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def build(size: int = 64, nz: int = NZ, ngf: int = 128, ndf: int = 128) -> tuple[Generator,
-                                                                                Discriminator]:
-    """G and D for `size`, initialised as in the paper (draws from torch's global RNG)."""
-    g, d = Generator(size, nz, ngf), Discriminator(size, ndf)
+def build(size: int = 64, nz: int = NZ, ngf: int = 128, ndf: int = 128,
+          cpu_fast_path: bool = False) -> tuple[Generator, Discriminator]:
+    """G and D for `size`, initialised as in the paper (draws from torch's global RNG).
+    Torch's own layers, unless `cpu_fast_path`: four of them as the matrix products of
+    convolution.py, faster on a CPU, with the same parameters (state dicts load either way)
+    and the same function; they are not measured on a GPU, and the strided one has no
+    second derivative."""
+    g, d = Generator(size, nz, ngf, cpu_fast_path), Discriminator(size, ndf, cpu_fast_path)
     g.apply(init_weights)
     d.apply(init_weights)
     return g, d

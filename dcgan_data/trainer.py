@@ -261,7 +261,8 @@ def build_models(cfg: TrainConfig, device: torch.device, world: int) -> Models:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
-    g_model, d_model = build(cfg.size, cfg.nz, cfg.ngf, cfg.ndf)
+    g_model, d_model = build(cfg.size, cfg.nz, cfg.ngf, cfg.ndf,
+                             cpu_fast_path=device.type == "cpu")
     g_model = g_model.to(device, memory_format=torch.channels_last)
     d_model = d_model.to(device, memory_format=torch.channels_last)
     g, d, d_frozen = g_model, d_model, d_model

@@ -60,3 +60,26 @@ def test_initialisation_follows_the_paper():
 def test_unsupported_size_is_refused():
     with pytest.raises(ValueError, match="size must be one of"):
         Generator(48)
+
+
+def test_torch_layers_by_default_and_the_cpu_fast_path_the_same_function():
+    from dcgan_data import convolution
+
+    fast_kinds = (convolution.Conv4x4, convolution.ConvTranspose4x4, convolution.Projection,
+                  convolution.Readout)
+    torch.manual_seed(0)
+    g, d = build(64, ngf=8, ndf=8)
+    assert not any(isinstance(m, fast_kinds) for m in [*g.modules(), *d.modules()])
+    torch.manual_seed(0)
+    fast_g, fast_d = build(64, ngf=8, ndf=8, cpu_fast_path=True)
+    assert sum(isinstance(m, fast_kinds) for m in [*fast_g.modules(), *fast_d.modules()]) == 4
+    # the same draws, the same parameters, the same function
+    for one, other in ((g, fast_g), (d, fast_d)):
+        assert all(torch.equal(a, b) for a, b in zip(one.state_dict().values(),
+                                                      other.state_dict().values(), strict=True))
+    g.eval(), fast_g.eval(), d.eval(), fast_d.eval()
+    z = torch.rand(4, 100, dtype=torch.float64) * 2 - 1
+    g, fast_g, d, fast_d = (m.double() for m in (g, fast_g, d, fast_d))
+    assert torch.allclose(g(z), fast_g(z), atol=1e-10)
+    images = g(z)
+    assert torch.allclose(d(images), fast_d(images), atol=1e-10)
