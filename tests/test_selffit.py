@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dcgan_data import copy_edits, selffit
+from dcgan_data import copy_edits, selffit, verify
 from tests.conftest import photo_crops
 
 
@@ -28,10 +28,12 @@ def test_neighbourhood_levels_leave_the_pair_itself_out():
 
 
 def test_a_pair_standing_out_of_a_crowd_scores_above_one_within_it():
+    plain = np.zeros((1, len(verify.FEATURES)), np.float32)
     crowd = selffit.stack_features(np.array([6.0]), np.array([[5.5, 5.0, 5.0]]),
-                                   np.array([[5.5, 5.0, 5.0]]), np.array([1.0]))
+                                   np.array([[5.5, 5.0, 5.0]]), np.array([1.0]), plain)
     alone = selffit.stack_features(np.array([6.0]), np.array([[-10.0, -12.0, -15.0]]),
-                                   np.array([[-9.0, -12.0, -15.0]]), np.array([1.0]))
+                                   np.array([[-9.0, -12.0, -15.0]]), np.array([1.0]), plain)
+    assert crowd.shape == (1, len(selffit.NAMES))
     above = [selffit.NAMES.index(f"above_level_{k}") for k in selffit.RANKS]
     assert (crowd[0, above] <= 1).all() and (alone[0, above] > 14).all()
 
