@@ -714,7 +714,7 @@ def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int
     verifying = time.perf_counter() - clock - proposing
     decider: Verifier | RunTimeDecider = verifier
     estimates = None
-    if self_fit is not None:
+    if self_fit is not None and len(a):  # no candidate pair: nothing to decide
         def fixed_scores(g: np.ndarray, c: np.ndarray, x: np.ndarray, y: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:
             scorer = Verifier(g, c, None, mirrors, device)
@@ -729,7 +729,8 @@ def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int
     kept_as, row_score, split = verified_groups(len(hashes), a, b, scores, decider, area,
                                                 keep, protected)
     return kept_as, row_score, {
-        "verified": True, "threshold": round(decider.threshold, 3),
+        "verified": True,
+        "threshold": round(decider.threshold, 3) if np.isfinite(decider.threshold) else None,
         "decision": "fitted on this dataset" if estimates else "fixed model",
         "self_fit": estimates,
         "candidates": proposed, "verified_pairs": int((scores >= decider.threshold).sum()),

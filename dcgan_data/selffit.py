@@ -226,9 +226,9 @@ def fit(a: np.ndarray, b: np.ndarray, scores: np.ndarray, features: np.ndarray, 
     estimates = {
         "rows_sampled": len(sampled), "pairs_fitted": int((~held).sum()),
         "pairs_held_back": int(held.sum()),
-        "threshold": round(model.threshold, 3),
-        "threshold_by_expected_share": round(threshold, 3),
-        "threshold_by_hard_negatives": round(floor, 3),
+        "threshold": _finite(model.threshold),
+        "threshold_by_expected_share": _finite(threshold),
+        "threshold_by_hard_negatives": _finite(floor),
         "held_back_recall": _share(passed[held & (pairs.kind == 0)]),
         "held_back_look_alike_pass_rate": _share(passed[held & (pairs.kind == 1)]),
         "held_back_pass_rate_by_kind": {name: _share(passed[held & (pairs.kind == k)])
@@ -308,6 +308,11 @@ def _prior_shift(odds: np.ndarray, train_prior: float) -> float:
 
 def _logit(p: float) -> float:
     return math.log(p / (1 - p))
+
+
+def _finite(value: float) -> float | None:
+    """A threshold for the report: None where none could be set (JSON has no infinity)."""
+    return round(value, 3) if math.isfinite(value) else None
 
 
 def _share(passed: np.ndarray) -> float | None:
