@@ -373,8 +373,9 @@ def dedup_section(page: Page, stage: Stage, summary: Summary) -> Section:
         section.headline += [
             ("decided by", f"a model fitted on these images ({fmt(fitted.get('rows_sampled'))}"
                            " rows' synthetic copies and look-alikes)"),
-            ("false removals the run expects",
-             f"{share('expected_false_share')} of the pairs it accepts"),
+            ("false pairs, the run's own estimate",
+             f"{share('expected_false_share')} of the pairs it accepts (see docs/dedup.md "
+             "for how far such estimates held on held-out sets)"),
             ("synthetic copies found (held back)", share("held_back_recall")),
             ("look-alike crops passed (held back)", share("held_back_look_alike_pass_rate")),
         ]
