@@ -224,8 +224,9 @@ class Verifier:
     """Scores pairs of rows by their thumbnails: log-odds of being near duplicates."""
 
     def __init__(self, grey: np.ndarray, colour: np.ndarray, threshold: float | None,
-                 mirrors: bool, device: str):
+                 mirrors: bool, device: str, keep_features: bool = False):
         self.grey, self.colour, self.mirrors, self.device = grey, colour, mirrors, device
+        self.keep_features = keep_features
         self.model = verify.VerifyModel.load()
         self.threshold = self.model.threshold if threshold is None else threshold
         self.scored = self.aligned = self.second_look_skipped = self.unoverlaid = 0
@@ -238,13 +239,16 @@ class Verifier:
         recurring = a if len(np.unique(a)) <= len(np.unique(b)) else b
         order = np.argsort(recurring, kind="stable")
         scores, chroma_scores = np.empty((2, len(a)), np.float32)
-        # the plain looks' features, kept for the model fitted on the dataset (selffit)
-        self.last_features = np.empty((len(a), len(verify.FEATURES)), np.float32)
+        # the plain looks' features of this call's pairs, for the model fitted on the dataset
+        # (selffit); replaced by the next call
+        self.last_features = np.empty((len(a) if self.keep_features else 0,
+                                       len(verify.FEATURES)), np.float32)
         for start in range(0, len(a), 1 << 16):
             part = order[start : start + (1 << 16)]
             plain, chroma = verify.pair_looks(self.grey, self.colour, a[part], b[part],
                                               self.mirrors, self.device)
-            self.last_features[part] = plain
+            if self.keep_features:
+                self.last_features[part] = plain
             scores[part] = self.model.log_odds(plain)
             chroma_scores[part] = self.model.log_odds(chroma) - self.model.chroma_margin
         self.scored += len(a)
@@ -295,20 +299,27 @@ class RunTimeDecider:
 
     def __init__(self, verifier: Verifier, model: selffit.RunTimeModel,
                  neighbourhood: selffit.Neighbourhood, texture: np.ndarray,
-                 threshold: float | None):
+                 threshold: float | None, a: np.ndarray, b: np.ndarray):
         self.verifier, self.model = verifier, model
+        self.candidates = np.minimum(a, b) * len(texture) + np.maximum(a, b)
         self.neighbourhood, self.texture = neighbourhood, texture
         self.threshold = model.threshold if threshold is None else threshold
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Log-odds of pairs that were not all candidates (the keeper re-checks): a pair that
+        was not is not left out of its images' neighbourhoods, as it was never in them."""
         fixed = self.verifier(a, b)
-        return self.odds(a, b, fixed, self.verifier.last_features)
+        n = len(self.texture)
+        candidate = np.isin(np.minimum(a, b) * n + np.maximum(a, b), self.candidates)
+        return self.odds(a, b, np.where(candidate, fixed, np.nan), self.verifier.last_features,
+                         fixed)
 
-    def odds(self, a: np.ndarray, b: np.ndarray, fixed: np.ndarray, features: np.ndarray
-             ) -> np.ndarray:
-        """Log-odds of pairs whose fixed scores and plain features are known."""
+    def odds(self, a: np.ndarray, b: np.ndarray, own: np.ndarray, features: np.ndarray,
+             fixed: np.ndarray | None = None) -> np.ndarray:
+        """Log-odds of pairs whose fixed scores (`own`: NaN for a pair that is no candidate,
+        whose score is then `fixed`) and plain features are known."""
         return self.model.log_odds(selffit.pair_stack_features(
-            a, b, fixed, features, self.neighbourhood, self.texture))
+            a, b, own, features, self.neighbourhood, self.texture, fixed))
 
 
 def verified_groups(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
@@ -548,8 +559,8 @@ def dedup(
     if verified:
         fit_rows = None
         if self_fit and len(hashes) >= selffit.SELF_FIT_MIN_ROWS:
-            fit_rows = selffit.FitRows(shards.load, grey, colour,
-                                       verify.textures(grey, device), len(hashes))
+            fit_rows = selffit.FitRows(shards.load, grey, colour, verify.textures(grey, device),
+                                       len(hashes), verify.VerifyModel.load().threshold)
         kept_as, row_score, grouping = _verified_kept_as(
             all_hashes, all_probes, radius, grey, colour, neighbours, min_cosine, mirrors,
             verify_threshold, device, area, keep, len(hashes), partitioning, fit_rows,
@@ -709,7 +720,9 @@ def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int
     a, b, proposed = candidate_pairs(hashes, probes, radius, grey, neighbours, mirrors,
                                      device, min_cosine, **partitioning)
     proposing = time.perf_counter() - clock
-    verifier = Verifier(grey, colour, threshold, mirrors, device)
+    # the fixed model's looks run at its own threshold when the fitted model decides
+    verifier = Verifier(grey, colour, None if self_fit else threshold, mirrors, device,
+                        keep_features=self_fit is not None)
     scores = verifier(a, b)
     verifying = time.perf_counter() - clock - proposing
     decider: Verifier | RunTimeDecider = verifier
@@ -717,13 +730,14 @@ def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int
     if self_fit is not None and len(a):  # no candidate pair: nothing to decide
         def fixed_scores(g: np.ndarray, c: np.ndarray, x: np.ndarray, y: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:
-            scorer = Verifier(g, c, None, mirrors, device)
+            scorer = Verifier(g, c, None, mirrors, device, keep_features=True)
             return scorer(x, y), scorer.last_features
 
         features = verifier.last_features
         model, neighbourhood, estimates = selffit.fit(a, b, scores, features, self_fit,
                                                       fixed_scores, max_false_share, seed)
-        decider = RunTimeDecider(verifier, model, neighbourhood, self_fit.texture, threshold)
+        decider = RunTimeDecider(verifier, model, neighbourhood, self_fit.texture, threshold,
+                                 a, b)
         scores = decider.odds(a, b, scores, features)
     fitting = time.perf_counter() - clock - proposing - verifying
     kept_as, row_score, split = verified_groups(len(hashes), a, b, scores, decider, area,

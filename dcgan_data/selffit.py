@@ -64,13 +64,14 @@ class Neighbourhood:
 
     def levels(self, rows: np.ndarray, own: np.ndarray | None) -> np.ndarray:
         """(P, len(RANKS)) each row's k-th best score other than the pair's own (`own`: the
-        pair's scores, or None for pairs not among the candidates)."""
+        pair's scores, NaN for a pair not among the candidates; None: none of them is)."""
         best = self.best[rows]
         out = np.empty((len(rows), len(RANKS)), np.float32)
         for i, k in enumerate(RANKS):
             level = best[:, k - 1]
             if own is not None:  # the pair itself is among the k best: one further down
-                level = np.where(np.clip(own, FLOOR, -FLOOR) >= level, best[:, k], level)
+                among = ~np.isnan(own) & (np.clip(own, FLOOR, -FLOOR) >= level)
+                level = np.where(among, best[:, k], level)
             out[:, i] = level
         return out
 
@@ -79,7 +80,7 @@ def stack_features(scores: np.ndarray, levels_a: np.ndarray, levels_b: np.ndarra
                    texture_low: np.ndarray, features: np.ndarray) -> np.ndarray:
     """The run-time model's inputs (NAMES) of pairs with fixed `scores` and the fixed
     model's own `features` (verify.FEATURES)."""
-    score = np.clip(scores, FLOOR, -FLOOR)[:, None]
+    score = np.clip(np.nan_to_num(scores, nan=FLOOR), FLOOR, -FLOOR)[:, None]
     above = score - np.maximum(levels_a, levels_b)
     return np.concatenate([score, above, np.log1p(texture_low)[:, None],
                            np.nan_to_num(features)], axis=1)
@@ -93,6 +94,7 @@ class FitRows:
     colour: np.ndarray
     texture: np.ndarray
     rows: int  # rows that may be sampled (the --against rows are not ours)
+    fixed_threshold: float  # the fixed model's: pairs it rejects may serve as negatives
 
 
 class RunTimeModel:
@@ -133,10 +135,13 @@ def synthetic_pairs(rows: np.ndarray, data: FitRows, score: Callable[..., np.nda
 
 
 def real_negatives(a: np.ndarray, b: np.ndarray, scores: np.ndarray,
-                   neighbourhood: Neighbourhood, sampled: np.ndarray) -> np.ndarray:
+                   neighbourhood: Neighbourhood, sampled: np.ndarray, below: float
+                   ) -> np.ndarray:
     """Indices of candidate pairs touching a sampled row where neither image has the other
-    among its REAL_NEGATIVE_RANK best: near, but rarely a copy."""
-    touching = np.isin(a, sampled) | np.isin(b, sampled)
+    among its REAL_NEGATIVE_RANK best and the fixed model rejects them (score under `below`;
+    a large group of copies has copies outside each other's few best): near, but rarely a
+    copy."""
+    touching = (np.isin(a, sampled) | np.isin(b, sampled)) & (scores < below)
     own = np.clip(scores, FLOOR, -FLOOR)
     outside = (own < neighbourhood.best[a, REAL_NEGATIVE_RANK - 1]) & \
         (own < neighbourhood.best[b, REAL_NEGATIVE_RANK - 1])
@@ -150,7 +155,8 @@ def colour_negatives(sampled: np.ndarray, colour: np.ndarray, a: np.ndarray, b: 
     n = int(max(a.max(initial=0), b.max(initial=0), sampled.max(initial=0))) + 1
     candidate = set((np.minimum(a, b) * n + np.maximum(a, b)).tolist())
     layout = colour[sampled].reshape(len(sampled), -1).astype(np.float32)
-    distance = ((layout[:, None, :] - layout[None, :, :]) ** 2).sum(-1)
+    squares = (layout * layout).sum(1)
+    distance = squares[:, None] + squares[None, :] - 2 * layout @ layout.T
     np.fill_diagonal(distance, np.inf)
     first, second = [], []
     for i, order in enumerate(np.argsort(distance, axis=1)[:, :8]):
@@ -176,15 +182,15 @@ KINDS = ("copy", "look-alike crops", "near neighbours", "colour look-alikes")
 
 
 def training_pairs(a: np.ndarray, b: np.ndarray, scores: np.ndarray, features: np.ndarray,
-                   data: FitRows,
-                   score: Callable[..., np.ndarray], neighbourhood: Neighbourhood,
-                   sampled: np.ndarray, rng: np.random.Generator) -> TrainingPairs:
+                   data: FitRows, score: Callable[..., np.ndarray],
+                   neighbourhood: Neighbourhood, sampled: np.ndarray,
+                   rng: np.random.Generator) -> TrainingPairs:
     """Synthetic copies and look-alike crops of the sampled rows, their near neighbours that
     are seldom copies, and the rows nearest them in colour that no generator proposed."""
     fixed, plain, owners, truth = synthetic_pairs(sampled, data, score, rng)
     levels = neighbourhood.levels(owners, None)
     synthetic = stack_features(fixed, levels, levels, data.texture[owners], plain)
-    near = real_negatives(a, b, scores, neighbourhood, sampled)
+    near = real_negatives(a, b, scores, neighbourhood, sampled, data.fixed_threshold)
     near_features = pair_stack_features(a[near], b[near], scores[near], features[near],
                                         neighbourhood, data.texture)
     near_owner = np.where(np.isin(a[near], sampled), a[near], b[near])
@@ -206,6 +212,8 @@ def fit(a: np.ndarray, b: np.ndarray, scores: np.ndarray, features: np.ndarray, 
     """The run-time model fitted to this dataset's candidate pairs (a, b) with fixed `scores`,
     its threshold, and the run's estimates (held-back recall and false-pass rates, the
     expected false share among accepted pairs)."""
+    if data.rows < 2 * len(RANKS) + 2:
+        raise ValueError(f"selffit needs more rows to sample than {data.rows}")
     rng = np.random.default_rng(seed)
     neighbourhood = Neighbourhood(len(data.grey), a, b, scores)
     sampled = np.sort(rng.choice(data.rows, min(FIT_ROWS, data.rows), replace=False))
@@ -248,10 +256,11 @@ def negatives_floor(odds: np.ndarray, max_false_share: float) -> float:
 
 def pair_stack_features(a: np.ndarray, b: np.ndarray, scores: np.ndarray,
                         features: np.ndarray, neighbourhood: Neighbourhood,
-                        texture: np.ndarray) -> np.ndarray:
-    """The run-time model's inputs for candidate pairs (a, b) with fixed `scores` and plain
-    `features`."""
-    return stack_features(scores, neighbourhood.levels(a, scores),
+                        texture: np.ndarray, fixed: np.ndarray | None = None) -> np.ndarray:
+    """The run-time model's inputs for pairs (a, b) with plain `features` and fixed `scores`
+    (NaN for a pair that is no candidate; its score is then in `fixed`)."""
+    fixed = scores if fixed is None else np.where(np.isnan(scores), fixed, scores)
+    return stack_features(fixed, neighbourhood.levels(a, scores),
                           neighbourhood.levels(b, scores), np.minimum(texture[a], texture[b]),
                           features)
 
@@ -275,7 +284,7 @@ def choose_threshold(odds: np.ndarray, train_prior: float, max_false_share: floa
         accepted = 0
     else:
         last = ok[-1]
-        threshold = float(adjusted[order][last] - shift)
+        threshold = float(odds[order[last]])  # the last accepted pair's own odds, exactly
         accepted = last + 1
     expected = {
         "candidate_copy_share": round(float(1 / (1 + math.exp(-_logit(train_prior) - shift))

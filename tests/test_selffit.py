@@ -25,6 +25,8 @@ def test_neighbourhood_levels_leave_the_pair_itself_out():
     assert hood.levels(np.array([0]), None)[0, 0] == 9
     # a pair below the row's best leaves the best as its level 1
     assert hood.levels(np.array([0]), np.array([3.0]))[0, 0] == 9
+    # a pair that is no candidate (NaN: a keeper re-check) is not left out, however high
+    assert hood.levels(np.array([0]), np.array([np.nan]))[0, :2].tolist() == [9, 5]
 
 
 def test_a_pair_standing_out_of_a_crowd_scores_above_one_within_it():
@@ -79,10 +81,10 @@ def test_a_fit_without_candidate_pairs_sets_no_threshold_and_says_so():
     rows = photo_crops(40, seed=6)
     grey, colour = verify.thumbnails(rows)
     data = selffit.FitRows(lambda index: rows[index], grey, colour, verify.textures(grey),
-                           len(rows))
+                           len(rows), verify.VerifyModel.load().threshold)
 
     def fixed(g, c, x, y):
-        scorer = Verifier(g, c, None, False, "cpu")
+        scorer = Verifier(g, c, None, False, "cpu", keep_features=True)
         return scorer(x, y), scorer.last_features
 
     none = np.zeros(0, np.int64)
@@ -91,3 +93,24 @@ def test_a_fit_without_candidate_pairs_sets_no_threshold_and_says_so():
                                       fixed, 0.01, 0)
     assert model.threshold == np.inf and estimates["threshold"] is None
     assert estimates["pairs_accepted"] == 0 and estimates["rows_sampled"] == 40
+
+
+def test_the_threshold_accepts_exactly_the_pairs_it_counts():
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        odds = np.r_[rng.normal(-6, 3, 1000), rng.normal(5, 3, int(rng.integers(10, 400)))]
+        threshold, estimate = selffit.choose_threshold(odds.astype(np.float32),
+                                                       float(rng.uniform(0.2, 0.8)), 0.01)
+        assert estimate["pairs_accepted"] == int((odds.astype(np.float32) >= threshold).sum())
+
+
+def test_copies_in_a_large_group_are_not_taken_for_negatives():
+    # eight copies of one image: every pair scores high, most outside each other's 4 best
+    a, b = (np.array(x) for x in zip(*[(i, j) for i in range(8) for j in range(i + 1, 8)],
+                                     strict=True))
+    scores = np.linspace(12, 25, len(a)).astype(np.float32)
+    hood = selffit.Neighbourhood(8, a, b, scores)
+    assert len(selffit.real_negatives(a, b, scores, hood, np.arange(8), below=1.0)) == 0
+    low = scores - 20  # the same pairs, rejected by the fixed model: near neighbours
+    hood = selffit.Neighbourhood(8, a, b, low)
+    assert len(selffit.real_negatives(a, b, low, hood, np.arange(8), below=1.0)) > 0
