@@ -56,8 +56,8 @@ def _partitions(ctx: click.Context, param: click.Parameter, value: str) -> int |
                    "own estimate; the threshold is the lowest that keeps to it.")
 @number_option("--verify-threshold", allowed=DEDUP["verify_threshold"],
                help="Log-odds a pair needs to count as duplicates, overriding the chosen "
-                   "threshold (of the model fitted on SRC, or of the fixed model with "
-                   "--no-self-fit); higher: fewer, surer removals.")
+                   "threshold (of the fixed model; with --self-fit, of the model fitted on "
+                   "SRC); higher: fewer, surer removals.")
 @click.option("--mirrors", is_flag=True,
               help="Also treat mirror images as duplicates (a mirror is a new image for "
                    "GAN training; off by default).")
