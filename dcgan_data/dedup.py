@@ -26,6 +26,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +294,15 @@ class Verifier:
         self.unoverlaid += len(near)
 
 
+def scored_with_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
+                         mirrors: bool = False, device: str = "cpu"
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed model's scores of the pairs (a[i], b[i]) of these thumbnails, at its own
+    threshold, and their plain features: what the run-time fit learns from."""
+    scorer = Verifier(grey, colour, None, mirrors, device, keep_features=True)
+    return scorer(a, b), scorer.last_features
+
+
 class RunTimeDecider:
     """Scores pairs with the model fitted on this dataset (`selffit`): the fixed verifier's
     score, set against each image's neighbourhood."""
@@ -311,15 +321,9 @@ class RunTimeDecider:
         fixed = self.verifier(a, b)
         n = len(self.texture)
         candidate = np.isin(np.minimum(a, b) * n + np.maximum(a, b), self.candidates)
-        return self.odds(a, b, np.where(candidate, fixed, np.nan), self.verifier.last_features,
-                         fixed)
-
-    def odds(self, a: np.ndarray, b: np.ndarray, own: np.ndarray, features: np.ndarray,
-             fixed: np.ndarray | None = None) -> np.ndarray:
-        """Log-odds of pairs whose fixed scores (`own`: NaN for a pair that is no candidate,
-        whose score is then `fixed`) and plain features are known."""
         return self.model.log_odds(selffit.pair_stack_features(
-            a, b, own, features, self.neighbourhood, self.texture, fixed))
+            a, b, np.where(candidate, fixed, np.nan), self.verifier.last_features,
+            self.neighbourhood, self.texture, fixed))
 
 
 def verified_groups(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
@@ -728,17 +732,12 @@ def _verified_kept_as(hashes: np.ndarray, probes: np.ndarray | None, radius: int
     decider: Verifier | RunTimeDecider = verifier
     estimates = None
     if self_fit is not None and len(a):  # no candidate pair: nothing to decide
-        def fixed_scores(g: np.ndarray, c: np.ndarray, x: np.ndarray, y: np.ndarray
-                         ) -> tuple[np.ndarray, np.ndarray]:
-            scorer = Verifier(g, c, None, mirrors, device, keep_features=True)
-            return scorer(x, y), scorer.last_features
-
-        features = verifier.last_features
-        model, neighbourhood, estimates = selffit.fit(a, b, scores, features, self_fit,
-                                                      fixed_scores, max_false_share, seed)
+        model, neighbourhood, scores, estimates = selffit.fit(
+            a, b, scores, verifier.last_features, self_fit,
+            partial(scored_with_features, mirrors=mirrors, device=device), max_false_share,
+            seed)
         decider = RunTimeDecider(verifier, model, neighbourhood, self_fit.texture, threshold,
                                  a, b)
-        scores = decider.odds(a, b, scores, features)
     fitting = time.perf_counter() - clock - proposing - verifying
     kept_as, row_score, split = verified_groups(len(hashes), a, b, scores, decider, area,
                                                 keep, protected)

@@ -47,13 +47,17 @@ QUADRATIC = False  # pairwise products of the inputs too
 PRIOR_ROUNDS = 100  # EM rounds of the prior adjustment
 
 
+def _clipped(scores: np.ndarray) -> np.ndarray:
+    return np.clip(scores, FLOOR, -FLOOR)
+
+
 class Neighbourhood:
     """Each row's best candidate scores, best first (FLOOR where it has fewer)."""
 
     def __init__(self, n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray):
         depth = max(RANKS) + 1
         rows = np.concatenate([a, b])
-        values = np.clip(np.concatenate([scores, scores]), FLOOR, -FLOOR)
+        values = _clipped(np.concatenate([scores, scores]))
         order = np.lexsort((-values, rows))
         rows, values = rows[order], values[order]
         starts = np.searchsorted(rows, np.arange(n))
@@ -70,7 +74,7 @@ class Neighbourhood:
         for i, k in enumerate(RANKS):
             level = best[:, k - 1]
             if own is not None:  # the pair itself is among the k best: one further down
-                among = ~np.isnan(own) & (np.clip(own, FLOOR, -FLOOR) >= level)
+                among = ~np.isnan(own) & (_clipped(own) >= level)
                 level = np.where(among, best[:, k], level)
             out[:, i] = level
         return out
@@ -80,7 +84,7 @@ def stack_features(scores: np.ndarray, levels_a: np.ndarray, levels_b: np.ndarra
                    texture_low: np.ndarray, features: np.ndarray) -> np.ndarray:
     """The run-time model's inputs (NAMES) of pairs with fixed `scores` and the fixed
     model's own `features` (verify.FEATURES)."""
-    score = np.clip(np.nan_to_num(scores, nan=FLOOR), FLOOR, -FLOOR)[:, None]
+    score = _clipped(np.nan_to_num(scores, nan=FLOOR))[:, None]
     above = score - np.maximum(levels_a, levels_b)
     return np.concatenate([score, above, np.log1p(texture_low)[:, None],
                            np.nan_to_num(features)], axis=1)
@@ -97,20 +101,15 @@ class FitRows:
     fixed_threshold: float  # the fixed model's: pairs it rejects may serve as negatives
 
 
-class RunTimeModel:
+class RunTimeModel(verify.Logistic):
     """The fitted model: log-odds of a pair being a copy, and the chosen threshold."""
 
     def __init__(self, params: dict[str, Any], threshold: float):
-        self.params = params
-        self.mean = np.asarray(params["mean"])
-        self.scale = np.asarray(params["scale"])
-        self.weights = np.asarray(params["weights"])
-        self.bias = float(params["bias"])
+        super().__init__(params)
         self.threshold = threshold
 
     def log_odds(self, features: np.ndarray) -> np.ndarray:
-        inputs = verify.expand(features) if self.params.get("quadratic", True) else features
-        return ((inputs - self.mean) / self.scale @ self.weights + self.bias).astype(np.float32)
+        return super().log_odds(features).astype(np.float32)
 
 
 def synthetic_pairs(rows: np.ndarray, data: FitRows, score: Callable[..., np.ndarray],
@@ -142,7 +141,7 @@ def real_negatives(a: np.ndarray, b: np.ndarray, scores: np.ndarray,
     a large group of copies has copies outside each other's few best): near, but rarely a
     copy."""
     touching = (np.isin(a, sampled) | np.isin(b, sampled)) & (scores < below)
-    own = np.clip(scores, FLOOR, -FLOOR)
+    own = _clipped(scores)
     outside = (own < neighbourhood.best[a, REAL_NEGATIVE_RANK - 1]) & \
         (own < neighbourhood.best[b, REAL_NEGATIVE_RANK - 1])
     return np.flatnonzero(touching & outside)
@@ -196,9 +195,9 @@ def training_pairs(a: np.ndarray, b: np.ndarray, scores: np.ndarray, features: n
     near_owner = np.where(np.isin(a[near], sampled), a[near], b[near])
     x, y = colour_negatives(sampled, data.colour, a, b)
     colour_fixed, colour_plain = score(data.grey, data.colour, x, y)
-    colour_features = stack_features(colour_fixed, neighbourhood.levels(x, None),
-                                     neighbourhood.levels(y, None),
-                                     np.minimum(data.texture[x], data.texture[y]), colour_plain)
+    not_candidates = np.full(len(x), np.nan, np.float32)
+    colour_features = pair_stack_features(x, y, not_candidates, colour_plain, neighbourhood,
+                                          data.texture, colour_fixed)
     return TrainingPairs(
         features=np.concatenate([synthetic, near_features, colour_features]),
         same=np.r_[truth, np.zeros(len(near) + len(x), bool)],
@@ -208,10 +207,10 @@ def training_pairs(a: np.ndarray, b: np.ndarray, scores: np.ndarray, features: n
 
 def fit(a: np.ndarray, b: np.ndarray, scores: np.ndarray, features: np.ndarray, data: FitRows,
         score: Callable[..., np.ndarray], max_false_share: float, seed: int
-        ) -> tuple[RunTimeModel, Neighbourhood, dict[str, Any]]:
+        ) -> tuple[RunTimeModel, Neighbourhood, np.ndarray, dict[str, Any]]:
     """The run-time model fitted to this dataset's candidate pairs (a, b) with fixed `scores`,
-    its threshold, and the run's estimates (held-back recall and false-pass rates, the
-    expected false share among accepted pairs)."""
+    its threshold, its log-odds of the candidate pairs, and the run's estimates (held-back
+    recall and false-pass rates, the expected false share among accepted pairs)."""
     if data.rows < 2 * len(RANKS) + 2:
         raise ValueError(f"selffit needs more rows to sample than {data.rows}")
     rng = np.random.default_rng(seed)
@@ -224,10 +223,10 @@ def fit(a: np.ndarray, b: np.ndarray, scores: np.ndarray, features: np.ndarray, 
     odds = model.log_odds(pairs.features)
     # the dataset's own pairs say how many false removals to expect; the synthetic
     # negatives, which are hard by design, set a floor under the threshold as well
-    threshold, expected = choose_threshold(
-        model.log_odds(pair_stack_features(a, b, scores, features, neighbourhood,
-                                           data.texture)),
-        float(pairs.same[~held].mean()), max_false_share)
+    candidate_odds = model.log_odds(pair_stack_features(a, b, scores, features,
+                                                        neighbourhood, data.texture))
+    threshold, expected = choose_threshold(candidate_odds, float(pairs.same[~held].mean()),
+                                           max_false_share)
     floor = negatives_floor(odds[~held & ~pairs.same], max_false_share)
     model.threshold = max(threshold, floor)
     passed = odds >= model.threshold
@@ -243,7 +242,7 @@ def fit(a: np.ndarray, b: np.ndarray, scores: np.ndarray, features: np.ndarray, 
                                         for k, name in enumerate(KINDS)},
         **expected,
     }
-    return model, neighbourhood, estimates
+    return model, neighbourhood, candidate_odds, estimates
 
 
 def negatives_floor(odds: np.ndarray, max_false_share: float) -> float:

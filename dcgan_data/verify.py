@@ -797,17 +797,31 @@ def expand(features: np.ndarray) -> np.ndarray:
     return np.concatenate(columns, axis=1).astype(np.float64)
 
 
-class VerifyModel:
-    """A logistic model over `expand(pair_features)`, with its calibrated threshold."""
+class Logistic:
+    """A fitted logistic model (`fit`'s parameters): log-odds of its inputs, expanded by
+    their pairwise products when it was fitted so."""
 
     def __init__(self, params: dict[str, Any]):
-        if tuple(params["features"]) != FEATURES:
-            raise ValueError("verify model was fitted on other features")
         self.params = params
         self.mean = np.asarray(params["mean"], np.float64)
         self.scale = np.asarray(params["scale"], np.float64)
         self.weights = np.asarray(params["weights"], np.float64)
         self.bias = float(params["bias"])
+        self.quadratic = bool(params.get("quadratic", True))
+
+    def log_odds(self, features: np.ndarray) -> np.ndarray:
+        inputs = expand(features) if self.quadratic else features
+        return (inputs - self.mean) / self.scale @ self.weights + self.bias
+
+
+class VerifyModel(Logistic):
+    """The fixed logistic model over `expand(pair_features)`, with its calibrated threshold
+    and the margins of its second looks."""
+
+    def __init__(self, params: dict[str, Any]):
+        if tuple(params["features"]) != FEATURES:
+            raise ValueError("verify model was fitted on other features")
+        super().__init__(params)
         self.threshold = float(params["threshold"])
         self.align_band = float(params.get("align_band", 0.0))  # 0: no second look
         self.align_margin = float(params.get("align_margin", 0.0))
@@ -818,9 +832,6 @@ class VerifyModel:
     @classmethod
     def load(cls, path: str | Path = MODEL_FILE) -> VerifyModel:
         return cls(json.loads(Path(path).read_text()))
-
-    def log_odds(self, features: np.ndarray) -> np.ndarray:
-        return (expand(features) - self.mean) / self.scale @ self.weights + self.bias
 
 
 def fit(features: np.ndarray, same: np.ndarray, l2: float = 1e-3,

@@ -76,22 +76,17 @@ def test_look_alike_crops_are_two_different_views_of_one_row():
 
 
 def test_a_fit_without_candidate_pairs_sets_no_threshold_and_says_so():
-    from dcgan_data.dedup import Verifier
+    from dcgan_data.dedup import scored_with_features
 
     rows = photo_crops(40, seed=6)
     grey, colour = verify.thumbnails(rows)
     data = selffit.FitRows(lambda index: rows[index], grey, colour, verify.textures(grey),
                            len(rows), verify.VerifyModel.load().threshold)
-
-    def fixed(g, c, x, y):
-        scorer = Verifier(g, c, None, False, "cpu", keep_features=True)
-        return scorer(x, y), scorer.last_features
-
     none = np.zeros(0, np.int64)
-    model, _, estimates = selffit.fit(none, none, np.zeros(0, np.float32),
-                                      np.zeros((0, len(verify.FEATURES)), np.float32), data,
-                                      fixed, 0.01, 0)
-    assert model.threshold == np.inf and estimates["threshold"] is None
+    model, _, odds, estimates = selffit.fit(none, none, np.zeros(0, np.float32),
+                                            np.zeros((0, len(verify.FEATURES)), np.float32),
+                                            data, scored_with_features, 0.01, 0)
+    assert model.threshold == np.inf and estimates["threshold"] is None and len(odds) == 0
     assert estimates["pairs_accepted"] == 0 and estimates["rows_sampled"] == 40
 
 
