@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from dcgan_data.images import resize_square
-from dcgan_data.neardup import TRANSFORMS
+from dcgan_data.neardup import TRANSFORMS, perspective_warp
 
 Edit = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -120,13 +120,9 @@ def _affine(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _perspective(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    side = rgb.shape[0]
-    corners = np.float32([[0, 0], [side, 0], [side, side], [0, side]])
-    moved = corners + rng.uniform(-0.1, 0.1, (4, 2)).astype(np.float32) * side
-    matrix = cv2.getPerspectiveTransform(corners, moved)
-    border = cv2.BORDER_REFLECT if rng.random() < 0.5 else cv2.BORDER_CONSTANT
-    return cv2.warpPerspective(rgb, matrix, (side, side), flags=cv2.INTER_LINEAR,
-                               borderMode=border)
+    moves = rng.uniform(-0.1, 0.1, (4, 2))
+    return perspective_warp(rgb, moves, cv2.BORDER_REFLECT if rng.random() < 0.5
+                            else cv2.BORDER_CONSTANT)
 
 
 def _lens(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:

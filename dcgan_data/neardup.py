@@ -131,13 +131,18 @@ def _rotate(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
                           borderMode=cv2.BORDER_REFLECT)
 
 
-def _perspective(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def perspective_warp(rgb: np.ndarray, moves: np.ndarray, border: int) -> np.ndarray:
+    """The square image with its four corners moved by `moves` (4, 2), in fractions of its
+    side; what the warp uncovers is filled by the OpenCV `border` mode."""
     side = rgb.shape[0]
     corners = np.float32([[0, 0], [side, 0], [side, side], [0, side]])
-    moved = corners + rng.uniform(-0.06, 0.06, (4, 2)).astype(np.float32) * side
-    matrix = cv2.getPerspectiveTransform(corners, moved)
+    matrix = cv2.getPerspectiveTransform(corners, corners + moves.astype(np.float32) * side)
     return cv2.warpPerspective(rgb, matrix, (side, side), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT)
+                               borderMode=border)
+
+
+def _perspective(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return perspective_warp(rgb, rng.uniform(-0.06, 0.06, (4, 2)), cv2.BORDER_REFLECT)
 
 
 def _pad(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
