@@ -76,7 +76,7 @@ bench: install ## benchmarks, each against its peer or physical limit (writes be
 # verification model, and the peers that bench/dedup.py runs in the environment named by
 # PEERS_PYTHON (when set)
 BENCH_TOOLS := bench/neardup_sets.py bench/fit_verify.py bench/dedup_peers.py bench/holdout_sets.py
-fit-verify: install ## refit dcgan_data/verify_model.json on the tuning set (bench/fit_verify.py)
+fit-verify: install ## refit dcgan_data/dedup/verify_model.json on the tuning set (bench/fit_verify.py)
 	$(BIN)/python bench/fit_verify.py
 
 clean: ## remove build outputs (keeps .venv)

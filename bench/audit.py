@@ -53,9 +53,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from dcgan_data import audit, hashing  # noqa: E402
-from dcgan_data.images import decode_image, encode_image  # noqa: E402
-from dcgan_data.shards import ShardWriter  # noqa: E402
+from dcgan_data.audit import stage as audit  # noqa: E402
+from dcgan_data.core.images import decode_image, encode_image  # noqa: E402
+from dcgan_data.core.shards import ShardWriter  # noqa: E402
+from dcgan_data.hashmodel import hashing  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "audit"
 SKIMAGE = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
@@ -149,7 +150,7 @@ def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_f
                size: int, ngf: int, ndf: int) -> dict:
     import torch
 
-    from dcgan_data import trainer
+    from dcgan_data.train import stage as trainer
 
     planted = audit.planted_memoriser(photos, per_photo=60, copies=0, fakes=0, unseen=600,
                                       size=size, seed=1)
@@ -247,7 +248,7 @@ def mosaic_rows(photos: list[np.ndarray], count: int, seed: int) -> np.ndarray:
 
 def plant_copy(framed: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     """A copy of the training row at the centre of `framed` (32 + 2 BORDER px a side)."""
-    from dcgan_data.neardup import NAMED_ONLY, TRANSFORMS
+    from dcgan_data.testing.neardup import NAMED_ONLY, TRANSFORMS
 
     row = framed[BORDER : BORDER + 32, BORDER : BORDER + 32]
     if kind == "exact":

@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dcgan_data.crawl import mark_repeats, plain_list, plan_units, read_unit
+from dcgan_data.faces.crawl import mark_repeats, plain_list, plan_units, read_unit
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"

@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from neardup_sets import build  # noqa: E402
 
-from dcgan_data import dedup as dd  # noqa: E402
-from dcgan_data.neardup import MIRROR, pair_scores  # noqa: E402
-from dcgan_data.shards import ShardWriter  # noqa: E402
+from dcgan_data.core.shards import ShardWriter  # noqa: E402
+from dcgan_data.dedup import stage as dd  # noqa: E402
+from dcgan_data.testing.neardup import MIRROR, pair_scores  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "dedup"
 PEER_HASHES = ("phash", "dhash", "average_hash", "whash")

@@ -41,9 +41,9 @@ from dedup import peer_codes, recall_by_edit  # noqa: E402
 from dedup_peers import components  # noqa: E402
 from holdout_sets import OUT, ensure_set  # noqa: E402
 
-from dcgan_data.files import write_json  # noqa: E402
-from dcgan_data.neardup import pair_scores  # noqa: E402
-from dcgan_data.shards import ShardSet  # noqa: E402
+from dcgan_data.core.files import write_json  # noqa: E402
+from dcgan_data.core.shards import ShardSet  # noqa: E402
+from dcgan_data.testing.neardup import pair_scores  # noqa: E402
 
 DEV_SETS = ("augly-dev", "albu-dev")
 FINAL_SETS = ("augly-final", "albu-final")

@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from neardup_sets import build  # noqa: E402
 
-from dcgan_data import dedup as dd  # noqa: E402
-from dcgan_data import verify  # noqa: E402
-from dcgan_data.neardup import MIRROR  # noqa: E402
+from dcgan_data.dedup import stage as dd  # noqa: E402
+from dcgan_data.dedup import verify  # noqa: E402
+from dcgan_data.testing.neardup import MIRROR  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "dedup_losses"
 LOW_FLOOR = 0.75

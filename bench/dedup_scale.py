@@ -62,8 +62,8 @@ def make_set(path: Path, n: int, copies: float, seed: int, kind: str = "crops"
     and each original's crop box (photo, y, x, side; photo -1 for a collage)."""
     from neardup_sets import random_crop, tuning_photos
 
-    from dcgan_data.neardup import TRANSFORMS
-    from dcgan_data.shards import ShardWriter
+    from dcgan_data.core.shards import ShardWriter
+    from dcgan_data.testing.neardup import TRANSFORMS
 
     rng = np.random.default_rng(seed)
     photos = tuning_photos()
@@ -124,7 +124,7 @@ def box_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def child(src: str, out: str) -> None:
     """Run dedup at its defaults, sampling this process's anonymous memory."""
-    from dcgan_data import dedup as dd
+    from dcgan_data.dedup import stage as dd
 
     peak = [0]
 
@@ -167,7 +167,7 @@ def main() -> None:
         for n in args.rows:
             made_set(OUT / f"src_{args.kind}_{n}", n, args)
         return
-    from dcgan_data.dedup import read_kept_as
+    from dcgan_data.dedup.stage import read_kept_as
 
     results = []
     for n in args.rows:

@@ -7,7 +7,7 @@ One shard directory of 64px crops of real photos is read and exported in one run
   png         encode_png of every row already in memory on one thread, nothing written: the
               limit of a lossless export on one core (export encodes on one thread per core);
   folder, webdataset, stylegan, hf
-              `dcgan_data.export.export` end to end (encoding, writing, state, report).
+              `dcgan_data.export.stage.export` end to end (encoding, writing, state, report).
 Rates are images/s and MB/s of output written; each is the best and worst of --repeats runs.
 """
 
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dcgan_data.export import FORMATS, export
-from dcgan_data.images import decode_image, encode_png, resize_square
-from dcgan_data.shards import ShardSet, ShardWriter
+from dcgan_data.core.images import decode_image, encode_png, resize_square
+from dcgan_data.core.shards import ShardSet, ShardWriter
+from dcgan_data.export.stage import FORMATS, export
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "export"

@@ -1,4 +1,4 @@
-"""Fit the verification model (dcgan_data/verify_model.json) on the tuning set.
+"""Fit the verification model (dcgan_data/dedup/verify_model.json) on the tuning set.
 
     python bench/fit_verify.py [--seeds 1 2 3] [--per-photo 30] [--precision 0.995]
                                [--hard-negatives 20000]
@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from neardup_sets import build, random_crop, tuning_photos  # noqa: E402
 
-from dcgan_data import dedup as dd  # noqa: E402
-from dcgan_data import verify  # noqa: E402
-from dcgan_data.neardup import MIRROR  # noqa: E402
+from dcgan_data.dedup import stage as dd  # noqa: E402
+from dcgan_data.dedup import verify  # noqa: E402
+from dcgan_data.testing.neardup import MIRROR  # noqa: E402
 
 # below dedup's own floor (MIN_COSINE): the fit sees more lookalikes than dedup proposes
 FIT_MIN_COSINE = 0.75

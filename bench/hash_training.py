@@ -16,6 +16,7 @@ scored with the paper's rule (equal hashes: the hash model alone decides) and at
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shutil
 import subprocess
@@ -35,9 +36,10 @@ from dedup import scores  # noqa: E402  (bench/dedup.py)
 from dedup_scale import make_set  # noqa: E402
 from neardup_sets import build  # noqa: E402
 
-from dcgan_data import dedup as dd  # noqa: E402
-from dcgan_data import hashing, processes  # noqa: E402
-from dcgan_data.shards import ShardSet, ShardWriter  # noqa: E402
+from dcgan_data.core import processes  # noqa: E402
+from dcgan_data.core.shards import ShardSet, ShardWriter  # noqa: E402
+from dcgan_data.dedup import stage as dd  # noqa: E402
+from dcgan_data.hashmodel import hashing  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "hash_training"
 PREVIOUS = "95c8ff3"  # the last version before this recipe: grid_sample corruption, <= 4,000 steps
@@ -50,6 +52,10 @@ def previous_hashing() -> types.ModuleType:
     if source.returncode:
         sys.exit(f"cannot read the previous version from git ({source.stderr.strip()}): "
                  "run this bench in a clone with the project's history")
+    # it imports the core modules by their paths of that time
+    for name in ("errors", "files", "images"):
+        core = importlib.import_module(f"dcgan_data.core.{name}")
+        sys.modules.setdefault(f"dcgan_data.{name}", core)
     module = types.ModuleType("hashing_previous")
     sys.modules[module.__name__] = module  # dataclasses look their module up
     exec(compile(source.stdout, f"{PREVIOUS}:hashing.py", "exec"), module.__dict__)

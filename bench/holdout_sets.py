@@ -45,9 +45,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from neardup_sets import augly_edits  # noqa: E402
 
-from dcgan_data.files import write_csv  # noqa: E402
-from dcgan_data.images import decode_image, encode_image, resize_square  # noqa: E402
-from dcgan_data.neardup import MIRROR  # noqa: E402
+from dcgan_data.core.files import write_csv  # noqa: E402
+from dcgan_data.core.images import decode_image, encode_image, resize_square  # noqa: E402
+from dcgan_data.testing.neardup import MIRROR  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "holdout"
 SIZE = 256

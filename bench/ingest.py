@@ -4,7 +4,7 @@
 
 All three read the same LSUN-format LMDB of 256px JPEG crops of real photos, on the same
 number of processes, in one run:
-  ingest   `dcgan_data.ingest.ingest`: LMDB read, header checks, decode, crop, resize,
+  ingest   `dcgan_data.ingest.stage.ingest`: LMDB read, header checks, decode, crop, resize,
            shard writing with checksums, report and contact sheet;
   raw      the physical limit: bare cv2.imdecode + center crop + INTER_AREA resize of the
            values already in memory, nothing else;
@@ -27,9 +27,9 @@ import lmdb
 import numpy as np
 from PIL import Image
 
-from dcgan_data.images import decode_image, encode_image
-from dcgan_data.ingest import ingest
-from dcgan_data.neardup import cut, distinct_crops
+from dcgan_data.core.images import decode_image, encode_image
+from dcgan_data.ingest.stage import ingest
+from dcgan_data.testing.neardup import cut, distinct_crops
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "ingest"

@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from neardup_sets import build, random_crop, tuning_photos  # noqa: E402
 
-from dcgan_data import dedup, verify  # noqa: E402
+from dcgan_data.dedup import stage as dedup  # noqa: E402
+from dcgan_data.dedup import verify  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "knn_scale"
 VIEWS = [(1.0, False), *((z, False) for z in verify.ZOOMS)]

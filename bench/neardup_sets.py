@@ -1,7 +1,7 @@
 """The two near-duplicate sets the dedup benchmark scores on, with their true groups.
 
 * tuning: distinct crops of the bundled sample photos (pipelines/sample/photos) and copies
-  made with this project's own edits (dcgan_data.neardup). The verification model
+  made with this project's own edits (dcgan_data.testing.neardup). The verification model
   (bench/fit_verify.py) and every default were chosen on it (seed 1).
 * held-out: distinct crops of other photos (scikit-image's, and two face photos from the
   shared sample) and copies made with AugLy, Meta's copy-detection augmentation library.
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dcgan_data.images import center_crop_resize, decode_image, encode_image
-from dcgan_data.neardup import MIRROR, TRANSFORM_NAMES, cut, distinct_crops, flat_images
-from dcgan_data.neardup import near_duplicate as own_edit
+from dcgan_data.core.images import center_crop_resize, decode_image, encode_image
+from dcgan_data.testing.neardup import MIRROR, TRANSFORM_NAMES, cut, distinct_crops, flat_images
+from dcgan_data.testing.neardup import near_duplicate as own_edit
 
 ROOT = Path(__file__).resolve().parents[1]
 HELD_OUT_SKIMAGE = ["astronaut", "immunohistochemistry", "retina", "cat", "brick", "camera",

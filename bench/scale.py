@@ -92,12 +92,12 @@ def build_inputs(images: int, lines: int) -> tuple[Path, Path]:
 
 
 def runner(args) -> dict:
-    from dcgan_data import hashing
-    from dcgan_data.crawl import FetchOptions
-    from dcgan_data.dedup import _scan, _scan_arrays
-    from dcgan_data.faces import FaceOptions, faces
-    from dcgan_data.ingest import ingest
-    from dcgan_data.units import LocalEngine, RayEngine, run_units
+    from dcgan_data.dedup.stage import _scan, _scan_arrays
+    from dcgan_data.engines.units import LocalEngine, RayEngine, run_units
+    from dcgan_data.faces.crawl import FetchOptions
+    from dcgan_data.faces.stage import FaceOptions, faces
+    from dcgan_data.hashmodel import hashing
+    from dcgan_data.ingest.stage import ingest
 
     lmdb_dir, crawl = build_inputs(args.images, args.lines)
     start = time.perf_counter()
@@ -151,8 +151,8 @@ def ingest_child(args) -> dict:
     driver's peak memory: VmHWM, which also counts the pages of the LMDB that listing its
     keys maps in (the kernel's to drop), and the peak of its own (anonymous) memory,
     sampled every 10 ms, both less their values before the work."""
-    from dcgan_data.ingest import ingest
-    from dcgan_data.units import LocalEngine
+    from dcgan_data.engines.units import LocalEngine
+    from dcgan_data.ingest.stage import ingest
 
     out = OUT / "ingest_memory"
     shutil.rmtree(out, ignore_errors=True)
@@ -191,7 +191,7 @@ def ingest_memory(args) -> dict:
 
 def hash_input(ingested: Path, rows: int):
     """`rows` rows of the ingested shards, repeated, in shards of 8,192 (made once)."""
-    from dcgan_data.shards import ShardSet, ShardWriter
+    from dcgan_data.core.shards import ShardSet, ShardWriter
 
     out = OUT / f"hash_input_{rows}"
     if not (out / "manifest.json").exists():
@@ -243,9 +243,9 @@ def make_probes(path: Path, rows: int, moves: int, seed: int = 0) -> None:
 
 def group_child(method: str, path: Path, labels_out: Path) -> dict:
     """One grouping method, in this (fresh) process: edges, time, peak memory, phase times."""
-    from dcgan_data import partition
-    from dcgan_data.dedup import connected
-    from dcgan_data.units import LocalEngine
+    from dcgan_data.dedup import partition
+    from dcgan_data.dedup.stage import connected
+    from dcgan_data.engines.units import LocalEngine
 
     phases = {"route": 0.0, "partitions": 0.0}
 
@@ -308,7 +308,7 @@ def grouping(args) -> dict:
 def projection(group: dict, rows: int = 100_000_000, memory_gib: int = 16) -> dict:
     """Hours for `rows` rows on N nodes of this box's kind (2 cores), from the measured rates:
     routing as done today (one driver process reads every row), partitions in parallel."""
-    from dcgan_data.partition import WORKING_BYTES, auto_partitions
+    from dcgan_data.dedup.partition import WORKING_BYTES, auto_partitions
 
     timed = [r for r in group["results"] if "phase_seconds" in r]
     best = max(timed, key=lambda r: int(r["method"]))  # most partitions: smallest units

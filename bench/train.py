@@ -2,7 +2,7 @@
 
     python bench/train.py [--rounds 3] [--steps 2]
 
-Same architecture (dcgan_data.model at size 64, ngf = ndf = 64), batch 128, fp32, all cores.
+Same architecture (dcgan_data.train.model at size 64, ngf = ndf = 64), batch 128, fp32, all cores.
 Each variant runs in a process of its own (so each has the memory allocator its program would
 have), and the variants take turns step by step so that load from other processes on the
 machine hits them alike:
@@ -18,7 +18,7 @@ machine hits them alike:
              to_model_input, train_step): channels_last, BCE with logits, D frozen for G's
              backward, fused Adam.
   ours-plain ours with torch's own layers where the model has its matrix-product ones
-             (dcgan_data.convolution): what those layers gain.
+             (dcgan_data.train.cpu_layers): what those layers gain.
   ours-mem   the same train_step on one float batch already in memory (no feed at all):
              ours-mem / ours step time is the data-feed overhead (1.0 = free).
   ours-amp   ours with --amp (bf16 autocast; this CPU has AVX512-BF16), for reference.
@@ -59,11 +59,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from dcgan_data import feed, processes, trainer
-from dcgan_data.convolution import Conv4x4, ConvTranspose4x4, Projection, Readout
-from dcgan_data.images import decode_image, resize_square, save_png
-from dcgan_data.model import build, draw_z, to_model_input
-from dcgan_data.shards import ShardSet, ShardWriter
+from dcgan_data.core import processes
+from dcgan_data.core.images import decode_image, resize_square, save_png
+from dcgan_data.core.shards import ShardSet, ShardWriter
+from dcgan_data.train import feed
+from dcgan_data.train import stage as trainer
+from dcgan_data.train.cpu_layers import Conv4x4, ConvTranspose4x4, Projection, Readout
+from dcgan_data.train.model import build, draw_z, to_model_input
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "train"
@@ -92,7 +94,7 @@ def make_shards(path: Path, count: int) -> ShardSet:
 
 
 def plain_layers(model: nn.Module) -> nn.Module:
-    """`model` with its matrix-product layers (dcgan_data.convolution) swapped for torch's
+    """`model` with its matrix-product layers (dcgan_data.train.cpu_layers) swapped for torch's
     own, as the example has them; same weights."""
     for name, layer in model.named_children():
         if isinstance(layer, (Conv4x4, ConvTranspose4x4, Projection, Readout)):

@@ -48,9 +48,9 @@ def main() -> None:
     if args.checkout is not None:
         sys.path.insert(0, str(args.checkout.resolve()))
     # imported only now, so that --checkout decides which dcgan_data is timed
-    verify = importlib.import_module("dcgan_data.verify")
-    dd = importlib.import_module("dcgan_data.dedup")
-    shard_set = importlib.import_module("dcgan_data.shards").ShardSet
+    verify = importlib.import_module("dcgan_data.dedup.verify")
+    dd = importlib.import_module("dcgan_data.dedup.stage")
+    shard_set = importlib.import_module("dcgan_data.core.shards").ShardSet
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         make_set(Path(folder) / "set", args.rows, 0.05, seed=0)

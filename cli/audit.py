@@ -6,17 +6,17 @@ from pathlib import Path
 
 import click
 
-from dcgan_data.checks import AUDIT
+from dcgan_data.core.checks import AUDIT
 from dcgan_data_cli.engine import engine_options
 from dcgan_data_cli.names import hash_model_option
 from dcgan_data_cli.numbers import number_option
 
-# defaults live in dcgan_data.audit; the CLI shows them without importing torch
+# defaults live in dcgan_data.audit.stage; the CLI shows them without importing torch
 SAMPLES, HOLDOUT, ALPHA, NEIGHBOURS = 10_000, "2000", 0.01, 10
 
 
 def _holdout(ctx: click.Context, param: click.Parameter, value: str) -> int | float | Path:
-    from dcgan_data.audit import parse_holdout  # torch: not needed for --help
+    from dcgan_data.audit.stage import parse_holdout  # torch: not needed for --help
 
     return parse_holdout(value)
 
@@ -66,8 +66,8 @@ def audit(generated: Path, train: Path, out: Path, count: int, holdout: str, alp
     then measured in pixels), and called a copy when it is closer than real images left
     out of the index are (see --holdout, --alpha).
     """
-    from dcgan_data.audit import audit as run
-    from dcgan_data.units import make_engine
+    from dcgan_data.audit.stage import audit as run
+    from dcgan_data.engines.units import make_engine
 
     report = run(generated, train, out, n=count, holdout=holdout, alpha=alpha,
                  model_path=model_path, neighbours=neighbours, checkpoint=checkpoint,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from dcgan_data.checks import DEDUP, HASH, parse_partitions
-from dcgan_data.dedup_options import MAX_FALSE_SHARE, SELF_FIT_MIN_ROWS
-from dcgan_data.partition import DEFAULT_PARTITIONS
+from dcgan_data.core.checks import DEDUP, HASH, parse_partitions
+from dcgan_data.dedup.options import MAX_FALSE_SHARE, SELF_FIT_MIN_ROWS
+from dcgan_data.dedup.partition import DEFAULT_PARTITIONS
 from dcgan_data_cli.engine import engine_options
 from dcgan_data_cli.names import hash_model_option
 from dcgan_data_cli.numbers import number_option
@@ -39,7 +39,7 @@ def _partitions(ctx: click.Context, param: click.Parameter, value: str) -> int |
 @number_option("--min-cosine", allowed=DEDUP["min_cosine"],
                help="Similarity (DCT descriptor cosine) a neighbour needs to be proposed; "
                     "lower finds more rotated and warped copies, at more candidates to "
-                    "verify (default: dcgan_data.dedup.MIN_COSINE, see docs/dedup.md).")
+                    "verify (default: dcgan_data.dedup.stage.MIN_COSINE, see docs/dedup.md).")
 @click.option("--verify/--no-verify", "verified", default=True, show_default=True,
               help="Remove only pairs verified on the images (--no-verify: every candidate "
                    "pair joins its group).")
@@ -123,9 +123,9 @@ def dedup(src: Path, out: Path, size: int | None, radius: int | None, probe: boo
     probe hashes and nearest neighbours by a perceptual descriptor; verifies each pair on
     the images, keeps one image per verified group and writes the kept images as shards.
     """
-    from dcgan_data.dedup import dedup as run
-    from dcgan_data.hashing import HashConfig
-    from dcgan_data.units import make_engine
+    from dcgan_data.dedup.stage import dedup as run
+    from dcgan_data.engines.units import make_engine
+    from dcgan_data.hashmodel.hashing import HashConfig
 
     config = HashConfig(**{k: v for k, v in knobs.items() if v is not None})
     options = {"radius": radius, "neighbours": neighbours, "min_cosine": min_cosine,

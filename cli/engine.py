@@ -1,10 +1,10 @@
-"""`--engine` and `--ray-address`: where a stage's units run (see dcgan_data.units)."""
+"""`--engine` and `--ray-address`: where a stage's units run (see dcgan_data.engines.units)."""
 
 from __future__ import annotations
 
 import click
 
-from dcgan_data.units import DEFAULT_ENGINE, ENGINES
+from dcgan_data.engines.units import DEFAULT_ENGINE, ENGINES
 
 
 def engine_options(command):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from dcgan_data.checks import EXPORT
-from dcgan_data.export import DEFAULT_ROWS_PER_PART, FORMATS, REPORT
+from dcgan_data.core.checks import EXPORT
+from dcgan_data.export.stage import DEFAULT_ROWS_PER_PART, FORMATS, REPORT
 from dcgan_data_cli.numbers import number_option
 
 
@@ -27,7 +27,7 @@ def export(shards: Path, out: Path, fmt: str, rows_per_part: int, threads: int |
 
     Labels come from SHARDS/labels.csv when present. Re-running the same command resumes.
     """
-    from dcgan_data.export import export as run_export
+    from dcgan_data.export.stage import export as run_export
 
     report = run_export(shards, out, fmt, rows_per_part=rows_per_part, threads=threads)
     rate = report["images_per_s"]
@@ -52,7 +52,7 @@ def _count(n: int, noun: str) -> str:
               help="A checkpoint file, or a name in RUN/checkpoints [default: last.pt].")
 def export_weights(run: Path, out: Path, checkpoint: str | None) -> None:
     """Write a run's G and D as pytorch/examples' dcgan main.py loads them (--netG, --netD)."""
-    from dcgan_data.export import export_weights as run_export
+    from dcgan_data.export.stage import export_weights as run_export
 
     info = run_export(run, out, checkpoint)
     click.echo(f"wrote {info['netG']} and {info['netD']} (step {info['step']}, size "

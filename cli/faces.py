@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dcgan_data.checks import FACES
+from dcgan_data.core.checks import FACES
 from dcgan_data_cli.engine import engine_options
 from dcgan_data_cli.numbers import number_option
 
@@ -70,10 +70,10 @@ def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: 
     .jsonl and .parquet lists need a url column (--url-col). Lists compressed as .gz, .bz2,
     .xz or .zst are read too. Re-running the same command resumes.
     """
-    from dcgan_data.crawl import FetchOptions
-    from dcgan_data.faces import FaceOptions
-    from dcgan_data.faces import faces as run_faces
-    from dcgan_data.units import make_engine
+    from dcgan_data.engines.units import make_engine
+    from dcgan_data.faces.crawl import FetchOptions
+    from dcgan_data.faces.stage import FaceOptions
+    from dcgan_data.faces.stage import faces as run_faces
 
     options = FaceOptions(
         detector=detector, min_face=min_face, min_score=min_score, margin=margin, size=size,
@@ -98,7 +98,7 @@ def faces(crawl: Path, out: Path, workers: int, processes: int | None, timeout: 
     for reason, count in report["failed_by_reason"].items():
         click.echo(f"  {reason}: {count}  e.g. {report['failed_examples'][reason][0]}")
     if not report["kept"]:
-        from dcgan_data.errors import DcganDataError
+        from dcgan_data.core.errors import DcganDataError
 
         raise DcganDataError(f"faces: no face kept, so nothing to train on: "
                              f"{_why_none_kept(report, min_face)}")

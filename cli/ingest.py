@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from dcgan_data.checks import INGEST, PACK
+from dcgan_data.core.checks import INGEST, PACK
 from dcgan_data_cli.engine import engine_options
 from dcgan_data_cli.numbers import number_option
 
@@ -28,7 +28,7 @@ def pack(images: tuple[str, ...], out: str, fmt: str, quality: int, short_side: 
 
     Keys are the SHA-1 hex of the encoded bytes, as LSUN's ids look.
     """
-    from dcgan_data.lsun import pack_images
+    from dcgan_data.ingest.lsun import pack_images
 
     report = pack_images(images, out, fmt, quality, short_side)
     notes = [f"{report['entries']} entries"]
@@ -72,8 +72,8 @@ def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: i
     Writes OUT/manifest.json, OUT/shard-*.npy, OUT/ingest_report.json and
     OUT/contact_sheet.png. Re-running the same command resumes.
     """
-    from dcgan_data.ingest import ingest as run_ingest
-    from dcgan_data.units import make_engine
+    from dcgan_data.engines.units import make_engine
+    from dcgan_data.ingest.stage import ingest as run_ingest
 
     report = run_ingest(src, out, size=size, rows_per_shard=rows_per_shard,
                         max_pixels=max_pixels, engine=make_engine(engine, workers, ray_address),
@@ -83,7 +83,7 @@ def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: i
                f"{report['images_per_s']} images/s); report: "
                f"{Path(out) / 'ingest_report.json'}")
     if not report["written"]:
-        from dcgan_data.errors import DcganDataError
+        from dcgan_data.core.errors import DcganDataError
 
         raise DcganDataError(f"ingest: no image written, so nothing to train on: all "
                              f"{report['read']} failed{_by_reason(report['failed_by_reason'])}")
@@ -109,9 +109,9 @@ def inspect(path: str, sheet: str | None, sample: int) -> None:
     Prints the summary as JSON (and with --sheet writes a contact sheet); writes nothing
     else. Exits 1 when a shard fails verification.
     """
-    from dcgan_data.errors import DcganDataError
-    from dcgan_data.images import save_png
-    from dcgan_data.ingest import inspect as run_inspect
+    from dcgan_data.core.errors import DcganDataError
+    from dcgan_data.core.images import save_png
+    from dcgan_data.ingest.stage import inspect as run_inspect
 
     summary, grid = run_inspect(path, sample=sample)
     if grid is not None and sheet:

@@ -13,7 +13,7 @@ import sys
 import click
 
 from dcgan_data import __version__
-from dcgan_data.errors import DcganDataError
+from dcgan_data.core.errors import DcganDataError
 
 OWN_LOGGERS = ("dcgan_data", "dcgan_data_cli")
 

@@ -1,4 +1,4 @@
-"""Number options built from the ranges in dcgan_data.checks, the ones the library checks.
+"""Number options built from the ranges in dcgan_data.core.checks, the ones the library checks.
 
 A value out of range (NaN and infinities included) is refused while the command line is
 parsed, before anything runs, as an InputError: one line naming the option and its range,
@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from dcgan_data.checks import Range
+from dcgan_data.core.checks import Range
 
 
 def option_name(param: click.Parameter | None) -> str:

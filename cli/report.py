@@ -22,8 +22,9 @@ from dcgan_data_cli.names import Renamed
               help="With --check, also save a PNG of the whole page here.")
 def report(out: str, output: str | None, check: bool, screenshot: str | None) -> None:
     """Gather every stage's report and pictures under OUT into one HTML dashboard."""
-    from dcgan_data.errors import DcganDataError
-    from dcgan_data.report import browser_check, write_report
+    from dcgan_data.core.errors import DcganDataError
+    from dcgan_data.report.browser import browser_check
+    from dcgan_data.report.page import write_report
 
     page = write_report(out, output)
     click.echo(f"report: {page}")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dcgan_data.checks import SAMPLE, TRAIN
+from dcgan_data.core.checks import SAMPLE, TRAIN
 from dcgan_data_cli.names import hash_model_option
 from dcgan_data_cli.numbers import number_option
 
@@ -92,7 +92,7 @@ def train(data: str, out: str, resume: bool, device: str, threads: int | None,
     checkpoints/last.pt (every --ckpt-every steps, and on Ctrl-C or SIGTERM). For several
     GPUs: torchrun --nproc-per-node N -m dcgan_data train DATA -o OUT.
     """
-    from dcgan_data.trainer import train as run_train
+    from dcgan_data.train.stage import train as run_train
 
     options["compile"] = compile_
     if options["size"] is not None:
@@ -132,7 +132,7 @@ def train(data: str, out: str, resume: bool, device: str, threads: int | None,
 def sample(run: str, count: int, out: str, interpolate: bool, frames: int,
            checkpoint: str | None, seed: int, device: str, threads: int | None) -> None:
     """Draw images from a trained run's generator into one PNG grid."""
-    from dcgan_data.sampling import write_grid
+    from dcgan_data.train.sampling import write_grid
 
     _set_threads(threads)
     summary = write_grid(run, out, count, interpolate, frames, seed, checkpoint, device)
@@ -166,7 +166,7 @@ def fid(run: str, real: str, checkpoint: str | None, images: int | None,
     space (no download needed), not FID with Inception features: compare runs on the same
     data with them, not with published FIDs. Writes RUN/quality_report.json.
     """
-    from dcgan_data.quality import EVAL_IMAGES, evaluate_run
+    from dcgan_data.train.quality import EVAL_IMAGES, evaluate_run
 
     _set_threads(threads)
     report = evaluate_run(run, real, checkpoint, images or EVAL_IMAGES, hash_model, device,

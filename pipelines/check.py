@@ -15,10 +15,10 @@ import json
 import sys
 from pathlib import Path
 
-from dcgan_data.images import decode_image
-from dcgan_data.report import browser_check
-from dcgan_data.shards import ShardSet
-from dcgan_data.status import read_table
+from dcgan_data.core.images import decode_image
+from dcgan_data.core.shards import ShardSet
+from dcgan_data.core.status import read_table
+from dcgan_data.report.browser import browser_check
 
 # The bundled sample is small (a few hundred planted pairs): these floors leave room for
 # chance, not for a broken stage.

@@ -7,8 +7,8 @@ import sys
 
 from click.testing import CliRunner
 
-from conftest import PHOTOS, ROOT
 from dcgan_data import __version__
+from dcgan_data.testing.photos import PHOTOS, ROOT
 from dcgan_data_cli.main import cli
 
 

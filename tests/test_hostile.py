@@ -21,21 +21,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FACES, PHOTOS, write_shards
-from dcgan_data import crawl
-from dcgan_data.crawl import FetchError, FetchOptions, fetch, plan_units, read_crawl, read_unit
-from dcgan_data.errors import InputError
-from dcgan_data.faces import FaceOptions, faces
-from dcgan_data.files import (
+from dcgan_data.core.errors import InputError
+from dcgan_data.core.files import (
     LOCK_FILE,
     atomic_write_bytes,
     from_spreadsheet_text,
     output_lock,
     write_csv,
 )
-from dcgan_data.images import ImageError, decode_image, encode_image, read_header
-from dcgan_data.ingest import ingest, inspect
-from dcgan_data.shards import (
+from dcgan_data.core.images import ImageError, decode_image, encode_image, read_header
+from dcgan_data.core.shards import (
     DEFAULT_SHARD_BYTES,
     ShardSet,
     ShardWriter,
@@ -43,7 +38,19 @@ from dcgan_data.shards import (
     encode_key,
     rows_per_shard_of,
 )
-from dcgan_data.sources import FolderSource
+from dcgan_data.faces import crawl
+from dcgan_data.faces.crawl import (
+    FetchError,
+    FetchOptions,
+    fetch,
+    plan_units,
+    read_crawl,
+    read_unit,
+)
+from dcgan_data.faces.stage import FaceOptions, faces
+from dcgan_data.ingest.sources import FolderSource
+from dcgan_data.ingest.stage import ingest, inspect
+from dcgan_data.testing.photos import FACES, PHOTOS, write_shards
 
 JPEG = PHOTOS[0].read_bytes()
 
@@ -212,7 +219,7 @@ def test_output_files_honour_the_umask(tmp_path):
     try:
         import importlib
 
-        import dcgan_data.files as files
+        import dcgan_data.core.files as files
 
         importlib.reload(files)
         files.atomic_write_bytes(tmp_path / "x", b"data")
@@ -447,9 +454,9 @@ def test_an_image_listed_on_several_lines_gives_one_set_of_rows_with_one_label(t
 
 
 def test_every_stage_that_writes_a_directory_takes_its_lock(tmp_path):
-    from dcgan_data.dedup import dedup
-    from dcgan_data.lsun import pack_images
-    from dcgan_data.trainer import train
+    from dcgan_data.dedup.stage import dedup
+    from dcgan_data.ingest.lsun import pack_images
+    from dcgan_data.train.stage import train
 
     out = tmp_path / "out"
     stages = [lambda: ingest(tmp_path / "src", out), lambda: pack_images([str(PHOTOS[0])], out),
@@ -462,7 +469,7 @@ def test_every_stage_that_writes_a_directory_takes_its_lock(tmp_path):
 
 
 def test_the_lock_goes_when_its_holder_dies(tmp_path):
-    hold = ("import sys, time\nfrom dcgan_data.files import output_lock\n"
+    hold = ("import sys, time\nfrom dcgan_data.core.files import output_lock\n"
             "with output_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)],
                               stdout=subprocess.PIPE, text=True)
@@ -519,8 +526,8 @@ def test_shard_size_is_bounded_in_bytes_not_rows():
 
 
 def test_train_and_dedup_refuse_a_damaged_shard(tmp_path, crops64):
-    from dcgan_data.dedup import dedup
-    from dcgan_data.trainer import train
+    from dcgan_data.dedup.stage import dedup
+    from dcgan_data.train.stage import train
 
     out = write_shards(tmp_path / "s", crops64[:100], rows_per_shard=50)
     path = out / "shard-00000.npy"
@@ -550,7 +557,8 @@ def test_blank_lines_make_no_unit_and_write_no_file(tmp_path):
 
 
 def test_duplicates_csv_writes_binary_keys_as_keys_txt_does(tmp_path, crops64):
-    from dcgan_data import dedup, hashing
+    from dcgan_data.dedup import stage as dedup
+    from dcgan_data.hashmodel import hashing
 
     keys = [hashlib.sha1(bytes([i])).digest().decode("utf-8", "surrogateescape")
             for i in range(41)]
@@ -568,8 +576,8 @@ def fake_run(run: Path, config: dict, weights_size: int = 64) -> Path:
     """A run directory whose last.pt holds `config` and G, D built at `weights_size`."""
     import torch
 
-    from dcgan_data.checkpoint import FORMAT
-    from dcgan_data.model import build
+    from dcgan_data.train.checkpoint import FORMAT
+    from dcgan_data.train.model import build
 
     g, d = build(weights_size, 100, 8, 8)
     (run / "checkpoints").mkdir(parents=True)
@@ -608,7 +616,7 @@ def test_export_weights_loads_them_into_the_networks_the_config_builds_first(tmp
 def test_outputs_and_sizes_are_checked_before_the_work(tmp_path):
     from click.testing import CliRunner
 
-    from dcgan_data.audit import audit
+    from dcgan_data.audit.stage import audit
     from dcgan_data_cli.main import cli
 
     run = fake_run(tmp_path / "run", CONFIG)

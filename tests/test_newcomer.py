@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PHOTOS, ROOT, photo_crops, write_shards
+from dcgan_data.testing.photos import PHOTOS, ROOT, photo_crops, write_shards
 
 # A stand-in for dcgan-data in the make pipelines: it logs each call and writes the file that
 # the stage's make target names, so the tests check make's decisions, not the stages.
@@ -108,7 +108,7 @@ def test_dedup_prints_its_own_lines_and_progress_when_not_on_a_terminal(shards32
     others = [line for line in lines if line not in progress]
     assert all(line.startswith("INFO dcgan_data") for line in others), others
 
-    from dcgan_data import trainer
+    from dcgan_data.train import stage as trainer
     trainer.train(out, tmp_path / "run", device="cpu", steps=1, ngf=8, ndf=8, batch_size=16,
                   eval_every=1000, eval_model=str(out / "hash_model.pt"))
     result = dcgan_data("audit", str(tmp_path / "run"), "--train", str(out), "-o",
@@ -150,9 +150,9 @@ def test_an_ingest_that_wrote_no_image_exits_1_with_its_reason(tmp_path):
 
 
 def test_no_duplicates_means_no_sheet_and_the_report_says_so(tmp_path):
-    from dcgan_data import dedup as dd
-    from dcgan_data.report import build_report
-    from dcgan_data.shards import ShardSet
+    from dcgan_data.core.shards import ShardSet
+    from dcgan_data.dedup import stage as dd
+    from dcgan_data.report.page import build_report
 
     shards = ShardSet(write_shards(tmp_path / "s", photo_crops(4, size=32)))
     out = tmp_path / "run" / "dedup"
@@ -170,7 +170,7 @@ def test_no_duplicates_means_no_sheet_and_the_report_says_so(tmp_path):
 
 
 def test_a_run_evaluated_once_says_so_and_what_good_looks_like(tmp_path):
-    from dcgan_data.report import build_report
+    from dcgan_data.report.page import build_report
 
     train = tmp_path / "run" / "train"
     train.mkdir(parents=True)
@@ -186,7 +186,7 @@ def test_a_run_evaluated_once_says_so_and_what_good_looks_like(tmp_path):
 
 
 def test_rate_watch_warns_once_when_training_collapses_and_names_the_fix():
-    from dcgan_data.trainer import RateWatch
+    from dcgan_data.train.stage import RateWatch
 
     watch = RateWatch(threads=2)
     # warm-up, steady, one slow interval (a checkpoint), steady again: no warning
@@ -202,7 +202,8 @@ def test_train_sample_and_fid_take_threads_and_a_tiny_set_is_called_tiny(tmp_pat
     import torch
     from click.testing import CliRunner
 
-    from dcgan_data import files, trainer
+    from dcgan_data.core import files
+    from dcgan_data.train import stage as trainer
     from dcgan_data_cli.main import cli
 
     said = []  # what the train bar says while its step count stands at the end

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dcgan_data.images import decode_image, encode_image
+from dcgan_data.core.images import decode_image, encode_image
 
 HERE = Path(__file__).resolve().parent
 

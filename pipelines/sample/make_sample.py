@@ -19,8 +19,8 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
-from dcgan_data.images import decode_image, encode_image
-from dcgan_data.neardup import TRANSFORM_NAMES, cut, distinct_crops, near_duplicate
+from dcgan_data.core.images import decode_image, encode_image
+from dcgan_data.testing.neardup import TRANSFORM_NAMES, cut, distinct_crops, near_duplicate
 
 HERE = Path(__file__).resolve().parent
 

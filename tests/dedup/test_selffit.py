@@ -1,0 +1,111 @@
+"""Dedup's run-time fit: neighbourhood levels, the threshold rule, the synthetic pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dcgan_data.dedup import copy_edits, selffit, verify
+from tests.conftest import photo_crops
+
+
+def test_neighbourhood_levels_leave_the_pair_itself_out():
+    # row 0's pairs score 9 (with 1), 5 (with 2), 3 (with 3); row 4 has none
+    a, b = np.array([0, 0, 0]), np.array([1, 2, 3])
+    scores = np.array([9.0, 5.0, 3.0], np.float32)
+    hood = selffit.Neighbourhood(5, a, b, scores)
+    assert hood.best[0, :3].tolist() == [9, 5, 3] and hood.best[0, 3] == selffit.FLOOR
+    assert (hood.best[4] == selffit.FLOOR).all()
+    ranks = list(selffit.RANKS)
+    levels = dict(zip(ranks, hood.levels(np.array([0]), np.array([9.0]))[0].tolist(),
+                      strict=True))
+    # the pair scoring 9 is row 0's best: its level 1 is the next one, 5
+    assert levels[1] == 5 and levels[2] == 3
+    # a pair not among the candidates (a synthetic one) is compared with all of them
+    assert hood.levels(np.array([0]), None)[0, 0] == 9
+    # a pair below the row's best leaves the best as its level 1
+    assert hood.levels(np.array([0]), np.array([3.0]))[0, 0] == 9
+    # a pair that is no candidate (NaN: a keeper re-check) is not left out, however high
+    assert hood.levels(np.array([0]), np.array([np.nan]))[0, :2].tolist() == [9, 5]
+
+
+def test_a_pair_standing_out_of_a_crowd_scores_above_one_within_it():
+    plain = np.zeros((1, len(verify.FEATURES)), np.float32)
+    crowd = selffit.stack_features(np.array([6.0]), np.array([[5.5, 5.0, 5.0]]),
+                                   np.array([[5.5, 5.0, 5.0]]), np.array([1.0]), plain)
+    alone = selffit.stack_features(np.array([6.0]), np.array([[-10.0, -12.0, -15.0]]),
+                                   np.array([[-9.0, -12.0, -15.0]]), np.array([1.0]), plain)
+    assert crowd.shape == (1, len(selffit.NAMES))
+    above = [selffit.NAMES.index(f"above_level_{k}") for k in selffit.RANKS]
+    assert (crowd[0, above] <= 1).all() and (alone[0, above] > 14).all()
+
+
+def test_threshold_keeps_the_expected_false_share():
+    rng = np.random.default_rng(0)
+    odds = np.r_[rng.normal(-8, 2, 20_000), rng.normal(6, 2, 500)].astype(np.float32)
+    loose, loose_est = selffit.choose_threshold(odds, 0.5, 0.05)
+    strict, strict_est = selffit.choose_threshold(odds, 0.5, 0.001)
+    assert strict > loose
+    assert strict_est["expected_false_share"] <= 0.001 < loose_est["expected_false_share"] <= 0.05
+    assert strict_est["pairs_accepted"] == int((odds >= strict).sum())
+    # the share of copies among the candidates is estimated, not assumed from the fit
+    assert 0.01 < loose_est["candidate_copy_share"] < 0.05
+
+
+def test_threshold_when_nothing_can_be_accepted():
+    threshold, estimate = selffit.choose_threshold(np.full(10, -5.0, np.float32), 0.5, 0.01)
+    assert threshold == np.inf and estimate["pairs_accepted"] == 0
+
+
+@pytest.mark.parametrize("family", list(copy_edits.FAMILIES))
+def test_every_edit_keeps_the_row_shape_and_changes_it(family):
+    row = photo_crops(1, seed=4)[0]
+    for i, edit in enumerate(copy_edits.FAMILIES[family]):
+        out = edit(row.copy(), np.random.default_rng(i))
+        assert out.shape == row.shape and out.dtype == np.uint8, edit
+        assert np.abs(out.astype(int) - row).mean() > 0.5, edit
+
+
+def test_look_alike_crops_are_two_different_views_of_one_row():
+    rows = photo_crops(20, seed=5)
+    rng = np.random.default_rng(0)
+    for row in rows:
+        first, second = copy_edits.look_alike_pair(row, rng)
+        assert first.shape == second.shape == row.shape
+        assert np.abs(first.astype(int) - second).mean() > 2
+
+
+def test_a_fit_without_candidate_pairs_sets_no_threshold_and_says_so():
+    from dcgan_data.dedup.stage import scored_with_features
+
+    rows = photo_crops(40, seed=6)
+    grey, colour = verify.thumbnails(rows)
+    data = selffit.FitRows(lambda index: rows[index], grey, colour, verify.textures(grey),
+                           len(rows), verify.VerifyModel.load().threshold)
+    none = np.zeros(0, np.int64)
+    model, _, odds, estimates = selffit.fit(none, none, np.zeros(0, np.float32),
+                                            np.zeros((0, len(verify.FEATURES)), np.float32),
+                                            data, scored_with_features, 0.01, 0)
+    assert model.threshold == np.inf and estimates["threshold"] is None and len(odds) == 0
+    assert estimates["pairs_accepted"] == 0 and estimates["rows_sampled"] == 40
+
+
+def test_the_threshold_accepts_exactly_the_pairs_it_counts():
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        odds = np.r_[rng.normal(-6, 3, 1000), rng.normal(5, 3, int(rng.integers(10, 400)))]
+        threshold, estimate = selffit.choose_threshold(odds.astype(np.float32),
+                                                       float(rng.uniform(0.2, 0.8)), 0.01)
+        assert estimate["pairs_accepted"] == int((odds.astype(np.float32) >= threshold).sum())
+
+
+def test_copies_in_a_large_group_are_not_taken_for_negatives():
+    # eight copies of one image: every pair scores high, most outside each other's 4 best
+    a, b = (np.array(x) for x in zip(*[(i, j) for i in range(8) for j in range(i + 1, 8)],
+                                     strict=True))
+    scores = np.linspace(12, 25, len(a)).astype(np.float32)
+    hood = selffit.Neighbourhood(8, a, b, scores)
+    assert len(selffit.real_negatives(a, b, scores, hood, np.arange(8), below=1.0)) == 0
+    low = scores - 20  # the same pairs, rejected by the fixed model: near neighbours
+    hood = selffit.Neighbourhood(8, a, b, low)
+    assert len(selffit.real_negatives(a, b, low, hood, np.arange(8), below=1.0)) > 0
