@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from typing import Any
 
 import cv2
@@ -35,11 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcgan_data.core.checks import HASH, check_values
 from dcgan_data.core.errors import DcganDataError, InputError
 from dcgan_data.core.files import atomic_path, progress
 from dcgan_data.core.images import LUMA, downsample_2x, resize_square
 from dcgan_data.core.shards import ShardSet
+from dcgan_data.hashmodel.options import HashConfig
 
 FORMAT = "dcgan-data-hash-model"
 VERSION = 1
@@ -47,41 +47,6 @@ SIDE = 32  # the paper hashes 32x32 crops
 DIM = SIDE * SIDE * 3
 HASH_BYTES = 16
 CHUNK = 8192  # rows hashed per step: bounded memory whatever the shard size
-
-
-@dataclass
-class HashConfig:
-    """Everything that defines a hash model; saved with it so a reload hashes identically."""
-
-    bits: int = 128
-    epochs: float = 10.0  # passes over the training sample...
-    min_steps: int = 400  # ...but at least this many steps (small datasets)
-    max_steps: int = 700  # ...and at most this many (huge ones: the sample is big enough)
-    max_train_images: int = 200_000  # crops sampled for training (uint8, 3 KB each)
-    batch_size: int = 512
-    lr: float = 2e-3
-    weight_decay: float = 0.0  # AdamW decay (tried 1.0 on small sets: no better)
-    dropout: float = 0.1  # on the code units, while training
-    code_noise: float = 0.5  # std of noise on the normalised pre-activations, while training
-    pixel_noise: float = 0.05  # std of input noise, in units of the pixel std
-    shift: float = 0.75  # max sub-pixel shift of the corrupted input, in 32x32 pixels
-    zoom: float = 0.08  # max zoom of the corrupted input (a trimmed border)
-    gain: float = 0.1  # max brightness change of the corrupted input
-    contrast: float = 0.0  # max contrast change of the corrupted input
-    saturation: float = 0.0  # max saturation change of the corrupted input
-    grayscale: float = 0.0  # share of corrupted inputs turned grey
-    level_power: float = 1.0  # divide each crop by (its mean level)^this before the pixel norm
-
-    def __post_init__(self) -> None:
-        check_values(vars(self), HASH)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HashConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown hash config fields {sorted(unknown)}")
-        return cls(**data)
 
 
 class HashAutoencoder(nn.Module):
