@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from dcgan_data.engines.units import Engine, UnitError, run_units
+from dcgan_data.engines.runner import Engine, UnitError, run_units
 
 U = TypeVar("U")
 EXAMPLES_PER_REASON = 5

@@ -15,7 +15,7 @@ from dcgan_data.core.errors import InputError
 from dcgan_data.core.options import StageOptions, setting
 from dcgan_data.core.report import StageReport
 from dcgan_data.core.stage import Failures, Phases, completed_units
-from dcgan_data.engines.units import LocalEngine
+from dcgan_data.engines.local import LocalEngine
 from dcgan_data_cli.options import option_from
 
 

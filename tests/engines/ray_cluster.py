@@ -31,7 +31,9 @@ from dcgan_data.core.errors import InputError  # noqa: E402
 from dcgan_data.core.shards import ShardSet  # noqa: E402
 from dcgan_data.dedup import stage as dd  # noqa: E402
 from dcgan_data.dedup.partition import shared_hash_pairs  # noqa: E402
-from dcgan_data.engines.units import LocalEngine, RayEngine, UnitError, run_units  # noqa: E402
+from dcgan_data.engines.local import LocalEngine  # noqa: E402
+from dcgan_data.engines.ray import RayEngine  # noqa: E402
+from dcgan_data.engines.runner import UnitError, run_units  # noqa: E402
 from dcgan_data.faces.stage import faces  # noqa: E402
 from dcgan_data.hashmodel.hashing import HashConfig  # noqa: E402
 from dcgan_data.ingest import stage as ing  # noqa: E402

@@ -10,12 +10,8 @@ import pytest
 
 from dcgan_data.core.errors import DcganDataError, InputError
 from dcgan_data.core.stage import Failures
-from dcgan_data.engines.units import (
-    LocalEngine,
-    UnitError,
-    make_engine,
-    run_units,
-)
+from dcgan_data.engines.local import LocalEngine
+from dcgan_data.engines.runner import UnitError, make_engine, run_units
 
 
 def square(unit):
@@ -104,7 +100,7 @@ def test_failures_count_exactly_and_keep_few_examples():
 
 def test_engine_names(monkeypatch):
     assert make_engine(None, 3).name == "local" and make_engine("local", 3).workers == 3
-    with pytest.raises(InputError, match="unknown engine"):
+    with pytest.raises(InputError, match="--engine must be one of local, ray"):
         make_engine("spark")
     with pytest.raises(InputError, match="--ray-address needs --engine ray"):
         make_engine("local", ray_address="auto")

@@ -22,13 +22,15 @@ def test_ray_engine_on_a_two_node_cluster_in_a_loopback_namespace(tmp_path):
     if probe.returncode != 0:
         pytest.skip(f"cannot make a network namespace (unshare -n needs root): "
                     f"{probe.stderr.strip()}")
+    # Ray workers import the test helpers (tests/<package>/test_*.py) by module name
+    helpers = [str(folder) for folder in sorted(TESTS.parent.iterdir())
+               if folder.is_dir() and not folder.name.startswith((".", "_"))]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
-           # Ray workers import the test helpers by module name
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+           "PYTHONPATH": os.pathsep.join(filter(None, [*helpers, os.environ.get("PYTHONPATH")]))}
     inner = (f"ip link set lo up && exec {sys.executable} -m pytest -x -q -p no:cacheprovider "
              f"--basetemp={tmp_path / 'inner'} {TESTS / 'ray_cluster.py'}")
     run = subprocess.run(["unshare", "-n", "sh", "-c", inner], env=env, capture_output=True,
-                         text=True, timeout=1200, cwd=TESTS.parent)
+                         text=True, timeout=1200, cwd=TESTS.parent.parent)
     output = run.stdout[-6000:] + run.stderr[-3000:]
     assert run.returncode == 0, output
     assert " passed" in run.stdout and "skipped" not in run.stdout, output
