@@ -57,3 +57,18 @@ def browser_check(page: str | os.PathLike, screenshot: str | os.PathLike | None 
         if not shot.exists():
             raise DcganDataError(f"chromium wrote no screenshot of {page}")
     return check
+
+
+def checked_page(page: str | os.PathLike, screenshot: str | os.PathLike | None = None) -> str:
+    """Check `page` in headless Chromium (see `browser_check`): a line saying what was
+    checked, or a DcganDataError naming what failed."""
+    result = browser_check(page, screenshot)
+    pictures = result.images_ok + result.images_broken
+    if result.images_broken:
+        raise DcganDataError(f"{page}: {result.images_broken} of {pictures} pictures do not "
+                             "load")
+    if result.raw_dicts:
+        raise DcganDataError(f"{page}: raw dict text shows {result.raw_dicts} time(s) outside "
+                             "the collapsed parts")
+    return (f"checked in chromium: all {pictures} pictures load, no raw dicts"
+            + (f"; screenshot {Path(screenshot)}" if screenshot else ""))

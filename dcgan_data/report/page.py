@@ -11,19 +11,16 @@ copy of it, in any browser; a small script marks any picture that failed to load
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dcgan_data.audit.section import audit_section
 from dcgan_data.core import status
-from dcgan_data.core.errors import InputError
+from dcgan_data.core.errors import DcganDataError, InputError
 from dcgan_data.core.files import atomic_write_text
-from dcgan_data.dedup.section import dedup_section
-from dcgan_data.faces.section import faces_section
-from dcgan_data.ingest.section import ingest_section
 from dcgan_data.report.html import (
     Page,
     Section,
@@ -35,7 +32,6 @@ from dcgan_data.report.html import (
     raw_json,
     table,
 )
-from dcgan_data.train.section import train_section
 
 SKIP_DIRS = {"samples", "checkpoints", status.PARTS}
 
@@ -107,7 +103,7 @@ FIELDS: dict[str, str] = {
 def readable_fields(kind: str, report: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The report without the fields a known stage's section would misread (a string where
     counts were, a list where a mapping was), and a line for each field left out."""
-    if kind not in SECTIONS:
+    if kind not in SECTION_STAGES:
         return report, []  # the generic section reads nothing by name
     readable, odd = {}, []
     for name, value in report.items():
@@ -119,19 +115,33 @@ def readable_fields(kind: str, report: dict[str, Any]) -> tuple[dict[str, Any], 
     return readable, odd
 
 
+# The stages with a section of their own: `dcgan_data/<stage>/section.py` defines
+# `<stage>_section(page, stage, summary)`, which reads its typed report with
+# `<Stage>Report.from_json(stage.report)`. Any other report gets the generic section.
+SECTION_STAGES = ("ingest", "dedup", "faces", "train", "audit")
+
+SectionFunction = Callable[[Page, Stage, Summary], Section]
+
+
+def section_function(kind: str) -> SectionFunction:
+    """The section function of stage `kind`, or the generic section."""
+    if kind not in SECTION_STAGES:
+        return generic_section
+    module = importlib.import_module(f"dcgan_data.{kind}.section")
+    return getattr(module, f"{kind}_section")
+
+
 def draw_section(page: Page, stage: Stage, summary: Summary) -> Section:
-    """The stage's own section, or where its report holds something it cannot draw, the
-    generic one: every scalar figure that could be read, and what could not."""
+    """The stage's own section, or where its report holds something it cannot draw (a value
+    of the wrong type, a field its typed report requires missing), the generic one: every
+    scalar figure that could be read, and what could not."""
     try:
-        return SECTIONS.get(stage.kind, generic_section)(page, stage, summary)
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        return section_function(stage.kind)(page, stage, summary)
+    except (DcganDataError, TypeError, ValueError, KeyError, AttributeError,
+            IndexError) as exc:
         stage.problems.append(f"the {stage.kind} section could not be drawn "
                               f"({type(exc).__name__}: {exc})")
         return generic_section(page, stage, summary)
-
-
-SECTIONS = {"ingest": ingest_section, "dedup": dedup_section, "faces": faces_section,
-            "train": train_section, "audit": audit_section}
 
 
 def render_section(page: Page, stage: Stage, section: Section) -> str:

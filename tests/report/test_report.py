@@ -1,6 +1,7 @@
 """The pipeline's dashboard page, built from real stage outputs and rendered in headless
 Chromium: a summary, a section per stage with its plots, nothing raw outside collapsed parts."""
 
+import dataclasses
 import json
 import os
 import re
@@ -239,3 +240,35 @@ def test_an_odd_stage_report_shows_what_could_be_read_and_names_the_rest(tmp_pat
     assert "Not read from dedup_report.json: not a JSON object (a list)" in text
     assert "Not read from faces_report.json: the faces section could not be drawn" in text
     assert "entries 4" in text  # the generic section's figures
+
+
+def test_a_screenshot_needs_the_check_and_nothing_is_written_without_it(tmp_path):
+    (tmp_path / "ingest_report.json").write_text(json.dumps({"stage": "ingest", "read": 1}))
+    result = CliRunner().invoke(cli, ["report", str(tmp_path), "--screenshot",
+                                      str(tmp_path / "s.png")])
+    assert result.exit_code == 2 and "--screenshot needs --check" in result.output
+    assert not (tmp_path / "report.html").exists()
+    result = CliRunner().invoke(cli, ["report", str(tmp_path), "-o", str(tmp_path / "p.html")])
+    assert result.exit_code == 0 and (tmp_path / "p.html").exists()
+
+
+def test_a_section_that_cannot_read_its_typed_report_falls_back_to_the_generic_one(
+        tmp_path, monkeypatch):
+    from dcgan_data.core.report import StageReport
+    from dcgan_data.report import page as report_page
+
+    @dataclasses.dataclass
+    class NeedsKept(StageReport):
+        kept: int
+
+    def typed_section(page, stage, summary):
+        NeedsKept.from_json(stage.report)
+        raise AssertionError("the report has no 'kept': from_json must refuse it")
+
+    (tmp_path / "ingest_report.json").write_text(json.dumps({"stage": "ingest", "read": 7}))
+    stage = report_page.find_stages(tmp_path)[0]
+    html_page = report_page.Page(tmp_path, tmp_path / "report.html")
+    monkeypatch.setattr(report_page, "section_function", lambda kind: typed_section)
+    section = report_page.draw_section(html_page, stage, report_page.Summary())
+    assert ("read", "7") in section.headline
+    assert "InputError: NeedsKept: the report has no 'kept'" in stage.problems[0]
