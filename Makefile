@@ -69,15 +69,15 @@ demo: install ## the LSUN pipeline on the bundled sample data
 
 bench: install ## benchmarks, each against its peer or physical limit (writes bench/out/)
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
-	@for script in $(filter-out $(BENCH_TOOLS),$(wildcard bench/*.py)); do \
+	@for script in $(wildcard bench/*.py); do \
 	  echo "== $$script"; PEERS_PYTHON=$(PEERS_PYTHON) $(BIN)/python $$script || exit 1; done
 
-# not benchmarks: the near-duplicate sets (neardup_sets, holdout_sets), the fit of dedup's
-# verification model, and the peers that bench/dedup.py runs in the environment named by
-# PEERS_PYTHON (when set)
-BENCH_TOOLS := bench/neardup_sets.py bench/fit_verify.py bench/dedup_peers.py bench/holdout_sets.py
-fit-verify: install ## refit dcgan_data/dedup/verify_model.json on the tuning set (bench/fit_verify.py)
-	$(BIN)/python bench/fit_verify.py
+# tools/ holds what the benchmarks use and is no benchmark itself: the near-duplicate sets
+# (neardup_sets, holdout_sets), the fit of dedup's verification model (fit_verify), the peers
+# that bench/dedup.py runs in the environment named by PEERS_PYTHON (dedup_peers), and the
+# torchvision stand-in of bench/train.py
+fit-verify: install ## refit dcgan_data/dedup/verify_model.json on the tuning set (tools/fit_verify.py)
+	$(BIN)/python tools/fit_verify.py
 
 clean: ## remove build outputs (keeps .venv)
 	rm -rf build bench/out

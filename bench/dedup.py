@@ -1,6 +1,6 @@
 """Benchmark: `dcgan-data dedup` against perceptual hashes, on near duplicates of real photos
 whose true groups are known: the tuning set and a held-out set made with AugLy
-(bench/neardup_sets.py).
+(tools/neardup_sets.py).
 
     python bench/dedup.py [--per-photo 30] [--seed 0]
 
@@ -29,7 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tools"))
 
 from neardup_sets import build  # noqa: E402
 
@@ -136,7 +136,7 @@ def run_set(name: str, rows: np.ndarray, truth: np.ndarray, kinds: list[str]) ->
 
 
 def external_peers(rows: np.ndarray, truth: np.ndarray, kinds: list[str], folder: Path) -> dict:
-    """imagededup, cleanvision and fastdup (bench/dedup_peers.py) in the PEERS_PYTHON
+    """imagededup, cleanvision and fastdup (tools/dedup_peers.py) in the PEERS_PYTHON
     environment: for each, its documented default and its best threshold by F1."""
     python = os.environ.get("PEERS_PYTHON")
     if not python:
@@ -148,7 +148,7 @@ def external_peers(rows: np.ndarray, truth: np.ndarray, kinds: list[str], folder
     for i, row in enumerate(rows):
         Image.fromarray(row).save(folder / f"{i:06d}.png")
     answer = folder.with_suffix(".json")
-    subprocess.run([python, str(ROOT / "bench" / "dedup_peers.py"), str(folder), str(len(rows)),
+    subprocess.run([python, str(ROOT / "tools" / "dedup_peers.py"), str(folder), str(len(rows)),
                     str(answer)], check=True, stdout=subprocess.DEVNULL)
     out = {}
     defaults = {"imagededup phash": "10", "cleanvision": "defaults", "fastdup": "defaults (0.96)"}

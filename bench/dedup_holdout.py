@@ -1,5 +1,5 @@
 """Benchmark: `dcgan-data dedup` against pHash on the held-out near-duplicate sets of issue 33
-(bench/holdout_sets.py builds them): the whole precision-recall curve of each, per set and
+(tools/holdout_sets.py builds them): the whole precision-recall curve of each, per set and
 per edit kind.
 
     python bench/dedup_holdout.py [--sets augly-dev albu-dev] [--thresholds -2 -1 0 2 3 5]
@@ -36,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tools"))
 
 from dedup import peer_codes, recall_by_edit  # noqa: E402
 from dedup_peers import components  # noqa: E402

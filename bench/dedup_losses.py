@@ -1,5 +1,5 @@
 """Where dedup's recall is lost, stage by stage, on the dev set (the tuning photos with
-AugLy's edits: bench/neardup_sets.py), so that the held-out photos stay unlooked-into.
+AugLy's edits: tools/neardup_sets.py), so that the held-out photos stay unlooked-into.
 
     python bench/dedup_losses.py [--seeds 1 2 3] [--per-photo 30]
 
@@ -26,7 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tools"))
 
 from neardup_sets import build  # noqa: E402
 

@@ -8,7 +8,7 @@ exactly like this). *previous*: `dcgan_data/hashing.py` of commit 95c8ff3, read 
 run unchanged (the corruption as one batched torch `grid_sample` warp and a brightness gain,
 fresh Gaussian pixel noise each step, 600 to 4,000 steps); *current*: this version's defaults.
 Same run, same process, one after the other. Quality: each model is given
-to `dedup --model` on the tuning and held-out near-duplicate sets (bench/neardup_sets.py),
+to `dedup --model` on the tuning and held-out near-duplicate sets (tools/neardup_sets.py),
 scored with the paper's rule (equal hashes: the hash model alone decides) and at the defaults
 (candidates verified). Writes bench/out/hash_training/results.json.
 """
@@ -31,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tools"))
 
 from dedup import scores  # noqa: E402  (bench/dedup.py)
 from dedup_scale import make_set  # noqa: E402

@@ -31,7 +31,7 @@ programs also run as users run them, each a fresh process, taking turns: the exa
 `--dataset folder` on the same images exported as PNG files (its ImageFolder + DataLoader with
 its default 2 workers, batch 128, ngf = ndf = 64, --niter epochs), and `dcgan-data train` on
 the shards for the same number of steps. torchvision does not import beside torch 2.13.0, so
-the example runs on bench/torchvision_shim (ImageFolder, the four transforms and save_image
+the example runs on tools/torchvision_shim (ImageFolder, the four transforms and save_image
 written on PIL, as torchvision does them for 8-bit RGB files); the example's own file is run
 unchanged. Each program runs for several epoch counts (by default 1, 3 and 25, the example's
 default --niter): the difference between the shortest and the longest gives its wall and CPU
@@ -266,7 +266,7 @@ def example_vs_ours(example: Path, images: int, epochs: tuple[int, ...], rounds:
     for row, image in enumerate(shards.load()):
         save_png(folder / f"{row:06d}.png", image)
     per_epoch = images // BATCH
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "bench" / "torchvision_shim")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tools" / "torchvision_shim")}
     tool = str(Path(sys.executable).with_name("dcgan-data"))
     # the first run of ours trains the quality figure's hash model and caches the real side
     # beside the shards once; every measured run then pays only its own evaluation

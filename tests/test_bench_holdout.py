@@ -1,4 +1,4 @@
-"""The held-out dedup benchmark's own pieces (bench/holdout_sets.py, bench/dedup_holdout.py):
+"""The held-out dedup benchmark's own pieces (tools/holdout_sets.py, bench/dedup_holdout.py):
 the photo split, the geometry of the hard negatives, and the scoring."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tools"))
 
 import dedup_holdout  # noqa: E402
 import holdout_sets  # noqa: E402

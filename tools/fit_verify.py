@@ -1,9 +1,9 @@
 """Fit the verification model (dcgan_data/dedup/verify_model.json) on the tuning set.
 
-    python bench/fit_verify.py [--seeds 1 2 3] [--per-photo 30] [--precision 0.995]
+    python tools/fit_verify.py [--seeds 1 2 3] [--per-photo 30] [--precision 0.995]
                                [--hard-negatives 20000]
 
-Builds the tuning set once per seed (bench/neardup_sets.py: the sample photos, this project's
+Builds the tuning set once per seed (tools/neardup_sets.py: the sample photos, this project's
 own edits; several seeds give more pairs, so a steadier threshold), proposes candidates as
 dedup does (nearest neighbours by DCT descriptor, with zoomed views) and adds every true
 pair, computes the pair features, adds lookalike pairs between crops of different photos
@@ -32,7 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tools"))
 
 from neardup_sets import build, random_crop, tuning_photos  # noqa: E402
 

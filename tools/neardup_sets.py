@@ -2,7 +2,7 @@
 
 * tuning: distinct crops of the bundled sample photos (pipelines/sample/photos) and copies
   made with this project's own edits (dcgan_data.testing.neardup). The verification model
-  (bench/fit_verify.py) and every default were chosen on it (seed 1).
+  (tools/fit_verify.py) and every default were chosen on it (seed 1).
 * held-out: distinct crops of other photos (scikit-image's, and two face photos from the
   shared sample) and copies made with AugLy, Meta's copy-detection augmentation library.
   Nothing was tuned on it; it says whether the tuning carries over.

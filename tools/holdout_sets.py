@@ -1,14 +1,14 @@
 """Held-out near-duplicate sets for `dcgan-data dedup` (issue 33), built only from photographs
 that nothing in this project was fitted or tuned on.
 
-    python bench/holdout_sets.py                 # the two DEV sets: augly-dev, albu-dev
-    python bench/holdout_sets.py --final         # also augly-final, albu-final
+    python tools/holdout_sets.py                 # the two DEV sets: augly-dev, albu-dev
+    python tools/holdout_sets.py --final         # also augly-final, albu-final
 
 Photos: PHOTOS below, from four Debian packages, each fetched as a pinned version with `apt-get
 download` (after an `apt-get update` when the lists lack it) and unpacked with `dpkg-deb -x`
 into bench/out/holdout/photos/; every file's SHA-256 is checked, so a set is the same on every
 machine. Not used: the bundled sample photos (pipelines/sample/photos, which dedup's model was
-fitted on), the face photos and scikit-image photos that bench/neardup_sets.py's held-out set
+fitted on), the face photos and scikit-image photos that tools/neardup_sets.py's held-out set
 uses (looked at during tuning). The photos are split by a fixed rule (`split`) into DEV, for
 development, and FINAL, kept untouched until the final figures.
 
@@ -41,7 +41,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tools"))
 
 from neardup_sets import augly_edits  # noqa: E402
 
@@ -289,7 +289,7 @@ def hard_negatives(photos: dict[str, np.ndarray], originals: list[tuple[str, Box
 
 
 def augly_set_edits() -> dict[str, Edit]:
-    """bench/neardup_sets.py's AugLy edits (but the mirror) and five more AugLy functions."""
+    """tools/neardup_sets.py's AugLy edits (but the mirror) and five more AugLy functions."""
     import augly.image as augly
     from PIL import Image, ImageDraw, ImageFont
 
