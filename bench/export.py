@@ -19,11 +19,10 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
-from dcgan_data.core.images import decode_image, encode_png, resize_square
-from dcgan_data.core.shards import ShardSet, ShardWriter
+from dcgan_data.core.images import encode_png
+from dcgan_data.core.shards import ShardSet
 from dcgan_data.export.stage import FORMATS, export
+from dcgan_data.testing.photos import random_crops, write_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "export"
@@ -31,22 +30,9 @@ SIZE = 64
 
 
 def build_shards(path: Path, count: int) -> ShardSet:
-    rng = np.random.default_rng(0)
-    photos = [decode_image(p.read_bytes())[0]
-              for p in sorted((ROOT / "pipelines/sample/photos").glob("*.jpg"))]
-    rows = np.empty((count, SIZE, SIZE, 3), np.uint8)
-    for i in range(count):
-        img = photos[i % len(photos)]
-        side = min(img.shape[:2]) // 2
-        y = int(rng.integers(0, img.shape[0] - side + 1))
-        x = int(rng.integers(0, img.shape[1] - side + 1))
-        rows[i] = resize_square(img[y : y + side, x : x + side], SIZE)
-    writer = ShardWriter(path, (SIZE, SIZE, 3))
-    step = 2048
-    for index, start in enumerate(range(0, count, step)):
-        writer.write(index, rows[start : start + step],
-                     [f"img{i:07d}" for i in range(start, min(count, start + step))])
-    writer.finish(len(range(0, count, step)))
+    rows = random_crops(count, SIZE, lambda rng, h, w: min(h, w) // 2)
+    write_shards(path, rows, [f"img{i:07d}" for i in range(count)], rows_per_shard=2048,
+                 params={})
     return ShardSet(path)
 
 

@@ -60,8 +60,9 @@ import torch
 from torch import nn
 
 from dcgan_data.core import processes
-from dcgan_data.core.images import decode_image, resize_square, save_png
-from dcgan_data.core.shards import ShardSet, ShardWriter
+from dcgan_data.core.images import save_png
+from dcgan_data.core.shards import ShardSet
+from dcgan_data.testing.photos import random_crops, write_shards
 from dcgan_data.train import feed
 from dcgan_data.train import stage as trainer
 from dcgan_data.train.cpu_layers import Conv4x4, ConvTranspose4x4, Projection, Readout
@@ -74,22 +75,11 @@ SIZE, WIDTH, BATCH, NZ = 64, 64, 128, 100
 
 def make_shards(path: Path, count: int) -> ShardSet:
     """count random 64px crops of the sample photos, in shards of 1024 rows."""
-    rng = np.random.default_rng(0)
-    photos = [decode_image(p.read_bytes())[0]
-              for p in sorted((ROOT / "pipelines/sample/photos").glob("*.jpg"))]
-    images = np.empty((count, SIZE, SIZE, 3), np.uint8)
-    for i in range(count):
-        photo = photos[i % len(photos)]
-        h, w = photo.shape[:2]
-        side = int(rng.integers(min(h, w) // 4, min(h, w) + 1))
-        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        images[i] = resize_square(photo[y : y + side, x : x + side], SIZE)
+    images = random_crops(count, SIZE, lambda rng, h, w: int(rng.integers(min(h, w) // 4,
+                                                                          min(h, w) + 1)))
     shutil.rmtree(path, ignore_errors=True)
-    writer = ShardWriter(path, (SIZE, SIZE, 3), {"bench": True})
-    for index, start in enumerate(range(0, count, 1024)):
-        rows = images[start : start + 1024]
-        writer.write(index, rows, [f"crop{start + j}" for j in range(len(rows))])
-    writer.finish(index + 1)
+    write_shards(path, images, [f"crop{i}" for i in range(count)], rows_per_shard=1024,
+                 params={"bench": True})
     return ShardSet(path)
 
 

@@ -13,20 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from dcgan_data.core import shard_format as fmt
 from dcgan_data.core.errors import InputError
 from dcgan_data.core.files import atomic_path, atomic_write_bytes, read_json, write_json
-from dcgan_data.core.shard_format import (
-    ENTRY_FIELDS,
-    FILE_CHECKSUMS,
-    FORMAT,
-    KEYS_ENCODING,
-    MANIFEST,
-    SIDECARS,
-    VERSION,
-    encode_key,
-    sha256_file,
-    shard_stem,
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,26 +27,16 @@ class ShardTarget:
     shape: list[int]
     params: dict[str, Any]
 
-    def write(
-        self,
-        index: int,
-        images: np.ndarray,
-        keys: Sequence[str],
-        source_hw: np.ndarray | None = None,
-        notes: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    def write(self, index: int, images: np.ndarray, keys: Sequence[str],
+              source_hw: np.ndarray | None = None, notes: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
         """Write shard `index` atomically; its entry (the sidecar written last). `notes`
         (counts, failures) is kept in the sidecar."""
         return self.write_blocks(index, [np.asarray(images, np.uint8)], keys, source_hw, notes)
 
-    def write_blocks(
-        self,
-        index: int,
-        blocks: Iterable[np.ndarray],
-        keys: Sequence[str],
-        source_hw: np.ndarray | None = None,
-        notes: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    def write_blocks(self, index: int, blocks: Iterable[np.ndarray], keys: Sequence[str],
+                     source_hw: np.ndarray | None = None, notes: dict[str, Any] | None = None
+                     ) -> dict[str, Any]:
         """`write`, from the shard's rows in consecutive blocks (arrays of rows, e.g. memory
         maps of parts decoded elsewhere): the file is the same, and no more than one block
         is ever in memory."""
@@ -65,14 +44,14 @@ class ShardTarget:
         if source_hw is None:
             source_hw = np.tile(np.asarray(self.shape[:2], np.int32), (rows, 1))
         source_hw = np.asarray(source_hw, np.int32).reshape(rows, 2)
-        stem = self.out_dir / shard_stem(index)
+        stem = self.out_dir / fmt.shard_stem(index)
         with atomic_path(stem.with_suffix(".npy")) as tmp:
             digest = self._write_npy(tmp, index, rows, blocks)
         with atomic_path(stem.with_suffix(".hw.npy")) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, source_hw)
-            hw_digest = sha256_file(tmp)
-        key_lines = "".join(encode_key(k) + "\n" for k in keys).encode("utf-8")
+            hw_digest = fmt.sha256_file(tmp)
+        key_lines = "".join(fmt.encode_key(k) + "\n" for k in keys).encode("utf-8")
         atomic_write_bytes(stem.with_suffix(".keys.txt"), key_lines)
         entry = {
             "index": index,
@@ -136,7 +115,7 @@ class ShardWriter:
         self.target = ShardTarget(self.out_dir.resolve(), self.shape, self.params)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.entries: dict[int, dict[str, Any]] = {}
-        for sidecar in sorted(self.out_dir.glob(SIDECARS)):
+        for sidecar in sorted(self.out_dir.glob(fmt.SIDECARS)):
             entry = read_json(sidecar)
             if entry.get("shape") != self.shape or entry.get("params") != self.params:
                 raise InputError(
@@ -149,14 +128,9 @@ class ShardWriter:
     def is_done(self, index: int) -> bool:
         return index in self.entries
 
-    def write(
-        self,
-        index: int,
-        images: np.ndarray,
-        keys: Sequence[str],
-        source_hw: np.ndarray | None = None,
-        notes: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    def write(self, index: int, images: np.ndarray, keys: Sequence[str],
+              source_hw: np.ndarray | None = None, notes: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
         """Write shard `index` atomically (see ShardTarget.write)."""
         return self.add(self.target.write(index, images, keys, source_hw, notes))
 
@@ -170,21 +144,21 @@ class ShardWriter:
         missing = [i for i in range(num_shards) if i not in self.entries]
         if missing:
             raise RuntimeError(f"cannot finish: shards {missing[:10]} are not written")
-        fields = (*ENTRY_FIELDS, *FILE_CHECKSUMS.values())
+        fields = (*fmt.ENTRY_FIELDS, *fmt.FILE_CHECKSUMS.values())
         shards = [{k: self.entries[i][k] for k in fields if k in self.entries[i]}
                   for i in range(num_shards)]
         manifest = {
-            "format": FORMAT,
-            "version": VERSION,
+            "format": fmt.FORMAT,
+            "version": fmt.VERSION,
             "shape": self.shape,
             "dtype": "uint8",
-            "keys_encoding": KEYS_ENCODING,
+            "keys_encoding": fmt.KEYS_ENCODING,
             "count": sum(s["rows"] for s in shards),
             "params": self.params,
             "info": info or {},
             "shards": shards,
         }
-        write_json(self.out_dir / MANIFEST, manifest)
+        write_json(self.out_dir / fmt.MANIFEST, manifest)
         return manifest
 
     def notes(self) -> list[dict[str, Any]]:
