@@ -93,7 +93,9 @@ def build_inputs(images: int, lines: int) -> tuple[Path, Path]:
 
 def runner(args) -> dict:
     from dcgan_data.dedup.stage import _scan, _scan_arrays
-    from dcgan_data.engines.units import LocalEngine, RayEngine, run_units
+    from dcgan_data.engines.local import LocalEngine
+    from dcgan_data.engines.ray import RayEngine
+    from dcgan_data.engines.runner import run_units
     from dcgan_data.faces.crawl import FetchOptions
     from dcgan_data.faces.stage import FaceOptions, faces
     from dcgan_data.hashmodel import hashing
@@ -151,7 +153,7 @@ def ingest_child(args) -> dict:
     driver's peak memory: VmHWM, which also counts the pages of the LMDB that listing its
     keys maps in (the kernel's to drop), and the peak of its own (anonymous) memory,
     sampled every 10 ms, both less their values before the work."""
-    from dcgan_data.engines.units import LocalEngine
+    from dcgan_data.engines.local import LocalEngine
     from dcgan_data.ingest.stage import ingest
 
     out = OUT / "ingest_memory"
@@ -245,7 +247,7 @@ def group_child(method: str, path: Path, labels_out: Path) -> dict:
     """One grouping method, in this (fresh) process: edges, time, peak memory, phase times."""
     from dcgan_data.dedup import partition
     from dcgan_data.dedup.stage import connected
-    from dcgan_data.engines.units import LocalEngine
+    from dcgan_data.engines.local import LocalEngine
 
     phases = {"route": 0.0, "partitions": 0.0}
 

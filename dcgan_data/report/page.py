@@ -101,8 +101,10 @@ FIELDS: dict[str, str] = {
 
 
 def readable_fields(kind: str, report: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The report without the fields a known stage's section would misread (a string where
-    counts were, a list where a mapping was), and a line for each field left out."""
+    """The report with each field a known stage's section would misread (a string where
+    counts were, a list where a mapping was) set to None, so that the section shows it as
+    unknown ("-") rather than misread, and its typed report does not take a default in its
+    place; and a line for each such field."""
     if kind not in SECTION_STAGES:
         return report, []  # the generic section reads nothing by name
     readable, odd = {}, []
@@ -111,6 +113,7 @@ def readable_fields(kind: str, report: dict[str, Any]) -> tuple[dict[str, Any], 
         if expected is None or value is None or KINDS[expected](value):
             readable[name] = value
         else:
+            readable[name] = None
             odd.append(f"{name}: {expected} expected, {type(value).__name__} found")
     return readable, odd
 

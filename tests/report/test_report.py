@@ -272,3 +272,18 @@ def test_a_section_that_cannot_read_its_typed_report_falls_back_to_the_generic_o
     section = report_page.draw_section(html_page, stage, report_page.Summary())
     assert ("read", "7") in section.headline
     assert "InputError: NeedsKept: the report has no 'kept'" in stage.problems[0]
+
+
+def test_a_misread_field_reaches_a_typed_report_as_unknown_not_as_its_default():
+    from dcgan_data.core.report import StageReport
+    from dcgan_data.report.page import readable_fields
+
+    @dataclasses.dataclass
+    class Counts(StageReport):
+        read: int = 0
+        written: int = 0
+
+    readable, odd = readable_fields("ingest", {"read": 5, "written": "many"})
+    report = Counts.from_json(readable)
+    assert report.read == 5 and report.written is None
+    assert odd == ["written: a number expected, str found"]
