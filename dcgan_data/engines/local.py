@@ -53,16 +53,13 @@ class LocalEngine(Engine):
     def _run_pool(self, fn, units, context, retries):
         attempts = Attempts(units, retries)
         while attempts:
-            workers = min(self.workers, len(attempts.todo))
+            workers = min(self.workers, len(attempts))
             lost = yield from self._one_pool(fn, attempts, context, workers)
             # The pool broke: a worker died (killed, out of memory) holding one of `lost`.
             # Each is run again alone, so that a death is charged to the unit that caused it.
             for unit, tries in lost:
                 alone = Attempts([], retries)
-                while True:
-                    alone.todo.append((unit, tries))
-                    if not (yield from self._one_pool(fn, alone, context, 1)):
-                        break
+                while (yield from self._one_pool(fn, alone.push(unit, tries), context, 1)):
                     tries += 1
                     if tries > retries:
                         yield unit, UnitError("worker_lost", "its worker process died", tries)

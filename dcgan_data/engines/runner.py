@@ -57,17 +57,22 @@ class Attempts:
         self.todo = [(unit, 0) for unit in reversed(list(units))]  # a stack
         self.retries = retries
 
-    def __bool__(self) -> bool:
-        return bool(self.todo)
+    def __len__(self) -> int:
+        return len(self.todo)
 
     def next(self) -> tuple[Any, int]:
         return self.todo.pop()
+
+    def push(self, unit: Any, attempts: int) -> Attempts:
+        """Run `unit` next, counting the `attempts` it has had."""
+        self.todo.append((unit, attempts))
+        return self
 
     def failed(self, unit: Any, attempts: int, reason: str, exc: BaseException
                ) -> UnitError | None:
         """Queue `unit` again if it has attempts left (None); else its UnitError."""
         if attempts < self.retries:
-            self.todo.append((unit, attempts + 1))
+            self.push(unit, attempts + 1)
             return None
         return UnitError(reason, describe(exc), attempts + 1)
 

@@ -14,6 +14,8 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 
 
+# the inner run has its own limit (1200 s, below): the suite's 600 s would cut it first
+@pytest.mark.timeout(1260)
 def test_ray_engine_on_a_two_node_cluster_in_a_loopback_namespace(tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (`make install` adds the ray extra)")
     if not shutil.which("unshare") or not shutil.which("ip"):
