@@ -95,13 +95,13 @@ def run_set(name: str, rows: np.ndarray, truth: np.ndarray, kinds: list[str]) ->
     seconds = time.perf_counter() - start
     model = out / dd.MODEL
     variants = {"defaults": {}, "--mirrors": {"mirrors": True},
-                "--paper-rule": {"probe": False, "neighbours": 0, "verified": False},
-                "--paper-rule with probes": {"neighbours": 0, "verified": False}}
+                "--paper-rule": {"probe": False, "neighbours": 0, "verify": False},
+                "--paper-rule with probes": {"neighbours": 0, "verify": False}}
     result: dict = {"images": len(rows), "methods": {}}
     for variant, options in variants.items():
         variant_out = out if not options else OUT / name / variant.strip("-").replace(" ", "_")
         if options:
-            dd.dedup(src, variant_out, dry_run=True, model_path=model, **options)
+            dd.dedup(src, variant_out, dry_run=True, hash_model=model, **options)
         labels = dd.read_kept_as(variant_out, keys)
         result["methods"][f"dedup {variant}"] = scores(labels, truth, kinds)
     kinds_array = np.array(kinds)

@@ -32,7 +32,10 @@ from neardup_sets import build  # noqa: E402
 
 from dcgan_data.dedup import stage as dd  # noqa: E402
 from dcgan_data.dedup import verify  # noqa: E402
+from dcgan_data.dedup.options import DedupOptions  # noqa: E402
 from dcgan_data.testing.neardup import MIRROR  # noqa: E402
+
+DEFAULTS = DedupOptions()
 
 OUT = ROOT / "bench" / "out" / "dedup_losses"
 LOW_FLOOR = 0.75
@@ -80,8 +83,8 @@ def run_seed(seed: int, per_photo: int) -> dict:
     rows, truth, kinds = build("dev", seed, per_photo)
     grey, colour = verify.thumbnails(rows)
     n = len(rows)
-    cand_a, cand_b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, dd.MIN_COSINE)
-    wide_a, wide_b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, LOW_FLOOR)
+    cand_a, cand_b = verify.neighbour_pairs(grey, DEFAULTS.neighbours, DEFAULTS.min_cosine)
+    wide_a, wide_b = verify.neighbour_pairs(grey, DEFAULTS.neighbours, LOW_FLOOR)
     a, b, edits = true_pairs(truth, kinds)
     result = fates(grey, colour, a, b, set((cand_a * n + cand_b).tolist()),
                    set((wide_a * n + wide_b).tolist()))

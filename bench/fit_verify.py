@@ -36,9 +36,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from neardup_sets import build, random_crop, tuning_photos  # noqa: E402
 
-from dcgan_data.dedup import stage as dd  # noqa: E402
 from dcgan_data.dedup import verify  # noqa: E402
+from dcgan_data.dedup.options import DedupOptions  # noqa: E402
 from dcgan_data.testing.neardup import MIRROR  # noqa: E402
+
+DEFAULTS = DedupOptions()
 
 # below dedup's own floor (MIN_COSINE): the fit sees more lookalikes than dedup proposes
 FIT_MIN_COSINE = 0.75
@@ -48,7 +50,7 @@ def labelled_pairs(grey: np.ndarray, colour: np.ndarray, truth: np.ndarray, kind
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features (`verify.pair_looks`: the plain and the chroma look), truth and rows of the
     candidate pairs plus every true pair, mirrors aside."""
-    a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, FIT_MIN_COSINE)
+    a, b = verify.neighbour_pairs(grey, DEFAULTS.neighbours, FIT_MIN_COSINE)
     members = {g: np.flatnonzero(truth == g) for g in np.unique(truth)}
     true_a = [m[i] for m in members.values() for i in range(len(m)) for _ in m[i + 1 :]]
     true_b = [m[j] for m in members.values() for i in range(len(m)) for j in range(i + 1, len(m))]
@@ -73,7 +75,7 @@ def hard_negatives(count: int, seed: int
     for i, p in enumerate(source):
         rows[i] = random_crop(photos[p], rng, (64, 64), 64)[0]
     grey, colour = verify.thumbnails(rows)
-    a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, FIT_MIN_COSINE)
+    a, b = verify.neighbour_pairs(grey, DEFAULTS.neighbours, FIT_MIN_COSINE)
     apart = source[a] != source[b]
     features = verify.pair_looks(grey, colour, a[apart], b[apart])
     return features, np.zeros(features.shape[1], bool), (grey, colour, np.c_[a[apart], b[apart]])

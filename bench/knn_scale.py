@@ -37,8 +37,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from neardup_sets import build, random_crop, tuning_photos  # noqa: E402
 
-from dcgan_data.dedup import stage as dedup  # noqa: E402
 from dcgan_data.dedup import verify  # noqa: E402
+from dcgan_data.dedup.options import DedupOptions  # noqa: E402
+
+DEFAULTS = DedupOptions()
 
 OUT = ROOT / "bench" / "out" / "knn_scale"
 VIEWS = [(1.0, False), *((z, False) for z in verify.ZOOMS)]
@@ -83,7 +85,7 @@ def exact_candidates(base: np.ndarray, views: list[np.ndarray], rows: np.ndarray
         for i, row in enumerate(rows.tolist()):
             pairs |= {(min(row, f), max(row, f)) for s, f in
                       zip(top[i].tolist(), found[i].tolist(), strict=True)
-                      if s >= dedup.MIN_COSINE and f != row}
+                      if s >= DEFAULTS.min_cosine and f != row}
     return pairs
 
 
@@ -108,7 +110,7 @@ def faiss_seconds(base: np.ndarray, search: verify.InvertedLists, visited: int) 
     index.add(base)
     index.nprobe = visited
     clock = time.perf_counter()
-    index.search(base[:FAISS_QUERIES], dedup.DEFAULT_NEIGHBOURS + 1)
+    index.search(base[:FAISS_QUERIES], DEFAULTS.neighbours + 1)
     return (time.perf_counter() - clock) * len(base) / min(len(base), FAISS_QUERIES)
 
 
@@ -124,7 +126,7 @@ def main() -> None:
                            verify.thumbnails(rgb)[0]])
     planted = np.arange(args.rows, len(grey))
     views = [verify.descriptors(grey, zoom, mirror) for zoom, mirror in VIEWS]
-    k = dedup.DEFAULT_NEIGHBOURS
+    k = DEFAULTS.neighbours
     exact = exact_candidates(views[0], views, planted, k)
     true = true_pairs(groups, kinds, args.rows) & exact
     result |= {"held_out_rows": len(planted), "exact_candidates": len(exact),
@@ -137,7 +139,7 @@ def main() -> None:
         verify.LISTS_VISITED = visited
         clock, found = time.perf_counter(), set()
         for query in views:
-            a, b = search.nearest(query, k, dedup.MIN_COSINE)
+            a, b = search.nearest(query, k, DEFAULTS.min_cosine)
             mine = a >= args.rows
             found |= set(zip(np.minimum(a[mine], b[mine]).tolist(),
                              np.maximum(a[mine], b[mine]).tolist(), strict=True))

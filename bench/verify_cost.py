@@ -49,14 +49,14 @@ def main() -> None:
         sys.path.insert(0, str(args.checkout.resolve()))
     # imported only now, so that --checkout decides which dcgan_data is timed
     verify = importlib.import_module("dcgan_data.dedup.verify")
-    dd = importlib.import_module("dcgan_data.dedup.stage")
+    DEFAULTS = importlib.import_module("dcgan_data.dedup.options").DedupOptions()
     shard_set = importlib.import_module("dcgan_data.core.shards").ShardSet
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         make_set(Path(folder) / "set", args.rows, 0.05, seed=0)
         rows = shard_set(Path(folder) / "set").load()
     grey, colour = verify.thumbnails(rows)
-    a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, dd.MIN_COSINE)
+    a, b = verify.neighbour_pairs(grey, DEFAULTS.neighbours, DEFAULTS.min_cosine)
     per_pair, wall_per_pair = [], []
     for _ in range(args.repeats):
         start, wall = time.process_time(), time.perf_counter()

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 
 from dcgan_data.dedup import copy_edits, verify
-from dcgan_data.dedup.options import MAX_FALSE_SHARE, SELF_FIT_MIN_ROWS  # noqa: F401
 
 FIT_ROWS = 1000  # rows sampled to make synthetic pairs from
 HOLD_BACK = 0.3  # share of the sampled rows whose pairs are kept out of the fit, for the estimates

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from dcgan_data.core.checks import DEDUP, checked, parse_partitions
 from dcgan_data.core.devices import resolve_device
 from dcgan_data.core.errors import DcganDataError, InputError
 from dcgan_data.core.files import (
@@ -49,6 +48,7 @@ from dcgan_data.core.processes import one_torch_thread, reuse_freed_memory
 from dcgan_data.core.shards import ShardSet, ShardTarget, ShardWriter, encode_key, is_shard_dir
 from dcgan_data.core.stage import Failures
 from dcgan_data.dedup import partition, selffit, verify
+from dcgan_data.dedup.options import SELF_FIT_MIN_ROWS, DedupOptions
 from dcgan_data.engines.units import (
     Engine,
     LocalEngine,
@@ -65,12 +65,8 @@ REPORT = "dedup_report.json"
 SHEET = "duplicates.png"
 # Equal hashes only, as in the paper: precision ~0.99 on near duplicates of real photos;
 # radius 1 finds ~40% more pairs but precision drops to ~0.985 (bench/RESULTS.md).
-DEFAULT_RADIUS = 0
-KEEP_POLICIES = ("first", "largest")
 LARGE_BUCKET = 4096  # buckets this big are compared by faiss rather than numpy
 BUCKET_BAND = 4  # a row sharing a key is a candidate with this many rows after it
-DEFAULT_NEIGHBOURS = 8  # nearest neighbours by DCT descriptor proposed as candidates
-MIN_COSINE = 0.88  # ...when at least this similar (the costs: bench/RESULTS.md)
 KEEPER_ROUNDS = 8  # how often a component's unverified rest is regrouped before it is kept
 
 
@@ -212,7 +208,7 @@ def shared_key_pairs(keys: np.ndarray, band: int = BUCKET_BAND, **partitioning: 
 
 def candidate_pairs(hashes: np.ndarray, probes: np.ndarray | None, radius: int,
                     grey: np.ndarray, neighbours: int, mirrors: bool, device: str,
-                    min_cosine: float = MIN_COSINE, **partitioning: Any
+                    min_cosine: float, **partitioning: Any
                     ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """The union of every generator's candidate pairs (a < b) and how many each proposed."""
     a, b = shared_key_pairs(probes if probes is not None else hashes[:, None, :],
@@ -435,11 +431,7 @@ def output_size(size: int | None, shards: ShardSet) -> int:
     return size
 
 
-def _check_options(src: Path, out: Path, keep: str, against: Path | None, dry_run: bool,
-                   partitions: int | str) -> None:
-    parse_partitions("--partitions", partitions)
-    if keep not in KEEP_POLICIES:
-        raise InputError(f"--keep must be one of {', '.join(KEEP_POLICIES)}, not {keep!r}")
+def _check_options(src: Path, out: Path, against: Path | None, dry_run: bool) -> None:
     for other in (src, against):
         if other is not None and out.resolve() == other.resolve():
             raise InputError(f"-o {out} is an input; write the output somewhere else")
@@ -481,32 +473,51 @@ def _get_model(src: ShardSet, out: Path, model_path: Path | None, config: hashin
 # --- the stage -----------------------------------------------------------------------------
 
 
-@checked(DEDUP)
+def dedup(src: str | os.PathLike, out: str | os.PathLike, options: DedupOptions | None = None,
+          config: hashing.HashConfig | None = None, engine: Engine | str | None = None,
+          **settings: Any) -> dict[str, Any]:
+    """De-duplicate `src` into `out` as `options` (or the defaults, changed by `settings`:
+    any DedupOptions field) say; `config`: the hash model's training. Returns the report
+    (also out/dedup_report.json).
+
+    `engine` runs the ingest of a non-shard SRC, the hashing pass (on the CPU; with a GPU
+    `device` it runs here) and the hash partitions ("local": `workers` processes, or "ray")."""
+    options = (options or DedupOptions()).replace(**settings).applied()  # checked: may refuse
+    o = options
+    return _dedup(src, out, size=o.size, radius=o.radius, keep=o.keep, model_path=o.hash_model,
+                  against=o.against, dry_run=o.dry_run, device=o.device, workers=o.workers,
+                  seed=o.seed, config=config, max_bucket_share=o.max_bucket_share,
+                  probe=o.probe, neighbours=o.neighbours, min_cosine=o.min_cosine,
+                  verified=o.verify, verify_threshold=o.verify_threshold, mirrors=o.mirrors,
+                  engine=engine, partitions=o.partitions, self_fit=o.self_fit,
+                  max_false_share=o.max_false_share)
+
+
 @locks_output("out")  # one run per output directory
-def dedup(
+def _dedup(
     src: str | os.PathLike,
     out: str | os.PathLike,
-    size: int | None = None,
-    radius: int = DEFAULT_RADIUS,
-    keep: str = "first",
-    model_path: str | os.PathLike | None = None,
-    against: str | os.PathLike | None = None,
-    dry_run: bool = False,
-    device: str = "auto",
-    workers: int | None = None,
-    seed: int = 0,
-    config: hashing.HashConfig | None = None,
-    max_bucket_share: float = 0.5,
-    probe: bool = True,
-    neighbours: int = DEFAULT_NEIGHBOURS,
-    min_cosine: float = MIN_COSINE,
-    verified: bool = True,
-    verify_threshold: float | None = None,
-    mirrors: bool = False,
-    engine: Engine | str | None = None,
-    partitions: int | str = partition.DEFAULT_PARTITIONS,
-    self_fit: bool = False,
-    max_false_share: float = selffit.MAX_FALSE_SHARE,
+    size: int | None,
+    radius: int,
+    keep: str,
+    model_path: str | os.PathLike | None,
+    against: str | os.PathLike | None,
+    dry_run: bool,
+    device: str,
+    workers: int | None,
+    seed: int,
+    config: hashing.HashConfig | None,
+    max_bucket_share: float,
+    probe: bool,
+    neighbours: int,
+    min_cosine: float,
+    verified: bool,
+    verify_threshold: float | None,
+    mirrors: bool,
+    engine: Engine | str | None,
+    partitions: int | str,
+    self_fit: bool,
+    max_false_share: float,
 ) -> dict[str, Any]:
     """De-duplicate `src` into `out`. Returns the report (also out/dedup_report.json).
 
@@ -524,7 +535,7 @@ def dedup(
     model_path = Path(model_path) if model_path is not None else None
     config = config or hashing.HashConfig()
     device = resolve_device(device)
-    _check_options(src, out, keep, against, dry_run, partitions)
+    _check_options(src, out, against, dry_run)
     partition.remove_stale_spills(out)  # a killed run's partition files (OUT is ours now)
     engine = make_engine(engine, workers)
     if workers:
@@ -577,7 +588,7 @@ def dedup(
                            np.zeros(len(all_hashes) - len(hashes), np.int64)])
     if verified:
         fit_rows = None
-        if self_fit and len(hashes) >= selffit.SELF_FIT_MIN_ROWS:
+        if self_fit and len(hashes) >= SELF_FIT_MIN_ROWS:
             fit_rows = selffit.FitRows(shards.load, grey, colour, verify.textures(grey, device),
                                        len(hashes), verify.VerifyModel.load().threshold)
         kept_as, row_score, grouping = _verified_kept_as(

@@ -18,6 +18,7 @@ from dcgan_data.core.images import center_crop_resize, decode_image, encode_imag
 from dcgan_data.core.shards import ShardSet, ShardWriter
 from dcgan_data.dedup import partition, selffit, verify
 from dcgan_data.dedup import stage as dd
+from dcgan_data.dedup.options import DedupOptions
 from dcgan_data.engines.units import LocalEngine
 from dcgan_data.hashmodel import hashing
 from dcgan_data.testing.neardup import (
@@ -31,6 +32,8 @@ from dcgan_data.testing.neardup import (
 )
 from dcgan_data.testing.photos import PHOTOS, load_photo, write_shards
 from dcgan_data_cli.main import cli
+
+DEFAULTS = DedupOptions()
 
 FAST = hashing.HashConfig(min_steps=300, max_steps=300, batch_size=256)
 
@@ -193,14 +196,14 @@ def test_partitioned_grouping_in_one_process_gives_the_same_output(planted, tmp_
     stale = tmp_path / "parts" / f"{partition.SPILL_PREFIX}killed"  # a killed run's spill
     stale.mkdir(parents=True)
     (stale / "part-00000.bin").write_bytes(bytes(24))
-    parts = dd.dedup(src, tmp_path / "parts", model_path=out / dd.MODEL, partitions=8,
+    parts = dd.dedup(src, tmp_path / "parts", hash_model=out / dd.MODEL, partitions=8,
                      engine=LocalEngine(1))
     assert parts["grouping"]["partitions"] == 8 and parts["removed"] == report["removed"] > 0
     assert output_files(out) == output_files(tmp_path / "parts")
     same_files(out, tmp_path / "parts", output_files(out))
     assert not list((tmp_path / "parts").glob(f"{partition.SPILL_PREFIX}*"))  # spills removed
-    unverified = {"verified": False, "neighbours": 0, "dry_run": True,
-                  "model_path": out / dd.MODEL}
+    unverified = {"verify": False, "neighbours": 0, "dry_run": True,
+                  "hash_model": out / dd.MODEL}
     dd.dedup(src, tmp_path / "one", **unverified)
     dd.dedup(src, tmp_path / "many", partitions=3, **unverified)
     same_files(tmp_path / "one", tmp_path / "many", [dd.CSV])
@@ -222,17 +225,17 @@ def test_a_lower_neighbour_floor_proposes_more_pairs_and_finds_at_least_as_many(
     images, _, _ = planted_set()
     grey, _ = verify.thumbnails(np.stack([center_crop_resize(x, 64) for x in images]))
     hashes = np.load(out / dd.HASHES)
-    pairs = {c: set(zip(*dd.candidate_pairs(hashes, None, 0, grey, dd.DEFAULT_NEIGHBOURS,
+    pairs = {c: set(zip(*dd.candidate_pairs(hashes, None, 0, grey, DEFAULTS.neighbours,
                                              False, "cpu", c)[:2], strict=True))
-             for c in (0.5, dd.MIN_COSINE)}
-    assert pairs[dd.MIN_COSINE] < pairs[0.5]  # a strict subset
-    low = dd.dedup(src, tmp_path / "low", model_path=out / dd.MODEL, dry_run=True,
+             for c in (0.5, DEFAULTS.min_cosine)}
+    assert pairs[DEFAULTS.min_cosine] < pairs[0.5]  # a strict subset
+    low = dd.dedup(src, tmp_path / "low", hash_model=out / dd.MODEL, dry_run=True,
                    min_cosine=0.5)
     assert low["grouping"]["candidates"]["neighbours"] > \
         report["grouping"]["candidates"]["neighbours"]
     assert low["removed"] >= report["removed"]
     with pytest.raises(InputError, match="cosine"):
-        dd.dedup(src, tmp_path / "bad", model_path=out / dd.MODEL, min_cosine=1.5)
+        dd.dedup(src, tmp_path / "bad", hash_model=out / dd.MODEL, min_cosine=1.5)
     result = CliRunner().invoke(cli, ["dedup", str(src), "-o", str(tmp_path / "cli"),
                                       "--min-cosine", "2"])
     assert result.exit_code == 2 and "--min-cosine" in result.output
@@ -241,8 +244,8 @@ def test_a_lower_neighbour_floor_proposes_more_pairs_and_finds_at_least_as_many(
 def test_paper_rule_and_unverified_options(planted, tmp_path):
     src, out, report, truth, _ = planted
     model = out / dd.MODEL
-    paper = dd.dedup(src, tmp_path / "paper", model_path=model, dry_run=True, probe=False,
-                     neighbours=0, verified=False)
+    paper = dd.dedup(src, tmp_path / "paper", hash_model=model, dry_run=True, probe=False,
+                     neighbours=0, verify=False)
     labels = dd.read_kept_as(tmp_path / "paper", ShardSet(src).keys())
     hashes = np.load(out / dd.HASHES)
     expected = dd.choose_kept(dd.find_groups(hashes, 0), np.ones(len(hashes)), "first",
@@ -280,17 +283,17 @@ def test_keep_largest_and_dry_run(planted, tmp_path):
     writer.write(0, pair, ["small", "large", "other"], np.array([[64, 64], [512, 512], [64, 64]]))
     writer.finish(1)
     report = dd.dedup(tmp_path / "hw", tmp_path / "out", keep="largest",
-                      model_path=out / dd.MODEL, dry_run=True)
+                      hash_model=out / dd.MODEL, dry_run=True)
     assert report["removed"] == 1
     assert (tmp_path / "out" / dd.CSV).read_text().splitlines()[1].startswith("small,large,0,")
     assert dd.read_kept_as(tmp_path / "out", ["small", "large", "other"]).tolist() == [1, 1, 2]
     assert not (tmp_path / "out" / "manifest.json").exists()
     assert not list((tmp_path / "out").glob("shard-*"))
     # a dry run into a finished output is refused, its files untouched
-    dd.dedup(tmp_path / "hw", tmp_path / "done", model_path=out / dd.MODEL)
+    dd.dedup(tmp_path / "hw", tmp_path / "done", hash_model=out / dd.MODEL)
     before = {p.name: p.read_bytes() for p in (tmp_path / "done").iterdir() if p.is_file()}
     with pytest.raises(InputError, match="finished"):
-        dd.dedup(tmp_path / "hw", tmp_path / "done", model_path=out / dd.MODEL, dry_run=True)
+        dd.dedup(tmp_path / "hw", tmp_path / "done", hash_model=out / dd.MODEL, dry_run=True)
     assert before == {p.name: p.read_bytes() for p in (tmp_path / "done").iterdir()
                       if p.is_file()}
 
@@ -300,13 +303,13 @@ def test_against_removes_what_the_other_set_holds(planted, tmp_path):
     images = ShardSet(src).load(singles(truth, 4))
     test_set = write_shards(tmp_path / "test", images[[0, 2]], ["t5", "t40"])
     train = write_shards(tmp_path / "train", images, ["a", "b", "c", "d"])
-    report = dd.dedup(train, tmp_path / "out", model_path=out / dd.MODEL, against=test_set)
+    report = dd.dedup(train, tmp_path / "out", hash_model=out / dd.MODEL, against=test_set)
     assert report["removed_as_duplicate_of_against"] == 2
     assert ShardSet(tmp_path / "out").keys() == ["b", "d"]
     rows = [(r["key"], r["duplicate_of"], r["distance"]) for r in read_rows(tmp_path / "out")]
     assert rows == [("a", "t5", "0"), ("c", "t40", "0")]
     with pytest.raises(InputError, match="SRC itself"):
-        dd.dedup(train, tmp_path / "self", model_path=out / dd.MODEL, against=train)
+        dd.dedup(train, tmp_path / "self", hash_model=out / dd.MODEL, against=train)
     assert not (tmp_path / "self").exists()
 
 
@@ -326,7 +329,7 @@ def test_cli_summary_and_exit_codes(planted, tmp_path):
 def self_fitted(planted, tmp_path_factory):
     src, out, _, _, _ = planted
     return dd.dedup(src, tmp_path_factory.mktemp("self_fit") / "out", dry_run=True,
-                    model_path=out / dd.MODEL, self_fit=True)
+                    hash_model=out / dd.MODEL, self_fit=True)
 
 
 def test_the_decision_fitted_on_the_dataset_reports_its_own_estimates(planted, self_fitted):
@@ -351,7 +354,7 @@ def test_the_decision_fitted_on_the_dataset_reports_its_own_estimates(planted, s
 
 def test_a_stricter_false_share_removes_no_more(planted, self_fitted, tmp_path):
     src, out, _, _, _ = planted
-    strict = dd.dedup(src, tmp_path / "strict", dry_run=True, model_path=out / dd.MODEL,
+    strict = dd.dedup(src, tmp_path / "strict", dry_run=True, hash_model=out / dd.MODEL,
                       self_fit=True, max_false_share=0.001)
     assert strict["grouping"]["threshold"] >= self_fitted["grouping"]["threshold"]
     assert strict["removed"] <= self_fitted["removed"]
@@ -384,10 +387,10 @@ def test_all_identical(tmp_path, crops64):
 def test_all_identical_with_a_model_is_degenerate(tmp_path, crops64, planted):
     same = write_shards(tmp_path / "same", np.repeat(crops64[:1], 60, axis=0))
     with pytest.raises(DcganDataError, match="all 60 images are one image.*max-bucket-share 1"):
-        dd.dedup(same, tmp_path / "out", model_path=planted[1] / dd.MODEL)
+        dd.dedup(same, tmp_path / "out", hash_model=planted[1] / dd.MODEL)
     assert not (tmp_path / "out").exists()
     # told that they really are alike, dedup keeps one
-    report = dd.dedup(same, tmp_path / "out", model_path=planted[1] / dd.MODEL,
+    report = dd.dedup(same, tmp_path / "out", hash_model=planted[1] / dd.MODEL,
                       max_bucket_share=1.0)
     assert report["kept"] == 1 and report["removed"] == 59
 
@@ -403,7 +406,7 @@ def test_corrupt_or_mismatched_model(tmp_path, crops64, content):
     else:
         model.write_bytes(content)
     with pytest.raises(InputError, match="hash model"):
-        dd.dedup(src, tmp_path / "out", model_path=model)
+        dd.dedup(src, tmp_path / "out", hash_model=model)
     assert not (tmp_path / "out").exists()
 
 
@@ -425,7 +428,7 @@ def test_lsun_lmdb_source_is_ingested_first(planted, tmp_path):
 
     lmdb_dir = tmp_path / "bedroom_lmdb"
     pack_images([str(p) for p in PHOTOS[:8]], lmdb_dir, fmt="jpeg", quality=90)
-    report = dd.dedup(lmdb_dir, tmp_path / "out", model_path=planted[1] / dd.MODEL)
+    report = dd.dedup(lmdb_dir, tmp_path / "out", hash_model=planted[1] / dd.MODEL)
     assert report["images"] == 8 and report["removed"] == 0
     assert ShardSet(tmp_path / "out" / "ingested").shape == (64, 64, 3)
     assert len(ShardSet(tmp_path / "out")) == 8

@@ -10,7 +10,8 @@ import torch
 
 from dcgan_data.core.images import center_crop_resize
 from dcgan_data.dedup import verify
-from dcgan_data.dedup.stage import MIN_COSINE, Verifier
+from dcgan_data.dedup.options import DedupOptions
+from dcgan_data.dedup.stage import Verifier
 from dcgan_data.testing.neardup import TRANSFORMS, Crop, cut
 from dcgan_data.testing.photos import PHOTOS, load_photo
 
@@ -82,8 +83,8 @@ def assert_found_by_no_whole_view_but_proposed(grey: np.ndarray, i: int, j: int)
     plain = verify.descriptors(grey)
     for zoom in (1.0, *verify.ZOOMS):
         zoomed = verify.descriptors(grey, zoom)
-        assert max(zoomed[i] @ plain[j], zoomed[j] @ plain[i]) < MIN_COSINE
-    a, b = verify.neighbour_pairs(grey, k=2, min_cosine=MIN_COSINE)
+        assert max(zoomed[i] @ plain[j], zoomed[j] @ plain[i]) < DedupOptions().min_cosine
+    a, b = verify.neighbour_pairs(grey, k=2, min_cosine=DedupOptions().min_cosine)
     assert (i, j) in set(zip(a.tolist(), b.tolist(), strict=True))
 
 
