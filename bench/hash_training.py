@@ -39,6 +39,7 @@ from neardup_sets import build  # noqa: E402
 from dcgan_data.core import processes  # noqa: E402
 from dcgan_data.core.shards import ShardSet, ShardWriter  # noqa: E402
 from dcgan_data.dedup import stage as dd  # noqa: E402
+from dcgan_data.dedup import write  # noqa: E402
 from dcgan_data.hashmodel import hashing  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "hash_training"
@@ -86,7 +87,7 @@ def quality(model_path: Path, which: str, seed: int) -> dict:
                           ("defaults", {})):
         target = OUT / which / rule.replace(" ", "_")
         dd.dedup(src, target, dry_run=True, hash_model=model_path, **options)
-        result = scores(dd.read_kept_as(target, keys), truth, kinds)["no_flat"]
+        result = scores(write.read_kept_as(target, keys), truth, kinds)["no_flat"]
         out[rule] = {k: result[k] for k in ("precision", "recall", "f1")}
     return out
 

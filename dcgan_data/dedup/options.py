@@ -96,7 +96,9 @@ class DedupOptions(StageOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        parse_partitions(option_name("partitions"), self.partitions)
+        # a count given as text ("8") is stored as the number
+        object.__setattr__(self, "partitions",
+                           parse_partitions(option_name("partitions"), self.partitions))
 
     def applied(self) -> DedupOptions:
         """The options the run follows: the paper's rule turns off probes, neighbours and

@@ -16,8 +16,9 @@ from click.testing import CliRunner
 from dcgan_data.core.errors import DcganDataError, InputError
 from dcgan_data.core.images import center_crop_resize, decode_image, encode_image, resize_square
 from dcgan_data.core.shards import ShardSet, ShardWriter
-from dcgan_data.dedup import partition, selffit, verify
+from dcgan_data.dedup import candidates, decide, partition, scan, selffit, thumbnails, verify, write
 from dcgan_data.dedup import stage as dd
+from dcgan_data.dedup.grouping import connected, exact_groups, find_groups, radius_pairs
 from dcgan_data.dedup.options import DedupOptions
 from dcgan_data.engines.units import LocalEngine
 from dcgan_data.hashmodel import hashing
@@ -63,33 +64,33 @@ def near_codes(n: int, seed: int, skew: bool = False) -> np.ndarray:
 @pytest.mark.parametrize("radius", [1, 2, 3, 5, 8])
 def test_radius_pairs_are_exact(radius, monkeypatch):
     codes = near_codes(300, radius)
-    found = set(zip(*[x.tolist() for x in dd.radius_pairs(codes, radius)], strict=True))
+    found = set(zip(*[x.tolist() for x in radius_pairs(codes, radius)], strict=True))
     expected = brute_pairs(codes, radius)
     assert found == expected and expected  # pairs at exactly `radius` included, none missed
     # skewed bits push whole blocks into one bucket, which goes to faiss (strict radius)
     skewed = near_codes(300, radius, skew=True)
-    monkeypatch.setattr(dd, "LARGE_BUCKET", 16)
-    found = set(zip(*[x.tolist() for x in dd.radius_pairs(skewed, radius)], strict=True))
+    monkeypatch.setattr("dcgan_data.dedup.grouping.LARGE_BUCKET", 16)
+    found = set(zip(*[x.tolist() for x in radius_pairs(skewed, radius)], strict=True))
     assert found == brute_pairs(skewed, radius)
 
 
 def test_exact_groups_and_connected_components():
     codes = np.array([[1] * 16, [2] * 16, [1] * 16, [3] * 16, [2] * 16], np.uint8)
-    inverse, first = dd.exact_groups(codes)
+    inverse, first = exact_groups(codes)
     assert inverse.tolist() == [0, 1, 0, 2, 1] and first.tolist() == [0, 1, 3]
-    assert dd.find_groups(codes, 0).tolist() == [0, 1, 0, 3, 1]
+    assert find_groups(codes, 0).tolist() == [0, 1, 0, 3, 1]
     # a chain 4-3, 3-1, 1-0 joins into one component, labelled by its smallest node
-    label = dd.connected(6, np.array([4, 3, 1]), np.array([3, 1, 0]))
+    label = connected(6, np.array([4, 3, 1]), np.array([3, 1, 0]))
     assert label.tolist() == [0, 0, 2, 0, 0, 5]
 
 
 def test_keep_policies():
     labels = np.array([0, 0, 2, 0, 2, 5])
     area = np.array([10, 50, 10, 50, 10, 10])
-    assert dd.choose_kept(labels, area, "first", 6).tolist() == [0, 0, 2, 0, 2, 5]
-    assert dd.choose_kept(labels, area, "largest", 6).tolist() == [1, 1, 2, 1, 2, 5]
+    assert decide.choose_kept(labels, area, "first", 6).tolist() == [0, 0, 2, 0, 2, 5]
+    assert decide.choose_kept(labels, area, "largest", 6).tolist() == [1, 1, 2, 1, 2, 5]
     # rows >= 4 are the --against set: a group holding one keeps it and drops ours
-    assert dd.choose_kept(np.array([0, 1, 0, 3, 1, 5]), np.ones(6), "first", 4).tolist() == \
+    assert decide.choose_kept(np.array([0, 1, 0, 3, 1, 5]), np.ones(6), "first", 4).tolist() == \
         [0, 4, 0, 3, 4, 5]
 
 
@@ -150,14 +151,14 @@ def test_real_photos_with_planted_duplicates(planted):
     src, out, report, truth, kinds = planted
     hashes = np.load(out / dd.HASHES)
     assert hashes.shape == (len(truth), 16)
-    labels = dd.read_kept_as(out, ShardSet(src).keys())
+    labels = write.read_kept_as(out, ShardSet(src).keys())
     precision, recall = pair_precision_recall(labels, truth)
     assert precision >= 0.98 and recall >= 0.85, (precision, recall)
     # colour, contrast, framing and geometry edits: what equal hashes (the paper's rule) miss
     found = {k: copies_found(labels, truth, kinds, k)
              for k in ("grayscale", "contrast", "saturation", "border_crop", "shift")}
     assert min(found.values()) >= 0.5, found
-    paper = dd.find_groups(hashes, 0)
+    paper = find_groups(hashes, 0)
     assert pair_precision_recall(paper, truth)[1] < recall - 0.2
     grouping = report["grouping"]
     assert grouping["verified"] and grouping["candidates"]["neighbours"] > 0
@@ -223,9 +224,9 @@ def test_a_lower_neighbour_floor_proposes_more_pairs_and_finds_at_least_as_many(
                                                                               tmp_path):
     src, out, report, truth, _ = planted
     images, _, _ = planted_set()
-    grey, _ = verify.thumbnails(np.stack([center_crop_resize(x, 64) for x in images]))
+    grey, _ = thumbnails.thumbnails(np.stack([center_crop_resize(x, 64) for x in images]))
     hashes = np.load(out / dd.HASHES)
-    pairs = {c: set(zip(*dd.candidate_pairs(hashes, None, 0, grey, DEFAULTS.neighbours,
+    pairs = {c: set(zip(*candidates.candidate_pairs(hashes, None, 0, grey, DEFAULTS.neighbours,
                                              False, "cpu", c)[:2], strict=True))
              for c in (0.5, DEFAULTS.min_cosine)}
     assert pairs[DEFAULTS.min_cosine] < pairs[0.5]  # a strict subset
@@ -246,9 +247,9 @@ def test_paper_rule_and_unverified_options(planted, tmp_path):
     model = out / dd.MODEL
     paper = dd.dedup(src, tmp_path / "paper", hash_model=model, dry_run=True, probe=False,
                      neighbours=0, verify=False)
-    labels = dd.read_kept_as(tmp_path / "paper", ShardSet(src).keys())
+    labels = write.read_kept_as(tmp_path / "paper", ShardSet(src).keys())
     hashes = np.load(out / dd.HASHES)
-    expected = dd.choose_kept(dd.find_groups(hashes, 0), np.ones(len(hashes)), "first",
+    expected = decide.choose_kept(find_groups(hashes, 0), np.ones(len(hashes)), "first",
                               len(hashes))
     assert np.array_equal(labels, expected)  # exactly equal hashes, nothing else
     assert paper["removed"] < report["removed"] and not paper["grouping"]["verified"]
@@ -286,7 +287,7 @@ def test_keep_largest_and_dry_run(planted, tmp_path):
                       hash_model=out / dd.MODEL, dry_run=True)
     assert report["removed"] == 1
     assert (tmp_path / "out" / dd.CSV).read_text().splitlines()[1].startswith("small,large,0,")
-    assert dd.read_kept_as(tmp_path / "out", ["small", "large", "other"]).tolist() == [1, 1, 2]
+    assert write.read_kept_as(tmp_path / "out", ["small", "large", "other"]).tolist() == [1, 1, 2]
     assert not (tmp_path / "out" / "manifest.json").exists()
     assert not list((tmp_path / "out").glob("shard-*"))
     # a dry run into a finished output is refused, its files untouched
@@ -348,7 +349,7 @@ def test_the_decision_fitted_on_the_dataset_reports_its_own_estimates(planted, s
     assert fitted["held_back_recall"] > 0.5 and fitted["held_back_look_alike_pass_rate"] < 0.1
     params = self_fitted["parameters"]
     assert params["self_fit"] and params["max_false_share"] == 0.01
-    labels = dd.read_kept_as(self_fitted["out"], ShardSet(src).keys())
+    labels = write.read_kept_as(self_fitted["out"], ShardSet(src).keys())
     assert pair_precision_recall(labels, truth)[0] >= 0.98
 
 
@@ -442,7 +443,7 @@ def test_shared_hash_pairs_join_rows_sharing_any_probe_hash():
     a, b = partition.shared_hash_pairs(probes)
     assert sorted(zip(a.tolist(), b.tolist(), strict=True)) in ([(0, 3)], [(3, 0)])
     codes = rng.integers(0, 256, (5, 16), dtype=np.uint8)
-    assert dd.find_groups(codes, 0, probes).tolist() == [0, 1, 2, 0, 4]
+    assert find_groups(codes, 0, probes).tolist() == [0, 1, 2, 0, 4]
 
 
 def test_shared_key_pairs_pair_every_row_of_a_small_bucket():
@@ -450,7 +451,7 @@ def test_shared_key_pairs_pair_every_row_of_a_small_bucket():
     keys[:, 1] = np.arange(6)[:, None] + 10  # second key of each row: its own
     keys[[0, 2, 5], 0, 0] = 1  # rows 0, 2, 5 share their first key
     keys[[1, 3, 4], 0, 0] = 2 + np.arange(3)  # the others' first keys are their own
-    a, b = dd.shared_key_pairs(keys)
+    a, b = candidates.shared_key_pairs(keys)
     assert sorted(zip(a.tolist(), b.tolist(), strict=True)) == [(0, 2), (0, 5), (2, 5)]
 
 
@@ -475,7 +476,7 @@ def test_verified_groups_never_remove_through_a_chain():
     good = {(0, 1), (1, 2), (3, 4), (4, 5), (3, 5)}
     a, b = np.array([0, 1, 3, 4]), np.array([1, 2, 4, 5])
     verifier = FakeVerifier(good)
-    kept_as, score, stats = dd.verified_groups(7, a, b, verifier(a, b), verifier,
+    kept_as, score, stats = decide.verified_groups(7, a, b, verifier(a, b), verifier,
                                                np.ones(7), "first", 7)
     assert kept_as.tolist() == [0, 0, 2, 3, 3, 3, 6]
     assert stats["rechecked_pairs"] == 2 and stats["kept_unverified"] == 0  # (0,2), (3,5)
@@ -489,9 +490,9 @@ def test_verifier_second_look_raises_only_pairs_just_short_of_the_threshold():
     rotated = cv2.warpAffine(original, turn, (256, 256), borderMode=cv2.BORDER_REFLECT)
     other = cut(photo, Crop(0, 300, 300, 200), 256)
     rows = np.stack([center_crop_resize(x, 64) for x in (original, rotated, other)])
-    grey, colour = verify.thumbnails(rows)
+    grey, colour = thumbnails.thumbnails(rows)
     a, b = np.array([0, 0]), np.array([1, 2])
-    verifier = dd.Verifier(grey, colour, None, False, "cpu")
+    verifier = verify.Verifier(grey, colour, None, False, "cpu")
     verifier.model.align_band = verifier.model.overlay_band = 0.0  # the alignment alone
     plain = verifier(a, b)
     verifier.model.align_band, verifier.model.align_margin = 3.0, 0.25
@@ -505,14 +506,14 @@ def test_second_look_is_given_to_at_most_a_share_of_the_pairs(monkeypatch):
     rows = np.stack([center_crop_resize(cut(load_photo(PHOTOS[i % 6]),
                                             Crop(0, 20 * i, 20 * i, 180), 256), 64)
                      for i in range(12)])
-    grey, colour = verify.thumbnails(rows)
+    grey, colour = thumbnails.thumbnails(rows)
     a, b = np.repeat(np.arange(6), 2), np.arange(12)[::-1].copy()
-    verifier = dd.Verifier(grey, colour, None, False, "cpu")
+    verifier = verify.Verifier(grey, colour, None, False, "cpu")
     verifier.model.align_band = verifier.model.overlay_band = 0.0
     plain = verifier(a, b)
     verifier.model.align_band = 1e9  # every pair is just short of a threshold above them all
     verifier.threshold = float(plain.max()) + 1.0
-    monkeypatch.setattr(dd, "SECOND_LOOK_MIN", 4)
+    monkeypatch.setattr(verify, "SECOND_LOOK_MIN", 4)
     verifier(a, b)
     assert verifier.aligned == 4 and verifier.second_look_skipped == len(a) - 4
 
@@ -527,7 +528,7 @@ def _anonymous_bytes() -> int:
 def test_scan_arrays_are_file_pages_that_leave_nothing_behind(tmp_path):
     n = 100_000  # thumbnails of 100 MB
     before = _anonymous_bytes()
-    hashes, probes, grey, colour = dd._scan_arrays(tmp_path, n, probe=True)
+    hashes, probes, grey, colour = scan.scan_arrays(tmp_path, n, probe=True)
     grey[:] = 7
     colour[:] = 9
     probes[:] = 1
