@@ -84,6 +84,7 @@ class DedupOptions(StageOptions):
     workers: int | None = setting(None, "Processes for ingest and hashing, threads for "
                                         "training and verification.", COUNT,
                                   default_text="all cores; 1 on a busy shared machine")
+    # auto: one in-memory sort unless the hashes outgrow the memory
     partitions: int | str = setting(
         "auto", "Group the shared hashes in N partitions, one after another here or in "
                 "parallel on Ray, so that no process sorts them all (auto: as many as the "
