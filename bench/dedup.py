@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 from neardup_sets import build  # noqa: E402
 
 from dcgan_data.core.shards import ShardWriter  # noqa: E402
+from dcgan_data.dedup import grouping, write  # noqa: E402
 from dcgan_data.dedup import stage as dd  # noqa: E402
 from dcgan_data.testing.neardup import MIRROR, pair_scores  # noqa: E402
 
@@ -79,8 +80,8 @@ def peer_codes(rows: np.ndarray, method: str) -> np.ndarray:
 
 
 def peer_labels(codes: np.ndarray, threshold: int) -> np.ndarray:
-    return dd.find_groups(np.ascontiguousarray(np.pad(codes, ((0, 0), (0, 16 - codes.shape[1])))),
-                          threshold)
+    padded = np.pad(codes, ((0, 0), (0, 16 - codes.shape[1])))
+    return grouping.find_groups(np.ascontiguousarray(padded), threshold)
 
 
 def run_set(name: str, rows: np.ndarray, truth: np.ndarray, kinds: list[str]) -> dict:
@@ -95,19 +96,19 @@ def run_set(name: str, rows: np.ndarray, truth: np.ndarray, kinds: list[str]) ->
     seconds = time.perf_counter() - start
     model = out / dd.MODEL
     variants = {"defaults": {}, "--mirrors": {"mirrors": True},
-                "--paper-rule": {"probe": False, "neighbours": 0, "verified": False},
-                "--paper-rule with probes": {"neighbours": 0, "verified": False}}
+                "--paper-rule": {"probe": False, "neighbours": 0, "verify": False},
+                "--paper-rule with probes": {"neighbours": 0, "verify": False}}
     result: dict = {"images": len(rows), "methods": {}}
     for variant, options in variants.items():
         variant_out = out if not options else OUT / name / variant.strip("-").replace(" ", "_")
         if options:
-            dd.dedup(src, variant_out, dry_run=True, model_path=model, **options)
-        labels = dd.read_kept_as(variant_out, keys)
+            dd.dedup(src, variant_out, dry_run=True, hash_model=model, **options)
+        labels = write.read_kept_as(variant_out, keys)
         result["methods"][f"dedup {variant}"] = scores(labels, truth, kinds)
     kinds_array = np.array(kinds)
     mirrors = [i for i, k in enumerate(kinds) if k == MIRROR]
     for variant in ("defaults", "--mirrors"):
-        labels = dd.read_kept_as(out if variant == "defaults" else OUT / name / "mirrors", keys)
+        labels = write.read_kept_as(out if variant == "defaults" else OUT / name / "mirrors", keys)
         original = {g: i for i, (g, k) in enumerate(zip(truth, kinds, strict=True))
                     if k == "original"}
         result["methods"][f"dedup {variant}"]["mirror_recall"] = round(float(np.mean(

@@ -30,9 +30,12 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from neardup_sets import build  # noqa: E402
 
-from dcgan_data.dedup import stage as dd  # noqa: E402
-from dcgan_data.dedup import verify  # noqa: E402
+from dcgan_data.dedup import alignment, logistic, neighbours, thumbnails, verify  # noqa: E402
+from dcgan_data.dedup.features import pair_features  # noqa: E402
+from dcgan_data.dedup.options import DedupOptions  # noqa: E402
 from dcgan_data.testing.neardup import MIRROR  # noqa: E402
+
+DEFAULTS = DedupOptions()
 
 OUT = ROOT / "bench" / "out" / "dedup_losses"
 LOW_FLOOR = 0.75
@@ -55,11 +58,11 @@ def fates(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
     accepted as dedup's verifier decides (with both its second looks); the others by their
     plain score and the alignment look (verify.near_threshold's band)."""
     n = len(grey)
-    model = verify.VerifyModel.load()
-    decided = dd.Verifier(grey, colour, None, False, "cpu")(a, b)
-    plain = model.log_odds(verify.pair_features(grey, colour, a, b))
+    model = logistic.VerifyModel.load()
+    decided = verify.Verifier(grey, colour, None, False, "cpu")(a, b)
+    plain = model.log_odds(pair_features(grey, colour, a, b))
     near = verify.near_threshold(plain, model.threshold, model.align_band)
-    features, found = verify.aligned_pair_features(grey, colour, a[near], b[near])
+    features, found = alignment.aligned_pair_features(grey, colour, a[near], b[near])
     second = dict(zip(near.tolist(), np.where(
         found, model.log_odds(np.nan_to_num(features)) - model.align_margin, None),
         strict=True))
@@ -78,17 +81,17 @@ def fates(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
 
 def run_seed(seed: int, per_photo: int) -> dict:
     rows, truth, kinds = build("dev", seed, per_photo)
-    grey, colour = verify.thumbnails(rows)
+    grey, colour = thumbnails.thumbnails(rows)
     n = len(rows)
-    cand_a, cand_b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, dd.MIN_COSINE)
-    wide_a, wide_b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, LOW_FLOOR)
+    cand_a, cand_b = neighbours.neighbour_pairs(grey, DEFAULTS.neighbours, DEFAULTS.min_cosine)
+    wide_a, wide_b = neighbours.neighbour_pairs(grey, DEFAULTS.neighbours, LOW_FLOOR)
     a, b, edits = true_pairs(truth, kinds)
     result = fates(grey, colour, a, b, set((cand_a * n + cand_b).tolist()),
                    set((wide_a * n + wide_b).tolist()))
     by_edit: dict[str, Counter] = defaultdict(Counter)
     for edit, fate in zip(edits, result, strict=True):
         by_edit[edit][fate] += 1
-    verifier = dd.Verifier(grey, colour, None, False, "cpu")
+    verifier = verify.Verifier(grey, colour, None, False, "cpu")
     scores = verifier(cand_a, cand_b)
     kind = np.array(kinds)
     wrong = (scores >= verifier.threshold) & (truth[cand_a] != truth[cand_b]) \

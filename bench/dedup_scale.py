@@ -167,7 +167,7 @@ def main() -> None:
         for n in args.rows:
             made_set(OUT / f"src_{args.kind}_{n}", n, args)
         return
-    from dcgan_data.dedup.stage import read_kept_as
+    from dcgan_data.dedup.write import read_kept_as
 
     results = []
     for n in args.rows:

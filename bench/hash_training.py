@@ -40,6 +40,7 @@ from neardup_sets import build  # noqa: E402
 from dcgan_data.core import processes  # noqa: E402
 from dcgan_data.core.shards import ShardSet, ShardWriter  # noqa: E402
 from dcgan_data.dedup import stage as dd  # noqa: E402
+from dcgan_data.dedup import write  # noqa: E402
 from dcgan_data.hashmodel import hashing  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "hash_training"
@@ -83,11 +84,11 @@ def quality(model_path: Path, which: str, seed: int) -> dict:
     writer.write(0, rows, keys)
     writer.finish(1)
     out = {}
-    for rule, options in (("paper rule", {"probe": False, "neighbours": 0, "verified": False}),
+    for rule, options in (("paper rule", {"probe": False, "neighbours": 0, "verify": False}),
                           ("defaults", {})):
         target = OUT / which / rule.replace(" ", "_")
-        dd.dedup(src, target, dry_run=True, model_path=model_path, **options)
-        result = scores(dd.read_kept_as(target, keys), truth, kinds)["no_flat"]
+        dd.dedup(src, target, dry_run=True, hash_model=model_path, **options)
+        result = scores(write.read_kept_as(target, keys), truth, kinds)["no_flat"]
         out[rule] = {k: result[k] for k in ("precision", "recall", "f1")}
     return out
 

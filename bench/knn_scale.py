@@ -4,11 +4,11 @@
 
 The rows: the held-out near-duplicate set of bench/dedup.py (AugLy copies of photos dedup
 was not tuned on) hidden among `--rows` random crops of the sample photos, all as dedup sees
-them (verify.descriptors of 32x32 grey thumbnails, three views per row). Measured in one run:
+them (views.descriptors of 32x32 grey thumbnails, three views per row). Measured in one run:
 
 * exact search, for the held-out rows only: the candidate pairs dedup would get from an
   exact search of the whole set (the truth the approximate search is scored against);
-* verify.InvertedLists, the search dedup uses above verify.EXACT_SEARCH_ROWS, for every row
+* neighbours.InvertedLists, the search dedup uses above neighbours.EXACT_SEARCH_ROWS, for every row
   and view, at each `--visited` (lists searched per query): seconds, the matrix products'
   speed against a large fp32 matrix product on the same cores (the physical limit), and
   recall of the exact candidates, of all and of the true copies among them;
@@ -37,11 +37,13 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from neardup_sets import build, random_crop, tuning_photos  # noqa: E402
 
-from dcgan_data.dedup import stage as dedup  # noqa: E402
-from dcgan_data.dedup import verify  # noqa: E402
+from dcgan_data.dedup import neighbours, thumbnails, views  # noqa: E402
+from dcgan_data.dedup.options import DedupOptions  # noqa: E402
+
+DEFAULTS = DedupOptions()
 
 OUT = ROOT / "bench" / "out" / "knn_scale"
-VIEWS = [(1.0, False), *((z, False) for z in verify.ZOOMS)]
+VIEWS = [(1.0, False), *((z, False) for z in views.ZOOMS)]
 FAISS_QUERIES = 100_000
 
 
@@ -52,10 +54,10 @@ def uptime() -> str:
 def background(count: int, rng: np.random.Generator) -> np.ndarray:
     """(count, 32, 32) grey thumbnails of random crops of the sample photos."""
     photos = [cv2.cvtColor(p, cv2.COLOR_RGB2GRAY) for p in tuning_photos()]
-    grey = np.empty((count, verify.GREY, verify.GREY), np.uint8)
+    grey = np.empty((count, thumbnails.GREY, thumbnails.GREY), np.uint8)
     for i in range(count):
         photo = photos[int(rng.integers(len(photos)))]
-        grey[i] = random_crop(photo, rng, (verify.GREY, verify.GREY), 64)[0]
+        grey[i] = random_crop(photo, rng, (thumbnails.GREY, thumbnails.GREY), 64)[0]
     return grey
 
 
@@ -83,7 +85,7 @@ def exact_candidates(base: np.ndarray, views: list[np.ndarray], rows: np.ndarray
         for i, row in enumerate(rows.tolist()):
             pairs |= {(min(row, f), max(row, f)) for s, f in
                       zip(top[i].tolist(), found[i].tolist(), strict=True)
-                      if s >= dedup.MIN_COSINE and f != row}
+                      if s >= DEFAULTS.min_cosine and f != row}
     return pairs
 
 
@@ -97,7 +99,7 @@ def matmul_gflops(seconds: float = 3.0) -> float:
     return done * 2 * 4096**3 / (time.perf_counter() - clock) / 1e9
 
 
-def faiss_seconds(base: np.ndarray, search: verify.InvertedLists, visited: int) -> float:
+def faiss_seconds(base: np.ndarray, search: neighbours.InvertedLists, visited: int) -> float:
     """Seconds for faiss's IndexIVFFlat (the same lists) to search one view of every row."""
     import faiss
 
@@ -108,7 +110,7 @@ def faiss_seconds(base: np.ndarray, search: verify.InvertedLists, visited: int) 
     index.add(base)
     index.nprobe = visited
     clock = time.perf_counter()
-    index.search(base[:FAISS_QUERIES], dedup.DEFAULT_NEIGHBOURS + 1)
+    index.search(base[:FAISS_QUERIES], DEFAULTS.neighbours + 1)
     return (time.perf_counter() - clock) * len(base) / min(len(base), FAISS_QUERIES)
 
 
@@ -121,28 +123,28 @@ def main() -> None:
     result = {"rows": args.rows, "uptime": uptime(), "runs": []}
     rgb, groups, kinds = build("held-out", 0, 30)
     grey = np.concatenate([background(args.rows, np.random.default_rng(args.seed)),
-                           verify.thumbnails(rgb)[0]])
+                           thumbnails.thumbnails(rgb)[0]])
     planted = np.arange(args.rows, len(grey))
-    views = [verify.descriptors(grey, zoom, mirror) for zoom, mirror in VIEWS]
-    k = dedup.DEFAULT_NEIGHBOURS
+    views = [views.descriptors(grey, zoom, mirror) for zoom, mirror in VIEWS]
+    k = DEFAULTS.neighbours
     exact = exact_candidates(views[0], views, planted, k)
     true = true_pairs(groups, kinds, args.rows) & exact
     result |= {"held_out_rows": len(planted), "exact_candidates": len(exact),
                "exact_true_candidates": len(true)}
     clock = time.perf_counter()
-    search = verify.InvertedLists(views[0])
+    search = neighbours.InvertedLists(views[0])
     result["build_s"] = round(time.perf_counter() - clock, 1)
     result["matmul_gflops"] = round(matmul_gflops(), 1)
     for visited in args.visited:
-        verify.LISTS_VISITED = visited
+        neighbours.LISTS_VISITED = visited
         clock, found = time.perf_counter(), set()
         for query in views:
-            a, b = search.nearest(query, k, dedup.MIN_COSINE)
+            a, b = search.nearest(query, k, DEFAULTS.min_cosine)
             mine = a >= args.rows
             found |= set(zip(np.minimum(a[mine], b[mine]).tolist(),
                              np.maximum(a[mine], b[mine]).tolist(), strict=True))
         seconds = time.perf_counter() - clock
-        flops = 2 * len(views) * len(grey) * visited * verify.LIST_ROWS * views[0].shape[1]
+        flops = 2 * len(views) * len(grey) * visited * neighbours.LIST_ROWS * views[0].shape[1]
         run = {"visited": visited, "uptime": uptime(), "three_views_s": round(seconds, 1),
                "gflops": round(flops / seconds / 1e9, 1),
                "recall_of_exact": round(len(found & exact) / len(exact), 4),

@@ -92,7 +92,7 @@ def build_inputs(images: int, lines: int) -> tuple[Path, Path]:
 
 
 def runner(args) -> dict:
-    from dcgan_data.dedup.stage import _scan, _scan_arrays
+    from dcgan_data.dedup.scan import scan, scan_arrays
     from dcgan_data.engines.local import LocalEngine
     from dcgan_data.engines.ray import RayEngine
     from dcgan_data.engines.runner import run_units
@@ -132,8 +132,8 @@ def runner(args) -> dict:
         shards = hash_input(OUT / "ingest_local", args.hash_rows)
         for name, engine in engines.items():
             t = time.perf_counter()
-            _scan(hasher, shards, engine, "hash",
-                  _scan_arrays(OUT, len(shards), hasher.slopes is not None), 0)
+            scan(hasher, shards, engine, "hash",
+                 scan_arrays(OUT, len(shards), hasher.slopes is not None), 0)
             runs[f"dedup_hash_{name}"].append(len(shards) / (time.perf_counter() - t))
     result = {"uptime": uptime(), "workers": args.workers, "images": args.images,
               "lines": args.lines, "hash_rows": args.hash_rows,
@@ -246,7 +246,7 @@ def make_probes(path: Path, rows: int, moves: int, seed: int = 0) -> None:
 def group_child(method: str, path: Path, labels_out: Path) -> dict:
     """One grouping method, in this (fresh) process: edges, time, peak memory, phase times."""
     from dcgan_data.dedup import partition
-    from dcgan_data.dedup.stage import connected
+    from dcgan_data.dedup.grouping import connected
     from dcgan_data.engines.local import LocalEngine
 
     phases = {"route": 0.0, "partitions": 0.0}

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +151,7 @@ def test_an_ingest_that_wrote_no_image_exits_1_with_its_reason(tmp_path):
 def test_no_duplicates_means_no_sheet_and_the_report_says_so(tmp_path):
     from dcgan_data.core.shards import ShardSet
     from dcgan_data.dedup import stage as dd
+    from dcgan_data.dedup import write
     from dcgan_data.report.page import build_report
 
     shards = ShardSet(write_shards(tmp_path / "s", photo_crops(4, size=32)))
@@ -159,8 +159,7 @@ def test_no_duplicates_means_no_sheet_and_the_report_says_so(tmp_path):
     out.mkdir(parents=True)
     sheet = out / dd.SHEET
     sheet.write_bytes(b"a sheet from an earlier run")
-    none = np.array([], np.int64)
-    dd._write_sheet(sheet, shards, None, none, np.arange(4), np.arange(4), Counter())
+    write.write_sheet(sheet, shards, None, np.arange(4))  # every row kept as itself
     assert not sheet.exists()
     (out / "dedup_report.json").write_text(json.dumps(
         {"stage": "dedup", "images": 4, "kept": 4, "removed": 0,

@@ -11,7 +11,7 @@ pair, computes the pair features, adds lookalike pairs between crops of differen
 logistic model on both, and sets its threshold on the tuning pairs: the lowest log-odds at
 which the candidate pairs above it are at least `--precision` true there. Then the second
 look: pairs within `--align-band` below the threshold are aligned
-(verify.aligned_pair_features) and scored again, and the margin an aligned pair must clear
+(alignment.aligned_pair_features) and scored again, and the margin an aligned pair must clear
 is the least that keeps all accepted pairs `--precision` true; the overlay look's margin
 (pairs within `--overlay-band`) and the chroma look's (every pair) are set alike, each on
 the scores after the looks before it, in dedup's order, the chroma look's also high enough
@@ -36,9 +36,20 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from neardup_sets import build, random_crop, tuning_photos  # noqa: E402
 
-from dcgan_data.dedup import stage as dd  # noqa: E402
-from dcgan_data.dedup import verify  # noqa: E402
+from dcgan_data.dedup import (  # noqa: E402
+    alignment,
+    grouping,
+    logistic,
+    neighbours,
+    overlay,
+    thumbnails,
+    verify,
+)
+from dcgan_data.dedup.features import pair_looks  # noqa: E402
+from dcgan_data.dedup.options import DedupOptions  # noqa: E402
 from dcgan_data.testing.neardup import MIRROR  # noqa: E402
+
+DEFAULTS = DedupOptions()
 
 # below dedup's own floor (MIN_COSINE): the fit sees more lookalikes than dedup proposes
 FIT_MIN_COSINE = 0.75
@@ -46,18 +57,18 @@ FIT_MIN_COSINE = 0.75
 
 def labelled_pairs(grey: np.ndarray, colour: np.ndarray, truth: np.ndarray, kinds: list[str]
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features (`verify.pair_looks`: the plain and the chroma look), truth and rows of the
+    """Features (`pair_looks`: the plain and the chroma look), truth and rows of the
     candidate pairs plus every true pair, mirrors aside."""
-    a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, FIT_MIN_COSINE)
+    a, b = neighbours.neighbour_pairs(grey, DEFAULTS.neighbours, FIT_MIN_COSINE)
     members = {g: np.flatnonzero(truth == g) for g in np.unique(truth)}
     true_a = [m[i] for m in members.values() for i in range(len(m)) for _ in m[i + 1 :]]
     true_b = [m[j] for m in members.values() for i in range(len(m)) for j in range(i + 1, len(m))]
-    a, b = verify.unique_pairs(np.r_[a, true_a].astype(np.int64),
+    a, b = grouping.unique_pairs(np.r_[a, true_a].astype(np.int64),
                                np.r_[b, true_b].astype(np.int64), len(grey))
     mirror = np.array([k == MIRROR for k in kinds])
     keep = ~(mirror[a] | mirror[b])
     a, b = a[keep], b[keep]
-    return verify.pair_looks(grey, colour, a, b), truth[a] == truth[b], np.c_[a, b]
+    return pair_looks(grey, colour, a, b), truth[a] == truth[b], np.c_[a, b]
 
 
 def hard_negatives(count: int, seed: int
@@ -72,14 +83,14 @@ def hard_negatives(count: int, seed: int
     source = rng.integers(len(photos), size=count)
     for i, p in enumerate(source):
         rows[i] = random_crop(photos[p], rng, (64, 64), 64)[0]
-    grey, colour = verify.thumbnails(rows)
-    a, b = verify.neighbour_pairs(grey, dd.DEFAULT_NEIGHBOURS, FIT_MIN_COSINE)
+    grey, colour = thumbnails.thumbnails(rows)
+    a, b = neighbours.neighbour_pairs(grey, DEFAULTS.neighbours, FIT_MIN_COSINE)
     apart = source[a] != source[b]
-    features = verify.pair_looks(grey, colour, a[apart], b[apart])
+    features = pair_looks(grey, colour, a[apart], b[apart])
     return features, np.zeros(features.shape[1], bool), (grey, colour, np.c_[a[apart], b[apart]])
 
 
-def second_look_scores(model: verify.VerifyModel, look: Callable, sets: list,
+def second_look_scores(model: logistic.VerifyModel, look: Callable, sets: list,
                        scores: np.ndarray, threshold: float, band: float) -> np.ndarray:
     """Log-odds of the pairs within `band` below the threshold as `look` sees them (one of
     verify's second looks), set by set (`sets`: (grey, colour, pairs) each, their pairs'
@@ -95,7 +106,7 @@ def second_look_scores(model: verify.VerifyModel, look: Callable, sets: list,
 
 
 def aligned_features(*args: np.ndarray) -> np.ndarray:
-    return verify.aligned_pair_features(*args)[0]
+    return alignment.aligned_pair_features(*args)[0]
 
 
 def per_set(sets: list, scores: np.ndarray) -> list[tuple]:
@@ -166,7 +177,7 @@ def main() -> None:
     features, same, images, seeds = [], [], 0, []
     for seed in args.seeds:
         rows, truth, kinds = build("tuning", seed, args.per_photo)
-        grey, colour = verify.thumbnails(rows)
+        grey, colour = thumbnails.thumbnails(rows)
         seed_features, seed_same, pairs = labelled_pairs(grey, colour, truth, kinds)
         features.append(seed_features)
         same.append(seed_same)
@@ -178,13 +189,13 @@ def main() -> None:
         features.append(hard_features)
         same.append(hard_same)
     looks, same = np.concatenate(features, axis=1), np.concatenate(same)
-    params = verify.fit(looks[0], same)
-    model = verify.VerifyModel({**params, "threshold": 0.0})
+    params = logistic.fit(looks[0], same)
+    model = logistic.VerifyModel({**params, "threshold": 0.0})
     scores, chroma = model.log_odds(looks[0]), model.log_odds(looks[1])
     hard, hard_chroma = scores[tuning:], chroma[tuning:]
     same, scores, chroma = same[:tuning], scores[:tuning], chroma[:tuning]
     threshold = threshold_for(scores, same, args.precision)
-    overlay_look = verify.unoverlaid_pair_features
+    overlay_look = overlay.unoverlaid_pair_features
     aligned = second_look_scores(model, aligned_features, seeds, scores, threshold,
                                  args.align_band)
     margin, gained, after_alignment = fitted_look(scores, same, aligned, threshold,
@@ -220,7 +231,7 @@ def main() -> None:
         "false_pairs_gained_unoverlaid": int((unoverlaid & ~same).sum()),
         "true_pairs_gained_chroma_matched": int((matched & same).sum()),
         "false_pairs_gained_chroma_matched": int((matched & ~same).sum())})
-    verify.MODEL_FILE.write_text(json.dumps(params, indent=1) + "\n")
+    logistic.MODEL_FILE.write_text(json.dumps(params, indent=1) + "\n")
     print(json.dumps(params["fitted_on"], indent=1), f"threshold {threshold:.3f}")
 
 

@@ -124,38 +124,12 @@ def checked(ranges: Mapping[str, Range]) -> Callable[[F], F]:
 SEED = Range(0, 2**32 - 1, integer=True)  # numpy's legacy seeding takes 32 bits
 COUNT = Range(1, integer=True)  # workers, processes, rows, images
 SIDE = Range(8, integer=True, even=True)  # a square image's side in px
-MAX_RADIUS = 16  # beyond this the blocks get so short that the multi-index is brute force
 POSITIVE = Range(0, low_open=True)
 
 PACK = {"quality": Range(1, 100, integer=True), "short_side": Range(8, integer=True)}
 INGEST = {"size": SIDE, "workers": COUNT, "rows_per_shard": COUNT, "max_pixels": COUNT,
           "max_bytes": COUNT,
           "sample": COUNT}  # sample: inspect's
-HASH = {  # hashmodel.hashing.HashConfig: the hash model of dedup, audit and train's figure
-    "epochs": POSITIVE, "min_steps": Range(0, integer=True), "max_steps": COUNT,
-    "max_train_images": COUNT, "batch_size": Range(2, integer=True), "lr": POSITIVE,
-    "weight_decay": Range(0), "dropout": Range(0, 1, high_open=True), "code_noise": Range(0),
-    "pixel_noise": Range(0), "shift": Range(0), "zoom": Range(0, 1, high_open=True),
-    "gain": Range(0), "contrast": Range(0), "saturation": Range(0), "grayscale": Range(0, 1),
-    "level_power": Range(),
-}
-DEDUP = {
-    "size": SIDE, "radius": Range(0, MAX_RADIUS, integer=True),
-    "neighbours": Range(0, integer=True), "min_cosine": Range(-1, 1),
-    "verify_threshold": Range(), "workers": COUNT, "seed": SEED,
-    "max_bucket_share": Range(0, 1, low_open=True),
-    "max_false_share": Range(0, 1, low_open=True, high_open=True),
-}
-
-
-def parse_partitions(name: str, value: int | str) -> int | str:
-    """dedup's partitions: "auto", or a count (a number, or the text of one)."""
-    if value == "auto":
-        return value
-    number = int(value) if isinstance(value, str) and value.isdecimal() else value
-    if not COUNT.holds(number):
-        raise InputError(f"{name} must be 'auto' or a whole number >= 1, not {value}")
-    return number
 FACES = {  # faces(), its FaceOptions and their FetchOptions
     "processes": Range(1, 256, integer=True), "lines_per_shard": COUNT,
     "workers": Range(1, 512, integer=True), "min_face": COUNT, "min_score": Range(),

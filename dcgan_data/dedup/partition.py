@@ -32,7 +32,6 @@ RECORD = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("row", "<i8")])
 WORKING_BYTES = RECORD.itemsize + 8 + 16 + 8 + 8
 BLOCK_BYTES = 16 << 20  # input read per routing step (about 6x that in memory)
 MAX_PARTITIONS = 4096
-DEFAULT_PARTITIONS = "auto"  # one in-memory sort unless the hashes outgrow the memory
 SPILL_PREFIX = "dcgan-partitions-"  # a run's folder of partition files under its spill_dir
 
 

@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from dcgan_data.dedup import copy_edits, verify
-from dcgan_data.dedup.options import MAX_FALSE_SHARE, SELF_FIT_MIN_ROWS  # noqa: F401
+from dcgan_data.dedup import copy_edits, logistic
+from dcgan_data.dedup.features import FEATURES
+from dcgan_data.dedup.thumbnails import thumbnails
 
 FIT_ROWS = 1000  # rows sampled to make synthetic pairs from
 HOLD_BACK = 0.3  # share of the sampled rows whose pairs are kept out of the fit, for the estimates
@@ -42,7 +43,7 @@ FLOOR = -30.0  # log-odds standing for "no further candidate": scores are clippe
 REAL_NEGATIVE_RANK = 4  # real pairs where neither image is among the other's best this many
 BOTH_EDITED = 0.3  # share of positives where both images are edited copies
 NAMES = ("score",) + tuple(f"above_level_{k}" for k in RANKS) + ("texture_low",) + \
-    verify.FEATURES
+    FEATURES
 QUADRATIC = False  # pairwise products of the inputs too
 PRIOR_ROUNDS = 100  # EM rounds of the prior adjustment
 
@@ -83,7 +84,7 @@ class Neighbourhood:
 def stack_features(scores: np.ndarray, levels_a: np.ndarray, levels_b: np.ndarray,
                    texture_low: np.ndarray, features: np.ndarray) -> np.ndarray:
     """The run-time model's inputs (NAMES) of pairs with fixed `scores` and the fixed
-    model's own `features` (verify.FEATURES)."""
+    model's own `features` (FEATURES)."""
     score = _clipped(np.nan_to_num(scores, nan=FLOOR))[:, None]
     above = score - np.maximum(levels_a, levels_b)
     return np.concatenate([score, above, np.log1p(texture_low)[:, None],
@@ -101,7 +102,7 @@ class FitRows:
     fixed_threshold: float  # the fixed model's: pairs it rejects may serve as negatives
 
 
-class RunTimeModel(verify.Logistic):
+class RunTimeModel(logistic.Logistic):
     """The fitted model: log-odds of a pair being a copy, and the chosen threshold."""
 
     def __init__(self, params: dict[str, Any], threshold: float):
@@ -126,7 +127,7 @@ def synthetic_pairs(rows: np.ndarray, data: FitRows, score: Callable[..., np.nda
         crop, other = copy_edits.look_alike_pair(image, rng)
         crops.append(crop)
         other_crops.append(other)
-    grey, colour = verify.thumbnails(np.stack(bases + crops + copies + other_crops))
+    grey, colour = thumbnails(np.stack(bases + crops + copies + other_crops))
     k = 2 * len(rows)
     fixed, features = score(grey, colour, np.arange(k), k + np.arange(k))
     truth = np.r_[np.ones(len(rows), bool), np.zeros(len(rows), bool)]
@@ -218,7 +219,7 @@ def fit(a: np.ndarray, b: np.ndarray, scores: np.ndarray, features: np.ndarray, 
     sampled = np.sort(rng.choice(data.rows, min(FIT_ROWS, data.rows), replace=False))
     pairs = training_pairs(a, b, scores, features, data, score, neighbourhood, sampled, rng)
     held = np.isin(pairs.owner, sampled[rng.random(len(sampled)) < HOLD_BACK])
-    model = RunTimeModel(verify.fit(pairs.features[~held], pairs.same[~held], names=NAMES,
+    model = RunTimeModel(logistic.fit(pairs.features[~held], pairs.same[~held], names=NAMES,
                                     quadratic=QUADRATIC), 0.0)
     odds = model.log_odds(pairs.features)
     # the dataset's own pairs say how many false removals to expect; the synthetic

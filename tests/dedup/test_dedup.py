@@ -16,8 +16,10 @@ from click.testing import CliRunner
 from dcgan_data.core.errors import DcganDataError, InputError
 from dcgan_data.core.images import center_crop_resize, decode_image, encode_image, resize_square
 from dcgan_data.core.shards import ShardSet, ShardWriter
-from dcgan_data.dedup import partition, selffit, verify
+from dcgan_data.dedup import candidates, decide, partition, scan, selffit, thumbnails, verify, write
 from dcgan_data.dedup import stage as dd
+from dcgan_data.dedup.grouping import connected, exact_groups, find_groups, radius_pairs
+from dcgan_data.dedup.options import DedupOptions
 from dcgan_data.engines.units import LocalEngine
 from dcgan_data.hashmodel import hashing
 from dcgan_data.testing.neardup import (
@@ -31,6 +33,8 @@ from dcgan_data.testing.neardup import (
 )
 from dcgan_data.testing.photos import PHOTOS, load_photo, write_shards
 from dcgan_data_cli.main import cli
+
+DEFAULTS = DedupOptions()
 
 FAST = hashing.HashConfig(min_steps=300, max_steps=300, batch_size=256)
 
@@ -60,33 +64,33 @@ def near_codes(n: int, seed: int, skew: bool = False) -> np.ndarray:
 @pytest.mark.parametrize("radius", [1, 2, 3, 5, 8])
 def test_radius_pairs_are_exact(radius, monkeypatch):
     codes = near_codes(300, radius)
-    found = set(zip(*[x.tolist() for x in dd.radius_pairs(codes, radius)], strict=True))
+    found = set(zip(*[x.tolist() for x in radius_pairs(codes, radius)], strict=True))
     expected = brute_pairs(codes, radius)
     assert found == expected and expected  # pairs at exactly `radius` included, none missed
     # skewed bits push whole blocks into one bucket, which goes to faiss (strict radius)
     skewed = near_codes(300, radius, skew=True)
-    monkeypatch.setattr(dd, "LARGE_BUCKET", 16)
-    found = set(zip(*[x.tolist() for x in dd.radius_pairs(skewed, radius)], strict=True))
+    monkeypatch.setattr("dcgan_data.dedup.grouping.LARGE_BUCKET", 16)
+    found = set(zip(*[x.tolist() for x in radius_pairs(skewed, radius)], strict=True))
     assert found == brute_pairs(skewed, radius)
 
 
 def test_exact_groups_and_connected_components():
     codes = np.array([[1] * 16, [2] * 16, [1] * 16, [3] * 16, [2] * 16], np.uint8)
-    inverse, first = dd.exact_groups(codes)
+    inverse, first = exact_groups(codes)
     assert inverse.tolist() == [0, 1, 0, 2, 1] and first.tolist() == [0, 1, 3]
-    assert dd.find_groups(codes, 0).tolist() == [0, 1, 0, 3, 1]
+    assert find_groups(codes, 0).tolist() == [0, 1, 0, 3, 1]
     # a chain 4-3, 3-1, 1-0 joins into one component, labelled by its smallest node
-    label = dd.connected(6, np.array([4, 3, 1]), np.array([3, 1, 0]))
+    label = connected(6, np.array([4, 3, 1]), np.array([3, 1, 0]))
     assert label.tolist() == [0, 0, 2, 0, 0, 5]
 
 
 def test_keep_policies():
     labels = np.array([0, 0, 2, 0, 2, 5])
     area = np.array([10, 50, 10, 50, 10, 10])
-    assert dd.choose_kept(labels, area, "first", 6).tolist() == [0, 0, 2, 0, 2, 5]
-    assert dd.choose_kept(labels, area, "largest", 6).tolist() == [1, 1, 2, 1, 2, 5]
+    assert decide.choose_kept(labels, area, "first", 6).tolist() == [0, 0, 2, 0, 2, 5]
+    assert decide.choose_kept(labels, area, "largest", 6).tolist() == [1, 1, 2, 1, 2, 5]
     # rows >= 4 are the --against set: a group holding one keeps it and drops ours
-    assert dd.choose_kept(np.array([0, 1, 0, 3, 1, 5]), np.ones(6), "first", 4).tolist() == \
+    assert decide.choose_kept(np.array([0, 1, 0, 3, 1, 5]), np.ones(6), "first", 4).tolist() == \
         [0, 4, 0, 3, 4, 5]
 
 
@@ -147,14 +151,14 @@ def test_real_photos_with_planted_duplicates(planted):
     src, out, report, truth, kinds = planted
     hashes = np.load(out / dd.HASHES)
     assert hashes.shape == (len(truth), 16)
-    labels = dd.read_kept_as(out, ShardSet(src).keys())
+    labels = write.read_kept_as(out, ShardSet(src).keys())
     precision, recall = pair_precision_recall(labels, truth)
     assert precision >= 0.98 and recall >= 0.85, (precision, recall)
     # colour, contrast, framing and geometry edits: what equal hashes (the paper's rule) miss
     found = {k: copies_found(labels, truth, kinds, k)
              for k in ("grayscale", "contrast", "saturation", "border_crop", "shift")}
     assert min(found.values()) >= 0.5, found
-    paper = dd.find_groups(hashes, 0)
+    paper = find_groups(hashes, 0)
     assert pair_precision_recall(paper, truth)[1] < recall - 0.2
     grouping = report["grouping"]
     assert grouping["verified"] and grouping["candidates"]["neighbours"] > 0
@@ -193,14 +197,14 @@ def test_partitioned_grouping_in_one_process_gives_the_same_output(planted, tmp_
     stale = tmp_path / "parts" / f"{partition.SPILL_PREFIX}killed"  # a killed run's spill
     stale.mkdir(parents=True)
     (stale / "part-00000.bin").write_bytes(bytes(24))
-    parts = dd.dedup(src, tmp_path / "parts", model_path=out / dd.MODEL, partitions=8,
+    parts = dd.dedup(src, tmp_path / "parts", hash_model=out / dd.MODEL, partitions=8,
                      engine=LocalEngine(1))
     assert parts["grouping"]["partitions"] == 8 and parts["removed"] == report["removed"] > 0
     assert output_files(out) == output_files(tmp_path / "parts")
     same_files(out, tmp_path / "parts", output_files(out))
     assert not list((tmp_path / "parts").glob(f"{partition.SPILL_PREFIX}*"))  # spills removed
-    unverified = {"verified": False, "neighbours": 0, "dry_run": True,
-                  "model_path": out / dd.MODEL}
+    unverified = {"verify": False, "neighbours": 0, "dry_run": True,
+                  "hash_model": out / dd.MODEL}
     dd.dedup(src, tmp_path / "one", **unverified)
     dd.dedup(src, tmp_path / "many", partitions=3, **unverified)
     same_files(tmp_path / "one", tmp_path / "many", [dd.CSV])
@@ -220,19 +224,19 @@ def test_a_lower_neighbour_floor_proposes_more_pairs_and_finds_at_least_as_many(
                                                                               tmp_path):
     src, out, report, truth, _ = planted
     images, _, _ = planted_set()
-    grey, _ = verify.thumbnails(np.stack([center_crop_resize(x, 64) for x in images]))
+    grey, _ = thumbnails.thumbnails(np.stack([center_crop_resize(x, 64) for x in images]))
     hashes = np.load(out / dd.HASHES)
-    pairs = {c: set(zip(*dd.candidate_pairs(hashes, None, 0, grey, dd.DEFAULT_NEIGHBOURS,
+    pairs = {c: set(zip(*candidates.candidate_pairs(hashes, None, 0, grey, DEFAULTS.neighbours,
                                              False, "cpu", c)[:2], strict=True))
-             for c in (0.5, dd.MIN_COSINE)}
-    assert pairs[dd.MIN_COSINE] < pairs[0.5]  # a strict subset
-    low = dd.dedup(src, tmp_path / "low", model_path=out / dd.MODEL, dry_run=True,
+             for c in (0.5, DEFAULTS.min_cosine)}
+    assert pairs[DEFAULTS.min_cosine] < pairs[0.5]  # a strict subset
+    low = dd.dedup(src, tmp_path / "low", hash_model=out / dd.MODEL, dry_run=True,
                    min_cosine=0.5)
     assert low["grouping"]["candidates"]["neighbours"] > \
         report["grouping"]["candidates"]["neighbours"]
     assert low["removed"] >= report["removed"]
     with pytest.raises(InputError, match="cosine"):
-        dd.dedup(src, tmp_path / "bad", model_path=out / dd.MODEL, min_cosine=1.5)
+        dd.dedup(src, tmp_path / "bad", hash_model=out / dd.MODEL, min_cosine=1.5)
     result = CliRunner().invoke(cli, ["dedup", str(src), "-o", str(tmp_path / "cli"),
                                       "--min-cosine", "2"])
     assert result.exit_code == 2 and "--min-cosine" in result.output
@@ -241,11 +245,11 @@ def test_a_lower_neighbour_floor_proposes_more_pairs_and_finds_at_least_as_many(
 def test_paper_rule_and_unverified_options(planted, tmp_path):
     src, out, report, truth, _ = planted
     model = out / dd.MODEL
-    paper = dd.dedup(src, tmp_path / "paper", model_path=model, dry_run=True, probe=False,
-                     neighbours=0, verified=False)
-    labels = dd.read_kept_as(tmp_path / "paper", ShardSet(src).keys())
+    paper = dd.dedup(src, tmp_path / "paper", hash_model=model, dry_run=True, probe=False,
+                     neighbours=0, verify=False)
+    labels = write.read_kept_as(tmp_path / "paper", ShardSet(src).keys())
     hashes = np.load(out / dd.HASHES)
-    expected = dd.choose_kept(dd.find_groups(hashes, 0), np.ones(len(hashes)), "first",
+    expected = decide.choose_kept(find_groups(hashes, 0), np.ones(len(hashes)), "first",
                               len(hashes))
     assert np.array_equal(labels, expected)  # exactly equal hashes, nothing else
     assert paper["removed"] < report["removed"] and not paper["grouping"]["verified"]
@@ -280,17 +284,17 @@ def test_keep_largest_and_dry_run(planted, tmp_path):
     writer.write(0, pair, ["small", "large", "other"], np.array([[64, 64], [512, 512], [64, 64]]))
     writer.finish(1)
     report = dd.dedup(tmp_path / "hw", tmp_path / "out", keep="largest",
-                      model_path=out / dd.MODEL, dry_run=True)
+                      hash_model=out / dd.MODEL, dry_run=True)
     assert report["removed"] == 1
     assert (tmp_path / "out" / dd.CSV).read_text().splitlines()[1].startswith("small,large,0,")
-    assert dd.read_kept_as(tmp_path / "out", ["small", "large", "other"]).tolist() == [1, 1, 2]
+    assert write.read_kept_as(tmp_path / "out", ["small", "large", "other"]).tolist() == [1, 1, 2]
     assert not (tmp_path / "out" / "manifest.json").exists()
     assert not list((tmp_path / "out").glob("shard-*"))
     # a dry run into a finished output is refused, its files untouched
-    dd.dedup(tmp_path / "hw", tmp_path / "done", model_path=out / dd.MODEL)
+    dd.dedup(tmp_path / "hw", tmp_path / "done", hash_model=out / dd.MODEL)
     before = {p.name: p.read_bytes() for p in (tmp_path / "done").iterdir() if p.is_file()}
     with pytest.raises(InputError, match="finished"):
-        dd.dedup(tmp_path / "hw", tmp_path / "done", model_path=out / dd.MODEL, dry_run=True)
+        dd.dedup(tmp_path / "hw", tmp_path / "done", hash_model=out / dd.MODEL, dry_run=True)
     assert before == {p.name: p.read_bytes() for p in (tmp_path / "done").iterdir()
                       if p.is_file()}
 
@@ -300,13 +304,13 @@ def test_against_removes_what_the_other_set_holds(planted, tmp_path):
     images = ShardSet(src).load(singles(truth, 4))
     test_set = write_shards(tmp_path / "test", images[[0, 2]], ["t5", "t40"])
     train = write_shards(tmp_path / "train", images, ["a", "b", "c", "d"])
-    report = dd.dedup(train, tmp_path / "out", model_path=out / dd.MODEL, against=test_set)
+    report = dd.dedup(train, tmp_path / "out", hash_model=out / dd.MODEL, against=test_set)
     assert report["removed_as_duplicate_of_against"] == 2
     assert ShardSet(tmp_path / "out").keys() == ["b", "d"]
     rows = [(r["key"], r["duplicate_of"], r["distance"]) for r in read_rows(tmp_path / "out")]
     assert rows == [("a", "t5", "0"), ("c", "t40", "0")]
     with pytest.raises(InputError, match="SRC itself"):
-        dd.dedup(train, tmp_path / "self", model_path=out / dd.MODEL, against=train)
+        dd.dedup(train, tmp_path / "self", hash_model=out / dd.MODEL, against=train)
     assert not (tmp_path / "self").exists()
 
 
@@ -326,7 +330,7 @@ def test_cli_summary_and_exit_codes(planted, tmp_path):
 def self_fitted(planted, tmp_path_factory):
     src, out, _, _, _ = planted
     return dd.dedup(src, tmp_path_factory.mktemp("self_fit") / "out", dry_run=True,
-                    model_path=out / dd.MODEL, self_fit=True)
+                    hash_model=out / dd.MODEL, self_fit=True)
 
 
 def test_the_decision_fitted_on_the_dataset_reports_its_own_estimates(planted, self_fitted):
@@ -345,13 +349,13 @@ def test_the_decision_fitted_on_the_dataset_reports_its_own_estimates(planted, s
     assert fitted["held_back_recall"] > 0.5 and fitted["held_back_look_alike_pass_rate"] < 0.1
     params = self_fitted["parameters"]
     assert params["self_fit"] and params["max_false_share"] == 0.01
-    labels = dd.read_kept_as(self_fitted["out"], ShardSet(src).keys())
+    labels = write.read_kept_as(self_fitted["out"], ShardSet(src).keys())
     assert pair_precision_recall(labels, truth)[0] >= 0.98
 
 
 def test_a_stricter_false_share_removes_no_more(planted, self_fitted, tmp_path):
     src, out, _, _, _ = planted
-    strict = dd.dedup(src, tmp_path / "strict", dry_run=True, model_path=out / dd.MODEL,
+    strict = dd.dedup(src, tmp_path / "strict", dry_run=True, hash_model=out / dd.MODEL,
                       self_fit=True, max_false_share=0.001)
     assert strict["grouping"]["threshold"] >= self_fitted["grouping"]["threshold"]
     assert strict["removed"] <= self_fitted["removed"]
@@ -384,10 +388,10 @@ def test_all_identical(tmp_path, crops64):
 def test_all_identical_with_a_model_is_degenerate(tmp_path, crops64, planted):
     same = write_shards(tmp_path / "same", np.repeat(crops64[:1], 60, axis=0))
     with pytest.raises(DcganDataError, match="all 60 images are one image.*max-bucket-share 1"):
-        dd.dedup(same, tmp_path / "out", model_path=planted[1] / dd.MODEL)
+        dd.dedup(same, tmp_path / "out", hash_model=planted[1] / dd.MODEL)
     assert not (tmp_path / "out").exists()
     # told that they really are alike, dedup keeps one
-    report = dd.dedup(same, tmp_path / "out", model_path=planted[1] / dd.MODEL,
+    report = dd.dedup(same, tmp_path / "out", hash_model=planted[1] / dd.MODEL,
                       max_bucket_share=1.0)
     assert report["kept"] == 1 and report["removed"] == 59
 
@@ -403,7 +407,7 @@ def test_corrupt_or_mismatched_model(tmp_path, crops64, content):
     else:
         model.write_bytes(content)
     with pytest.raises(InputError, match="hash model"):
-        dd.dedup(src, tmp_path / "out", model_path=model)
+        dd.dedup(src, tmp_path / "out", hash_model=model)
     assert not (tmp_path / "out").exists()
 
 
@@ -425,7 +429,7 @@ def test_lsun_lmdb_source_is_ingested_first(planted, tmp_path):
 
     lmdb_dir = tmp_path / "bedroom_lmdb"
     pack_images([str(p) for p in PHOTOS[:8]], lmdb_dir, fmt="jpeg", quality=90)
-    report = dd.dedup(lmdb_dir, tmp_path / "out", model_path=planted[1] / dd.MODEL)
+    report = dd.dedup(lmdb_dir, tmp_path / "out", hash_model=planted[1] / dd.MODEL)
     assert report["images"] == 8 and report["removed"] == 0
     assert ShardSet(tmp_path / "out" / "ingested").shape == (64, 64, 3)
     assert len(ShardSet(tmp_path / "out")) == 8
@@ -439,7 +443,7 @@ def test_shared_hash_pairs_join_rows_sharing_any_probe_hash():
     a, b = partition.shared_hash_pairs(probes)
     assert sorted(zip(a.tolist(), b.tolist(), strict=True)) in ([(0, 3)], [(3, 0)])
     codes = rng.integers(0, 256, (5, 16), dtype=np.uint8)
-    assert dd.find_groups(codes, 0, probes).tolist() == [0, 1, 2, 0, 4]
+    assert find_groups(codes, 0, probes).tolist() == [0, 1, 2, 0, 4]
 
 
 def test_shared_key_pairs_pair_every_row_of_a_small_bucket():
@@ -447,7 +451,7 @@ def test_shared_key_pairs_pair_every_row_of_a_small_bucket():
     keys[:, 1] = np.arange(6)[:, None] + 10  # second key of each row: its own
     keys[[0, 2, 5], 0, 0] = 1  # rows 0, 2, 5 share their first key
     keys[[1, 3, 4], 0, 0] = 2 + np.arange(3)  # the others' first keys are their own
-    a, b = dd.shared_key_pairs(keys)
+    a, b = candidates.shared_key_pairs(keys)
     assert sorted(zip(a.tolist(), b.tolist(), strict=True)) == [(0, 2), (0, 5), (2, 5)]
 
 
@@ -472,7 +476,7 @@ def test_verified_groups_never_remove_through_a_chain():
     good = {(0, 1), (1, 2), (3, 4), (4, 5), (3, 5)}
     a, b = np.array([0, 1, 3, 4]), np.array([1, 2, 4, 5])
     verifier = FakeVerifier(good)
-    kept_as, score, stats = dd.verified_groups(7, a, b, verifier(a, b), verifier,
+    kept_as, score, stats = decide.verified_groups(7, a, b, verifier(a, b), verifier,
                                                np.ones(7), "first", 7)
     assert kept_as.tolist() == [0, 0, 2, 3, 3, 3, 6]
     assert stats["rechecked_pairs"] == 2 and stats["kept_unverified"] == 0  # (0,2), (3,5)
@@ -486,9 +490,9 @@ def test_verifier_second_look_raises_only_pairs_just_short_of_the_threshold():
     rotated = cv2.warpAffine(original, turn, (256, 256), borderMode=cv2.BORDER_REFLECT)
     other = cut(photo, Crop(0, 300, 300, 200), 256)
     rows = np.stack([center_crop_resize(x, 64) for x in (original, rotated, other)])
-    grey, colour = verify.thumbnails(rows)
+    grey, colour = thumbnails.thumbnails(rows)
     a, b = np.array([0, 0]), np.array([1, 2])
-    verifier = dd.Verifier(grey, colour, None, False, "cpu")
+    verifier = verify.Verifier(grey, colour, None, False, "cpu")
     verifier.model.align_band = verifier.model.overlay_band = 0.0  # the alignment alone
     plain = verifier(a, b)
     verifier.model.align_band, verifier.model.align_margin = 3.0, 0.25
@@ -502,14 +506,14 @@ def test_second_look_is_given_to_at_most_a_share_of_the_pairs(monkeypatch):
     rows = np.stack([center_crop_resize(cut(load_photo(PHOTOS[i % 6]),
                                             Crop(0, 20 * i, 20 * i, 180), 256), 64)
                      for i in range(12)])
-    grey, colour = verify.thumbnails(rows)
+    grey, colour = thumbnails.thumbnails(rows)
     a, b = np.repeat(np.arange(6), 2), np.arange(12)[::-1].copy()
-    verifier = dd.Verifier(grey, colour, None, False, "cpu")
+    verifier = verify.Verifier(grey, colour, None, False, "cpu")
     verifier.model.align_band = verifier.model.overlay_band = 0.0
     plain = verifier(a, b)
     verifier.model.align_band = 1e9  # every pair is just short of a threshold above them all
     verifier.threshold = float(plain.max()) + 1.0
-    monkeypatch.setattr(dd, "SECOND_LOOK_MIN", 4)
+    monkeypatch.setattr(verify, "SECOND_LOOK_MIN", 4)
     verifier(a, b)
     assert verifier.aligned == 4 and verifier.second_look_skipped == len(a) - 4
 
@@ -524,7 +528,7 @@ def _anonymous_bytes() -> int:
 def test_scan_arrays_are_file_pages_that_leave_nothing_behind(tmp_path):
     n = 100_000  # thumbnails of 100 MB
     before = _anonymous_bytes()
-    hashes, probes, grey, colour = dd._scan_arrays(tmp_path, n, probe=True)
+    hashes, probes, grey, colour = scan.scan_arrays(tmp_path, n, probe=True)
     grey[:] = 7
     colour[:] = 9
     probes[:] = 1

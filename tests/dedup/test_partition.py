@@ -5,6 +5,7 @@ import pytest
 
 from dcgan_data.core.errors import InputError
 from dcgan_data.dedup import partition
+from dcgan_data.dedup.grouping import connected
 from dcgan_data.dedup.partition import (
     SPILL_PREFIX,
     auto_partitions,
@@ -12,7 +13,6 @@ from dcgan_data.dedup.partition import (
     remove_stale_spills,
     shared_hash_pairs,
 )
-from dcgan_data.dedup.stage import connected
 from dcgan_data.engines.units import LocalEngine
 
 

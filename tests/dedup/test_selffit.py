@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dcgan_data.dedup import copy_edits, selffit, verify
+from dcgan_data.dedup import copy_edits, features, logistic, selffit, thumbnails
 from tests.conftest import photo_crops
 
 
@@ -30,7 +30,7 @@ def test_neighbourhood_levels_leave_the_pair_itself_out():
 
 
 def test_a_pair_standing_out_of_a_crowd_scores_above_one_within_it():
-    plain = np.zeros((1, len(verify.FEATURES)), np.float32)
+    plain = np.zeros((1, len(features.FEATURES)), np.float32)
     crowd = selffit.stack_features(np.array([6.0]), np.array([[5.5, 5.0, 5.0]]),
                                    np.array([[5.5, 5.0, 5.0]]), np.array([1.0]), plain)
     alone = selffit.stack_features(np.array([6.0]), np.array([[-10.0, -12.0, -15.0]]),
@@ -76,15 +76,15 @@ def test_look_alike_crops_are_two_different_views_of_one_row():
 
 
 def test_a_fit_without_candidate_pairs_sets_no_threshold_and_says_so():
-    from dcgan_data.dedup.stage import scored_with_features
+    from dcgan_data.dedup.verify import scored_with_features
 
     rows = photo_crops(40, seed=6)
-    grey, colour = verify.thumbnails(rows)
-    data = selffit.FitRows(lambda index: rows[index], grey, colour, verify.textures(grey),
-                           len(rows), verify.VerifyModel.load().threshold)
+    grey, colour = thumbnails.thumbnails(rows)
+    data = selffit.FitRows(lambda index: rows[index], grey, colour, features.textures(grey),
+                           len(rows), logistic.VerifyModel.load().threshold)
     none = np.zeros(0, np.int64)
     model, _, odds, estimates = selffit.fit(none, none, np.zeros(0, np.float32),
-                                            np.zeros((0, len(verify.FEATURES)), np.float32),
+                                            np.zeros((0, len(features.FEATURES)), np.float32),
                                             data, scored_with_features, 0.01, 0)
     assert model.threshold == np.inf and estimates["threshold"] is None and len(odds) == 0
     assert estimates["pairs_accepted"] == 0 and estimates["rows_sampled"] == 40

@@ -9,8 +9,17 @@ import pytest
 import torch
 
 from dcgan_data.core.images import center_crop_resize
-from dcgan_data.dedup import verify
-from dcgan_data.dedup.stage import MIN_COSINE, Verifier
+from dcgan_data.dedup import alignment, logistic, neighbours, overlay, thumbnails, views
+from dcgan_data.dedup.features import (
+    FEATURES,
+    MARGIN,
+    SHIFT,
+    pair_features,
+    pair_looks,
+    shift_correlation,
+)
+from dcgan_data.dedup.options import DedupOptions
+from dcgan_data.dedup.verify import Verifier
 from dcgan_data.testing.neardup import TRANSFORMS, Crop, cut
 from dcgan_data.testing.photos import PHOTOS, load_photo
 
@@ -30,17 +39,17 @@ def small(rgb: np.ndarray) -> np.ndarray:
 
 def scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     rows = np.stack([small(p) for pair in pairs for p in pair])
-    grey, colour = verify.thumbnails(rows)
-    model = verify.VerifyModel.load()
+    grey, colour = thumbnails.thumbnails(rows)
+    model = logistic.VerifyModel.load()
     index = np.arange(0, len(rows), 2)
-    features = verify.pair_features(grey, colour, index, index + 1)
+    features = pair_features(grey, colour, index, index + 1)
     return model.log_odds(features) - model.threshold
 
 
 def test_thumbnails_shapes_and_levels():
     rows = np.zeros((3, 64, 64, 3), np.uint8)
     rows[1] = 200
-    grey, colour = verify.thumbnails(rows)
+    grey, colour = thumbnails.thumbnails(rows)
     assert grey.shape == (3, 32, 32) and colour.shape == (3, 8, 8, 3)
     assert grey[1].min() == 200 and colour[1].max() == 200 and grey[0].max() == 0
 
@@ -49,8 +58,8 @@ def test_descriptor_ignores_brightness_and_contrast(photo):
     base = small(crop_at(photo, 40, 60))
     edited = np.clip((base.astype(np.float32) - 100) * 1.4 + 120, 0, 255).astype(np.uint8)
     other = small(crop_at(photo, 300, 300))
-    grey, _ = verify.thumbnails(np.stack([base, edited, other]))
-    d = verify.descriptors(grey)
+    grey, _ = thumbnails.thumbnails(np.stack([base, edited, other]))
+    d = views.descriptors(grey)
     assert np.allclose(np.linalg.norm(d, axis=1), 1, atol=1e-4)
     assert d[0] @ d[1] > 0.97 and d[0] @ d[2] < d[0] @ d[1] - 0.2
 
@@ -61,8 +70,8 @@ def test_neighbour_pairs_find_a_trimmed_copy_from_either_side(photo):
                                                    (120, 400), (400, 120))]
     trimmed = TRANSFORMS["border_crop"](originals[2], rng)
     rows = np.stack([small(x) for x in [*originals, trimmed]])
-    grey, _ = verify.thumbnails(rows)
-    a, b = verify.neighbour_pairs(grey, k=1, min_cosine=0.5)
+    grey, _ = thumbnails.thumbnails(rows)
+    a, b = neighbours.neighbour_pairs(grey, k=1, min_cosine=0.5)
     assert (2, 6) in set(zip(a.tolist(), b.tolist(), strict=True))
     assert (a < b).all()
 
@@ -79,11 +88,11 @@ def black_cornered_perspective(rgb: np.ndarray, move: int) -> np.ndarray:
 def assert_found_by_no_whole_view_but_proposed(grey: np.ndarray, i: int, j: int) -> None:
     """No whole view of row i or j (as is, zoomed) meets the other's, yet dedup's neighbour
     search proposes the pair (through another of its searches)."""
-    plain = verify.descriptors(grey)
-    for zoom in (1.0, *verify.ZOOMS):
-        zoomed = verify.descriptors(grey, zoom)
-        assert max(zoomed[i] @ plain[j], zoomed[j] @ plain[i]) < MIN_COSINE
-    a, b = verify.neighbour_pairs(grey, k=2, min_cosine=MIN_COSINE)
+    plain = views.descriptors(grey)
+    for zoom in (1.0, *views.ZOOMS):
+        zoomed = views.descriptors(grey, zoom)
+        assert max(zoomed[i] @ plain[j], zoomed[j] @ plain[i]) < DedupOptions().min_cosine
+    a, b = neighbours.neighbour_pairs(grey, k=2, min_cosine=DedupOptions().min_cosine)
     assert (i, j) in set(zip(a.tolist(), b.tolist(), strict=True))
 
 
@@ -93,7 +102,7 @@ def test_a_black_cornered_warp_is_found_by_its_centre_and_accepted():
                                                   (100, 150))]
     warped = black_cornered_perspective(originals[4], 10)
     rows = np.stack([small(x) for x in [*originals, warped]])
-    grey, _ = verify.thumbnails(rows)
+    grey, _ = thumbnails.thumbnails(rows)
     # the black corners count in every whole view; the centres meet
     assert_found_by_no_whole_view_but_proposed(grey, 4, 5)
     assert scores([(originals[4], warped)])[0] > 0
@@ -105,7 +114,7 @@ def test_a_sticker_on_a_sky_is_found_by_clipped_views_and_accepted_with_it_fille
     stickered = TRANSFORMS["sticker"](sky, np.random.default_rng(0))
     others = [crop_at(rocket, y, x) for y, x in ((0, 0), (0, 420), (180, 360), (120, 60))]
     rows = np.stack([small(x) for x in [sky, stickered, *others]])
-    grey, colour = verify.thumbnails(rows)
+    grey, colour = thumbnails.thumbnails(rows)
     # the bright sticker outweighs a dim sky in every whole view, not once levels are clipped
     assert_found_by_no_whole_view_but_proposed(grey, 0, 1)
     assert scores([(sky, stickered)])[0] < -1  # the images as they are: turned down
@@ -121,21 +130,21 @@ def test_the_overlay_look_fills_one_square_where_the_images_differ(photo):
     base = small(crop_at(photo, 100, 150))
     marked = base.copy()
     marked[40:50, 8:18] = (255, 255, 0)  # a 10 px square at 64 px: 5 px in the thumbnail
-    grey, colour = verify.thumbnails(np.stack([base, marked]))
+    grey, colour = thumbnails.thumbnails(np.stack([base, marked]))
     one, two = np.array([0]), np.array([1])
-    filled_grey, filled_colour = verify._without_overlay(grey, colour, one, two, "cpu")
+    filled_grey, filled_colour = overlay.without_overlay(grey, colour, one, two, "cpu")
     changed = np.abs(filled_grey.astype(int) - grey.astype(int)) > 0
     rows, columns = np.nonzero(changed.any(axis=0))  # within one square holding the mark
-    height, width = max(verify.OVERLAY_SHAPES)
+    height, width = max(overlay.OVERLAY_SHAPES)
     assert rows.min() <= 20 and 24 <= rows.max() < rows.min() + height
     assert columns.min() <= 4 and 8 <= columns.max() < columns.min() + width
     # filled, the two thumbnails agree where the mark was, and nowhere else was touched
     assert np.abs(filled_grey[0].astype(int) - filled_grey[1].astype(int)).max() < 20
     assert np.abs(grey[0].astype(int) - grey[1].astype(int)).max() > 100
     assert (filled_grey[:, ~changed.any(axis=0)] == grey[:, ~changed.any(axis=0)]).all()
-    features = verify.unoverlaid_pair_features(grey, colour, one, two)
-    plain = verify.pair_features(grey, colour, one, two)
-    index = verify.FEATURES.index("correlation")
+    features = overlay.unoverlaid_pair_features(grey, colour, one, two)
+    plain = pair_features(grey, colour, one, two)
+    index = FEATURES.index("correlation")
     assert features[0, index] > 0.99 > plain[0, index]
 
 
@@ -143,37 +152,37 @@ def test_the_overlay_look_fills_a_strip_where_a_caption_was_drawn(photo):
     base = small(crop_at(photo, 100, 150))
     captioned = base.copy()
     captioned[30:38, 10:40:3] = 255  # a line of thin bright strokes, 30 px long at 64 px
-    grey, colour = verify.thumbnails(np.stack([base, captioned]))
-    filled_grey, _ = verify._without_overlay(grey, colour, np.array([0]), np.array([1]), "cpu")
+    grey, colour = thumbnails.thumbnails(np.stack([base, captioned]))
+    filled_grey, _ = overlay.without_overlay(grey, colour, np.array([0]), np.array([1]), "cpu")
     rows, columns = np.nonzero((filled_grey != grey).any(axis=0))
     assert columns.min() <= 5 and columns.max() >= 19  # the whole line, wider than a square
-    assert rows.max() - rows.min() < min(verify.OVERLAY_SHAPES)[0]
+    assert rows.max() - rows.min() < min(overlay.OVERLAY_SHAPES)[0]
     assert np.abs(filled_grey[0].astype(int) - filled_grey[1].astype(int)).max() < 30
 
 
 def random_crop_thumbnails(photo: np.ndarray, count: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
-    out = np.empty((count, verify.GREY, verify.GREY), np.uint8)
+    out = np.empty((count, thumbnails.GREY, thumbnails.GREY), np.uint8)
     for i in range(count):
         side = int(rng.integers(48, 200))
         y, x = (int(rng.integers(0, d - side)) for d in grey.shape)
-        out[i] = cv2.resize(grey[y : y + side, x : x + side], (verify.GREY, verify.GREY),
+        out[i] = cv2.resize(grey[y : y + side, x : x + side], (thumbnails.GREY, thumbnails.GREY),
                             interpolation=cv2.INTER_AREA)
     return out
 
 
 def test_inverted_lists_visiting_every_list_is_the_exact_search(photo, monkeypatch):
     # every list visited: the list-by-list search must return exactly what the exact one does
-    monkeypatch.setattr(verify, "LIST_ROWS", 60)
-    monkeypatch.setattr(verify, "QUERY_BLOCK", 64)
-    monkeypatch.setattr(verify, "QUERY_CHUNK", 700)
-    base = verify.descriptors(random_crop_thumbnails(photo, 1500, 0))
-    zoomed = verify.descriptors(random_crop_thumbnails(photo, 1500, 0), verify.ZOOMS[0])
-    lists = verify.InvertedLists(base)
+    monkeypatch.setattr(neighbours, "LIST_ROWS", 60)
+    monkeypatch.setattr(neighbours, "QUERY_BLOCK", 64)
+    monkeypatch.setattr(neighbours, "QUERY_CHUNK", 700)
+    base = views.descriptors(random_crop_thumbnails(photo, 1500, 0))
+    zoomed = views.descriptors(random_crop_thumbnails(photo, 1500, 0), views.ZOOMS[0])
+    lists = neighbours.InvertedLists(base)
     assert lists.centroids.ntotal == 25
-    monkeypatch.setattr(verify, "LISTS_VISITED", 25)
-    exact = verify.ExactSearch(base)
+    monkeypatch.setattr(neighbours, "LISTS_VISITED", 25)
+    exact = neighbours.ExactSearch(base)
     for query in (base, zoomed):
         expected = set(zip(*(x.tolist() for x in exact.nearest(query, 5, 0.6)), strict=True))
         found = set(zip(*(x.tolist() for x in lists.nearest(query, 5, 0.6)), strict=True))
@@ -181,19 +190,19 @@ def test_inverted_lists_visiting_every_list_is_the_exact_search(photo, monkeypat
 
 
 def test_inverted_lists_find_most_of_the_nearest_visiting_few(photo, monkeypatch):
-    monkeypatch.setattr(verify, "LIST_ROWS", 60)
-    base = verify.descriptors(random_crop_thumbnails(photo, 3000, 1))
-    monkeypatch.setattr(verify, "LISTS_VISITED", 8)
-    found = set(zip(*(x.tolist() for x in verify.InvertedLists(base).nearest(base, 5, 0.9)),
+    monkeypatch.setattr(neighbours, "LIST_ROWS", 60)
+    base = views.descriptors(random_crop_thumbnails(photo, 3000, 1))
+    monkeypatch.setattr(neighbours, "LISTS_VISITED", 8)
+    found = set(zip(*(x.tolist() for x in neighbours.InvertedLists(base).nearest(base, 5, 0.9)),
                     strict=True))
-    expected = set(zip(*(x.tolist() for x in verify.ExactSearch(base).nearest(base, 5, 0.9)),
+    expected = set(zip(*(x.tolist() for x in neighbours.ExactSearch(base).nearest(base, 5, 0.9)),
                        strict=True))
     assert len(found & expected) >= 0.95 * len(expected) > 400
 
 
 def test_neighbour_pairs_above_the_exact_search_size(photo, monkeypatch):
-    monkeypatch.setattr(verify, "EXACT_SEARCH_ROWS", 10)
-    monkeypatch.setattr(verify, "LIST_ROWS", 4)
+    monkeypatch.setattr(neighbours, "EXACT_SEARCH_ROWS", 10)
+    monkeypatch.setattr(neighbours, "LIST_ROWS", 4)
     test_neighbour_pairs_find_a_trimmed_copy_from_either_side(photo)
 
 
@@ -216,9 +225,9 @@ def test_model_refuses_other_crops_and_flat_images(photo):
 
 def feature(name: str, pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     rows = np.stack([small(p) for pair in pairs for p in pair])
-    grey, colour = verify.thumbnails(rows)
+    grey, colour = thumbnails.thumbnails(rows)
     index = np.arange(0, len(rows), 2)
-    return verify.pair_features(grey, colour, index, index + 1)[:, verify.FEATURES.index(name)]
+    return pair_features(grey, colour, index, index + 1)[:, FEATURES.index(name)]
 
 
 def test_detail_correlation_tells_a_copy_from_a_same_layout_lookalike(photo):
@@ -253,39 +262,39 @@ def test_chroma_cosine_survives_saturation_and_says_little_of_grey_copies(photo)
 def test_mirror_views_only_when_asked(photo):
     base = small(crop_at(photo, 100, 150))
     mirrored = np.ascontiguousarray(base[:, ::-1])
-    grey, colour = verify.thumbnails(np.stack([base, mirrored]))
-    model = verify.VerifyModel.load()
+    grey, colour = thumbnails.thumbnails(np.stack([base, mirrored]))
+    model = logistic.VerifyModel.load()
     a, b = np.array([0]), np.array([1])
-    plain = model.log_odds(verify.pair_features(grey, colour, a, b))[0]
-    with_mirrors = model.log_odds(verify.pair_features(grey, colour, a, b, mirrors=True))[0]
+    plain = model.log_odds(pair_features(grey, colour, a, b))[0]
+    with_mirrors = model.log_odds(pair_features(grey, colour, a, b, mirrors=True))[0]
     assert plain < model.threshold < with_mirrors
 
 
 @pytest.mark.parametrize("zoom, mirror", [(1.12, False), (1.25, False), (1.0, True), (1.12, True)])
 def test_separable_views_equal_the_resampler(photo, zoom, mirror):
-    grey, colour = verify.thumbnails(np.stack([small(photo), small(photo[::-1].copy())]))
+    grey, colour = thumbnails.thumbnails(np.stack([small(photo), small(photo[::-1].copy())]))
     for images in (torch.from_numpy(grey).float()[:, None],
                    torch.from_numpy(colour).float().permute(0, 3, 1, 2)):
-        expected = verify._resampled(images.flip(-1) if mirror else images, zoom, 0.0)
-        assert torch.allclose(verify._view(images, zoom, mirror=mirror), expected, atol=1e-3)
+        expected = views.resampled(images.flip(-1) if mirror else images, zoom, 0.0)
+        assert torch.allclose(views.view(images, zoom, mirror=mirror), expected, atol=1e-3)
 
 
 def test_shift_correlation_finds_a_one_pixel_shift(photo):
-    grey, _ = verify.thumbnails(small(photo)[None])
+    grey, _ = thumbnails.thumbnails(small(photo)[None])
     image = torch.from_numpy(grey).float()[:, None]
     moved = torch.roll(image, shifts=(1, -1), dims=(2, 3))
-    a, _ = verify._standardised(image)
-    b, _ = verify._standardised(moved)
-    assert verify._shift_correlation(a, b).item() > 0.99
-    other, _ = verify._standardised(image.transpose(2, 3))
-    assert verify._shift_correlation(a, other).item() < 0.9
+    a, _ = views.standardised(image)
+    b, _ = views.standardised(moved)
+    assert shift_correlation(a, b).item() > 0.99
+    other, _ = views.standardised(image.transpose(2, 3))
+    assert shift_correlation(a, other).item() < 0.9
 
 
 def test_shift_correlation_is_the_best_pearson_correlation_over_shifts():
     rng = np.random.default_rng(0)
-    a, _ = verify._standardised(torch.from_numpy(rng.normal(size=(5, 1, 32, 32))).float())
-    b, _ = verify._standardised(torch.from_numpy(rng.normal(size=(5, 1, 32, 32))).float())
-    m, s = verify.MARGIN, verify.SHIFT
+    a, _ = views.standardised(torch.from_numpy(rng.normal(size=(5, 1, 32, 32))).float())
+    b, _ = views.standardised(torch.from_numpy(rng.normal(size=(5, 1, 32, 32))).float())
+    m, s = MARGIN, SHIFT
     expected = torch.full((5,), -1.0)
     for dy in range(-s, s + 1):
         for dx in range(-s, s + 1):
@@ -293,15 +302,15 @@ def test_shift_correlation_is_the_best_pearson_correlation_over_shifts():
             y = b[:, 0, m + dy : 32 - m + dy, m + dx : 32 - m + dx].flatten(1)
             x, y = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
             expected = torch.maximum(expected, (x * y).sum(1) / (x.norm(dim=1) * y.norm(dim=1)))
-    assert torch.allclose(verify._shift_correlation(a, b), expected, atol=1e-5)
+    assert torch.allclose(shift_correlation(a, b), expected, atol=1e-5)
 
 
 def test_pair_features_do_not_depend_on_how_pairs_are_ordered(photo):
     rows = np.stack([small(crop_at(photo, y, x)) for y, x in ((0, 0), (40, 30), (300, 200))])
-    grey, colour = verify.thumbnails(rows)
+    grey, colour = thumbnails.thumbnails(rows)
     a, b = np.array([0, 0, 1, 2]), np.array([1, 2, 2, 0])
-    together = verify.pair_features(grey, colour, a, b)
-    apart = np.concatenate([verify.pair_features(grey, colour, a[i : i + 1], b[i : i + 1])
+    together = pair_features(grey, colour, a, b)
+    apart = np.concatenate([pair_features(grey, colour, a[i : i + 1], b[i : i + 1])
                             for i in range(len(a))])
     assert np.allclose(together, apart, atol=1e-4)
 
@@ -310,13 +319,13 @@ def test_fitted_alignment_undoes_a_small_rotation(photo):
     original = crop_at(photo, 60, 80)
     turn = cv2.getRotationMatrix2D((127.5, 127.5), 6.5, 1.05)  # beyond the fixed views
     rotated = cv2.warpAffine(original, turn, (256, 256), borderMode=cv2.BORDER_REFLECT)
-    grey, colour = verify.thumbnails(np.stack([small(original), small(rotated)]))
-    warp = verify.fitted_alignment(grey[0], grey[1])
+    grey, colour = thumbnails.thumbnails(np.stack([small(original), small(rotated)]))
+    warp = alignment.fitted_alignment(grey[0], grey[1])
     assert warp is not None
     angle = np.degrees(np.arctan2(warp[1, 0] - warp[0, 1], warp[0, 0] + warp[1, 1]))
     assert 5 < abs(angle) < 8
-    features, found = verify.aligned_pair_features(grey, colour, np.array([0]), np.array([1]))
-    plain = verify.pair_features(grey, colour, np.array([0]), np.array([1]))
+    features, found = alignment.aligned_pair_features(grey, colour, np.array([0]), np.array([1]))
+    plain = pair_features(grey, colour, np.array([0]), np.array([1]))
     assert found[0] and features[0, 0] > max(0.95, plain[0, 0])
 
 
@@ -326,13 +335,13 @@ def test_alignment_lets_a_pad_through_but_not_a_wider_view_of_the_scene(photo):
                                            value=(30, 160, 90)), (256, 256),
                         interpolation=cv2.INTER_AREA)
     wider = cut(photo, Crop(0, 60, 60, 280), 256)  # the same scene and more around it
-    grey, colour = verify.thumbnails(np.stack([small(x) for x in (original, padded, wider)]))
-    pad = verify.fitted_alignment(grey[0], grey[1])
+    grey, colour = thumbnails.thumbnails(np.stack([small(x) for x in (original, padded, wider)]))
+    pad = alignment.fitted_alignment(grey[0], grey[1])
     assert pad is not None and 0.7 < np.linalg.svd(pad[:, :2], compute_uv=False).mean() < 0.8
-    assert verify.fitted_alignment(grey[1], grey[0]) is not None  # either way round
-    assert verify.fitted_alignment(grey[0], grey[2]) is None
-    features, found = verify.aligned_pair_features(grey, colour, np.array([0]), np.array([1]))
-    plain = verify.pair_features(grey, colour, np.array([0]), np.array([1]))
+    assert alignment.fitted_alignment(grey[1], grey[0]) is not None  # either way round
+    assert alignment.fitted_alignment(grey[0], grey[2]) is None
+    features, found = alignment.aligned_pair_features(grey, colour, np.array([0]), np.array([1]))
+    plain = pair_features(grey, colour, np.array([0]), np.array([1]))
     assert found[0] and features[0, 0] > max(0.95, plain[0, 0])
 
 
@@ -346,26 +355,26 @@ def test_the_chroma_look_forgives_saturation_but_not_a_hue_change_nor_a_flat_fil
     flat_luma = cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
     paler_flat = np.clip(flat_luma + 0.4 * (flat - flat_luma), 0, 255).astype(np.uint8)
     rows = np.stack([base, grey_copy, base, paler, base, hue_moved, flat, paler_flat])
-    grey, colour = verify.thumbnails(rows)
+    grey, colour = thumbnails.thumbnails(rows)
     index = np.arange(0, len(rows), 2)
-    plain, chroma = verify.pair_looks(grey, colour, index, index + 1)
-    column = verify.FEATURES.index("colour_difference")
+    plain, chroma = pair_looks(grey, colour, index, index + 1)
+    column = FEATURES.index("colour_difference")
     assert (plain[:, column] > 5).all()
     assert (chroma[:2, column] < 0.3 * plain[:2, column]).all()  # grey and paler copies
     # no chroma look for a hue change, nor for a flat fill (its colour is all it has)
     assert chroma[2, column] == plain[2, column] and chroma[3, column] == plain[3, column]
-    others = np.arange(len(verify.FEATURES)) != column
+    others = np.arange(len(FEATURES)) != column
     assert (chroma[:, others] == plain[:, others]).all()
-    assert (verify.pair_features(grey, colour, index, index + 1) == plain).all()
+    assert (pair_features(grey, colour, index, index + 1) == plain).all()
 
 
 def test_the_verifier_takes_the_chroma_look_less_its_margin(photo):
     base = small(crop_at(photo, 100, 150))
     grey_copy = np.repeat(cv2.cvtColor(base, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
-    grey, colour = verify.thumbnails(np.stack([base, grey_copy]))
+    grey, colour = thumbnails.thumbnails(np.stack([base, grey_copy]))
     one, two = np.array([0]), np.array([1])
-    plain, chroma = (verify.VerifyModel.load().log_odds(x)[0]
-                     for x in verify.pair_looks(grey, colour, one, two))
+    plain, chroma = (logistic.VerifyModel.load().log_odds(x)[0]
+                     for x in pair_looks(grey, colour, one, two))
     gap = chroma - plain
     assert gap > 0.1
     verifier = Verifier(grey, colour, None, False, "cpu")

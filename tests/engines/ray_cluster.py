@@ -146,7 +146,7 @@ def test_dedup_on_ray_equals_local(cluster, tmp_path):
     config = HashConfig(min_steps=200, max_steps=200, batch_size=256)
     local = dd.dedup(src, tmp_path / "local", config=config, engine=LocalEngine(2))
     # the Ray run hashes with the model the local run trained, and groups in 4 partitions
-    on_ray = dd.dedup(src, tmp_path / "ray", model_path=tmp_path / "local" / dd.MODEL,
+    on_ray = dd.dedup(src, tmp_path / "ray", hash_model=tmp_path / "local" / dd.MODEL,
                       engine=RayEngine(cluster.address), partitions=4)
     assert on_ray["parameters"]["engine"] == "ray" and on_ray["grouping"]["partitions"] == 4
     assert local["removed"] == on_ray["removed"] >= 30
