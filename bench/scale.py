@@ -94,8 +94,8 @@ def build_inputs(images: int, lines: int) -> tuple[Path, Path]:
 def runner(args) -> dict:
     from dcgan_data.dedup.stage import _scan, _scan_arrays
     from dcgan_data.engines.units import LocalEngine, RayEngine, run_units
-    from dcgan_data.faces.crawl import FetchOptions
-    from dcgan_data.faces.stage import FaceOptions, faces
+    from dcgan_data.faces.options import FaceOptions, FetchOptions
+    from dcgan_data.faces.stage import faces
     from dcgan_data.hashmodel import hashing
     from dcgan_data.ingest.stage import ingest
 

@@ -41,13 +41,13 @@ from dcgan_data.core.shards import (
 from dcgan_data.faces import crawl
 from dcgan_data.faces.crawl import (
     FetchError,
-    FetchOptions,
     fetch,
     plan_units,
     read_crawl,
     read_unit,
 )
-from dcgan_data.faces.stage import FaceOptions, faces
+from dcgan_data.faces.options import FaceOptions, FetchOptions
+from dcgan_data.faces.stage import faces
 from dcgan_data.ingest.sources import FolderSource
 from dcgan_data.ingest.stage import ingest, inspect
 from dcgan_data.testing.photos import FACES, PHOTOS, write_shards

@@ -43,7 +43,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,25 +55,17 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from dcgan_data import __version__
-from dcgan_data.core.checks import FACES, check_values
 from dcgan_data.core.errors import InputError, require
 from dcgan_data.core.files import atomic_path, read_json, write_json
 from dcgan_data.core.images import sniff_format
 from dcgan_data.engines.units import bounded_map
+from dcgan_data.faces.options import LABEL_FIELDS, URL_FIELDS, FaceOptions, FetchOptions
 
-USER_AGENT = f"dcgan-data/{__version__} (face crawl for DCGAN training; python-requests)"
 # X-Robots-Tag directives that ask not to use an image for AI training
 NOAI_DIRECTIVES = {"noai", "noimageai"}
-URL_FIELDS = ("url", "URL", "link", "image_url")
-LABEL_FIELDS = ("name", "label", "caption")
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
 PLAIN_LISTS = "crawl_list"  # folder of the output directory holding decompressed lists
 CHUNK = 64 * 1024
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # of one image, fetched or read from a local path
-# The largest decompressed (or converted) copy of a list: 100M URLs, a whole LAION-400M in one
-# file, fit; a compressed file of blank lines that would fill the disk does not.
-DEFAULT_MAX_LIST_BYTES = 16 << 30
 MAX_RETRY_AFTER = 120.0  # seconds: a longer Retry-After gives up on the URL instead
 
 
@@ -113,7 +105,7 @@ def crawl_format(path: str | os.PathLike) -> str:
 
 
 def plain_list(path: str | os.PathLike, work_dir: str | os.PathLike, url_col: str | None = None,
-               label_col: str | None = None, max_bytes: int = DEFAULT_MAX_LIST_BYTES) -> Path:
+               label_col: str | None = None, max_bytes: int = FaceOptions.max_list_bytes) -> Path:
     """The crawl list as text that units cut into byte ranges: the list itself or a copy in
     work_dir/crawl_list/, made once (again only when the list changes): a compressed list
     decompressed, streaming; a Parquet list's url and label columns as JSON lines, one per
@@ -466,23 +458,6 @@ class FetchError(Exception):
         self.detail = detail
         self.retry = retry
         self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After)
-
-
-@dataclass
-class FetchOptions:
-    timeout: float = 10.0  # seconds of wall clock for one request: connect, headers, body
-    retries: int = 2  # extra attempts after a timeout, a 429 or a 5xx
-    backoff: float = 1.0  # seconds before the first retry, doubled after each
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_redirects: int = 5
-    respect_robots: bool = True  # skip X-Robots-Tag: noai / noimageai
-    base_dir: Path = field(default_factory=Path)  # relative local paths are read from here
-    local_root: Path | None = None  # local paths must lie below this; None: base_dir
-    allow_private_addresses: bool = False  # fetch from loopback/private hosts (trusted lists)
-    user_agent: str = USER_AGENT
-
-    def __post_init__(self) -> None:
-        check_values(vars(self), FACES)
 
 
 def fetch(source: str, options: FetchOptions, session: requests.Session | None = None) -> bytes:

