@@ -16,7 +16,7 @@ from typing import Any
 
 from dcgan_data.core.errors import InputError, require
 from dcgan_data.core.images import ImageError
-from dcgan_data.faces.crawl import FetchError, read_local_file
+from dcgan_data.faces.fetch import FetchError, read_local_file
 from dcgan_data.faces.options import DEFAULT_MAX_BYTES
 from dcgan_data.ingest.lsun import IMAGE_SUFFIXES
 

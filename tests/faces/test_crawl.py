@@ -12,15 +12,8 @@ import pytest
 
 from dcgan_data import __version__
 from dcgan_data.core.errors import InputError
-from dcgan_data.faces.crawl import (
-    Entry,
-    FetchError,
-    fetch,
-    fetch_many,
-    plan_units,
-    read_crawl,
-    read_unit,
-)
+from dcgan_data.faces.crawl_list import Entry, plan_units, read_crawl, read_unit
+from dcgan_data.faces.fetch import FetchError, fetch, fetch_many
 from dcgan_data.faces.options import FetchOptions
 from dcgan_data.testing.photos import FACES, PHOTOS
 
