@@ -25,13 +25,14 @@ from typing import Any
 
 from dcgan_data.core import status
 from dcgan_data.core.errors import DcganDataError, InputError
-from dcgan_data.core.files import locks_output, progress, write_csv, write_json
+from dcgan_data.core.files import locks_output, progress, write_csv
 from dcgan_data.core.shards import ShardSet, ShardWriter
 from dcgan_data.core.stage import Failures, Phases, completed_units
 from dcgan_data.engines.units import Engine, make_engine
 from dcgan_data.faces.crawl_list import Unit, mark_repeats, plan_units
 from dcgan_data.faces.options import FaceOptions
 from dcgan_data.faces.plain_list import plain_list
+from dcgan_data.faces.report import FacesParams, ThisRun, faces_report
 from dcgan_data.faces.unit import STATUS_COLUMNS, faces_shard
 from dcgan_data.ingest.stage import write_contact_sheet
 
@@ -57,23 +58,25 @@ def _faces(crawl: Path, out_dir: Path, options: FaceOptions, engine: Engine | st
         options = options.replace(fetch=options.fetch.replace(base_dir=crawl.resolve().parent))
     with phases.timed("plan"):
         listing, units = _plan(crawl, out_dir, options)
-    params = _params(crawl, options)
-    writer = ShardWriter(out_dir, (options.size, options.size, 3), params)
+    params = FacesParams.of(crawl, options)
+    writer = ShardWriter(out_dir, (options.size, options.size, 3), params.to_json())
     todo = [u for u in units if not _unit_done(writer, u)]
     engine = make_engine(engine, options.processes)
     with phases.timed("units"):
         processed = _run(listing, writer, units, todo, options, engine)
     writer.finish(len(units), info={"stage": "faces", "crawl": str(crawl)})
     notes = [writer.entries[u.index]["notes"] for u in units]
-    report = _report(notes, options, params, units, len(todo), processed,
-                     phases.seconds["units"], engine.name)
     with phases.timed("tables"):
         _write_tables(out_dir, notes)
-        report["status_table"] = status.join_parts(out_dir, [u.index for u in units],
-                                                   out_dir / STATUS, STATUS_COLUMNS).name
-        report["sheet"] = _write_sheet(out_dir)
-    write_json(out_dir / "faces_report.json", report)
-    return report
+        status_table = status.join_parts(out_dir, [u.index for u in units], out_dir / STATUS,
+                                         STATUS_COLUMNS).name
+        sheet = _write_sheet(out_dir)
+    run = ThisRun(units_run=len(todo), entries=processed["entries"],
+                  fetched=processed["fetched"], wall_seconds=phases.seconds["units"],
+                  engine=engine.name)
+    report = faces_report(notes, params, options, run, status_table, sheet)
+    report.write(out_dir / "faces_report.json")
+    return report.to_json()
 
 
 def _plan(crawl: Path, out_dir: Path, options: FaceOptions) -> tuple[Path, list[Unit]]:
@@ -86,22 +89,6 @@ def _plan(crawl: Path, out_dir: Path, options: FaceOptions) -> tuple[Path, list[
     if not units:
         raise InputError(f"{crawl}: no entries (every line is blank or a comment)")
     return listing, units
-
-
-def _params(crawl: Path, options: FaceOptions) -> dict[str, Any]:
-    """What the shards depend on: a re-run with other values is refused as a different run."""
-    return {
-        "stage": "faces",
-        "crawl": crawl.name,
-        "lines_per_shard": options.lines_per_shard,
-        "detector": options.detector,
-        "min_face": options.min_face,
-        "min_score": options.score_threshold(),
-        "margin": options.margin,
-        "size": options.size,
-        **{name: value for name, value in
-           (("url_col", options.url_col), ("label_col", options.label_col)) if value},
-    }
 
 
 def _run(listing: Path, writer: ShardWriter, units: list[Unit], todo: list[Unit],
@@ -138,53 +125,6 @@ def _unit_done(writer: ShardWriter, unit: Unit) -> bool:
     entry = writer.entries.get(unit.index)
     return (entry is not None and entry["notes"].get("lines_sha1") == unit.digest
             and status.find(status.part_stem(writer.out_dir, unit.index)) is not None)
-
-
-def _report(notes: list[dict], options: FaceOptions, params: dict, units: list[Unit],
-            units_run: int, processed: Counter, wall: float, engine_name: str
-            ) -> dict[str, Any]:
-    failed = Failures()
-    seconds: Counter[str] = Counter()
-    for n in notes:
-        failed.merge({"failed_by_reason": n["failed"], "failed_examples": n["failed_examples"]})
-        seconds.update(n["seconds"])
-    total = {k: sum(n[k] for n in notes) for k in
-             ("lines", "entries", "malformed", "fetched", "decoded", "with_face",
-              "with_kept_face", "boxes", "kept")}
-    return {
-        "stage": "faces",
-        "params": params,
-        "options": {
-            "engine": engine_name,
-            "workers": options.workers,
-            "timeout": options.fetch.timeout,
-            "retries": options.fetch.retries,
-            "max_bytes": options.fetch.max_bytes,
-            "max_redirects": options.fetch.max_redirects,
-            "respect_robots_headers": options.fetch.respect_robots,
-            "allow_private_addresses": options.fetch.allow_private_addresses,
-            "local_root": options.fetch.local_root or options.fetch.base_dir,
-            "user_agent": options.fetch.user_agent,
-            "keep_originals": options.keep_originals,
-            "max_list_bytes": options.max_list_bytes,
-        },
-        "lines": total["lines"],
-        "entries": total["entries"],
-        "fetched": total["fetched"],
-        "decoded": total["decoded"],
-        **failed.as_dict(),
-        "images_with_face": total["with_face"],
-        "images_with_kept_face": total["with_kept_face"],
-        "boxes": total["boxes"],
-        "kept": total["kept"],
-        "shards": len(units),
-        "units_run_now": units_run,
-        "units_resumed": len(units) - units_run,
-        "thread_seconds_by_stage": {k: round(v, 2) for k, v in seconds.items()},
-        "wall_seconds_this_run": round(wall, 3),
-        "entries_per_second": round(processed["entries"] / wall, 2) if units_run else None,
-        "images_per_second": round(processed["fetched"] / wall, 2) if units_run else None,
-    }
 
 
 def _write_tables(out_dir: Path, notes: list[dict]) -> None:

@@ -124,7 +124,8 @@ def draw_section(page: Page, stage: Stage, summary: Summary) -> Section:
     generic one: every scalar figure that could be read, and what could not."""
     try:
         return SECTIONS.get(stage.kind, generic_section)(page, stage, summary)
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+    # InputError: a typed report (core.report.StageReport) missing a key it needs
+    except (InputError, TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
         stage.problems.append(f"the {stage.kind} section could not be drawn "
                               f"({type(exc).__name__}: {exc})")
         return generic_section(page, stage, summary)
