@@ -26,7 +26,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dcgan_data.faces.crawl import mark_repeats, plain_list, plan_units, read_unit
+from dcgan_data.faces.crawl_list import mark_repeats, plan_units, read_unit
+from dcgan_data.faces.plain_list import plain_list
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"

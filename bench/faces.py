@@ -38,8 +38,11 @@ import numpy as np
 import skimage.data
 
 from dcgan_data.core.images import contact_sheet, decode_image, save_png
-from dcgan_data.faces.crawl import Entry, FetchOptions, fetch_many
-from dcgan_data.faces.stage import DEFAULT_MIN_SCORE, FaceOptions, faces, make_detector
+from dcgan_data.faces.crawl_list import Entry
+from dcgan_data.faces.detect import make_detector
+from dcgan_data.faces.fetch import fetch_many
+from dcgan_data.faces.options import DEFAULT_MIN_SCORE, FaceOptions, FetchOptions
+from dcgan_data.faces.stage import faces
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "pipelines" / "sample"

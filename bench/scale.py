@@ -96,8 +96,8 @@ def runner(args) -> dict:
     from dcgan_data.engines.local import LocalEngine
     from dcgan_data.engines.ray import RayEngine
     from dcgan_data.engines.runner import run_units
-    from dcgan_data.faces.crawl import FetchOptions
-    from dcgan_data.faces.stage import FaceOptions, faces
+    from dcgan_data.faces.options import FaceOptions, FetchOptions
+    from dcgan_data.faces.stage import faces
     from dcgan_data.hashmodel import hashing
     from dcgan_data.ingest.stage import ingest
 

@@ -38,16 +38,11 @@ from dcgan_data.core.shards import (
     encode_key,
     rows_per_shard_of,
 )
-from dcgan_data.faces import crawl
-from dcgan_data.faces.crawl import (
-    FetchError,
-    FetchOptions,
-    fetch,
-    plan_units,
-    read_crawl,
-    read_unit,
-)
-from dcgan_data.faces.stage import FaceOptions, faces
+from dcgan_data.faces import fetch as fetching
+from dcgan_data.faces.crawl_list import plan_units, read_crawl, read_unit
+from dcgan_data.faces.fetch import FetchError, fetch
+from dcgan_data.faces.options import FaceOptions, FetchOptions
+from dcgan_data.faces.stage import faces
 from dcgan_data.ingest.sources import FolderSource
 from dcgan_data.ingest.stage import ingest, inspect
 from dcgan_data.testing.photos import FACES, PHOTOS, write_shards
@@ -405,7 +400,7 @@ def test_internal_addresses_are_refused_by_default(hostile, host):
 
 def test_a_redirect_to_an_internal_address_is_refused(hostile, monkeypatch):
     # pretend 127.0.0.1 is a public host, so the first hop is fetched and the redirect is not
-    monkeypatch.setattr(crawl, "_refused_address", lambda ip: ip != "127.0.0.1")
+    monkeypatch.setattr(fetching, "_refused_address", lambda ip: ip != "127.0.0.1")
     strict = replace(TRUSTED, allow_private_addresses=False)
     assert fetch(hostile.url + "/img", strict) == JPEG
     with pytest.raises(FetchError) as info:

@@ -130,13 +130,6 @@ PACK = {"quality": Range(1, 100, integer=True), "short_side": Range(8, integer=T
 INGEST = {"size": SIDE, "workers": COUNT, "rows_per_shard": COUNT, "max_pixels": COUNT,
           "max_bytes": COUNT,
           "sample": COUNT}  # sample: inspect's
-FACES = {  # faces(), its FaceOptions and their FetchOptions
-    "processes": Range(1, 256, integer=True), "lines_per_shard": COUNT,
-    "workers": Range(1, 512, integer=True), "min_face": COUNT, "min_score": Range(),
-    "margin": Range(0), "size": Range(8, integer=True), "max_pixels": COUNT,
-    "timeout": Range(0.1), "retries": Range(0, 10, integer=True), "backoff": Range(0),
-    "max_bytes": COUNT, "max_redirects": Range(0, 30, integer=True), "max_list_bytes": COUNT,
-}
 TRAIN = {  # dcgan_data.train.stage.TrainConfig; BatchNorm needs a batch of 2
     "nz": COUNT, "threads": COUNT, "ngf": COUNT, "ndf": COUNT, "batch_size": Range(2, integer=True),
     "lr": POSITIVE, "beta1": Range(0, 1, high_open=True), "steps": COUNT, "epochs": POSITIVE,

@@ -16,7 +16,8 @@ from typing import Any
 
 from dcgan_data.core.errors import InputError, require
 from dcgan_data.core.images import ImageError
-from dcgan_data.faces.crawl import DEFAULT_MAX_BYTES, FetchError, read_local_file
+from dcgan_data.faces.fetch import FetchError, read_local_file
+from dcgan_data.faces.options import DEFAULT_MAX_BYTES
 from dcgan_data.ingest.lsun import IMAGE_SUFFIXES
 
 HF_MARKERS = ("state.json", "dataset_dict.json")  # what datasets.save_to_disk writes

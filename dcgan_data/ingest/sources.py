@@ -14,7 +14,7 @@ from typing import Protocol
 
 from dcgan_data.core.errors import InputError
 from dcgan_data.core.images import ImageError
-from dcgan_data.faces.crawl import DEFAULT_MAX_BYTES
+from dcgan_data.faces.options import DEFAULT_MAX_BYTES
 from dcgan_data.ingest.interop import HF_MARKERS, HfSource, WebDatasetSource
 from dcgan_data.ingest.lsun import LsunSource, find_lmdb_dirs, image_files
 

@@ -66,7 +66,7 @@ from dcgan_data.engines.units import (
     make_engine,
     run_units,
 )
-from dcgan_data.faces.crawl import DEFAULT_MAX_BYTES
+from dcgan_data.faces.options import DEFAULT_MAX_BYTES
 from dcgan_data.ingest.sources import Source, open_source
 
 CHUNK = 256  # items per task: big enough to amortise IPC, small enough to balance load

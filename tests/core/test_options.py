@@ -142,8 +142,7 @@ def test_range_words_and_membership():
 
 
 def test_options_dataclasses_refuse_bad_values():
-    from dcgan_data.faces.crawl import FetchOptions
-    from dcgan_data.faces.stage import FaceOptions
+    from dcgan_data.faces.options import FaceOptions, FetchOptions
     from dcgan_data.hashmodel.hashing import HashConfig
     from dcgan_data.train.stage import TrainConfig
 

@@ -12,16 +12,9 @@ import pytest
 
 from dcgan_data import __version__
 from dcgan_data.core.errors import InputError
-from dcgan_data.faces.crawl import (
-    Entry,
-    FetchError,
-    FetchOptions,
-    fetch,
-    fetch_many,
-    plan_units,
-    read_crawl,
-    read_unit,
-)
+from dcgan_data.faces.crawl_list import Entry, plan_units, read_crawl, read_unit
+from dcgan_data.faces.fetch import FetchError, fetch, fetch_many
+from dcgan_data.faces.options import FetchOptions
 from dcgan_data.testing.photos import FACES, PHOTOS
 
 JPEG = PHOTOS[0].read_bytes()

@@ -16,15 +16,9 @@ from click.testing import CliRunner
 
 from dcgan_data.core.errors import InputError
 from dcgan_data.core.shards import ShardSet
-from dcgan_data.faces import crawl
-from dcgan_data.faces.crawl import (
-    Entry,
-    mark_repeats,
-    plain_list,
-    plan_units,
-    read_crawl,
-    read_unit,
-)
+from dcgan_data.faces import plain_list as plain_lists
+from dcgan_data.faces.crawl_list import Entry, mark_repeats, plan_units, read_crawl, read_unit
+from dcgan_data.faces.plain_list import plain_list
 from dcgan_data.testing.photos import FACES, PHOTOS
 from dcgan_data_cli.main import cli
 
@@ -137,7 +131,7 @@ def test_a_full_disk_while_unpacking_is_named_not_blamed_on_the_list(tmp_path, m
     def full_disk(path):
         yield Path("/dev/full")
 
-    monkeypatch.setattr(crawl, "atomic_path", full_disk)
+    monkeypatch.setattr(plain_lists, "atomic_path", full_disk)
     with pytest.raises(OSError, match=r"No space left on device \(ENOSPC\)") as info:
         plain_list(packed, tmp_path / "out")
     assert info.value.errno == errno.ENOSPC and not isinstance(info.value, InputError)

@@ -23,8 +23,9 @@ from dcgan_data.core.errors import InputError
 from dcgan_data.core.images import decode_image
 from dcgan_data.core.shards import ShardSet
 from dcgan_data.core.status import read_table
-from dcgan_data.faces.crawl import FetchOptions
-from dcgan_data.faces.stage import Box, FaceOptions, crop_face, faces, is_kept, make_detector
+from dcgan_data.faces.detect import Box, crop_face, is_kept, make_detector
+from dcgan_data.faces.options import FaceOptions, FetchOptions
+from dcgan_data.faces.stage import faces
 from dcgan_data.testing.photos import FACES, PHOTOS, load_photo
 from dcgan_data_cli.main import cli
 

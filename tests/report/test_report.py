@@ -16,8 +16,8 @@ from dcgan_data.core import plots
 from dcgan_data.core.errors import InputError
 from dcgan_data.core.images import decode_image
 from dcgan_data.dedup import stage as dd
-from dcgan_data.faces.crawl import FetchOptions
-from dcgan_data.faces.stage import FaceOptions, faces
+from dcgan_data.faces.options import FaceOptions, FetchOptions
+from dcgan_data.faces.stage import faces
 from dcgan_data.hashmodel import hashing
 from dcgan_data.ingest.stage import ingest
 from dcgan_data.report.browser import browser_check
