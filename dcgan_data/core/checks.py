@@ -127,10 +127,6 @@ SIDE = Range(8, integer=True, even=True)  # a square image's side in px
 MAX_RADIUS = 16  # beyond this the blocks get so short that the multi-index is brute force
 POSITIVE = Range(0, low_open=True)
 
-PACK = {"quality": Range(1, 100, integer=True), "short_side": Range(8, integer=True)}
-INGEST = {"size": SIDE, "workers": COUNT, "rows_per_shard": COUNT, "max_pixels": COUNT,
-          "max_bytes": COUNT,
-          "sample": COUNT}  # sample: inspect's
 HASH = {  # hashmodel.hashing.HashConfig: the hash model of dedup, audit and train's figure
     "epochs": POSITIVE, "min_steps": Range(0, integer=True), "max_steps": COUNT,
     "max_train_images": COUNT, "batch_size": Range(2, integer=True), "lr": POSITIVE,
@@ -174,4 +170,3 @@ SAMPLE = {"n": COUNT, "frames": Range(2, integer=True), "seed": SEED,
           "images": Range(2, integer=True)}  # images: fid's
 AUDIT = {"n": COUNT, "alpha": Range(0, 1, low_open=True, high_open=True), "neighbours": COUNT,
          "seed": SEED, "workers": COUNT}  # --holdout: dcgan_data.audit.stage.parse_holdout
-EXPORT = {"rows_per_part": COUNT, "threads": COUNT}

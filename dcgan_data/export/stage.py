@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from dcgan_data.core.checks import EXPORT, checked
 from dcgan_data.core.errors import InputError, require
 from dcgan_data.core.files import (
     LOCK_FILE,
@@ -52,9 +51,8 @@ from dcgan_data.core.files import (
     write_json,
 )
 from dcgan_data.core.shards import ShardSet, encode_key
+from dcgan_data.export.options import FORMATS, ExportOptions, ExportWeightsOptions
 
-FORMATS = ("folder", "webdataset", "stylegan", "hf")
-DEFAULT_ROWS_PER_PART = 10_000
 LABELS = "labels.csv"  # key,label: written by `faces` when the crawl list names people
 REPORT = "export_report.json"
 STATE = ".export_state.json"
@@ -280,22 +278,26 @@ def _unique(name: str, used: set[str]) -> str:
 # ---------------------------------------------------------------------------- the stage
 
 
-@checked(EXPORT)
-@locks_output("dest")
-def export(
-    src: str | os.PathLike,
-    dest: str | os.PathLike,
-    fmt: str,
-    rows_per_part: int = DEFAULT_ROWS_PER_PART,
-    threads: int | None = None,
-) -> dict[str, Any]:
-    """Export the shard directory `src` into `dest` in format `fmt`, encoding PNGs on
-    `threads` threads (default: one per core); resumes a cut-short run.
+def export(src: str | os.PathLike, dest: str | os.PathLike, format: str | None = None,
+           options: ExportOptions | None = None, **settings: Any) -> dict[str, Any]:
+    """Export the shard directory `src` into `dest` in `format` (one of FORMATS), in parts of
+    `rows_per_part` rows, encoding PNGs on `threads` threads (default: one per core): fields
+    of `options`, or keyword `settings`. Resumes a cut-short run.
 
     Returns the report, also written to dest/export_report.json.
     """
-    if fmt not in FORMATS:
-        raise InputError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if format is not None:
+        settings["format"] = format
+    options = (options or ExportOptions()).replace(**settings)  # refused before DEST is made
+    if options.format is None:
+        raise InputError(f"export: choose a format ({', '.join(FORMATS)})")
+    return _export(src, dest, options)
+
+
+@locks_output("dest")
+def _export(src: str | os.PathLike, dest: str | os.PathLike, options: ExportOptions
+            ) -> dict[str, Any]:
+    fmt, rows_per_part, threads = options.format, options.rows_per_part, options.threads
     shards = ShardSet(src)
     dest = Path(dest)
     rows = Rows(shards, threads)
@@ -377,7 +379,8 @@ def _open_state(dest: Path, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def export_weights(run: str | os.PathLike, out: str | os.PathLike,
-                   checkpoint: str | None = None) -> dict[str, Any]:
+                   options: ExportWeightsOptions | None = None, **settings: Any
+                   ) -> dict[str, Any]:
     """Write a run's G and D as pytorch/examples' DCGAN reads them: out/netG.pth and
     out/netD.pth, state dicts of an `nn.Sequential` named `main`.
 
@@ -385,6 +388,7 @@ def export_weights(run: str | os.PathLike, out: str | os.PathLike,
     so our logit D becomes their probability D unchanged); only the attribute name differs.
     At --size 64 their `main.py --netG netG.pth --netD netD.pth --ngf N --ndf N` loads them.
     """
+    options = (options or ExportWeightsOptions()).replace(**settings)
     import torch
 
     from dcgan_data.train.checkpoint import load_networks
@@ -392,7 +396,7 @@ def export_weights(run: str | os.PathLike, out: str | os.PathLike,
 
     out = Path(out)
     check_output(out, directory=True, option="-o")
-    path = checkpoint_path(run, checkpoint)
+    path = checkpoint_path(run, options.checkpoint)
     nets, ckpt = load_networks(path, ("G", "D"))  # refused here, before anything is written
     files = {}
     for net, model in nets.items():

@@ -18,16 +18,12 @@ import cv2
 import lmdb
 import numpy as np
 
-from dcgan_data.core.checks import PACK, checked
 from dcgan_data.core.errors import InputError
 from dcgan_data.core.files import locks_output, progress
 from dcgan_data.core.images import ImageError, decode_image, encode_image
+from dcgan_data.ingest.options import PackOptions
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
-# LSUN's scene categories (the paper's) are JPEG q75; JPEG-only decoders (GPU decoders,
-# torchvision.io.decode_jpeg) cannot read WebP, so WebP is the option, not the default
-PACK_FORMATS = ("jpeg", "webp")
-PACK_QUALITY = 75
 MAP_SIZE = 1 << 40  # address space only; the file grows as data is written
 
 # lmdb allows one open environment per database per process: every source shares these.
@@ -159,30 +155,31 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
     return paths
 
 
-def _shrink_to_short_side(rgb: np.ndarray, short_side: int | None) -> np.ndarray:
+def _shrink_to_short_side(rgb: np.ndarray, short_side: int) -> np.ndarray:
     h, w = rgb.shape[:2]
-    if short_side is None or min(h, w) <= short_side:
+    if min(h, w) <= short_side:
         return rgb
     scale = short_side / min(h, w)
     size = (max(short_side, round(w * scale)), max(short_side, round(h * scale)))
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
-@checked(PACK)
-@locks_output("out")
-def pack_images(
-    inputs: Iterable[str],
-    out: str | os.PathLike,
-    fmt: str = PACK_FORMATS[0],
-    quality: int = PACK_QUALITY,
-    short_side: int | None = 256,
-) -> dict[str, Any]:
+def pack_images(inputs: Iterable[str], out: str | os.PathLike,
+                options: PackOptions | None = None, **settings: Any) -> dict[str, Any]:
     """Write images into an LSUN-format LMDB: key = SHA-1 hex of the encoded bytes.
 
-    Images are shrunk so their short side is `short_side` (as LSUN's are) and re-encoded.
+    Images are shrunk so their short side is `short_side` (as LSUN's are) and re-encoded as
+    `format` at `quality` (`options`, or its fields as keyword `settings`).
     Re-running is idempotent: a key already present is left as it is. An image the inputs
     hold twice (the same encoded bytes) is packed once and counted in `repeated_in_input`.
     """
+    options = (options or PackOptions()).replace(**settings)  # refused before OUT is made
+    return _pack(inputs, out, options)
+
+
+@locks_output("out")
+def _pack(inputs: Iterable[str], out: str | os.PathLike, options: PackOptions
+          ) -> dict[str, Any]:
     paths = expand_inputs(inputs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,7 +195,8 @@ def pack_images(
                 failed.append({"key": str(path), "reason": getattr(exc, "reason", "unreadable"),
                                "detail": str(exc)})
                 continue
-            value = encode_image(_shrink_to_short_side(rgb, short_side), fmt, quality)
+            value = encode_image(_shrink_to_short_side(rgb, options.short_side),
+                                 options.format, options.quality)
             digest = hashlib.sha1(value).digest()
             if txn.put(digest.hex().encode("ascii"), value, overwrite=False):
                 packed += 1

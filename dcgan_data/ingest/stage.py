@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from dcgan_data.core import status
-from dcgan_data.core.checks import INGEST, checked
 from dcgan_data.core.errors import DcganDataError, InputError
 from dcgan_data.core.files import (
     atomic_path,
@@ -66,7 +65,7 @@ from dcgan_data.engines.units import (
     make_engine,
     run_units,
 )
-from dcgan_data.faces.crawl import DEFAULT_MAX_BYTES
+from dcgan_data.ingest.options import IngestOptions, InspectOptions
 from dcgan_data.ingest.sources import Source, open_source
 
 CHUNK = 256  # items per task: big enough to amortise IPC, small enough to balance load
@@ -147,32 +146,33 @@ def _chunk_folder(writer: ShardWriter) -> Path:
     return folder
 
 
-@checked(INGEST)
-@locks_output("out")
-def ingest(
-    src: str | os.PathLike,
-    out: str | os.PathLike,
-    size: int = 64,
-    workers: int | None = None,
-    rows_per_shard: int | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    engine: Engine | str | None = None,
-    local_root: str | os.PathLike | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-) -> dict[str, Any]:
-    """Turn an LSUN LMDB or a folder of images into size x size shards in `out`.
+def ingest(src: str | os.PathLike, out: str | os.PathLike,
+           options: IngestOptions | None = None, engine: Engine | str | None = None,
+           **settings: Any) -> dict[str, Any]:
+    """Turn an LSUN LMDB, a folder of images, webdataset shards or a Hugging Face dataset
+    into size x size shards in `out` (`options`, or its fields as keyword `settings`).
 
     `engine` runs the decoding and the writing of the shards ("local" processes, `workers`
     of them, or "ray").
     `local_root` and `max_bytes` bound the files that a Hugging Face dataset's path cells
-    may name (default: below the dataset's folder, 20 MiB).
+    may name (default: below the dataset's folder).
     `rows_per_shard` defaults to as many rows as fit in shards.DEFAULT_SHARD_BYTES. Returns
     the report, also written to out/ingest_report.json, with a contact sheet.
     """
+    options = (options or IngestOptions()).replace(**settings)  # refused before OUT is made
+    return _ingest(src, out, options, engine)
+
+
+@locks_output("out")
+def _ingest(src: str | os.PathLike, out: str | os.PathLike, options: IngestOptions,
+            engine: Engine | str | None) -> dict[str, Any]:
+    size, max_pixels = options.size, options.max_pixels
+    local_root, max_bytes = options.local_root, options.max_bytes
+    rows_per_shard = options.rows_per_shard
     rows_per_shard = rows_per_shard or rows_per_shard_of((size, size, 3))
     _check_not_inside(Path(src), Path(out))
     start = time.perf_counter()
-    engine = make_engine(engine, workers)
+    engine = make_engine(engine, options.workers)
     source = open_source(src, local_root, max_bytes)
     items = source.items()
     if not items:
@@ -345,13 +345,15 @@ def _spread(values: np.ndarray) -> dict[str, float]:
     return {"min": int(values.min()), "median": float(np.median(values)), "max": int(values.max())}
 
 
-@checked(INGEST)
-def inspect(path: str | os.PathLike, sample: int = 64, size: int = 64
+def inspect(path: str | os.PathLike, options: InspectOptions | None = None, **settings: Any
             ) -> tuple[dict[str, Any], np.ndarray | None]:
-    """Summarise a shard directory (verifying checksums) or an image source (decoding a sample).
+    """Summarise a shard directory (verifying checksums) or an image source (decoding a
+    sample of `options.sample` items at `options.size` px).
 
     Returns the summary and a contact sheet (None if there is nothing to show).
     """
+    options = (options or InspectOptions()).replace(**settings)
+    sample, size = options.sample, options.size
     path = Path(path)
     if is_shard_dir(path):
         shards = ShardSet(path)
