@@ -24,7 +24,7 @@ def pack(images: tuple[str, ...], out: str, **settings) -> None:
 
     Keys are the SHA-1 hex of the encoded bytes, as LSUN's ids look.
     """
-    from dcgan_data.ingest.lsun import pack_images
+    from dcgan_data.ingest.pack import pack_images
 
     report = pack_images(images, out, PackOptions(**settings))
     notes = [f"{report['entries']} entries"]
@@ -95,7 +95,7 @@ def inspect(path: str, **settings) -> None:
     """
     from dcgan_data.core.errors import DcganDataError
     from dcgan_data.core.images import save_png
-    from dcgan_data.ingest.stage import inspect as run_inspect
+    from dcgan_data.ingest.inspect import inspect as run_inspect
 
     options = InspectOptions(**settings)
     summary, grid = run_inspect(path, options)

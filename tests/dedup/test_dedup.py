@@ -421,7 +421,7 @@ def test_missing_source(tmp_path: Path):
 
 
 def test_lsun_lmdb_source_is_ingested_first(planted, tmp_path):
-    from dcgan_data.ingest.lsun import pack_images
+    from dcgan_data.ingest.pack import pack_images
 
     lmdb_dir = tmp_path / "bedroom_lmdb"
     pack_images([str(p) for p in PHOTOS[:8]], lmdb_dir, format="jpeg", quality=90)

@@ -7,8 +7,8 @@ import pytest
 
 from dcgan_data.core.errors import InputError
 from dcgan_data.core.images import decode_image, sniff_format
-from dcgan_data.ingest.lsun import LsunSource, pack_images
-from dcgan_data.ingest.sources import FolderSource, open_source
+from dcgan_data.ingest.pack import pack_images
+from dcgan_data.ingest.sources import FolderSource, LsunSource, open_source
 from dcgan_data.testing.photos import PHOTOS
 
 

@@ -1,54 +1,28 @@
 """Where images come from: one small reader per kind of source, picked by `open_source`.
 
-A source lists its items (string names, in a stable order) and reads their bytes in
-batches: None for an item that is gone, an ImageError for one that cannot be read.
-Sources pickle without open handles, so worker processes can each read their own.
+  folder.py       image files below a folder (FolderSource)
+  lsun.py         LSUN's LMDB databases (LsunSource)
+  webdataset.py   webdataset .tar shards (WebDatasetSource)
+  huggingface.py  a Hugging Face dataset's image column (HfSource)
+
+Each lists its items and reads their bytes in batches (base.Source).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 from dcgan_data.core.errors import InputError
-from dcgan_data.core.images import ImageError
 from dcgan_data.faces.crawl import DEFAULT_MAX_BYTES
-from dcgan_data.ingest.interop import HF_MARKERS, HfSource, WebDatasetSource
-from dcgan_data.ingest.lsun import LsunSource, find_lmdb_dirs, image_files
+from dcgan_data.ingest.sources.base import Source
+from dcgan_data.ingest.sources.folder import FolderSource, image_files
+from dcgan_data.ingest.sources.huggingface import HF_MARKERS, HfSource
+from dcgan_data.ingest.sources.lsun import LsunSource, find_lmdb_dirs
+from dcgan_data.ingest.sources.webdataset import WebDatasetSource
 
-
-class Source(Protocol):
-    kind: str
-    path: Path
-
-    def items(self) -> list[str]: ...
-
-    def read_many(self, items: Sequence[str]) -> list[bytes | ImageError | None]: ...
-
-
-class FolderSource:
-    """Image files below a folder, named by their path relative to it, in sorted order."""
-
-    kind = "folder"
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    def items(self) -> list[str]:
-        return [p.relative_to(self.path).as_posix() for p in image_files(self.path)]
-
-    def read_many(self, items: Sequence[str]) -> list[bytes | ImageError | None]:
-        out: list[bytes | ImageError | None] = []
-        for item in items:
-            try:
-                out.append((self.path / item).read_bytes())
-            except FileNotFoundError:
-                out.append(None)
-            except OSError as exc:  # permission denied, an I/O error: there, but unreadable
-                out.append(ImageError("unreadable", exc.strerror or str(exc)))
-        return out
+__all__ = ["FolderSource", "HfSource", "LsunSource", "Source", "WebDatasetSource",
+           "open_source"]
 
 
 def open_source(path: str | os.PathLike, local_root: str | os.PathLike | None = None,
