@@ -48,7 +48,7 @@ def _count(n: int, noun: str) -> str:
 @option_from(ExportWeightsOptions, "checkpoint")
 def export_weights(run: Path, out: Path, **settings) -> None:
     """Write a run's G and D as pytorch/examples' dcgan main.py loads them (--netG, --netD)."""
-    from dcgan_data.export.stage import export_weights as run_export
+    from dcgan_data.export.weights import export_weights as run_export
 
     info = run_export(run, out, ExportWeightsOptions(**settings))
     click.echo(f"wrote {info['netG']} and {info['netD']} (step {info['step']}, size "

@@ -155,7 +155,7 @@ def test_hf_dataset_loads_with_datasets(shard_dir, tmp_path, crops64, monkeypatc
 
 def test_killed_export_resumes_at_the_first_unfinished_part(shard_dir, tmp_path, crops64,
                                                            monkeypatch):
-    from dcgan_data.export import stage as module
+    from dcgan_data.export import formats as module
 
     calls = []
     original = module.FolderWriter.write_part
@@ -313,7 +313,7 @@ def test_a_labels_csv_without_a_label_column_not_utf8_or_with_two_labels_for_a_k
 
 def test_a_stylegan_export_killed_in_its_cleanup_finishes_when_run_again(tmp_path, crops64,
                                                                          monkeypatch):
-    from dcgan_data.export import stage as module
+    from dcgan_data.export import formats as module
 
     src = write_shards(tmp_path / "s", crops64[:10])
     original = shutil.rmtree
