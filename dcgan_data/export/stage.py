@@ -54,7 +54,7 @@ def export(src: str | os.PathLike, dest: str | os.PathLike, format: str | None =
         settings["format"] = format
     options = (options or ExportOptions()).replace(**settings)  # refused before DEST is made
     if options.format is None:
-        raise InputError(f"export: choose a format ({', '.join(FORMATS)})")
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}; none was given")
     return _export(src, dest, options).to_json()
 
 

@@ -344,3 +344,9 @@ def test_export_takes_its_output_lock_and_removes_what_a_killed_run_left(tmp_pat
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="exists and is not a directory"):
         export(src, tmp_path / "file", "folder")
+
+
+def test_export_without_a_format_is_refused_before_writing_anything(shard_dir, tmp_path):
+    result = CliRunner().invoke(cli, ["export", str(shard_dir), "-o", str(tmp_path / "e")])
+    assert result.exit_code == 2 and "--format must be one of folder" in result.output
+    assert not (tmp_path / "e").exists()
