@@ -94,14 +94,9 @@ def inspect(path: str, **settings) -> None:
     else. Exits 1 when a shard fails verification.
     """
     from dcgan_data.core.errors import DcganDataError
-    from dcgan_data.core.images import save_png
     from dcgan_data.ingest.inspect import inspect as run_inspect
 
-    options = InspectOptions(**settings)
-    summary, grid = run_inspect(path, options)
-    if grid is not None and options.sheet:
-        save_png(options.sheet, grid)
-        summary["sheet"] = options.sheet
+    summary, _ = run_inspect(path, InspectOptions(**settings))
     click.echo(json.dumps(summary, indent=2))
     if summary.get("problems"):
         raise DcganDataError(f"{path}: {len(summary['problems'])} shard(s) failed verification: "

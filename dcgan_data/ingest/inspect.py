@@ -46,24 +46,36 @@ def _spread(values: np.ndarray) -> dict[str, float]:
 def inspect(path: str | os.PathLike, options: InspectOptions | None = None, **settings: Any
             ) -> tuple[dict[str, Any], np.ndarray | None]:
     """Summarise a shard directory (verifying checksums) or an image source (decoding a
-    sample of `options.sample` items at `options.size` px).
+    sample of `options.sample` items at `options.size` px); with `options.sheet`, write the
+    contact sheet there as PNG.
 
     Returns the summary and a contact sheet (None if there is nothing to show).
     """
     options = (options or InspectOptions()).replace(**settings)
-    sample, size = options.sample, options.size
     path = Path(path)
-    if is_shard_dir(path):
-        shards = ShardSet(path)
-        problems = shards.verify()
-        summary = {"kind": "shards", "path": str(path), "count": len(shards),
-                   "shape": list(shards.shape), "shards": shards.num_shards,
-                   "params": shards.manifest.get("params", {}),
-                   "verified": not problems, "problems": problems}
-        if problems:  # sampling rows from a broken shard would only raise
-            return summary, None
-        rows = sample_rows(shards, sample)
-        return summary, contact_sheet(rows) if len(rows) else None
+    summary, sheet = (_shards_summary(path, options.sample) if is_shard_dir(path)
+                      else _source_summary(path, options.sample, options.size))
+    if sheet is not None and options.sheet:
+        save_png(options.sheet, sheet)
+        summary["sheet"] = options.sheet
+    return summary, sheet
+
+
+def _shards_summary(path: Path, sample: int) -> tuple[dict[str, Any], np.ndarray | None]:
+    shards = ShardSet(path)
+    problems = shards.verify()
+    summary = {"kind": "shards", "path": str(path), "count": len(shards),
+               "shape": list(shards.shape), "shards": shards.num_shards,
+               "params": shards.manifest.get("params", {}),
+               "verified": not problems, "problems": problems}
+    if problems:  # sampling rows from a broken shard would only raise
+        return summary, None
+    rows = sample_rows(shards, sample)
+    return summary, contact_sheet(rows) if len(rows) else None
+
+
+def _source_summary(path: Path, sample: int, size: int
+                    ) -> tuple[dict[str, Any], np.ndarray | None]:
     source = open_source(path)
     items = source.items()
     picks = [items[int(i)] for i in np.unique(np.linspace(0, len(items) - 1, sample).round())
@@ -78,5 +90,4 @@ def inspect(path: str | os.PathLike, options: InspectOptions | None = None, **se
         "sample_failed": part["failed"],
         "sample_short_side": _spread(hw.min(1)) if len(hw) else None,
     }
-    sheet = contact_sheet(part["images"]) if len(part["images"]) else None
-    return summary, sheet
+    return summary, contact_sheet(part["images"]) if len(part["images"]) else None
