@@ -99,7 +99,8 @@ def main() -> None:
     n = len(values)
 
     start = time.perf_counter()
-    report = ingest(OUT / "bench_lmdb", OUT / "shards", SIZE, args.workers, rows_per_shard=4096)
+    report = ingest(OUT / "bench_lmdb", OUT / "shards", size=SIZE, workers=args.workers,
+                    rows_per_shard=4096)
     ingest_s = time.perf_counter() - start
     assert report["written"] == n, report
 

@@ -7,30 +7,26 @@ from pathlib import Path
 
 import click
 
-from dcgan_data.core.checks import INGEST, PACK
+from dcgan_data.ingest.options import IngestOptions, InspectOptions, PackOptions
 from dcgan_data_cli.engine import engine_options
-from dcgan_data_cli.numbers import number_option
+from dcgan_data_cli.options import option_from
 
 
 @click.command()
 @click.argument("images", nargs=-1, required=True)
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="LMDB directory to write (e.g. mine_train_lmdb).")
-@click.option("--format", "fmt", type=click.Choice(["jpeg", "webp"]), default="jpeg",
-              show_default=True,
-              help="JPEG as LSUN's scene categories; WebP is smaller but JPEG-only decoders "
-                   "(GPU, torchvision.io.decode_jpeg) cannot read it.")
-@number_option("--quality", allowed=PACK["quality"], default=75, show_default=True)
-@number_option("--short-side", allowed=PACK["short_side"], default=256, show_default=True,
-               help="Shrink so the short side is this many px (LSUN uses 256).")
-def pack(images: tuple[str, ...], out: str, fmt: str, quality: int, short_side: int) -> None:
+@option_from(PackOptions, "format")
+@option_from(PackOptions, "quality")
+@option_from(PackOptions, "short_side")
+def pack(images: tuple[str, ...], out: str, **settings) -> None:
     """Pack image files, folders or globs into an LSUN-format LMDB.
 
     Keys are the SHA-1 hex of the encoded bytes, as LSUN's ids look.
     """
-    from dcgan_data.ingest.lsun import pack_images
+    from dcgan_data.ingest.pack import pack_images
 
-    report = pack_images(images, out, fmt, quality, short_side)
+    report = pack_images(images, out, PackOptions(**settings))
     notes = [f"{report['entries']} entries"]
     if report["already_present"]:
         notes.append(f"{report['already_present']} already there")
@@ -46,24 +42,14 @@ def pack(images: tuple[str, ...], out: str, fmt: str, quality: int, short_side: 
 @click.argument("src", type=click.Path())
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Shard directory to write.")
-@number_option("--size", allowed=INGEST["size"], default=64, show_default=True,
-               help="Output side in px (center crop, area resize).")
-@number_option("--workers", allowed=INGEST["workers"], default=None,
-               help="Decoding processes [default: all cores].")
-@number_option("--rows-per-shard", allowed=INGEST["rows_per_shard"], default=None,
-               help="Rows in each shard [default: as many as fit in 768 MiB: 65,536 at 64 px].")
-@number_option("--max-pixels", allowed=INGEST["max_pixels"], default=50_000_000,
-               show_default=True,
-               help="Refuse images whose header declares more pixels (decompression bombs).")
-@click.option("--local-root", type=click.Path(file_okay=False), default=None,
-              help="Files named by a Hugging Face dataset's path cells must lie below this "
-                   "folder  [default: the dataset's]")
-@number_option("--max-bytes", allowed=INGEST["max_bytes"], default=20 * 1024 * 1024,
-               show_default=True, help="Largest file a path cell may name.")
+@option_from(IngestOptions, "size")
+@option_from(IngestOptions, "workers")
+@option_from(IngestOptions, "rows_per_shard")
+@option_from(IngestOptions, "max_pixels")
+@option_from(IngestOptions, "local_root", type=click.Path(file_okay=False))
+@option_from(IngestOptions, "max_bytes")
 @engine_options
-def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: int | None,
-           max_pixels: int, local_root: str | None, max_bytes: int, engine: str,
-           ray_address: str | None) -> None:
+def ingest(src: str, out: str, engine: str, ray_address: str | None, **settings) -> None:
     """Crop and resize an LSUN LMDB (or a folder of them, or of images) into shards.
 
     SRC may also be webdataset .tar shards (a .tar or a folder of them) or a Hugging Face
@@ -75,9 +61,9 @@ def ingest(src: str, out: str, size: int, workers: int | None, rows_per_shard: i
     from dcgan_data.engines.units import make_engine
     from dcgan_data.ingest.stage import ingest as run_ingest
 
-    report = run_ingest(src, out, size=size, rows_per_shard=rows_per_shard,
-                        max_pixels=max_pixels, engine=make_engine(engine, workers, ray_address),
-                        local_root=local_root, max_bytes=max_bytes)
+    options = IngestOptions(**settings)
+    report = run_ingest(src, out, options,
+                        engine=make_engine(engine, options.workers, ray_address))
     click.echo(f"ingested {report['written']} of {report['read']} images into {out} "
                f"({report['failed']} failed{_by_reason(report['failed_by_reason'])}; "
                f"{report['images_per_s']} images/s); report: "
@@ -99,24 +85,18 @@ def _by_reason(counts: dict[str, int]) -> str:
 
 @click.command()
 @click.argument("path", type=click.Path())
-@click.option("--sheet", type=click.Path(dir_okay=False), default=None,
-              help="Also write a contact sheet of the sampled images to this PNG.")
-@number_option("--sample", allowed=INGEST["sample"], default=64, show_default=True,
-               help="How many images to decode / show.")
-def inspect(path: str, sheet: str | None, sample: int) -> None:
+@option_from(InspectOptions, "sheet", type=click.Path(dir_okay=False))
+@option_from(InspectOptions, "sample")
+def inspect(path: str, **settings) -> None:
     """Summarise an LMDB, image folder or shard directory; verify shard checksums.
 
     Prints the summary as JSON (and with --sheet writes a contact sheet); writes nothing
     else. Exits 1 when a shard fails verification.
     """
     from dcgan_data.core.errors import DcganDataError
-    from dcgan_data.core.images import save_png
-    from dcgan_data.ingest.stage import inspect as run_inspect
+    from dcgan_data.ingest.inspect import inspect as run_inspect
 
-    summary, grid = run_inspect(path, sample=sample)
-    if grid is not None and sheet:
-        save_png(sheet, grid)
-        summary["sheet"] = sheet
+    summary, _ = run_inspect(path, InspectOptions(**settings))
     click.echo(json.dumps(summary, indent=2))
     if summary.get("problems"):
         raise DcganDataError(f"{path}: {len(summary['problems'])} shard(s) failed verification: "

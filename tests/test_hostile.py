@@ -43,8 +43,9 @@ from dcgan_data.faces.crawl_list import plan_units, read_crawl, read_unit
 from dcgan_data.faces.fetch import FetchError, fetch
 from dcgan_data.faces.options import FaceOptions, FetchOptions
 from dcgan_data.faces.stage import faces
+from dcgan_data.ingest.inspect import inspect
 from dcgan_data.ingest.sources import FolderSource
-from dcgan_data.ingest.stage import ingest, inspect
+from dcgan_data.ingest.stage import ingest
 from dcgan_data.testing.photos import FACES, PHOTOS, write_shards
 
 JPEG = PHOTOS[0].read_bytes()
@@ -450,7 +451,7 @@ def test_an_image_listed_on_several_lines_gives_one_set_of_rows_with_one_label(t
 
 def test_every_stage_that_writes_a_directory_takes_its_lock(tmp_path):
     from dcgan_data.dedup.stage import dedup
-    from dcgan_data.ingest.lsun import pack_images
+    from dcgan_data.ingest.pack import pack_images
     from dcgan_data.train.stage import train
 
     out = tmp_path / "out"

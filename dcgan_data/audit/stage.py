@@ -51,7 +51,7 @@ from dcgan_data.core.processes import one_torch_thread
 from dcgan_data.core.shards import ShardSet, encode_key, is_shard_dir
 from dcgan_data.engines.units import Engine, LocalEngine, UnitError, make_engine, run_units
 from dcgan_data.hashmodel import hashing
-from dcgan_data.ingest.lsun import image_files
+from dcgan_data.ingest.sources.folder import image_files
 
 log = logging.getLogger(__name__)
 

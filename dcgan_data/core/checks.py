@@ -126,10 +126,6 @@ COUNT = Range(1, integer=True)  # workers, processes, rows, images
 SIDE = Range(8, integer=True, even=True)  # a square image's side in px
 POSITIVE = Range(0, low_open=True)
 
-PACK = {"quality": Range(1, 100, integer=True), "short_side": Range(8, integer=True)}
-INGEST = {"size": SIDE, "workers": COUNT, "rows_per_shard": COUNT, "max_pixels": COUNT,
-          "max_bytes": COUNT,
-          "sample": COUNT}  # sample: inspect's
 TRAIN = {  # dcgan_data.train.stage.TrainConfig; BatchNorm needs a batch of 2
     "nz": COUNT, "threads": COUNT, "ngf": COUNT, "ndf": COUNT, "batch_size": Range(2, integer=True),
     "lr": POSITIVE, "beta1": Range(0, 1, high_open=True), "steps": COUNT, "epochs": POSITIVE,
@@ -141,4 +137,3 @@ SAMPLE = {"n": COUNT, "frames": Range(2, integer=True), "seed": SEED,
           "images": Range(2, integer=True)}  # images: fid's
 AUDIT = {"n": COUNT, "alpha": Range(0, 1, low_open=True, high_open=True), "neighbours": COUNT,
          "seed": SEED, "workers": COUNT}  # --holdout: dcgan_data.audit.stage.parse_holdout
-EXPORT = {"rows_per_part": COUNT, "threads": COUNT}

@@ -22,9 +22,10 @@ import simplejpeg
 from PIL import Image
 
 from dcgan_data.core.files import atomic_write_bytes
+from dcgan_data.core.limits import MAX_PIXELS
 
 # A header declaring more pixels than this is refused before decoding (decompression bombs).
-DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_PIXELS = MAX_PIXELS
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 grey from RGB, as OpenCV's and PIL's grey
 
 # Decoding happens in many processes at once; one OpenCV thread each is faster overall.

@@ -17,339 +17,111 @@ else, such as an LMDB key's raw bytes, as %XX; `shards.decode_key` gives the key
 binary key fits every format; index.csv's text cells are also made spreadsheet-safe.
 Rows are exported in parts of `rows_per_part`; each part is written atomically and recorded
 in DEST/.export_state.json, so a killed export resumes at the first unfinished part.
+Phases: open (the shards, their rows and labels, the state of an earlier run) -> write (each
+part left) -> finish (what needs every part) -> report. The writers are in formats.py.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import os
-import re
-import shutil
-import time
-import zipfile
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from dcgan_data.core.errors import InputError
+from dcgan_data.core.files import LOCK_FILE, locks_output, progress, read_json, write_json
+from dcgan_data.core.shards import ShardSet
+from dcgan_data.core.stage import Phases
+from dcgan_data.export.formats import STYLEGAN_ZIP, WRITERS
+from dcgan_data.export.options import FORMATS, ExportOptions
+from dcgan_data.export.report import ExportLabels, ExportReport
+from dcgan_data.export.rows import LABELS, Rows
 
-from dcgan_data.core.checks import EXPORT, checked
-from dcgan_data.core.errors import InputError, require
-from dcgan_data.core.files import (
-    LOCK_FILE,
-    atomic_path,
-    atomic_write_bytes,
-    check_output,
-    from_spreadsheet_text,
-    locks_output,
-    progress,
-    read_json,
-    write_csv,
-    write_json,
-)
-from dcgan_data.core.shards import ShardSet, encode_key
-
-FORMATS = ("folder", "webdataset", "stylegan", "hf")
-DEFAULT_ROWS_PER_PART = 10_000
-LABELS = "labels.csv"  # key,label: written by `faces` when the crawl list names people
 REPORT = "export_report.json"
 STATE = ".export_state.json"
-STYLEGAN_ZIP = "dataset.zip"
-READ_BATCH = 1024  # rows copied out of the memory maps at a time
-NAME_BYTES = 200  # a label's folder name at most (file systems allow 255 bytes)
 
 
-def row_labels(shards: ShardSet) -> list[str | None] | None:
-    """Each row's label from the shard directory's labels.csv (None where a row has none),
-    or None when there is no labels.csv. Its cells are read as `faces` writes them (one
-    leading "'" of a spreadsheet-safe cell removed); a key given two labels is refused."""
-    path = shards.path / LABELS
-    if not path.exists():
-        return None
-    table: dict[str, str] = {}
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            if not {"key", "label"} <= set(reader.fieldnames or []):
-                raise InputError(f"{path}: needs a header line with columns key and label "
-                                 f"(found {reader.fieldnames})")
-            for row in reader:
-                key, label = (from_spreadsheet_text(row[c] or "") for c in ("key", "label"))
-                if table.setdefault(key, label) != label:
-                    raise InputError(f"{path}: line {reader.line_num}: key {key!r} is labelled "
-                                     f"{label!r} here and {table[key]!r} before; give each "
-                                     "key one label")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except csv.Error as exc:
-        raise InputError(f"{path}: not a CSV table ({exc})") from None
-    return [table.get(key) for key in shards.keys()]
+def export(src: str | os.PathLike, dest: str | os.PathLike, format: str | None = None,
+           options: ExportOptions | None = None, **settings: Any) -> dict[str, Any]:
+    """Export the shard directory `src` into `dest` in `format` (one of FORMATS), in parts of
+    `rows_per_part` rows, encoding PNGs on `threads` threads (default: one per core): fields
+    of `options`, or keyword `settings`. Resumes a cut-short run.
 
-
-class Rows:
-    """What every format writes about the rows: key, label, class index, source size, and
-    the rows themselves as PNG bytes."""
-
-    def __init__(self, shards: ShardSet, threads: int | None = None):
-        self.shards = shards
-        self.threads = threads or os.cpu_count() or 1
-        self.keys = shards.keys()
-        self.hw = shards.source_hw()
-        self.labels = row_labels(shards)
-        names = sorted({n for n in self.labels or [] if n is not None})
-        self.classes = names
-        index = {name: i for i, name in enumerate(names)}
-        self.targets = (None if self.labels is None else
-                        np.array([index.get(n, -1) for n in self.labels], np.int64))
-
-    def meta(self, i: int) -> dict[str, Any]:
-        return {
-            "index": i,
-            "key": encode_key(self.keys[i]),
-            "label": None if self.labels is None else self.labels[i],
-            "class": None if self.targets is None else int(self.targets[i]),
-            "source_height": int(self.hw[i][0]),
-            "source_width": int(self.hw[i][1]),
-        }
-
-    def pngs(self, start: int, stop: int) -> Iterator[tuple[int, bytes]]:
-        """(row, PNG bytes) for rows start..stop-1, in order, encoded on `threads` threads
-        (OpenCV releases the GIL while it encodes)."""
-        from dcgan_data.core.images import encode_png  # OpenCV: not loaded for the CLI's --help
-
-        with ThreadPoolExecutor(self.threads) as pool:
-            for a in range(start, stop, READ_BATCH):
-                b = min(stop, a + READ_BATCH)
-                encoded = pool.map(encode_png, self.shards.load(np.arange(a, b)))
-                yield from zip(range(a, b), encoded, strict=True)
-
-
-# ---------------------------------------------------------------------------- formats
-# Each writer writes one part (rows start..stop) atomically and returns the bytes it wrote;
-# `finish` writes what needs every part (an index, a zip).
-
-
-class FolderWriter:
-    def __init__(self, dest: Path, rows: Rows, parts: int):
-        self.dest, self.rows = dest, rows
-        self.folders: dict[str | None, str] = {}
-        if rows.labels is None:
-            self.folders[None] = "images"
-        else:
-            used: set[str] = set()
-            for name in rows.classes + [None]:
-                folder = _unique(_safe_name(name) if name is not None else "unlabelled", used)
-                self.folders[name] = folder
-
-    def file(self, i: int) -> str:
-        label = None if self.rows.labels is None else self.rows.labels[i]
-        return f"{self.folders[label]}/{i:08d}.png"
-
-    def write_part(self, part: int, start: int, stop: int) -> int:
-        written = 0
-        for i, data in self.rows.pngs(start, stop):
-            atomic_write_bytes(self.dest / self.file(i), data)
-            written += len(data)
-        return written
-
-    def finish(self) -> None:
-        rows = ([self.file(m["index"]), m["key"], m["label"] or "", m["source_height"],
-                 m["source_width"]] for m in map(self.rows.meta, range(len(self.rows.keys))))
-        write_csv(self.dest / "index.csv", ["file", "key", "label", "source_height",
-                                            "source_width"], rows, spreadsheet_safe=True)
-
-
-class WebDatasetWriter:
-    def __init__(self, dest: Path, rows: Rows, parts: int):
-        self.wds = require("webdataset", "--format webdataset")
-        self.dest, self.rows = dest, rows
-
-    def write_part(self, part: int, start: int, stop: int) -> int:
-        with atomic_path(self.dest / f"shard-{part:05d}.tar") as tmp:
-            with open(tmp, "wb") as f, self.wds.TarWriter(f) as tar:
-                for i, data in self.rows.pngs(start, stop):
-                    tar.write({"__key__": f"{i:08d}", "png": data,
-                               "json": json.dumps(self.rows.meta(i)).encode("utf-8")})
-            return tmp.stat().st_size
-
-    def finish(self) -> None:
-        pass
-
-
-class StyleGanWriter:
-    """Each part's PNGs go into their own zip in DEST/staging/; once all are there they are
-    copied into DEST/dataset.zip (stored, uncompressed, as dataset_tool.py writes it)."""
-
-    def __init__(self, dest: Path, rows: Rows, parts: int):
-        self.dest, self.rows, self.parts = dest, rows, parts
-        self.staging = dest / "staging"
-        # StyleGAN reads labels for every image or for none; int labels are class indices
-        self.labelled = rows.targets is not None and bool((rows.targets >= 0).all())
-
-    @staticmethod
-    def file(i: int) -> str:
-        return f"{i // 1000:05d}/img{i:08d}.png"
-
-    def part_zip(self, part: int) -> Path:
-        return self.staging / f"part-{part:05d}.zip"
-
-    def write_part(self, part: int, start: int, stop: int) -> int:
-        with atomic_path(self.part_zip(part)) as tmp:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-                for i, data in self.rows.pngs(start, stop):
-                    z.writestr(self.file(i), data)
-            return tmp.stat().st_size
-
-    def finish(self) -> None:
-        # The zip is renamed into place whole, so once it exists only the cleanup may be
-        # left to do, however far an earlier run's cleanup got.
-        if (self.dest / STYLEGAN_ZIP).exists():
-            shutil.rmtree(self.staging, ignore_errors=True)
-            return
-        n = len(self.rows.keys)
-        labels = ([[self.file(i), int(self.rows.targets[i])] for i in range(n)]
-                  if self.labelled else None)
-        with atomic_path(self.dest / STYLEGAN_ZIP) as tmp:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-                for part in range(self.parts):
-                    with zipfile.ZipFile(self.part_zip(part)) as staged:
-                        for name in staged.namelist():
-                            z.writestr(name, staged.read(name))
-                z.writestr("dataset.json", json.dumps({"labels": labels}))
-        shutil.rmtree(self.staging, ignore_errors=True)
-
-
-class HfWriter:
-    def __init__(self, dest: Path, rows: Rows, parts: int):
-        self.datasets = require("datasets", "--format hf")
-        self.parquet = require("pyarrow.parquet", "--format hf")
-        self.dest, self.rows, self.parts = dest, rows, parts
-        d = self.datasets
-        columns = {"image": d.Image(), "key": d.Value("string")}
-        if rows.targets is not None:
-            columns["label"] = d.ClassLabel(names=rows.classes)
-        columns.update(source_height=d.Value("int32"), source_width=d.Value("int32"),
-                       index=d.Value("int64"))
-        self.features = d.Features(columns)
-
-    def write_part(self, part: int, start: int, stop: int) -> int:
-        table: dict[str, list] = {name: [] for name in self.features}
-        for i, data in self.rows.pngs(start, stop):
-            meta = self.rows.meta(i)
-            table["image"].append({"bytes": data, "path": f"{i:08d}.png"})
-            for name in self.features:
-                if name != "image":
-                    table[name].append(meta["class" if name == "label" else name])
-        # the Arrow table carries the features (Image, ClassLabel) in its schema metadata,
-        # which load_dataset reads back from the parquet file
-        data = self.datasets.Dataset.from_dict(table, features=self.features).data.table
-        name = f"data/train-{part:05d}-of-{self.parts:05d}.parquet"
-        with atomic_path(self.dest / name) as tmp:
-            self.parquet.write_table(data, tmp)
-            return tmp.stat().st_size
-
-    def finish(self) -> None:
-        pass
-
-
-WRITERS = {"folder": FolderWriter, "webdataset": WebDatasetWriter,
-           "stylegan": StyleGanWriter, "hf": HfWriter}
-
-
-def _safe_name(label: str) -> str:
-    """A label as a folder name: no path separators or controls, at most NAME_BYTES bytes of
-    UTF-8 (cut on a character boundary)."""
-    name = re.sub(r"[/\\\x00-\x1f]", "_", label).strip().lstrip(".")
-    name = name.encode("utf-8")[:NAME_BYTES].decode("utf-8", "ignore")
-    return name or "_"
-
-
-def _unique(name: str, used: set[str]) -> str:
-    candidate, n = name, 1
-    while candidate in used:
-        n += 1
-        candidate = f"{name}~{n}"
-    used.add(candidate)
-    return candidate
-
-
-# ---------------------------------------------------------------------------- the stage
-
-
-@checked(EXPORT)
-@locks_output("dest")
-def export(
-    src: str | os.PathLike,
-    dest: str | os.PathLike,
-    fmt: str,
-    rows_per_part: int = DEFAULT_ROWS_PER_PART,
-    threads: int | None = None,
-) -> dict[str, Any]:
-    """Export the shard directory `src` into `dest` in format `fmt`, encoding PNGs on
-    `threads` threads (default: one per core); resumes a cut-short run.
-
-    Returns the report, also written to dest/export_report.json.
+    Returns the report (ExportReport's JSON), also written to dest/export_report.json.
     """
-    if fmt not in FORMATS:
-        raise InputError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-    shards = ShardSet(src)
-    dest = Path(dest)
-    rows = Rows(shards, threads)
-    bounds = [(a, min(len(shards), a + rows_per_part))
-              for a in range(0, len(shards), rows_per_part)]
-    params = {"format": fmt, "source": str(Path(src).resolve()),
-              "manifest_sha1": hashlib.sha1((shards.path / "manifest.json").read_bytes())
-              .hexdigest(), "labels_sha1": _labels_digest(shards),
-              "rows_per_part": rows_per_part}
-    state = _open_state(dest, params)
-    writer = WRITERS[fmt](dest, rows, len(bounds))
-    todo = [p for p in range(len(bounds)) if str(p) not in state["parts"]]
+    if format is not None:
+        settings["format"] = format
+    options = (options or ExportOptions()).replace(**settings)  # refused before DEST is made
+    if options.format is None:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}; none was given")
+    return _export(src, dest, options).to_json()
 
-    start = time.perf_counter()
+
+@locks_output("dest")
+def _export(src: str | os.PathLike, dest: str | os.PathLike, options: ExportOptions
+            ) -> ExportReport:
+    phases, dest, fmt, per_part = Phases(), Path(dest), options.format, options.rows_per_part
+    with phases.timed("open"):
+        shards = ShardSet(src)
+        rows = Rows(shards, options.threads)
+        bounds = [(a, min(len(shards), a + per_part)) for a in range(0, len(shards), per_part)]
+        state = _open_state(dest, _params(src, shards, options))
+        writer = WRITERS[fmt](dest, rows, len(bounds))
+        todo = [p for p in range(len(bounds)) if str(p) not in state["parts"]]
+    with phases.timed("write"):
+        written = _write_parts(writer, bounds, todo, state, dest, fmt)
+    with phases.timed("finish"):
+        writer.finish()
+    seconds = phases.seconds["write"] + phases.seconds["finish"]
+    now = sum(bounds[p][1] - bounds[p][0] for p in todo)
+    report = ExportReport(
+        format=fmt, source=str(src), out=str(dest), rows=len(shards),
+        shape=list(shards.shape), parts=len(bounds), parts_resumed=len(bounds) - len(todo),
+        rows_exported_now=now, bytes_written=sum(s["bytes"] for s in state["parts"].values()),
+        labels=_labels(rows), seconds=round(seconds, 3), threads=rows.threads,
+        images_per_s=round(now / seconds, 1) if now and seconds else None,
+        mb_per_s=round(written / seconds / 1e6, 2) if now and seconds else None)
+    if fmt == "stylegan":
+        report.zip = str(dest / STYLEGAN_ZIP)
+        report.stylegan_labels = "class indices" if writer.labelled else (
+            None if rows.labels is None else "omitted: some rows have no label")
+    report.write(dest / REPORT)
+    return report
+
+
+def _write_parts(writer: Any, bounds: list[tuple[int, int]], todo: list[int],
+                 state: dict[str, Any], dest: Path, fmt: str) -> int:
+    """Write the parts `todo`, recording each in the state file as it is done; the bytes
+    written."""
     written = 0
-    done_rows = len(shards) - sum(bounds[p][1] - bounds[p][0] for p in todo)
-    with progress(total=len(shards), initial=done_rows, desc=f"export {fmt}") as bar:
+    done_rows = bounds[-1][1] - sum(bounds[p][1] - bounds[p][0] for p in todo) if bounds else 0
+    with progress(total=bounds[-1][1] if bounds else 0, initial=done_rows,
+                  desc=f"export {fmt}") as bar:
         for p in todo:
             size = writer.write_part(p, *bounds[p])
             state["parts"][str(p)] = {"rows": bounds[p][1] - bounds[p][0], "bytes": size}
             write_json(dest / STATE, state)
             written += size
             bar.update(bounds[p][1] - bounds[p][0])
-    writer.finish()
-    seconds = time.perf_counter() - start
+    return written
 
-    exported_now = sum(bounds[p][1] - bounds[p][0] for p in todo)
-    report = {
-        "stage": "export",
-        "format": fmt,
-        "source": str(src),
-        "out": str(dest),
-        "rows": len(shards),
-        "shape": list(shards.shape),
-        "parts": len(bounds),
-        "parts_resumed": len(bounds) - len(todo),
-        "rows_exported_now": exported_now,
-        "bytes_written": sum(s["bytes"] for s in state["parts"].values()),
-        "labels": None if rows.labels is None else {
-            "classes": len(rows.classes),
-            "rows_by_label": dict(Counter(n or "" for n in rows.labels).most_common()),
-            "rows_without_label": int((rows.targets < 0).sum()),
-        },
-        "seconds": round(seconds, 3),
-        "threads": rows.threads,
-        "images_per_s": round(exported_now / seconds, 1) if exported_now and seconds else None,
-        "mb_per_s": round(written / seconds / 1e6, 2) if exported_now and seconds else None,
-    }
-    if fmt == "stylegan":
-        report["zip"] = str(dest / STYLEGAN_ZIP)
-        report["stylegan_labels"] = "class indices" if writer.labelled else (
-            None if rows.labels is None else "omitted: some rows have no label")
-    write_json(dest / REPORT, report)
-    return report
+
+def _params(src: str | os.PathLike, shards: ShardSet, options: ExportOptions
+            ) -> dict[str, Any]:
+    """What makes the export: a re-run with other params is refused, not resumed."""
+    return {"format": options.format, "source": str(Path(src).resolve()),
+            "manifest_sha1": hashlib.sha1((shards.path / "manifest.json").read_bytes())
+            .hexdigest(), "labels_sha1": _labels_digest(shards),
+            "rows_per_part": options.rows_per_part}
+
+
+def _labels(rows: Rows) -> ExportLabels | None:
+    if rows.labels is None:
+        return None
+    return ExportLabels(classes=len(rows.classes),
+                        rows_by_label=dict(Counter(n or "" for n in rows.labels).most_common()),
+                        rows_without_label=int((rows.targets < 0).sum()))
 
 
 def _labels_digest(shards: ShardSet) -> str | None:
@@ -371,39 +143,3 @@ def _open_state(dest: Path, params: dict[str, Any]) -> dict[str, Any]:
     state = {"params": params, "parts": {}}
     write_json(path, state)
     return state
-
-
-# ---------------------------------------------------------------------------- weights
-
-
-def export_weights(run: str | os.PathLike, out: str | os.PathLike,
-                   checkpoint: str | None = None) -> dict[str, Any]:
-    """Write a run's G and D as pytorch/examples' DCGAN reads them: out/netG.pth and
-    out/netD.pth, state dicts of an `nn.Sequential` named `main`.
-
-    Our layers are the examples' layers in the same order (D's final Sigmoid has no weights,
-    so our logit D becomes their probability D unchanged); only the attribute name differs.
-    At --size 64 their `main.py --netG netG.pth --netD netD.pth --ngf N --ndf N` loads them.
-    """
-    import torch
-
-    from dcgan_data.train.checkpoint import load_networks
-    from dcgan_data.train.sampling import checkpoint_path
-
-    out = Path(out)
-    check_output(out, directory=True, option="-o")
-    path = checkpoint_path(run, checkpoint)
-    nets, ckpt = load_networks(path, ("G", "D"))  # refused here, before anything is written
-    files = {}
-    for net, model in nets.items():
-        state = {("main." + k.removeprefix("net.")): v for k, v in model.state_dict().items()}
-        target = out / f"net{net}.pth"
-        with atomic_path(target) as tmp:
-            torch.save(state, tmp)
-        files[f"net{net}"] = str(target)
-    cfg = ckpt["config"]
-    info = {"checkpoint": str(path), "step": ckpt["step"], **files,
-            **{k: cfg[k] for k in ("size", "nz", "ngf", "ndf")},
-            "examples_compatible": cfg["size"] == 64}
-    write_json(out / "weights.json", info)
-    return info

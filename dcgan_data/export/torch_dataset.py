@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from dcgan_data.core.errors import InputError
 from dcgan_data.core.shards import ShardSet
-from dcgan_data.export.stage import row_labels
+from dcgan_data.export.rows import row_labels
 
 OUTPUTS = ("float", "uint8")
 

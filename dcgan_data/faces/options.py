@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dcgan_data import __version__
 from dcgan_data.core.checks import Range
-from dcgan_data.core.images import DEFAULT_MAX_PIXELS
+from dcgan_data.core.limits import MAX_FILE_BYTES, MAX_PIXELS
 from dcgan_data.core.options import StageOptions, setting
 
 COUNT = Range(1, integer=True)
@@ -19,7 +19,7 @@ DEFAULT_MIN_SCORE = {"mtcnn": 0.9, "haar": 5.0}
 URL_FIELDS = ("url", "URL", "link", "image_url")
 LABEL_FIELDS = ("name", "label", "caption")
 # Of one image, fetched or read from a local path (ingest reads local files as faces does).
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_BYTES = MAX_FILE_BYTES
 USER_AGENT = f"dcgan-data/{__version__} (face crawl for DCGAN training; python-requests)"
 
 
@@ -76,7 +76,7 @@ class FaceOptions(StageOptions):
              "each; a killed run redoes one unit.", COUNT)
     keep_originals: Path | None = setting(
         None, "Also keep every fetched image's bytes in this directory.")
-    max_pixels: int = setting(DEFAULT_MAX_PIXELS, "Largest decoded image, in pixels.", COUNT)
+    max_pixels: int = setting(MAX_PIXELS, "Largest decoded image, in pixels.", COUNT)
     url_col: str | None = setting(
         None, "Column (field) naming the image in a .parquet/.tsv/.csv/.jsonl list.",
         default_text=_one_of(URL_FIELDS))

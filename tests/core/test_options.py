@@ -162,7 +162,7 @@ def stage_calls(tmp: Path):
     from dcgan_data.dedup.stage import dedup
     from dcgan_data.export.stage import export
     from dcgan_data.faces.stage import faces
-    from dcgan_data.ingest.lsun import pack_images
+    from dcgan_data.ingest.pack import pack_images
     from dcgan_data.ingest.stage import ingest
     from dcgan_data.train.quality import evaluate_run
     from dcgan_data.train.sampling import write_grid

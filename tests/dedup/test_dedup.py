@@ -425,10 +425,10 @@ def test_missing_source(tmp_path: Path):
 
 
 def test_lsun_lmdb_source_is_ingested_first(planted, tmp_path):
-    from dcgan_data.ingest.lsun import pack_images
+    from dcgan_data.ingest.pack import pack_images
 
     lmdb_dir = tmp_path / "bedroom_lmdb"
-    pack_images([str(p) for p in PHOTOS[:8]], lmdb_dir, fmt="jpeg", quality=90)
+    pack_images([str(p) for p in PHOTOS[:8]], lmdb_dir, format="jpeg", quality=90)
     report = dd.dedup(lmdb_dir, tmp_path / "out", hash_model=planted[1] / dd.MODEL)
     assert report["images"] == 8 and report["removed"] == 0
     assert ShardSet(tmp_path / "out" / "ingested").shape == (64, 64, 3)

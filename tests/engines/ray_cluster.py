@@ -36,7 +36,7 @@ from dcgan_data.engines.ray import RayEngine  # noqa: E402
 from dcgan_data.engines.runner import UnitError, run_units  # noqa: E402
 from dcgan_data.faces.stage import faces  # noqa: E402
 from dcgan_data.hashmodel.hashing import HashConfig  # noqa: E402
-from dcgan_data.ingest import stage as ing  # noqa: E402
+from dcgan_data.ingest import chunks as ing  # noqa: E402
 from dcgan_data.ingest.stage import ingest  # noqa: E402
 from dcgan_data.testing.photos import photo_crops, write_shards  # noqa: E402
 

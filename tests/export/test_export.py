@@ -155,7 +155,7 @@ def test_hf_dataset_loads_with_datasets(shard_dir, tmp_path, crops64, monkeypatc
 
 def test_killed_export_resumes_at_the_first_unfinished_part(shard_dir, tmp_path, crops64,
                                                            monkeypatch):
-    from dcgan_data.export import stage as module
+    from dcgan_data.export import formats as module
 
     calls = []
     original = module.FolderWriter.write_part
@@ -313,7 +313,7 @@ def test_a_labels_csv_without_a_label_column_not_utf8_or_with_two_labels_for_a_k
 
 def test_a_stylegan_export_killed_in_its_cleanup_finishes_when_run_again(tmp_path, crops64,
                                                                          monkeypatch):
-    from dcgan_data.export import stage as module
+    from dcgan_data.export import formats as module
 
     src = write_shards(tmp_path / "s", crops64[:10])
     original = shutil.rmtree
@@ -344,3 +344,9 @@ def test_export_takes_its_output_lock_and_removes_what_a_killed_run_left(tmp_pat
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="exists and is not a directory"):
         export(src, tmp_path / "file", "folder")
+
+
+def test_export_without_a_format_is_refused_before_writing_anything(shard_dir, tmp_path):
+    result = CliRunner().invoke(cli, ["export", str(shard_dir), "-o", str(tmp_path / "e")])
+    assert result.exit_code == 2 and "--format must be one of folder" in result.output
+    assert not (tmp_path / "e").exists()

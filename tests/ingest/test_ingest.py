@@ -17,9 +17,10 @@ from dcgan_data.core.errors import InputError
 from dcgan_data.core.images import decode_image, encode_image
 from dcgan_data.core.shards import ShardSet, ShardTarget
 from dcgan_data.core.status import read_table
-from dcgan_data.ingest import stage as ing
+from dcgan_data.ingest import chunks
+from dcgan_data.ingest.inspect import inspect
 from dcgan_data.ingest.sources import open_source
-from dcgan_data.ingest.stage import ingest, inspect
+from dcgan_data.ingest.stage import ingest
 from dcgan_data.testing.photos import PHOTOS, ROOT
 
 
@@ -132,17 +133,17 @@ def same_shard_files(one, other):
 
 def no_leftovers(out):
     """No chunk folder, no temporary file."""
-    return not list(out.glob(ing.CHUNKS + "*")) and not list(out.rglob(".*.tmp"))
+    return not list(out.glob(chunks.CHUNKS + "*")) and not list(out.rglob(".*.tmp"))
 
 
 def test_shards_joined_from_chunks_equal_shards_written_whole(tmp_path, monkeypatch):
     bad = bad_values()
     write_lmdb(tmp_path / "x_lmdb", real_values(23) + [bad[k] for k in ("truncated", "empty",
                                                                        "too_small", "rgba")])
-    stale = tmp_path / "out" / f"{ing.CHUNKS}of-another-run"  # other options' chunks
+    stale = tmp_path / "out" / f"{chunks.CHUNKS}of-another-run"  # other options' chunks
     stale.mkdir(parents=True)
     (stale / "shard-00000.items-0-4.json").write_text("{}")
-    monkeypatch.setattr(ing, "CHUNK", 4)  # shards of 10 rows: 3 chunks each, the last short
+    monkeypatch.setattr(chunks, "CHUNK", 4)  # shards of 10 rows: 3 chunks each, the last short
     report = ingest(tmp_path / "x_lmdb", tmp_path / "out", workers=2, rows_per_shard=10)
     assert report["shards"] == 3 and report["failed"] == 3 and report["chunks_resumed"] == 0
     assert no_leftovers(tmp_path / "out")
@@ -150,7 +151,7 @@ def test_shards_joined_from_chunks_equal_shards_written_whole(tmp_path, monkeypa
     source = open_source(tmp_path / "x_lmdb")
     whole = ShardTarget(tmp_path / "whole", [64, 64, 3], {})
     for i in range(3):
-        part = ing.crop_items(source, source.items()[i * 10 : (i + 1) * 10], 64)
+        part = chunks.crop_items(source, source.items()[i * 10 : (i + 1) * 10], 64)
         whole.write(i, part["images"], part["keys"], part["hw"])
         for suffix in (".npy", ".keys.txt", ".hw.npy"):
             name = f"shard-{i:05d}{suffix}"
@@ -160,7 +161,8 @@ def test_shards_joined_from_chunks_equal_shards_written_whole(tmp_path, monkeypa
 
 KILLABLE = """
 import sys, time
-import dcgan_data.ingest.stage as ing
+import dcgan_data.ingest.chunks as ing
+from dcgan_data.ingest.stage import ingest
 ing.CHUNK = 5
 real = ing.crop_items
 def slow(*args, **kwargs):
@@ -172,7 +174,7 @@ def slow_join(*args):
     time.sleep(0.2)
     return join(*args)
 ing.join_chunks = slow_join
-ing.ingest(sys.argv[1], sys.argv[2], workers=1, rows_per_shard=int(sys.argv[3]))
+ingest(sys.argv[1], sys.argv[2], workers=1, rows_per_shard=int(sys.argv[3]))
 """
 
 
@@ -205,17 +207,17 @@ def test_ingest_killed_while_decoding_keeps_its_finished_chunks(tmp_path, monkey
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(tmp_path / "x_lmdb"), str(out),
                              "30"], cwd=ROOT)  # 2 shards of 6 chunks
     deadline = time.time() + 60
-    while len(list(out.glob(f"{ing.CHUNKS}*/*.json"))) < 3:
+    while len(list(out.glob(f"{chunks.CHUNKS}*/*.json"))) < 3:
         assert proc.poll() is None and time.time() < deadline, "ingest ended before the kill"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    finished = len(list(out.glob(f"{ing.CHUNKS}*/*.json")))
+    finished = len(list(out.glob(f"{chunks.CHUNKS}*/*.json")))
     assert not list(out.glob("shard-*")) and finished < 6  # killed in the first shard
-    monkeypatch.setattr(ing, "CHUNK", 5)  # the killed run's chunks
+    monkeypatch.setattr(chunks, "CHUNK", 5)  # the killed run's chunks
     decoded = []
-    real = ing.crop_items
-    monkeypatch.setattr(ing, "crop_items", lambda source, items, *a: decoded.extend(items)
+    real = chunks.crop_items
+    monkeypatch.setattr(chunks, "crop_items", lambda source, items, *a: decoded.extend(items)
                         or real(source, items, *a))
     resumed = ingest(tmp_path / "x_lmdb", out, workers=1, rows_per_shard=30)
     assert resumed["chunks_resumed"] == finished and resumed["shards_resumed"] == 0

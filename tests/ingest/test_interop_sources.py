@@ -13,8 +13,7 @@ import pytest
 
 from dcgan_data.core.shards import ShardSet
 from dcgan_data.export.stage import export
-from dcgan_data.ingest.interop import HfSource, WebDatasetSource
-from dcgan_data.ingest.sources import open_source
+from dcgan_data.ingest.sources import HfSource, WebDatasetSource, open_source
 from dcgan_data.ingest.stage import ingest
 from dcgan_data.testing.photos import PHOTOS, write_shards
 

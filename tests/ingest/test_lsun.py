@@ -7,16 +7,18 @@ import pytest
 
 from dcgan_data.core.errors import InputError
 from dcgan_data.core.images import decode_image, sniff_format
-from dcgan_data.ingest.lsun import LsunSource, pack_images
-from dcgan_data.ingest.sources import FolderSource, open_source
+from dcgan_data.ingest.pack import pack_images
+from dcgan_data.ingest.sources import FolderSource, LsunSource, open_source
 from dcgan_data.testing.photos import PHOTOS
 
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
     root = tmp_path_factory.mktemp("lsun")
-    pack_images([str(p) for p in PHOTOS[:4]], root / "a_train_lmdb", "webp", 75, 256)
-    pack_images([str(p) for p in PHOTOS[4:6]], root / "b_train_lmdb", "jpeg", 90, 128)
+    pack_images([str(p) for p in PHOTOS[:4]], root / "a_train_lmdb", format="webp", quality=75,
+                short_side=256)
+    pack_images([str(p) for p in PHOTOS[4:6]], root / "b_train_lmdb", format="jpeg", quality=90,
+                short_side=128)
     return root
 
 
@@ -47,8 +49,10 @@ def test_pack_default_is_jpeg_q75_like_lsun_scenes(tmp_path):
 
 
 def test_pack_is_idempotent(packed, tmp_path):
-    first = pack_images([str(PHOTOS[0])], tmp_path / "x_lmdb", "jpeg", 90, 64)
-    again = pack_images([str(PHOTOS[0])], tmp_path / "x_lmdb", "jpeg", 90, 64)
+    first = pack_images([str(PHOTOS[0])], tmp_path / "x_lmdb", format="jpeg", quality=90,
+                        short_side=64)
+    again = pack_images([str(PHOTOS[0])], tmp_path / "x_lmdb", format="jpeg", quality=90,
+                        short_side=64)
     assert (first["packed"], again["packed"], again["already_present"]) == (1, 0, 1)
     assert again["entries"] == 1
 

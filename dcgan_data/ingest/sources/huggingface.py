@@ -1,119 +1,24 @@
-"""Sources in the ecosystem's formats: webdataset tar shards and Hugging Face datasets.
-
-Like every source, each lists its items in a stable order, reads their bytes in batches, and
-pickles as a path: indexes are built lazily in whichever process reads.
-"""
+"""A Hugging Face dataset's image column: a save_to_disk folder or .parquet files."""
 
 from __future__ import annotations
 
 import json
 import os
-import tarfile
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from dcgan_data.core.errors import InputError, require
 from dcgan_data.core.images import ImageError
+from dcgan_data.core.limits import MAX_FILE_BYTES
 from dcgan_data.faces.fetch import FetchError, read_local_file
-from dcgan_data.faces.options import DEFAULT_MAX_BYTES
-from dcgan_data.ingest.lsun import IMAGE_SUFFIXES
+from dcgan_data.ingest.sources.base import Lazy, Read
 
 HF_MARKERS = ("state.json", "dataset_dict.json")  # what datasets.save_to_disk writes
 IMAGE_COLUMNS = ("image", "img", "jpg", "jpeg", "png", "webp")
 
 
-class _Lazy:
-    """Pickles the arguments it was made with (`pickled`) and nothing built from them."""
-
-    pickled: tuple[str, ...] = ("path",)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.pickled}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)
-
-
-class WebDatasetSource(_Lazy):
-    """Every image member (by suffix) of one .tar or of the .tar files in a folder, in file
-    then member order. Items are member names, `tarname/member` with several tars; the n-th
-    member of a name already seen is `name#n` (n >= 2). A hard link reads the member it
-    names; a symlink or a device is an item that fails with its reason."""
-
-    kind = "webdataset"
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.tars = [self.path] if self.path.is_file() else sorted(self.path.glob("*.tar"))
-        if not self.tars:
-            raise InputError(f"{self.path}: no .tar shards here")
-        self._index: dict[str, tuple[Path, int, int] | ImageError] | None = None
-
-    def _members(self) -> dict[str, tuple[Path, int, int] | ImageError]:
-        if self._index is None:
-            index: dict[str, tuple[Path, int, int] | ImageError] = {}
-            seen: Counter[str] = Counter()
-            for tar in self.tars:
-                prefix = f"{tar.name}/" if len(self.tars) > 1 else ""
-                try:
-                    for name, where in _tar_images(tar):
-                        seen[prefix + name] += 1
-                        n = seen[prefix + name]
-                        index[prefix + name + (f"#{n}" if n > 1 else "")] = where
-                except (OSError, tarfile.TarError) as exc:
-                    raise InputError(f"{tar}: unreadable tar ({exc})") from None
-            self._index = index
-        return self._index
-
-    def items(self) -> list[str]:
-        return list(self._members())
-
-    def read_many(self, items: Sequence[str]) -> list[bytes | ImageError | None]:
-        members, out, files = self._members(), [], {}
-        try:
-            for item in items:
-                where = members.get(item)
-                if not isinstance(where, tuple):
-                    out.append(where)
-                    continue
-                tar, offset, size = where
-                if tar not in files:
-                    files[tar] = open(tar, "rb")
-                files[tar].seek(offset)
-                data = files[tar].read(size)
-                out.append(data if len(data) == size else None)  # a truncated tar
-        finally:
-            for f in files.values():
-                f.close()
-        return out
-
-
-def _tar_images(tar: Path) -> Iterator[tuple[str, tuple[Path, int, int] | ImageError]]:
-    """Each image member (by suffix) of a tar, in order, with where its bytes lie (tar, data
-    offset, size: from the headers alone, tarfile seeks past the data) or why none are read."""
-    files: dict[str, tuple[Path, int, int]] = {}  # name -> its latest file: hard links' targets
-    with tarfile.open(tar, "r:") as archive:
-        for m in archive:
-            where: tuple[Path, int, int] | ImageError
-            if m.isfile():
-                where = files[m.name] = (tar, m.offset_data, m.size)
-            elif m.islnk():
-                where = files.get(m.linkname) or ImageError(
-                    "link_target_missing", f"hard link to {m.linkname!r}, no file of that name "
-                    "before it")
-                if isinstance(where, tuple):
-                    files[m.name] = where
-            elif m.issym():
-                where = ImageError("symlink", f"links to {m.linkname!r}; links are not followed")
-            else:
-                where = ImageError("not_a_file", f"a tar member of type {m.type!r}")
-            if not m.isdir() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
-                yield m.name, where
-
-
-class HfSource(_Lazy):
+class HfSource(Lazy):
     """The image column of a Hugging Face dataset: a `save_to_disk` folder (its train split,
     for a DatasetDict), or .parquet files (one, or every one below a folder). Items are row
     numbers, `file/row` for parquet files. A cell holding only a file's path is read as a
@@ -124,7 +29,7 @@ class HfSource(_Lazy):
     pickled = ("path", "local_root", "max_bytes")
 
     def __init__(self, path: str | os.PathLike, local_root: str | os.PathLike | None = None,
-                 max_bytes: int = DEFAULT_MAX_BYTES):
+                 max_bytes: int = MAX_FILE_BYTES):
         self.path = Path(path)
         self.local_root = Path(local_root) if local_root is not None else None
         self.max_bytes = max_bytes
@@ -144,12 +49,12 @@ class HfSource(_Lazy):
         return [f"{name}/{row}" for name, (table, _, _) in self._parquet().items()
                 for row in range(table.metadata.num_rows)]
 
-    def read_many(self, items: Sequence[str]) -> list[bytes | ImageError | None]:
+    def read_many(self, items: Sequence[str]) -> list[Read]:
         if self.saved:
             column = self._saved()
             cells = [column[int(i)] if 0 <= int(i) < len(column) else None for i in items]
             return [self._bytes(c) for c in cells]
-        out: list[bytes | ImageError | None] = []
+        out: list[Read] = []
         tables = self._parquet()
         for item in items:
             name, _, row = item.rpartition("/")
@@ -157,7 +62,7 @@ class HfSource(_Lazy):
                        if name in tables else None)
         return out
 
-    def _bytes(self, cell: Any) -> bytes | ImageError | None:
+    def _bytes(self, cell: Any) -> Read:
         # an Image cell is {"bytes", "path"}; a dataset built from files may hold only the path
         if isinstance(cell, dict):
             if cell.get("bytes"):
