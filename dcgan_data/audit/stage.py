@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dcgan_data.core.checks import AUDIT, POSITIVE, checked
+from dcgan_data.audit.options import AuditOptions, parse_holdout
 from dcgan_data.core.devices import resolve_device
 from dcgan_data.core.errors import DcganDataError, InputError
 from dcgan_data.core.files import check_output, progress, write_csv, write_json
@@ -61,10 +61,6 @@ NEAREST = "nearest.png"
 DISTANCES = "distances.png"
 MODEL = "hash_model.pt"  # saved in OUT when the audit had to train one
 
-DEFAULT_SAMPLES = 10_000
-DEFAULT_HOLDOUT = 2000  # training rows measured against the index without themselves
-DEFAULT_ALPHA = 0.01  # calibration images a copy may be as close as (the false-copy rate)
-DEFAULT_NEIGHBOURS = 10  # nearest rows by code values, per query
 MAX_HASH_CANDIDATES = 16  # rows sharing a probe hash, per query (fewest differing bits first)
 SMOOTH = 1.0  # Gaussian blur (sigma, 32x32 pixels) before pixel distances
 SHIFT = 2  # the pixel distance tries every shift up to this many 32x32 pixels...
@@ -176,22 +172,6 @@ def _to_size(images: Images, size: int) -> Images:
     interp = cv2.INTER_AREA if have > size else cv2.INTER_CUBIC
     rows = np.stack([cv2.resize(r, (size, size), interpolation=interp) for r in images.rows])
     return Images(rows, images.names, {**images.info, "resized_from": have})
-
-
-def parse_holdout(value: str | int | float | os.PathLike) -> int | float | Path:
-    """--holdout: a row count, a fraction of the training rows (0 < f < 1), or a path to real
-    images the generator never saw (a shard directory or a folder)."""
-    if isinstance(value, (int, float)):
-        number = value
-    else:
-        try:
-            number = float(str(value))
-        except ValueError:
-            return Path(value)
-    if not POSITIVE.holds(number) or (number >= 1 and number != int(number)):
-        raise InputError(f"--holdout {value}: give a row count, a fraction in (0, 1), or a "
-                         "folder of real images")
-    return number if number < 1 else int(number)
 
 
 def calibration_rows(total: int, holdout: int | float, seed: int) -> np.ndarray:
@@ -666,33 +646,29 @@ def _open_training(train: Path) -> ShardSet:
     return shards
 
 
-@checked(AUDIT)
 def audit(
     generated: str | os.PathLike,
     train: str | os.PathLike,
     out: str | os.PathLike,
-    n: int = DEFAULT_SAMPLES,
-    holdout: str | int | float | os.PathLike = DEFAULT_HOLDOUT,
-    alpha: float = DEFAULT_ALPHA,
-    model_path: str | os.PathLike | None = None,
-    neighbours: int = DEFAULT_NEIGHBOURS,
-    checkpoint: str | None = None,
-    device: str = "auto",
-    seed: int = 0,
+    options: AuditOptions | None = None,
+    *,
     config: hashing.HashConfig | None = None,
     engine: Engine | str | None = None,
-    workers: int | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
     """Audit `generated` against the training shards `train`; write OUT/audit.csv,
-    audit_report.json, nearest.png and distances.png. Returns the report. `config` is for
-    a hash model trained here (no --model, none from a dedup stage). The scan of the
-    training rows runs as units on `engine` (local processes, `workers` of them, or Ray);
-    on a GPU it runs in this process."""
+    audit_report.json, nearest.png and distances.png. Returns the report. `options` (or
+    its fields as keyword arguments) say how; `config` is for a hash model trained here (no
+    --model, none from a dedup stage). The scan of the training rows runs as units on
+    `engine` (local processes, `workers` of them, or Ray); on a GPU it runs in this process."""
+    options = (options or AuditOptions()).replace(**settings)
+    n, alpha, neighbours, seed = options.n, options.alpha, options.neighbours, options.seed
+    checkpoint, workers = options.checkpoint, options.workers
     generated, train, out = Path(generated), Path(train), Path(out)
-    model_path = Path(model_path) if model_path is not None else None
-    holdout = parse_holdout(holdout)
+    model_path = Path(options.model_path) if options.model_path is not None else None
+    holdout = parse_holdout(options.holdout)
     _check_options(out, [generated, train])
-    device = resolve_device(device)
+    device = resolve_device(options.device)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
