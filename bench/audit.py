@@ -54,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from dcgan_data.audit import stage as audit  # noqa: E402
+from dcgan_data.audit.options import AuditOptions  # noqa: E402
+from dcgan_data.audit.planted import planted_memoriser  # noqa: E402
 from dcgan_data.core.images import decode_image, encode_image  # noqa: E402
 from dcgan_data.core.shards import ShardWriter  # noqa: E402
 from dcgan_data.hashmodel import hashing  # noqa: E402
@@ -122,8 +124,8 @@ def shared_model(rows: np.ndarray, path: Path) -> None:
 
 
 def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
-    planted = audit.planted_memoriser(photos, per_photo=60, copies=1000, fakes=600,
-                                      unseen=600, seed=0)
+    planted = planted_memoriser(photos, per_photo=60, copies=1000, fakes=600, unseen=600,
+                                seed=0)
     train = write_shards(work / "train", planted.train)
     generated = write_shards(work / "generated", planted.generated, "gen")
     unseen = write_folder(work / "unseen", planted.unseen)
@@ -152,8 +154,8 @@ def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_f
 
     from dcgan_data.train import stage as trainer
 
-    planted = audit.planted_memoriser(photos, per_photo=60, copies=0, fakes=0, unseen=600,
-                                      size=size, seed=1)
+    planted = planted_memoriser(photos, per_photo=60, copies=0, fakes=0, unseen=600,
+                                size=size, seed=1)
     unseen = write_folder(work / "unseen", planted.unseen)
     full = write_shards(work / "full", planted.train)
     handful = write_shards(work / "handful", planted.train[:16])
@@ -319,7 +321,7 @@ def bench_copies(photos: list[np.ndarray], work: Path, rows: int, per_kind: int,
     result = {"set": "mosaics" if mosaic else "crops", "training_images": rows,
               "copies": copies, "unseen_samples": copies,
               "copies_of_old_held_out_rows": int(np.isin(sources, old).sum())}
-    for name, holdout in (("training_rows_leave_one_out", audit.DEFAULT_HOLDOUT),
+    for name, holdout in (("training_rows_leave_one_out", AuditOptions().holdout),
                           ("folder_of_unseen", folder)):
         clock = time.perf_counter()
         report = audit.audit(work / "generated", train, work / f"out_{name}", holdout=holdout,

@@ -14,6 +14,10 @@ import torch
 from click.testing import CliRunner
 
 from dcgan_data.audit import stage as audit
+from dcgan_data.audit.calibration import calibration_warning, closer_share, copy_threshold
+from dcgan_data.audit.features import MODEL
+from dcgan_data.audit.planted import Planted, planted_memoriser
+from dcgan_data.audit.rerank import relative_distances, shift_distance
 from dcgan_data.core.images import encode_image
 from dcgan_data.engines.units import LocalEngine
 from dcgan_data.hashmodel import hashing
@@ -33,12 +37,12 @@ def photos() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def planted() -> audit.Planted:
+def planted() -> Planted:
     return planted_set()
 
 
-def planted_set() -> audit.Planted:
-    return audit.planted_memoriser(photos(), per_photo=18, copies=150, fakes=150, unseen=150,
+def planted_set() -> Planted:
+    return planted_memoriser(photos(), per_photo=18, copies=150, fakes=150, unseen=150,
                                    seed=3)
 
 
@@ -204,7 +208,7 @@ def test_without_a_model_it_uses_the_dedup_stage_model_or_trains_one(dirs, tmp_p
     (train / "dedup_report.json").unlink()
     report = audit.audit(dirs["unseen"], train, tmp_path / "b", n=20, device="cpu",
                          config=hashing.HashConfig(min_steps=20, max_steps=20))
-    assert report["model"]["trained"] and (tmp_path / "b" / audit.MODEL).exists()
+    assert report["model"]["trained"] and (tmp_path / "b" / MODEL).exists()
 
 
 def run_cli(*args: str) -> tuple[int, str]:
@@ -256,18 +260,18 @@ def test_generated_of_another_size_is_resized_and_says_so(dirs, tmp_path, caplog
 
 def test_copy_rule_is_conformal():
     held_out = np.arange(1, 1000, dtype=np.float32)  # 999 held-out distances
-    threshold, alpha = audit.copy_threshold(held_out, 0.01)
+    threshold, alpha = copy_threshold(held_out, 0.01)
     assert alpha == pytest.approx(10 / 1000) and threshold == 10  # closer than the 10th
     assert (held_out < threshold).mean() <= 0.01
-    threshold, alpha = audit.copy_threshold(held_out[:20], 0.001)  # too few for alpha
+    threshold, alpha = copy_threshold(held_out[:20], 0.001)  # too few for alpha
     assert threshold == 1 and alpha == pytest.approx(1 / 21)
-    assert audit.calibration_warning(999, 0.01, 0.01) is None
+    assert calibration_warning(999, 0.01, 0.01) is None
     # 20 images give at best alpha 1/21: the warning's suggested alpha is then honoured
-    warning = audit.calibration_warning(20, 0.001, 1 / 21)
+    warning = calibration_warning(20, 0.001, 1 / 21)
     assert "needs at least 999 calibration images and 20 were usable" in warning
-    assert "--alpha 0.048" in warning and audit.copy_threshold(held_out[:20], 0.048)[1] <= 0.048
-    assert audit.closer_share(np.zeros(5), held_out) == 1.0
-    assert audit.closer_share(held_out, held_out) == pytest.approx(0.5)
+    assert "--alpha 0.048" in warning and copy_threshold(held_out[:20], 0.048)[1] <= 0.048
+    assert closer_share(np.zeros(5), held_out) == 1.0
+    assert closer_share(held_out, held_out) == pytest.approx(0.5)
 
 
 def test_shift_distance_aligns_shifted_copies_and_relative_distance():
@@ -277,10 +281,10 @@ def test_shift_distance_aligns_shifted_copies_and_relative_distance():
     a = scene[:, :, 4:36, 4:36]
     shifted = scene[:, :, 6:38, 3:35]  # 2 px down, 1 left
     other = torch.roll(scene, 11, 3)[:, :, 4:36, 4:36]
-    assert audit.shift_distance(a, shifted).item() < 0.1  # float32 rounding only
-    assert audit.shift_distance(a, other).item() > 10
+    assert shift_distance(a, shifted).item() < 0.1  # float32 rounding only
+    assert shift_distance(a, other).item() > 10
     ranked = np.array([[1.0, 10, 10, 10, 10, 10], [9, 10, 10, 10, 10, 10],
                        [5, np.inf, np.inf, np.inf, np.inf, np.inf]], np.float32)
-    relative = audit.relative_distances(ranked)
+    relative = relative_distances(ranked)
     assert relative[0] == pytest.approx(0.1) and relative[1] == pytest.approx(0.9)
     assert np.isnan(relative[2])
