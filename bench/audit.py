@@ -136,15 +136,15 @@ def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
     result = {"training_images": len(planted.train),
               "hash_model_s": round(time.perf_counter() - clock, 1),
               **scores(work / "out" / audit.CSV, planted.copy_of, planted.edits),
-              "threshold": report["threshold"], "alpha_effective": report["alpha_effective"],
-              "closer_than_holdout": report["closer_than_holdout"],
-              "timings_s": report["timings_s"]}
+              "threshold": report.threshold, "alpha_effective": report.alpha_effective,
+              "closer_than_holdout": report.closer_than_holdout,
+              "timings_s": report.timings_s}
     # the default calibration: rows of the training set, each without itself
     report = audit.audit(generated, train, work / "out_rows", holdout=200,
                          model_path=work / "hash_model.pt", device="cpu")
     result["holdout_200_training_rows"] = {
         **scores(work / "out_rows" / audit.CSV, planted.copy_of, planted.edits),
-        "threshold": report["threshold"], "alpha_effective": report["alpha_effective"]}
+        "threshold": report.threshold, "alpha_effective": report.alpha_effective}
     return result
 
 
@@ -171,23 +171,23 @@ def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_f
         train_s = time.perf_counter() - clock
         report = audit.audit(work / f"run_{name}", data, work / f"audit_{name}", n=2000,
                              holdout=unseen, model_path=work / "hash_model.pt", device="cpu")
-        result[name] = {"training_images": report["training_images"], "steps": steps,
+        result[name] = {"training_images": report.training_images, "steps": steps,
                         "batch_size": batch, "size": size, "ngf": ngf, "ndf": ndf,
                         "train_s": round(train_s, 1),
-                        "copies": report["copies"], "copy_fraction": report["copy_fraction"],
-                        "expected_false_copies": report["expected_false_copies"],
-                        "holdout_called_copies": report["holdout_called_copies"],
-                        "holdout_images": report["holdout_images"],
-                        "threshold": report["threshold"],
-                        "alpha_effective": report["alpha_effective"],
-                        "closer_than_holdout": report["closer_than_holdout"],
-                        "verdict": report["verdict"],
-                        "sample_relative_q50": report["sample_relative_quantiles"]["q50"],
-                        "holdout_relative_q50": report["holdout_relative_quantiles"]["q50"],
-                        "audit_timings_s": report["timings_s"],
+                        "copies": report.copies, "copy_fraction": report.copy_fraction,
+                        "expected_false_copies": report.expected_false_copies,
+                        "holdout_called_copies": report.holdout_called_copies,
+                        "holdout_images": report.holdout_images,
+                        "threshold": report.threshold,
+                        "alpha_effective": report.alpha_effective,
+                        "closer_than_holdout": report.closer_than_holdout,
+                        "verdict": report.verdict,
+                        "sample_relative_q50": report.sample_relative_quantiles["q50"],
+                        "holdout_relative_q50": report.holdout_relative_quantiles["q50"],
+                        "audit_timings_s": report.timings_s,
                         "torch_threads": torch.get_num_threads(),  # as the trainer set them
-                        "sample_distance_q50": report["sample_distance_quantiles"]["q50"],
-                        "holdout_distance_q50": report["holdout_distance_quantiles"]["q50"]}
+                        "sample_distance_q50": report.sample_distance_quantiles["q50"],
+                        "holdout_distance_q50": report.holdout_distance_quantiles["q50"]}
     return result
 
 
@@ -328,12 +328,12 @@ def bench_copies(photos: list[np.ndarray], work: Path, rows: int, per_kind: int,
                              model_path=model_path, device="cpu")
         result[name] = {"wall_s": round(time.perf_counter() - clock, 1),
                         **copy_scores(work / f"out_{name}" / audit.CSV, copy_of, names, old),
-                        "calibration_images": report["holdout_images"],
+                        "calibration_images": report.holdout_images,
                         "calibration_repeated_in_training":
-                            report["holdout_repeated_in_training"],
-                        "threshold": report["threshold"],
-                        "alpha_effective": report["alpha_effective"],
-                        "verdict": report["verdict"], "timings_s": report["timings_s"]}
+                            report.holdout_repeated_in_training,
+                        "threshold": report.threshold,
+                        "alpha_effective": report.alpha_effective,
+                        "verdict": report.verdict, "timings_s": report.timings_s}
     return result
 
 

@@ -50,4 +50,4 @@ def audit(generated: Path, train: Path, out: Path, engine: str, ray_address: str
     options = AuditOptions(**settings)
     report = run(generated, train, out, options,
                  engine=make_engine(engine, options.workers, ray_address))
-    click.echo(f"audit: {report['verdict']}; report {out / 'audit_report.json'}")
+    click.echo(f"audit: {report.verdict}; report {out / 'audit_report.json'}")

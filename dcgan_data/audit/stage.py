@@ -40,6 +40,7 @@ from dcgan_data.audit.inputs import (
     read_generated,
 )
 from dcgan_data.audit.options import AuditOptions, Holdout, parse_holdout
+from dcgan_data.audit.report import AuditFiles, AuditParameters, AuditReport
 from dcgan_data.audit.rerank import CONTEXT, SHIFT, rerank, without_repeats
 from dcgan_data.audit.search import (
     MAX_HASH_CANDIDATES,
@@ -50,7 +51,7 @@ from dcgan_data.audit.search import (
 )
 from dcgan_data.core.devices import resolve_device
 from dcgan_data.core.errors import InputError
-from dcgan_data.core.files import write_csv, write_json
+from dcgan_data.core.files import write_csv
 from dcgan_data.core.shards import ShardSet, encode_key
 from dcgan_data.core.stage import Phases
 from dcgan_data.engines.units import Engine, LocalEngine, make_engine
@@ -72,7 +73,7 @@ def audit(
     config: hashing.HashConfig | None = None,
     engine: Engine | str | None = None,
     **settings: Any,
-) -> dict[str, Any]:
+) -> AuditReport:
     """Audit `generated` against the training shards `train`; write OUT/audit.csv,
     audit_report.json, nearest.png and distances.png. Returns the report. `options` (or
     its fields as keyword arguments) say how; `config` is for a hash model trained here (no
@@ -99,7 +100,7 @@ def audit(
         shown = _write(out, read, calibrated, hash_distance, options.seed)
     report = _report((generated, train, out), holdout, options, device, scan_engine.name,
                      read, scanned, calibrated, repeated, shown, phases)
-    write_json(out / REPORT, report)
+    report.write(out / REPORT)
     return report
 
 
@@ -186,52 +187,44 @@ def _write(out: Path, read: Read, calibrated: Calibrated, hash_distance: np.ndar
 
 def _report(paths: tuple[Path, Path, Path], holdout: Holdout, options: AuditOptions,
             device: str, engine: str, read: Read, scanned: Scanned, calibrated: Calibrated,
-            repeated: np.ndarray, shown: bool, phases: Phases) -> dict[str, Any]:
+            repeated: np.ndarray, shown: bool, phases: Phases) -> AuditReport:
     count, copies = len(calibrated.copy), int(calibrated.copy.sum())
     (sample_d, holdout_d), (sample_r, holdout_r) = calibrated.distance, calibrated.relative
     # each image's spatial spread of grey levels, per channel: a flat colour has none
     contrast = scanned.crops.reshape(len(scanned.crops), -1, 3).std(axis=1).mean(axis=1)
     generated, train, out = paths
-    return {
-        "generated": str(generated),
-        "train": str(train),
-        "out": str(out),
-        "samples": count,
-        "copies": copies,
-        "copy_fraction": round(copies / count, 6),
-        "closer_than_holdout": round(calibrated.closer, 4),
-        "expected_false_copies": round(calibrated.alpha_used * count, 1),
-        "verdict": verdict(copies, count, calibrated.alpha_used, calibrated.closer,
-                           calibrated.usable, calibrated.distance,
-                           (contrast[:count], contrast[count:])),
-        **({"calibration_warning": calibrated.warning} if calibrated.warning else {}),
-        "training_images": len(read.shards),
-        "indexed_images": len(read.shards),
-        "holdout_images": len(read.real.rows),
-        "holdout_source": str(holdout) if isinstance(holdout, Path) else
+    return AuditReport(
+        generated=str(generated), train=str(train), out=str(out), samples=count,
+        copies=copies, copy_fraction=round(copies / count, 6),
+        closer_than_holdout=round(calibrated.closer, 4),
+        expected_false_copies=round(calibrated.alpha_used * count, 1),
+        verdict=verdict(copies, count, calibrated.alpha_used, calibrated.closer,
+                        calibrated.usable, calibrated.distance,
+                        (contrast[:count], contrast[count:])),
+        calibration_warning=calibrated.warning,
+        training_images=len(read.shards), indexed_images=len(read.shards),
+        holdout_images=len(read.real.rows),
+        holdout_source=str(holdout) if isinstance(holdout, Path) else
         "training rows, each measured against the index without itself",
-        "holdout_repeated_in_training": int(repeated.sum()),
-        "holdout_called_copies": int((np.nan_to_num(holdout_r, nan=np.inf)
-                                      < calibrated.threshold).sum()),
-        "holdout_keys": read.real.names,
-        "threshold": round(calibrated.threshold, 4),
-        "alpha": options.alpha,
-        "alpha_effective": round(calibrated.alpha_used, 6),
-        "sample_distance_quantiles": quantiles(sample_d),
-        "holdout_distance_quantiles": quantiles(holdout_d),
-        "sample_relative_quantiles": quantiles(sample_r),
-        "holdout_relative_quantiles": quantiles(holdout_r),
-        "samples_without_candidate": int((calibrated.nearest < 0).sum()),
-        "nearest_found_by_hash": int(found_by_hash(scanned.candidates,
-                                                   calibrated.nearest).sum()),
-        "input": read.queries.info,
-        "parameters": {"n": options.n, "holdout": str(holdout), "alpha": options.alpha,
-                       "neighbours": options.neighbours,
-                       "max_hash_candidates": MAX_HASH_CANDIDATES, "context": CONTEXT,
-                       "shift": SHIFT, "seed": options.seed, "device": device,
-                       "checkpoint": options.checkpoint, "engine": engine},
-        "model": read.model_info,
-        "timings_s": phases.rounded(3),
-        "files": {"table": CSV, "nearest": NEAREST if shown else None,
-                  "distances": DISTANCES},
-    }
+        holdout_repeated_in_training=int(repeated.sum()),
+        holdout_called_copies=int((np.nan_to_num(holdout_r, nan=np.inf)
+                                   < calibrated.threshold).sum()),
+        holdout_keys=read.real.names,
+        threshold=round(calibrated.threshold, 4), alpha=options.alpha,
+        alpha_effective=round(calibrated.alpha_used, 6),
+        sample_distance_quantiles=quantiles(sample_d),
+        holdout_distance_quantiles=quantiles(holdout_d),
+        sample_relative_quantiles=quantiles(sample_r),
+        holdout_relative_quantiles=quantiles(holdout_r),
+        samples_without_candidate=int((calibrated.nearest < 0).sum()),
+        nearest_found_by_hash=int(found_by_hash(scanned.candidates, calibrated.nearest).sum()),
+        input=read.queries.info,
+        parameters=AuditParameters(
+            n=options.n, holdout=str(holdout), alpha=options.alpha,
+            neighbours=options.neighbours, max_hash_candidates=MAX_HASH_CANDIDATES,
+            context=CONTEXT, shift=SHIFT, seed=options.seed, device=device,
+            checkpoint=options.checkpoint, engine=engine),
+        model=read.model_info,
+        timings_s=phases.rounded(3),
+        files=AuditFiles(table=CSV, nearest=NEAREST if shown else None, distances=DISTANCES),
+    )

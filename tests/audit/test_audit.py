@@ -75,7 +75,7 @@ def test_planted_memoriser_is_caught_and_unseen_images_are_not(planted, dirs):
     report = audit.audit(dirs["generated"], dirs["train"], out, holdout=dirs["unseen"],
                          model_path=dirs["model"], device="cpu")
     rows = read_table(out / audit.CSV)
-    assert len(rows) == len(planted.generated) == report["samples"]
+    assert len(rows) == len(planted.generated) == report.samples
     called = np.array([r["copy"] == "1" for r in rows])
     truth = planted.copy_of >= 0
     hits = int((called & truth).sum())
@@ -87,23 +87,23 @@ def test_planted_memoriser_is_caught_and_unseen_images_are_not(planted, dirs):
     nearest = np.array([r["nearest_key"] for r in rows])
     originals = np.array([f"img{i:06d}" for i in planted.copy_of])
     assert (nearest[truth] == originals[truth]).mean() >= 0.97
-    assert report["copies"] == int(called.sum())
-    assert report["holdout_images"] == len(planted.unseen)
-    assert report["closer_than_holdout"] > 0.6
+    assert report.copies == int(called.sum())
+    assert report.holdout_images == len(planted.unseen)
+    assert report.closer_than_holdout > 0.6
     assert "samples lie nearer single training images than real images do" in \
-        report["verdict"]
+        report.verdict
     for name in (audit.REPORT, audit.NEAREST, audit.DISTANCES):
         assert (out / name).stat().st_size > 1000
-    assert json.loads((out / audit.REPORT).read_text())["copies"] == report["copies"]
+    assert json.loads((out / audit.REPORT).read_text())["copies"] == report.copies
 
 
 def test_unseen_images_alone_are_not_copies(planted, dirs):
     out = dirs["root"] / "out_clean"
     report = audit.audit(dirs["unseen"], dirs["train"], out, holdout=60,
                          model_path=dirs["model"], device="cpu")
-    assert report["copy_fraction"] <= 0.02
-    assert report["holdout_images"] == 60 and report["indexed_images"] == len(planted.train)
-    assert "samples lie no nearer the training set than real images do" in report["verdict"]
+    assert report.copy_fraction <= 0.02
+    assert report.holdout_images == 60 and report.indexed_images == len(planted.train)
+    assert "samples lie no nearer the training set than real images do" in report.verdict
 
 
 def edited_copies(rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -125,12 +125,12 @@ def test_copies_of_the_rows_it_calibrates_on_are_found(planted, dirs, tmp_path):
     generated = write_shards(tmp_path / "generated", copies)
     report = audit.audit(generated, dirs["train"], tmp_path / "out", holdout=120,
                          model_path=dirs["model"], device="cpu", seed=0)
-    assert report["holdout_keys"] == [f"img{i:06d}" for i in calibration]
+    assert report.holdout_keys == [f"img{i:06d}" for i in calibration]
     rows = read_table(tmp_path / "out" / audit.CSV)
     assert np.mean([r["copy"] == "1" for r in rows]) >= 0.95
     originals = [f"img{i:06d}" for i in calibration]
     assert np.mean([r["nearest_key"] == o for r, o in zip(rows, originals, strict=True)]) >= 0.95
-    assert report["indexed_images"] == len(planted.train)
+    assert report.indexed_images == len(planted.train)
 
 
 def test_rows_repeated_in_the_training_set_do_not_blind_the_calibration(planted, dirs,
@@ -146,9 +146,9 @@ def test_rows_repeated_in_the_training_set_do_not_blind_the_calibration(planted,
     generated = write_shards(tmp_path / "generated", copies)
     report = audit.audit(generated, train, tmp_path / "out", holdout=10**6,  # every row
                          model_path=dirs["model"], device="cpu")
-    assert report["holdout_repeated_in_training"] >= 2 * len(twice) * 0.9
-    assert report["threshold"] > 0.05
-    assert report["copies"] >= 0.95 * len(sources)
+    assert report.holdout_repeated_in_training >= 2 * len(twice) * 0.9
+    assert report.threshold > 0.05
+    assert report.copies >= 0.95 * len(sources)
 
 
 def test_scan_on_worker_processes_equals_one_process(planted, dirs, tmp_path):
@@ -159,7 +159,7 @@ def test_scan_on_worker_processes_equals_one_process(planted, dirs, tmp_path):
         out = tmp_path / f"out_{engine.workers}"
         report = audit.audit(dirs["generated"], train, out, holdout=dirs["unseen"],
                              model_path=dirs["model"], device="cpu", engine=engine)
-        assert report["parameters"]["engine"] == "local"
+        assert report.parameters.engine == "local"
         tables.append((out / audit.CSV).read_bytes())
     assert tables[0] == tables[1]
 
@@ -204,11 +204,11 @@ def test_without_a_model_it_uses_the_dedup_stage_model_or_trains_one(dirs, tmp_p
     moved.write_bytes(dirs["model"].read_bytes())
     (train / "dedup_report.json").write_text(json.dumps({"model": {"model": str(moved)}}))
     report = audit.audit(dirs["unseen"], train, tmp_path / "a", n=20, device="cpu")
-    assert report["model"] == {"model": str(moved), "trained": False}
+    assert report.model == {"model": str(moved), "trained": False}
     (train / "dedup_report.json").unlink()
     report = audit.audit(dirs["unseen"], train, tmp_path / "b", n=20, device="cpu",
                          config=hashing.HashConfig(min_steps=20, max_steps=20))
-    assert report["model"]["trained"] and (tmp_path / "b" / MODEL).exists()
+    assert report.model["trained"] and (tmp_path / "b" / MODEL).exists()
 
 
 def run_cli(*args: str) -> tuple[int, str]:
@@ -251,7 +251,7 @@ def test_generated_of_another_size_is_resized_and_says_so(dirs, tmp_path, caplog
     small = write_shards(tmp_path / "small", np.ascontiguousarray(rows))
     report = audit.audit(small, dirs["train"], tmp_path / "out", holdout=60,
                          model_path=dirs["model"], device="cpu")
-    assert report["input"]["resized_from"] == 32
+    assert report.input["resized_from"] == 32
     assert "resizing" in caplog.text
     # exact training rows, only resized twice: found as copies
     table = read_table(tmp_path / "out" / audit.CSV)
@@ -288,3 +288,29 @@ def test_shift_distance_aligns_shifted_copies_and_relative_distance():
     relative = relative_distances(ranked)
     assert relative[0] == pytest.approx(0.1) and relative[1] == pytest.approx(0.9)
     assert np.isnan(relative[2])
+
+
+def test_report_reads_typed_and_builds_the_page_section(dirs, tmp_path):
+    from dcgan_data.audit.report import AuditReport
+    from dcgan_data.audit.section import audit_section
+    from dcgan_data.core.errors import InputError
+    from dcgan_data.report.html import Page, Stage, Summary
+
+    out = tmp_path / "out"
+    audit.audit(dirs["unseen"], dirs["train"], out, n=20, holdout=60, alpha=0.05,
+                model_path=dirs["model"], device="cpu")
+    path = out / audit.REPORT
+    written = json.loads(path.read_text())
+    assert "calibration_warning" not in written  # 60 images honour alpha 0.05: no warning
+    report = AuditReport.read(path, strict=True)  # every attribute the page reads is written
+    assert report.to_json() == written
+    assert report.samples == 20 and report.files.table == audit.CSV
+    summary = Summary()
+    section = audit_section(Page(tmp_path, tmp_path / "page.html"),
+                            Stage("audit", out, written, path, path.stat().st_mtime), summary)
+    assert section.title.startswith("Audit")
+    assert summary.cards == [(str(report.copies), "samples that copy a training image",
+                              f"{100 * report.copy_fraction:.1f}% of 20 samples")]
+    del written["copies"]
+    with pytest.raises(InputError, match="no 'copies'"):
+        AuditReport.from_json(written, strict=True)
