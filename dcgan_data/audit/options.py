@@ -61,7 +61,7 @@ class AuditOptions(StageOptions):
     checkpoint: str | None = setting(None, "For a run: a checkpoint file or a name in "
                                            "RUN/checkpoints.", default_text="last.pt")
     seed: int = setting(0, "Seed of the samples drawn, the calibration rows and a hash model "
-                                 "trained here.", SEED)
+                           "trained here.", SEED)
     device: str = setting("auto", "auto: cuda when available, else cpu.",
                           choices=("auto", "cpu", "cuda"))
     workers: int | None = setting(None, "Processes scanning the training shards on CPU.", COUNT,

@@ -38,6 +38,8 @@ class AuditFiles(StageReport):
 
 @dataclass
 class AuditReport(StageReport):
+    """audit_report.json, its keys in their order."""
+
     generated: str = ""
     train: str = ""
     out: str = ""
