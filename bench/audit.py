@@ -54,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from dcgan_data.audit import stage as audit  # noqa: E402
+from dcgan_data.audit.options import AuditOptions  # noqa: E402
+from dcgan_data.audit.planted import planted_memoriser  # noqa: E402
 from dcgan_data.core.images import decode_image, encode_image  # noqa: E402
 from dcgan_data.core.shards import ShardWriter  # noqa: E402
 from dcgan_data.hashmodel import hashing  # noqa: E402
@@ -122,8 +124,8 @@ def shared_model(rows: np.ndarray, path: Path) -> None:
 
 
 def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
-    planted = audit.planted_memoriser(photos, per_photo=60, copies=1000, fakes=600,
-                                      unseen=600, seed=0)
+    planted = planted_memoriser(photos, per_photo=60, copies=1000, fakes=600, unseen=600,
+                                seed=0)
     train = write_shards(work / "train", planted.train)
     generated = write_shards(work / "generated", planted.generated, "gen")
     unseen = write_folder(work / "unseen", planted.unseen)
@@ -134,15 +136,15 @@ def bench_planted(photos: list[np.ndarray], work: Path) -> dict:
     result = {"training_images": len(planted.train),
               "hash_model_s": round(time.perf_counter() - clock, 1),
               **scores(work / "out" / audit.CSV, planted.copy_of, planted.edits),
-              "threshold": report["threshold"], "alpha_effective": report["alpha_effective"],
-              "closer_than_holdout": report["closer_than_holdout"],
-              "timings_s": report["timings_s"]}
+              "threshold": report.threshold, "alpha_effective": report.alpha_effective,
+              "closer_than_holdout": report.closer_than_holdout,
+              "timings_s": report.timings_s}
     # the default calibration: rows of the training set, each without itself
     report = audit.audit(generated, train, work / "out_rows", holdout=200,
                          model_path=work / "hash_model.pt", device="cpu")
     result["holdout_200_training_rows"] = {
         **scores(work / "out_rows" / audit.CSV, planted.copy_of, planted.edits),
-        "threshold": report["threshold"], "alpha_effective": report["alpha_effective"]}
+        "threshold": report.threshold, "alpha_effective": report.alpha_effective}
     return result
 
 
@@ -152,8 +154,8 @@ def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_f
 
     from dcgan_data.train import stage as trainer
 
-    planted = audit.planted_memoriser(photos, per_photo=60, copies=0, fakes=0, unseen=600,
-                                      size=size, seed=1)
+    planted = planted_memoriser(photos, per_photo=60, copies=0, fakes=0, unseen=600,
+                                size=size, seed=1)
     unseen = write_folder(work / "unseen", planted.unseen)
     full = write_shards(work / "full", planted.train)
     handful = write_shards(work / "handful", planted.train[:16])
@@ -169,23 +171,23 @@ def bench_real(photos: list[np.ndarray], work: Path, steps_handful: int, steps_f
         train_s = time.perf_counter() - clock
         report = audit.audit(work / f"run_{name}", data, work / f"audit_{name}", n=2000,
                              holdout=unseen, model_path=work / "hash_model.pt", device="cpu")
-        result[name] = {"training_images": report["training_images"], "steps": steps,
+        result[name] = {"training_images": report.training_images, "steps": steps,
                         "batch_size": batch, "size": size, "ngf": ngf, "ndf": ndf,
                         "train_s": round(train_s, 1),
-                        "copies": report["copies"], "copy_fraction": report["copy_fraction"],
-                        "expected_false_copies": report["expected_false_copies"],
-                        "holdout_called_copies": report["holdout_called_copies"],
-                        "holdout_images": report["holdout_images"],
-                        "threshold": report["threshold"],
-                        "alpha_effective": report["alpha_effective"],
-                        "closer_than_holdout": report["closer_than_holdout"],
-                        "verdict": report["verdict"],
-                        "sample_relative_q50": report["sample_relative_quantiles"]["q50"],
-                        "holdout_relative_q50": report["holdout_relative_quantiles"]["q50"],
-                        "audit_timings_s": report["timings_s"],
+                        "copies": report.copies, "copy_fraction": report.copy_fraction,
+                        "expected_false_copies": report.expected_false_copies,
+                        "holdout_called_copies": report.holdout_called_copies,
+                        "holdout_images": report.holdout_images,
+                        "threshold": report.threshold,
+                        "alpha_effective": report.alpha_effective,
+                        "closer_than_holdout": report.closer_than_holdout,
+                        "verdict": report.verdict,
+                        "sample_relative_q50": report.sample_relative_quantiles["q50"],
+                        "holdout_relative_q50": report.holdout_relative_quantiles["q50"],
+                        "audit_timings_s": report.timings_s,
                         "torch_threads": torch.get_num_threads(),  # as the trainer set them
-                        "sample_distance_q50": report["sample_distance_quantiles"]["q50"],
-                        "holdout_distance_q50": report["holdout_distance_quantiles"]["q50"]}
+                        "sample_distance_q50": report.sample_distance_quantiles["q50"],
+                        "holdout_distance_q50": report.holdout_distance_quantiles["q50"]}
     return result
 
 
@@ -319,19 +321,19 @@ def bench_copies(photos: list[np.ndarray], work: Path, rows: int, per_kind: int,
     result = {"set": "mosaics" if mosaic else "crops", "training_images": rows,
               "copies": copies, "unseen_samples": copies,
               "copies_of_old_held_out_rows": int(np.isin(sources, old).sum())}
-    for name, holdout in (("training_rows_leave_one_out", audit.DEFAULT_HOLDOUT),
+    for name, holdout in (("training_rows_leave_one_out", AuditOptions().holdout),
                           ("folder_of_unseen", folder)):
         clock = time.perf_counter()
         report = audit.audit(work / "generated", train, work / f"out_{name}", holdout=holdout,
                              model_path=model_path, device="cpu")
         result[name] = {"wall_s": round(time.perf_counter() - clock, 1),
                         **copy_scores(work / f"out_{name}" / audit.CSV, copy_of, names, old),
-                        "calibration_images": report["holdout_images"],
+                        "calibration_images": report.holdout_images,
                         "calibration_repeated_in_training":
-                            report["holdout_repeated_in_training"],
-                        "threshold": report["threshold"],
-                        "alpha_effective": report["alpha_effective"],
-                        "verdict": report["verdict"], "timings_s": report["timings_s"]}
+                            report.holdout_repeated_in_training,
+                        "threshold": report.threshold,
+                        "alpha_effective": report.alpha_effective,
+                        "verdict": report.verdict, "timings_s": report.timings_s}
     return result
 
 

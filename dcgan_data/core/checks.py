@@ -135,5 +135,3 @@ TRAIN = {  # dcgan_data.train.stage.TrainConfig; BatchNorm needs a batch of 2
 }
 SAMPLE = {"n": COUNT, "frames": Range(2, integer=True), "seed": SEED,
           "images": Range(2, integer=True)}  # images: fid's
-AUDIT = {"n": COUNT, "alpha": Range(0, 1, low_open=True, high_open=True), "neighbours": COUNT,
-         "seed": SEED, "workers": COUNT}  # --holdout: dcgan_data.audit.stage.parse_holdout

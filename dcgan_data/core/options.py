@@ -36,7 +36,10 @@ def setting(default: Any, help: str, allowed: Range | None = None,
 
 
 def option_name(field_name: str) -> str:
-    """The command-line spelling of a field: `max_false_share` -> `--max-false-share`."""
+    """The command-line spelling of a field: `max_false_share` -> `--max-false-share`, `n` ->
+    `-n`."""
+    if len(field_name) == 1:
+        return f"-{field_name}"
     return "--" + field_name.replace("_", "-")
 
 

@@ -14,6 +14,10 @@ import torch
 from click.testing import CliRunner
 
 from dcgan_data.audit import stage as audit
+from dcgan_data.audit.calibration import calibration_warning, closer_share, copy_threshold
+from dcgan_data.audit.features import MODEL
+from dcgan_data.audit.planted import Planted, planted_memoriser
+from dcgan_data.audit.rerank import relative_distances, shift_distance
 from dcgan_data.core.images import encode_image
 from dcgan_data.engines.units import LocalEngine
 from dcgan_data.hashmodel import hashing
@@ -33,12 +37,12 @@ def photos() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def planted() -> audit.Planted:
+def planted() -> Planted:
     return planted_set()
 
 
-def planted_set() -> audit.Planted:
-    return audit.planted_memoriser(photos(), per_photo=18, copies=150, fakes=150, unseen=150,
+def planted_set() -> Planted:
+    return planted_memoriser(photos(), per_photo=18, copies=150, fakes=150, unseen=150,
                                    seed=3)
 
 
@@ -71,7 +75,7 @@ def test_planted_memoriser_is_caught_and_unseen_images_are_not(planted, dirs):
     report = audit.audit(dirs["generated"], dirs["train"], out, holdout=dirs["unseen"],
                          model_path=dirs["model"], device="cpu")
     rows = read_table(out / audit.CSV)
-    assert len(rows) == len(planted.generated) == report["samples"]
+    assert len(rows) == len(planted.generated) == report.samples
     called = np.array([r["copy"] == "1" for r in rows])
     truth = planted.copy_of >= 0
     hits = int((called & truth).sum())
@@ -83,23 +87,23 @@ def test_planted_memoriser_is_caught_and_unseen_images_are_not(planted, dirs):
     nearest = np.array([r["nearest_key"] for r in rows])
     originals = np.array([f"img{i:06d}" for i in planted.copy_of])
     assert (nearest[truth] == originals[truth]).mean() >= 0.97
-    assert report["copies"] == int(called.sum())
-    assert report["holdout_images"] == len(planted.unseen)
-    assert report["closer_than_holdout"] > 0.6
+    assert report.copies == int(called.sum())
+    assert report.holdout_images == len(planted.unseen)
+    assert report.closer_than_holdout > 0.6
     assert "samples lie nearer single training images than real images do" in \
-        report["verdict"]
+        report.verdict
     for name in (audit.REPORT, audit.NEAREST, audit.DISTANCES):
         assert (out / name).stat().st_size > 1000
-    assert json.loads((out / audit.REPORT).read_text())["copies"] == report["copies"]
+    assert json.loads((out / audit.REPORT).read_text())["copies"] == report.copies
 
 
 def test_unseen_images_alone_are_not_copies(planted, dirs):
     out = dirs["root"] / "out_clean"
     report = audit.audit(dirs["unseen"], dirs["train"], out, holdout=60,
                          model_path=dirs["model"], device="cpu")
-    assert report["copy_fraction"] <= 0.02
-    assert report["holdout_images"] == 60 and report["indexed_images"] == len(planted.train)
-    assert "samples lie no nearer the training set than real images do" in report["verdict"]
+    assert report.copy_fraction <= 0.02
+    assert report.holdout_images == 60 and report.indexed_images == len(planted.train)
+    assert "samples lie no nearer the training set than real images do" in report.verdict
 
 
 def edited_copies(rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -121,12 +125,12 @@ def test_copies_of_the_rows_it_calibrates_on_are_found(planted, dirs, tmp_path):
     generated = write_shards(tmp_path / "generated", copies)
     report = audit.audit(generated, dirs["train"], tmp_path / "out", holdout=120,
                          model_path=dirs["model"], device="cpu", seed=0)
-    assert report["holdout_keys"] == [f"img{i:06d}" for i in calibration]
+    assert report.holdout_keys == [f"img{i:06d}" for i in calibration]
     rows = read_table(tmp_path / "out" / audit.CSV)
     assert np.mean([r["copy"] == "1" for r in rows]) >= 0.95
     originals = [f"img{i:06d}" for i in calibration]
     assert np.mean([r["nearest_key"] == o for r, o in zip(rows, originals, strict=True)]) >= 0.95
-    assert report["indexed_images"] == len(planted.train)
+    assert report.indexed_images == len(planted.train)
 
 
 def test_rows_repeated_in_the_training_set_do_not_blind_the_calibration(planted, dirs,
@@ -142,9 +146,9 @@ def test_rows_repeated_in_the_training_set_do_not_blind_the_calibration(planted,
     generated = write_shards(tmp_path / "generated", copies)
     report = audit.audit(generated, train, tmp_path / "out", holdout=10**6,  # every row
                          model_path=dirs["model"], device="cpu")
-    assert report["holdout_repeated_in_training"] >= 2 * len(twice) * 0.9
-    assert report["threshold"] > 0.05
-    assert report["copies"] >= 0.95 * len(sources)
+    assert report.holdout_repeated_in_training >= 2 * len(twice) * 0.9
+    assert report.threshold > 0.05
+    assert report.copies >= 0.95 * len(sources)
 
 
 def test_scan_on_worker_processes_equals_one_process(planted, dirs, tmp_path):
@@ -155,7 +159,7 @@ def test_scan_on_worker_processes_equals_one_process(planted, dirs, tmp_path):
         out = tmp_path / f"out_{engine.workers}"
         report = audit.audit(dirs["generated"], train, out, holdout=dirs["unseen"],
                              model_path=dirs["model"], device="cpu", engine=engine)
-        assert report["parameters"]["engine"] == "local"
+        assert report.parameters.engine == "local"
         tables.append((out / audit.CSV).read_bytes())
     assert tables[0] == tables[1]
 
@@ -200,11 +204,11 @@ def test_without_a_model_it_uses_the_dedup_stage_model_or_trains_one(dirs, tmp_p
     moved.write_bytes(dirs["model"].read_bytes())
     (train / "dedup_report.json").write_text(json.dumps({"model": {"model": str(moved)}}))
     report = audit.audit(dirs["unseen"], train, tmp_path / "a", n=20, device="cpu")
-    assert report["model"] == {"model": str(moved), "trained": False}
+    assert report.model == {"model": str(moved), "trained": False}
     (train / "dedup_report.json").unlink()
     report = audit.audit(dirs["unseen"], train, tmp_path / "b", n=20, device="cpu",
                          config=hashing.HashConfig(min_steps=20, max_steps=20))
-    assert report["model"]["trained"] and (tmp_path / "b" / audit.MODEL).exists()
+    assert report.model["trained"] and (tmp_path / "b" / MODEL).exists()
 
 
 def run_cli(*args: str) -> tuple[int, str]:
@@ -247,7 +251,7 @@ def test_generated_of_another_size_is_resized_and_says_so(dirs, tmp_path, caplog
     small = write_shards(tmp_path / "small", np.ascontiguousarray(rows))
     report = audit.audit(small, dirs["train"], tmp_path / "out", holdout=60,
                          model_path=dirs["model"], device="cpu")
-    assert report["input"]["resized_from"] == 32
+    assert report.input["resized_from"] == 32
     assert "resizing" in caplog.text
     # exact training rows, only resized twice: found as copies
     table = read_table(tmp_path / "out" / audit.CSV)
@@ -256,18 +260,18 @@ def test_generated_of_another_size_is_resized_and_says_so(dirs, tmp_path, caplog
 
 def test_copy_rule_is_conformal():
     held_out = np.arange(1, 1000, dtype=np.float32)  # 999 held-out distances
-    threshold, alpha = audit.copy_threshold(held_out, 0.01)
+    threshold, alpha = copy_threshold(held_out, 0.01)
     assert alpha == pytest.approx(10 / 1000) and threshold == 10  # closer than the 10th
     assert (held_out < threshold).mean() <= 0.01
-    threshold, alpha = audit.copy_threshold(held_out[:20], 0.001)  # too few for alpha
+    threshold, alpha = copy_threshold(held_out[:20], 0.001)  # too few for alpha
     assert threshold == 1 and alpha == pytest.approx(1 / 21)
-    assert audit.calibration_warning(999, 0.01, 0.01) is None
+    assert calibration_warning(999, 0.01, 0.01) is None
     # 20 images give at best alpha 1/21: the warning's suggested alpha is then honoured
-    warning = audit.calibration_warning(20, 0.001, 1 / 21)
+    warning = calibration_warning(20, 0.001, 1 / 21)
     assert "needs at least 999 calibration images and 20 were usable" in warning
-    assert "--alpha 0.048" in warning and audit.copy_threshold(held_out[:20], 0.048)[1] <= 0.048
-    assert audit.closer_share(np.zeros(5), held_out) == 1.0
-    assert audit.closer_share(held_out, held_out) == pytest.approx(0.5)
+    assert "--alpha 0.048" in warning and copy_threshold(held_out[:20], 0.048)[1] <= 0.048
+    assert closer_share(np.zeros(5), held_out) == 1.0
+    assert closer_share(held_out, held_out) == pytest.approx(0.5)
 
 
 def test_shift_distance_aligns_shifted_copies_and_relative_distance():
@@ -277,10 +281,36 @@ def test_shift_distance_aligns_shifted_copies_and_relative_distance():
     a = scene[:, :, 4:36, 4:36]
     shifted = scene[:, :, 6:38, 3:35]  # 2 px down, 1 left
     other = torch.roll(scene, 11, 3)[:, :, 4:36, 4:36]
-    assert audit.shift_distance(a, shifted).item() < 0.1  # float32 rounding only
-    assert audit.shift_distance(a, other).item() > 10
+    assert shift_distance(a, shifted).item() < 0.1  # float32 rounding only
+    assert shift_distance(a, other).item() > 10
     ranked = np.array([[1.0, 10, 10, 10, 10, 10], [9, 10, 10, 10, 10, 10],
                        [5, np.inf, np.inf, np.inf, np.inf, np.inf]], np.float32)
-    relative = audit.relative_distances(ranked)
+    relative = relative_distances(ranked)
     assert relative[0] == pytest.approx(0.1) and relative[1] == pytest.approx(0.9)
     assert np.isnan(relative[2])
+
+
+def test_report_reads_typed_and_builds_the_page_section(dirs, tmp_path):
+    from dcgan_data.audit.report import AuditReport
+    from dcgan_data.audit.section import audit_section
+    from dcgan_data.core.errors import InputError
+    from dcgan_data.report.html import Page, Stage, Summary
+
+    out = tmp_path / "out"
+    audit.audit(dirs["unseen"], dirs["train"], out, n=20, holdout=60, alpha=0.05,
+                model_path=dirs["model"], device="cpu")
+    path = out / audit.REPORT
+    written = json.loads(path.read_text())
+    assert "calibration_warning" not in written  # 60 images honour alpha 0.05: no warning
+    report = AuditReport.read(path, strict=True)  # every attribute the page reads is written
+    assert report.to_json() == written
+    assert report.samples == 20 and report.files.table == audit.CSV
+    summary = Summary()
+    section = audit_section(Page(tmp_path, tmp_path / "page.html"),
+                            Stage("audit", out, written, path, path.stat().st_mtime), summary)
+    assert section.title.startswith("Audit")
+    assert summary.cards == [(str(report.copies), "samples that copy a training image",
+                              f"{100 * report.copy_fraction:.1f}% of 20 samples")]
+    del written["copies"]
+    with pytest.raises(InputError, match="no 'copies'"):
+        AuditReport.from_json(written, strict=True)

@@ -166,7 +166,7 @@ def test_audit_on_ray_equals_local(cluster, tmp_path):
     on_ray = au.audit(generated, train, tmp_path / "ray", holdout=30, device="cpu",
                       model_path=tmp_path / "local" / au.MODEL,
                       engine=RayEngine(cluster.address))
-    assert on_ray["parameters"]["engine"] == "ray" and local["copies"] == on_ray["copies"] >= 15
+    assert on_ray.parameters.engine == "ray" and local.copies == on_ray.copies >= 15
     assert ((tmp_path / "local" / au.CSV).read_bytes()
             == (tmp_path / "ray" / au.CSV).read_bytes())
 
