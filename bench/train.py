@@ -66,6 +66,7 @@ from dcgan_data.train import feed
 from dcgan_data.train import stage as trainer
 from dcgan_data.train.cpu_layers import Conv4x4, ConvTranspose4x4, Projection, Readout
 from dcgan_data.train.model import build, draw_z, to_model_input
+from dcgan_data.train.options import TrainOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "train"
@@ -151,7 +152,7 @@ class Ours:
         self.g = g.to(memory_format=torch.channels_last)
         self.d = d.to(memory_format=torch.channels_last)
         self.d_params = list(self.d.parameters())
-        cfg = trainer.TrainConfig()
+        cfg = TrainOptions()
         self.opt_g, self.opt_d = trainer.make_adam(self.g, cfg), trainer.make_adam(self.d, cfg)
         self.amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)
         self.shards = shards

@@ -135,7 +135,8 @@ def sample(run: str, count: int, out: str, interpolate: bool, frames: int,
     from dcgan_data.train.sampling import write_grid
 
     _set_threads(threads)
-    summary = write_grid(run, out, count, interpolate, frames, seed, checkpoint, device)
+    summary = write_grid(run, out, device=device, count=count, interpolate=interpolate,
+                         frames=frames, seed=seed, checkpoint=checkpoint)
     click.echo(f"wrote {summary['images']} images of {summary['size']} px to {out} "
                f"(from {summary['checkpoint']})")
 
@@ -166,11 +167,12 @@ def fid(run: str, real: str, checkpoint: str | None, images: int | None,
     space (no download needed), not FID with Inception features: compare runs on the same
     data with them, not with published FIDs. Writes RUN/quality_report.json.
     """
-    from dcgan_data.train.quality import EVAL_IMAGES, evaluate_run
+    from dcgan_data.train.quality import evaluate_run
 
     _set_threads(threads)
-    report = evaluate_run(run, real, checkpoint, images or EVAL_IMAGES, hash_model, device,
-                          inception_weights)
+    report = evaluate_run(run, device=device, real=real, checkpoint=checkpoint,
+                          hash_model=hash_model, inception_weights=inception_weights,
+                          **({"images": images} if images is not None else {}))
     inception = (f" FID {report['fid']:.3f} KID {report['kid']:.4f}" if "fid" in report
                  else "")
     click.echo(f"step {report['step']}: hash_fd {report['hash_fd']:.3f} hash_kid "

@@ -43,7 +43,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcgan_data.core.checks import TRAIN, check_values, checked
 from dcgan_data.core.errors import InputError
 from dcgan_data.core.files import atomic_write_text, locks_output, progress, write_json
 from dcgan_data.core.images import contact_sheet, decode_image, save_png
@@ -59,43 +58,14 @@ from dcgan_data.train.checkpoint import (
     set_rng_states,
 )
 from dcgan_data.train.feed import BatchFeed, batch_rows, data_checksum
-from dcgan_data.train.model import SIZES, build, draw_z, generate, to_model_input
-from dcgan_data.train.quality import EVAL_IMAGES, Evaluator, InceptionSpace
+from dcgan_data.train.model import build, draw_z, generate, to_model_input
+from dcgan_data.train.options import EPOCHS, SIZES, TrainOptions, TrainRun
+from dcgan_data.train.quality import Evaluator, InceptionSpace
 
 log = logging.getLogger(__name__)
 
 ARCHITECTURE = ("size", "nz", "ngf", "ndf")  # a checkpoint only loads into the same ones
 FEW_IMAGES = 1000  # below this a GAN learns little more than blur, noise or copies
-
-
-@dataclass
-class TrainConfig:
-    size: int = 64  # image side; must match the shards
-    nz: int = 100
-    ngf: int = 128  # G's last hidden layer width; 8*ngf channels at 4x4 for size 64
-    ndf: int = 128
-    batch_size: int = 128  # per process
-    lr: float = 2e-4
-    beta1: float = 0.5
-    z_dist: str = "uniform"  # uniform in [-1, 1] as in the paper, or "normal"
-    steps: int | None = None  # total steps; when None, --epochs decides
-    epochs: float = 5.0
-    seed: int = 0
-    amp: bool = False  # bf16 autocast (CUDA; also on CPUs with bf16 units)
-    compile: bool = False  # torch.compile G and D
-    feed: str = "auto"  # memory | stream | auto (memory on CUDA when it fits, else stream)
-    log_every: int = 10
-    sample_every: int = 500
-    ckpt_every: int = 1000
-    keep_every: int = 0  # also keep checkpoints/step_NNNNNN.pt every this many steps
-    num_samples: int = 64  # images in each samples/step_NNNNNN.png, from one fixed z
-    eval_every: int = 1000  # steps per quality evaluation (hash_fd, hash_kid); also at the end
-    eval_images: int = EVAL_IMAGES  # generated images per evaluation
-    eval_model: str | None = None  # hash model for the quality figure [default: beside DATA]
-    inception_weights: str | None = None  # TorchScript Inception file: adds fid, kid
-
-    def __post_init__(self) -> None:
-        check_values(vars(self), TRAIN)
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,36 +86,37 @@ def open_shards(data: str | os.PathLike) -> ShardSet:
     return shards
 
 
-def resolve_config(options: dict[str, Any], shards: ShardSet,
-                   checkpoint: dict | None) -> TrainConfig:
-    """Defaults, then the checkpoint's settings when resuming, then the options given."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(options) - known
-    if unknown:
-        raise TypeError(f"unknown training options: {sorted(unknown)}")
-    base = dataclasses.asdict(TrainConfig(size=shards.shape[0]))
+def given_settings(options: TrainOptions | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings a caller chose: those of `options` that are set, then the keywords
+    (checked here, so a bad one is refused before anything is opened)."""
+    TrainOptions(**settings)
+    chosen = dataclasses.asdict(options) if options is not None else {}
+    return {**{k: v for k, v in chosen.items() if v is not None}, **settings}
+
+
+def resolve_config(given: dict[str, Any], shards: ShardSet,
+                   checkpoint: dict | None) -> TrainOptions:
+    """The settings `given`, then with `resume` the checkpoint's, then the defaults."""
+    base: dict[str, Any] = {"size": shards.shape[0]}
     if checkpoint is not None:
         saved = checkpoint["config"]
         for key in ARCHITECTURE:
-            if key in options and options[key] != saved[key]:
+            if key in given and given[key] != saved[key]:
                 raise InputError(f"--resume: the run was trained with {key}={saved[key]}, "
-                                 f"not {key}={options[key]}; drop the option or use a new -o")
+                                 f"not {key}={given[key]}; drop the option or use a new -o")
+        known = {f.name for f in dataclasses.fields(TrainOptions)}
         base.update({k: v for k, v in saved.items() if k in known})
-    if "steps" in options:
+    if "steps" in given:
         base["epochs"] = None
-    elif "epochs" in options:
+    elif "epochs" in given:
         base["steps"] = None  # --epochs on resume replaces the run's --steps
-    base.update(options)
-    cfg = TrainConfig(**base)
+    base.update(given)
+    if base.get("steps") is None and base.get("epochs") is None:
+        base["epochs"] = EPOCHS
+    cfg = TrainOptions(**base)
     if cfg.size != shards.shape[0]:
         raise InputError(f"--size {cfg.size}, but {shards.path} holds {shards.shape[0]}x"
                          f"{shards.shape[1]} images; re-ingest at --size {cfg.size} or drop it")
-    if cfg.z_dist not in ("uniform", "normal"):
-        raise InputError(f"--z-dist {cfg.z_dist}: choose uniform or normal")
-    if cfg.feed not in ("auto", "memory", "stream"):
-        raise InputError(f"--feed {cfg.feed}: choose auto, memory or stream")
-    if cfg.steps is None and cfg.epochs is None:
-        raise InputError("give --steps or --epochs")
     return cfg
 
 
@@ -156,7 +127,7 @@ def resolve_config(options: dict[str, Any], shards: ShardSet,
 def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
 
-def make_adam(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_adam(model: nn.Module, cfg: TrainOptions) -> torch.optim.Optimizer:
     """Adam(lr, beta1, 0.999), fused into one kernel where torch has it (CPU: torch >= 2.4);
     on CPU the per-parameter loop costs as much as a tenth of a step."""
     try:
@@ -256,7 +227,7 @@ class Models:
     d_frozen: nn.Module
 
 
-def build_models(cfg: TrainConfig, device: torch.device, world: int) -> Models:
+def build_models(cfg: TrainOptions, device: torch.device, world: int) -> Models:
     """The paper's init from the seeded global RNG, identical on every rank."""
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -302,7 +273,7 @@ def existing_checkpoint(run: Path, resume: bool) -> dict | None:
 class RunDir:
     """What rank 0 writes: config.json, metrics.jsonl, samples/, loss.png, checkpoints/."""
 
-    def __init__(self, run: Path, cfg: TrainConfig, shards: ShardSet, start: int,
+    def __init__(self, run: Path, cfg: TrainOptions, shards: ShardSet, start: int,
                  info: dict[str, Any]):
         self.run, self.cfg, self.shards = run, cfg, shards
         # loaded first: a missing or wrong file stops the run before it writes anything
@@ -340,7 +311,7 @@ class RunDir:
             save_checkpoint(self.run / "checkpoints" / f"step_{step:06d}.pt", state)
 
 
-def checkpoint_state(step: int, cfg: TrainConfig, shards: ShardSet, models: Models) -> dict:
+def checkpoint_state(step: int, cfg: TrainOptions, shards: ShardSet, models: Models) -> dict:
     return {"format": FORMAT, "version": 1, "step": step, "config": dataclasses.asdict(cfg),
             "data_rows": len(shards), "data_checksum": data_checksum(shards),
             "G": models.g_model.state_dict(), "D": models.d_model.state_dict(),
@@ -382,17 +353,25 @@ def _doing(bar: Any, what: str) -> Iterator[None]:
         bar.set_description_str("train")
 
 
-@checked(TRAIN)
-@locks_output("out")  # one run per output directory
-def train(data: str | os.PathLike, out: str | os.PathLike, device: str = "auto",
-          resume: bool = False, threads: int | None = None, **options: Any) -> dict:
+def train(data: str | os.PathLike, out: str | os.PathLike, options: TrainOptions | None = None,
+          device: str = "auto", resume: bool = False, threads: int | None = None,
+          **settings: Any) -> dict:
     """Train on the shards in `data`, writing the run to `out`. Returns the run's summary.
 
-    `options` are TrainConfig fields the user gave; the rest come from the defaults or, with
-    `resume`, from the run's checkpoint. `threads`: torch threads per process on a CPU
-    [default: the cores shared out]. The summary says `interrupted` (the signal number)
-    when SIGINT/SIGTERM stopped the run; last.pt then holds the step it stopped at.
+    `options` and `settings` (TrainOptions fields, as keywords) are the settings chosen; the
+    rest come from the defaults or, with `resume`, from the run's checkpoint. `threads`: torch
+    threads per process on a CPU [default: the cores shared out]. The summary says
+    `interrupted` (the signal number) when SIGINT/SIGTERM stopped the run; last.pt then holds
+    the step it stopped at.
     """
+    run = TrainRun(device=device, threads=threads, resume=resume)
+    return _train(data, out, run, given_settings(options, settings))
+
+
+@locks_output("out")  # one run per output directory
+def _train(data: str | os.PathLike, out: str | os.PathLike, machine: TrainRun,
+           options: dict[str, Any]) -> dict:
+    device, threads, resume = machine.device, machine.threads, machine.resume
     rank, world, _, device_ = setup_processes(device, threads)
     if device_.type == "cpu":
         reuse_freed_memory()  # the trainer owns the process while it trains

@@ -3,6 +3,7 @@
 Tiny widths, 32 px and a few steps keep the whole file near a minute on 2 cores.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from dcgan_data.testing.photos import ROOT, photo_crops, write_shards
 from dcgan_data.train import feed, model
 from dcgan_data.train import stage as trainer
 from dcgan_data.train.checkpoint import load_checkpoint
+from dcgan_data.train.options import TrainOptions
 from dcgan_data.train.sampling import write_grid
 from dcgan_data_cli.main import cli
 
@@ -108,7 +110,7 @@ def test_batches_are_a_per_epoch_permutation_split_across_ranks():
 
 def test_resume_settings_come_from_the_checkpoint_unless_given(shards32):
     shards = ShardSet(shards32)
-    saved = {"config": {**vars(trainer.TrainConfig(size=32, ngf=8, steps=12)), "lr": 1e-4}}
+    saved = {"config": {**dataclasses.asdict(TrainOptions(size=32, ngf=8, steps=12)), "lr": 1e-4}}
     cfg = trainer.resolve_config({}, shards, saved)
     assert (cfg.ngf, cfg.steps, cfg.lr) == (8, 12, 1e-4)
     cfg = trainer.resolve_config({"epochs": 2.0, "lr": 3e-4}, shards, saved)
@@ -234,9 +236,9 @@ def test_ddp_on_gloo_with_two_processes(shards32, tmp_path):
 
 
 def test_sample_grid_and_latent_walk(trained_run, tmp_path):
-    summary = write_grid(trained_run, tmp_path / "grid.png", n=16, device="cpu")
+    summary = write_grid(trained_run, tmp_path / "grid.png", count=16, device="cpu")
     assert summary["images"] == 16 and png(tmp_path / "grid.png").shape == (138, 138, 3)
-    write_grid(trained_run, tmp_path / "walk.png", n=3, interpolate=True, frames=6,
+    write_grid(trained_run, tmp_path / "walk.png", count=3, interpolate=True, frames=6,
                checkpoint="step_000015.pt", device="cpu")
     walk = png(tmp_path / "walk.png")
     assert walk.shape == (3 * 34 + 2, 6 * 34 + 2, 3)
