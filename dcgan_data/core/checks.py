@@ -163,15 +163,6 @@ FACES = {  # faces(), its FaceOptions and their FetchOptions
     "timeout": Range(0.1), "retries": Range(0, 10, integer=True), "backoff": Range(0),
     "max_bytes": COUNT, "max_redirects": Range(0, 30, integer=True), "max_list_bytes": COUNT,
 }
-TRAIN = {  # dcgan_data.train.stage.TrainConfig; BatchNorm needs a batch of 2
-    "nz": COUNT, "threads": COUNT, "ngf": COUNT, "ndf": COUNT, "batch_size": Range(2, integer=True),
-    "lr": POSITIVE, "beta1": Range(0, 1, high_open=True), "steps": COUNT, "epochs": POSITIVE,
-    "seed": SEED, "log_every": COUNT, "sample_every": COUNT, "ckpt_every": COUNT,
-    "keep_every": Range(0, integer=True), "num_samples": COUNT, "eval_every": COUNT,
-    "eval_images": Range(2, integer=True),
-}
-SAMPLE = {"n": COUNT, "frames": Range(2, integer=True), "seed": SEED,
-          "images": Range(2, integer=True)}  # images: fid's
 AUDIT = {"n": COUNT, "alpha": Range(0, 1, low_open=True, high_open=True), "neighbours": COUNT,
          "seed": SEED, "workers": COUNT}  # --holdout: dcgan_data.audit.stage.parse_holdout
 EXPORT = {"rows_per_part": COUNT, "threads": COUNT}
