@@ -71,21 +71,21 @@ def train(ctx: click.Context, data: str, out: str, resume: bool, device: str,
     """
     from dcgan_data.train.stage import train as run_train
 
-    summary = run_train(data, out, device=device, resume=resume, threads=threads,
-                        **_chosen(ctx, TrainOptions))
-    last = summary["last"]
+    report = run_train(data, out, device=device, resume=resume, threads=threads,
+                       **_chosen(ctx, TrainOptions))
+    last = report.last
     if last is not None:
         quality = (f" hash_fd {last['hash_fd']:.2f} hash_kid {last['hash_kid']:.3f}"
                    if "hash_fd" in last else "")
         quality += f" FID {last['fid']:.2f}" if "fid" in last else ""
-        click.echo(f"step {summary['step']}/{summary['total_steps']}: loss_D "
+        click.echo(f"step {report.step}/{report.total_steps}: loss_D "
                    f"{last['loss_D']:.3f} loss_G {last['loss_G']:.3f} D(x) {last['D_x']:.2f} "
                    f"D(G(z)) {last['D_G_z']:.2f}{quality}, {last['images_per_s']:.0f} "
                    f"images/s; run: {out}")
-    if summary["interrupted"]:
-        click.echo(f"interrupted: checkpoint at step {summary['step']} in "
-                   f"{summary['checkpoint']}; continue with --resume", err=True)
-        sys.exit(128 + summary["interrupted"])
+    if report.interrupted:
+        click.echo(f"interrupted: checkpoint at step {report.step} in "
+                   f"{report.checkpoint}; continue with --resume", err=True)
+        sys.exit(128 + report.interrupted)
 
 
 @click.command()

@@ -4,11 +4,9 @@ loss.png and checkpoints/."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -16,14 +14,14 @@ import torch
 from torch import nn
 
 from dcgan_data.core.errors import InputError
-from dcgan_data.core.files import atomic_write_text, write_json
+from dcgan_data.core.files import atomic_write_text
 from dcgan_data.core.images import contact_sheet, decode_image, save_png
 from dcgan_data.core.plots import plot_losses
 from dcgan_data.core.shards import ShardSet
 from dcgan_data.train.checkpoint import load_checkpoint, save_checkpoint
 from dcgan_data.train.model import draw_z, generate
-from dcgan_data.train.options import TrainOptions
 from dcgan_data.train.quality import Evaluator, InceptionSpace
+from dcgan_data.train.report import RunConfig
 
 
 def read_metrics(path: Path, up_to_step: int) -> list[dict]:
@@ -63,6 +61,7 @@ def write_progression(samples: Path, path: Path, grids: int = 6) -> None:
                for c in columns]
     save_png(path, np.concatenate(columns, axis=1))
 
+
 def existing_checkpoint(run: Path, resume: bool) -> dict | None:
     last = run / "checkpoints" / "last.pt"
     if resume and last.exists():
@@ -72,20 +71,20 @@ def existing_checkpoint(run: Path, resume: bool) -> dict | None:
                          "or choose another -o")
     return None
 
+
 class RunDir:
     """What rank 0 writes: config.json, metrics.jsonl, samples/, loss.png, checkpoints/."""
 
-    def __init__(self, run: Path, cfg: TrainOptions, shards: ShardSet, start: int,
-                 info: dict[str, Any]):
+    def __init__(self, run: Path, config: RunConfig, shards: ShardSet, start: int):
+        cfg = config.settings
         self.run, self.cfg, self.shards = run, cfg, shards
         # loaded first: a missing or wrong file stops the run before it writes anything
-        self.inception = (InceptionSpace(cfg.inception_weights, info["device"])
+        self.inception = (InceptionSpace(cfg.inception_weights, config.device)
                           if cfg.inception_weights else None)
         self.metrics_path = run / "metrics.jsonl"
         self.history = read_metrics(self.metrics_path, start)  # drop lines past the checkpoint
         atomic_write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in self.history))
-        write_json(run / "config.json", {**dataclasses.asdict(cfg), **info,
-                                         "torch": torch.__version__})
+        config.write(run / "config.json")
         self.fixed_z = draw_z(cfg.num_samples, cfg.nz, cfg.z_dist,
                               torch.Generator().manual_seed(cfg.seed), torch.device("cpu"))
         self.evaluator: Evaluator | None = None

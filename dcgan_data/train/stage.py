@@ -37,13 +37,14 @@ from typing import Any
 import torch
 
 from dcgan_data.core.errors import InputError
-from dcgan_data.core.files import locks_output, progress, write_json
+from dcgan_data.core.files import locks_output, progress
 from dcgan_data.core.processes import StopFlag, any_rank, reuse_freed_memory, setup_processes
 from dcgan_data.core.shards import ShardSet
 from dcgan_data.train.checkpoint import check_same_data
 from dcgan_data.train.feed import BatchFeed, batch_rows, data_checksum
 from dcgan_data.train.model import draw_z, to_model_input
 from dcgan_data.train.options import EPOCHS, SIZES, TrainOptions, TrainRun
+from dcgan_data.train.report import RunConfig, TrainReport
 from dcgan_data.train.rundir import RunDir, existing_checkpoint
 from dcgan_data.train.step import (
     Models,
@@ -66,12 +67,12 @@ FEW_IMAGES = 1000  # below this a GAN learns little more than blur, noise or cop
 
 def train(data: str | os.PathLike, out: str | os.PathLike, options: TrainOptions | None = None,
           device: str = "auto", resume: bool = False, threads: int | None = None,
-          **settings: Any) -> dict:
-    """Train on the shards in `data`, writing the run to `out`. Returns the run's summary.
+          **settings: Any) -> TrainReport:
+    """Train on the shards in `data`, writing the run to `out`. Returns the run's report.
 
     `options` and `settings` (TrainOptions fields, as keywords) are the settings chosen; the
     rest come from the defaults or, with `resume`, from the run's checkpoint. `threads`: torch
-    threads per process on a CPU [default: the cores shared out]. The summary says
+    threads per process on a CPU [default: the cores shared out]. The report says
     `interrupted` (the signal number) when SIGINT/SIGTERM stopped the run; last.pt then holds
     the step it stopped at.
     """
@@ -81,7 +82,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, options: TrainOptions
 
 @locks_output("out")  # one run per output directory
 def _train(data: str | os.PathLike, out: str | os.PathLike, machine: TrainRun,
-           given: dict[str, Any]) -> dict:
+           given: dict[str, Any]) -> TrainReport:
     rank, world, _, device = setup_processes(machine.device, machine.threads)
     if device.type == "cpu":
         reuse_freed_memory()  # the trainer owns the process while it trains
@@ -96,25 +97,25 @@ def _train(data: str | os.PathLike, out: str | os.PathLike, machine: TrainRun,
         check_same_data(ckpt, len(shards), data_checksum(shards), data)
         start = restore(models, ckpt, run / "checkpoints" / "last.pt")
     feed = BatchFeed(shards, device, cfg.feed)
-    writer = RunDir(run, cfg, shards, start, {
-        "data": str(Path(data).resolve()), "data_rows": len(shards), "device": str(device),
-        "threads": torch.get_num_threads(), "world_size": world, "feed": feed.mode,
-        "total_steps": total, "steps_per_epoch": per_epoch}) if rank == 0 else None
+    writer = RunDir(run, RunConfig(
+        cfg, data=str(Path(data).resolve()), data_rows=len(shards), device=str(device),
+        threads=torch.get_num_threads(), world_size=world, feed=feed.mode, total_steps=total,
+        steps_per_epoch=per_epoch, torch=torch.__version__), shards, start) if rank == 0 else None
     announce(start, total, shards, device, feed.mode, world, rank)
     loop = Loop(cfg, models, feed, len(shards), writer, device, rank, world, total)
-    summary: dict[str, Any] = {"run": str(run), "start_step": start, "interrupted": 0}
     try:
-        summary["step"], summary["interrupted"] = run_steps(loop, start)
+        step, interrupted = run_steps(loop, start)
     finally:
         feed.close()
         if world > 1:
             torch.distributed.destroy_process_group()
     history = writer.history if writer is not None else []
-    summary.update({"total_steps": total, "last": history[-1] if history else None,
-                    "checkpoint": str(run / "checkpoints" / "last.pt")})
+    report = TrainReport(run=str(run), start_step=start, interrupted=interrupted, step=step,
+                         total_steps=total, last=history[-1] if history else None,
+                         checkpoint=str(run / "checkpoints" / "last.pt"))
     if writer is not None:
-        write_json(run / "train_report.json", summary)
-    return summary
+        report.write(run / "train_report.json")
+    return report
 
 
 # --------------------------------------------------------------------------------------------

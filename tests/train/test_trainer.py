@@ -46,7 +46,7 @@ def trained_run(shards32, tmp_path_factory):
     summary = trainer.train(shards32, run, device="cpu", ngf=16, ndf=16, batch_size=16,
                             steps=30, log_every=1, sample_every=15, ckpt_every=10,
                             keep_every=15)
-    assert summary["step"] == 30 and not summary["interrupted"]
+    assert summary.step == 30 and not summary.interrupted
     return run
 
 
@@ -141,7 +141,7 @@ def test_memory_and_stream_feeds_give_the_same_batches(shards32):
 def test_bf16_autocast_memory_feed_and_normal_z(shards32, tmp_path):
     summary = trainer.train(shards32, tmp_path / "run", device="cpu", steps=3, amp=True,
                             feed="memory", z_dist="normal", **TINY)
-    assert summary["step"] == 3
+    assert summary.step == 3
     assert all(np.isfinite(m["loss_D"]) and np.isfinite(m["loss_G"])
                for m in metrics(tmp_path / "run"))
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -173,7 +173,7 @@ def test_resume_after_a_signal_or_a_crash_reproduces_the_straight_run(shards32, 
     # SIGTERM during step 7: the run stops after it and checkpoints step 7
     monkeypatch.setattr(trainer, "train_step", step_then(7, "signal"))
     summary = trainer.train(shards32, tmp_path / "signal", device="cpu", steps=12, **TINY)
-    assert summary["interrupted"] == signal.SIGTERM and summary["step"] == 7
+    assert summary.interrupted == signal.SIGTERM and summary.step == 7
     assert load_checkpoint(tmp_path / "signal/checkpoints/last.pt")["step"] == 7
     # what G made when it stopped, and the loss curve up to there
     assert (tmp_path / "signal/samples/step_000007.png").exists()
