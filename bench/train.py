@@ -67,6 +67,8 @@ from dcgan_data.train import feed
 from dcgan_data.train import stage as trainer
 from dcgan_data.train.cpu_layers import Conv4x4, ConvTranspose4x4, Projection, Readout
 from dcgan_data.train.model import build, draw_z, to_model_input
+from dcgan_data.train.options import TrainOptions
+from dcgan_data.train.step import make_adam, step_seed, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "train"
@@ -141,8 +143,8 @@ class Ours:
         self.g = g.to(memory_format=torch.channels_last)
         self.d = d.to(memory_format=torch.channels_last)
         self.d_params = list(self.d.parameters())
-        cfg = trainer.TrainConfig()
-        self.opt_g, self.opt_d = trainer.make_adam(self.g, cfg), trainer.make_adam(self.d, cfg)
+        cfg = TrainOptions()
+        self.opt_g, self.opt_d = make_adam(self.g, cfg), make_adam(self.d, cfg)
         self.amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)
         self.shards = shards
         self.feed = feed.BatchFeed(shards, torch.device("cpu"), "stream")
@@ -160,9 +162,9 @@ class Ours:
             start = time.perf_counter()
             real = to_model_input(self.feed.get(rows, next_rows))
             self.feed_seconds += time.perf_counter() - start
-        self.z_gen.manual_seed(trainer.step_seed(0, i, 0))
+        self.z_gen.manual_seed(step_seed(0, i, 0))
         z = draw_z(BATCH, NZ, "uniform", self.z_gen, torch.device("cpu"))
-        trainer.train_step(self.g, self.d, self.d, self.d_params, self.opt_g, self.opt_d, real,
+        train_step(self.g, self.d, self.d, self.d_params, self.opt_g, self.opt_d, real,
                            z, self.amp)
 
 

@@ -1,27 +1,23 @@
-"""The allowed range of every numeric option, stated once, and the one check that applies it.
+"""Numeric ranges: `Range`, the one check every numeric option goes through, and the ranges
+several stages share.
 
-Each stage's library entry (a function decorated with `checked`, or an options dataclass
-calling `check_values` from `__post_init__`) refuses a value outside its table before any
-work starts, so Python callers are protected as well as the command line; the CLI builds its
-option types from the same tables. NaN and infinities are refused everywhere: no option of
-this package means anything at NaN, and an infinite one only hangs or overflows later.
+Each setting's range is stated once, beside its default, in its stage's options dataclass
+(`<stage>/options.py`, via `core.options.setting`); the dataclass checks it when built, so
+Python callers are protected as well as the command line, whose option types are built from
+the same fields. NaN and infinities are refused everywhere: no option of this package means
+anything at NaN, and an infinite one only hangs or overflows later.
 
-This module imports neither torch nor click: `dcgan-data --help` reads these tables.
+This module imports neither torch nor click: `dcgan-data --help` reads it.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 import numbers
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from dcgan_data.core.errors import InputError
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -85,53 +81,10 @@ class Range:
         return self.check(name, text)
 
 
-def option_name(name: str) -> str:
-    """A parameter's name as the command line spells the option: `-n`, `--max-bytes`."""
-    return f"-{name}" if len(name) == 1 else f"--{name.replace('_', '-')}"
-
-
-def check_values(values: Mapping[str, Any], ranges: Mapping[str, Range]) -> None:
-    """Refuse the first value outside its range; None (the default) and names without a
-    range pass."""
-    for name, value in values.items():
-        if name in ranges and value is not None:
-            ranges[name].check(option_name(name), value)
-
-
-def checked(ranges: Mapping[str, Range]) -> Callable[[F], F]:
-    """Decorate a stage entry so that it checks its arguments (and its **options) against
-    `ranges` before it runs. Put it above `locks_output`: a refused call creates nothing."""
-
-    def decorate(stage: F) -> F:
-        signature = inspect.signature(stage)
-        spread = [p.name for p in signature.parameters.values() if p.kind == p.VAR_KEYWORD]
-
-        @functools.wraps(stage)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            given = dict(signature.bind(*args, **kwargs).arguments)
-            for name in spread:
-                given.update(given.pop(name, {}))
-            check_values(given, ranges)
-            return stage(*args, **kwargs)
-
-        return run  # type: ignore[return-value]
-
-    return decorate
-
-
-# --- the ranges, one table per stage --------------------------------------------------------
+# --- ranges several stages share -----------------------------------------------------------
 
 SEED = Range(0, 2**32 - 1, integer=True)  # numpy's legacy seeding takes 32 bits
 COUNT = Range(1, integer=True)  # workers, processes, rows, images
 SIDE = Range(8, integer=True, even=True)  # a square image's side in px
 POSITIVE = Range(0, low_open=True)
 
-TRAIN = {  # dcgan_data.train.stage.TrainConfig; BatchNorm needs a batch of 2
-    "nz": COUNT, "threads": COUNT, "ngf": COUNT, "ndf": COUNT, "batch_size": Range(2, integer=True),
-    "lr": POSITIVE, "beta1": Range(0, 1, high_open=True), "steps": COUNT, "epochs": POSITIVE,
-    "seed": SEED, "log_every": COUNT, "sample_every": COUNT, "ckpt_every": COUNT,
-    "keep_every": Range(0, integer=True), "num_samples": COUNT, "eval_every": COUNT,
-    "eval_images": Range(2, integer=True),
-}
-SAMPLE = {"n": COUNT, "frames": Range(2, integer=True), "seed": SEED,
-          "images": Range(2, integer=True)}  # images: fid's

@@ -20,9 +20,7 @@ import torch
 from torch import nn
 
 from dcgan_data.train.cpu_layers import Conv4x4, ConvTranspose4x4, Projection, Readout
-
-SIZES = (32, 64, 128)
-NZ = 100
+from dcgan_data.train.options import SIZES, TrainOptions
 
 
 def num_upsamplings(size: int) -> int:
@@ -32,7 +30,7 @@ def num_upsamplings(size: int) -> int:
 
 
 class Generator(nn.Module):
-    def __init__(self, size: int = 64, nz: int = NZ, ngf: int = 128,
+    def __init__(self, size: int = 64, nz: int = TrainOptions.nz, ngf: int = 128,
                  cpu_fast_path: bool = False):
         super().__init__()
         n = num_upsamplings(size)
@@ -106,7 +104,7 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def build(size: int = 64, nz: int = NZ, ngf: int = 128, ndf: int = 128,
+def build(size: int = 64, nz: int = TrainOptions.nz, ngf: int = 128, ndf: int = 128,
           cpu_fast_path: bool = False) -> tuple[Generator, Discriminator]:
     """G and D for `size`, initialised as in the paper (draws from torch's global RNG).
     Torch's own layers, unless `cpu_fast_path`: four of them as the matrix products of

@@ -37,11 +37,11 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from dcgan_data.core.checks import SAMPLE, checked
 from dcgan_data.core.devices import resolve_device
 from dcgan_data.core.errors import InputError
 from dcgan_data.core.files import atomic_path, write_json
@@ -50,6 +50,7 @@ from dcgan_data.hashmodel import hashing
 from dcgan_data.train.checkpoint import load_checkpoint
 from dcgan_data.train.feed import data_checksum
 from dcgan_data.train.model import Generator, draw_z, generate
+from dcgan_data.train.options import EVAL_IMAGES, FidOptions
 from dcgan_data.train.sampling import checkpoint_path, load_generator
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,6 @@ INCEPTION_FEATURES = 2048
 INCEPTION_BATCH = 64  # images per forward pass: each is resized to 299 px inside
 REAL_IMAGES = 10_000  # real images in the cached statistics (all of a smaller set)
 KID_FEATURES = 2_000  # of which kept for KID
-EVAL_IMAGES = 2_048  # generated images per evaluation
 KID_SUBSETS, KID_SUBSET = 10, 1_000
 
 
@@ -261,24 +261,27 @@ class Evaluator:
         return {**self.scores(generate(g, z)), "eval_images": self.images}
 
 
-@checked(SAMPLE)
-def evaluate_run(run: str | os.PathLike, real: str | os.PathLike, checkpoint: str | None = None,
-                 images: int = EVAL_IMAGES, model: str | os.PathLike | None = None,
-                 device: str = "auto", inception_weights: str | os.PathLike | None = None
-                 ) -> dict:
+def evaluate_run(run: str | os.PathLike, options: FidOptions | None = None,
+                 device: str = "auto", **settings: Any) -> dict:
     """hash_fd and hash_kid (and fid and kid with `inception_weights`) of a run's checkpoint
-    against the shards `real`; the figures are also written to RUN/quality_report.json."""
+    against the shards `real` (the settings: `options`, changed by any FidOptions fields given
+    as keywords); the figures are also written to RUN/quality_report.json."""
+    options = (options or FidOptions()).replace(**settings)
+    if options.real is None:
+        raise InputError("--real: give the shard directory of the real images")
     device_ = resolve_device(device)
-    inception = InceptionSpace(inception_weights, device_) if inception_weights else None
-    path = checkpoint_path(run, checkpoint)
+    inception = (InceptionSpace(options.inception_weights, device_)
+                 if options.inception_weights else None)
+    path = checkpoint_path(run, options.checkpoint)
     g, cfg = load_generator(path, device_)
-    shards = ShardSet(real)
+    shards = ShardSet(options.real)
     if shards.shape[0] != cfg["size"]:
-        raise InputError(f"{real} holds {shards.shape[0]} px images, the run generates "
+        raise InputError(f"{options.real} holds {shards.shape[0]} px images, the run generates "
                          f"{cfg['size']} px ones")
-    evaluator = Evaluator(shards, model, images, inception=inception)
-    report = {"checkpoint": str(path), "step": load_checkpoint(path)["step"], "real": str(real),
-              "real_images": evaluator.real.count, "hash_model": str(evaluator.space.path),
+    evaluator = Evaluator(shards, options.hash_model, options.images, inception=inception)
+    report = {"checkpoint": str(path), "step": load_checkpoint(path)["step"],
+              "real": str(options.real), "real_images": evaluator.real.count,
+              "hash_model": str(evaluator.space.path),
               **({"inception_weights": str(inception.path)} if inception else {}),
               **evaluator(g, cfg["z_dist"], cfg.get("seed", 0))}
     write_json(Path(run) / "quality_report.json", report)

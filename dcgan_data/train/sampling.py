@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from dcgan_data.core.checks import SAMPLE, checked
 from dcgan_data.core.devices import resolve_device
 from dcgan_data.core.errors import InputError
 from dcgan_data.core.files import check_output
 from dcgan_data.core.images import contact_sheet, save_png
 from dcgan_data.train.checkpoint import load_networks
 from dcgan_data.train.model import Generator, draw_z, generate
+from dcgan_data.train.options import SampleOptions
 
 # a grid is drawn whole in memory, then encoded as one PNG: bound its pixels (16,384 images
 # at 64 px)
@@ -60,23 +61,26 @@ def walk_images(g: Generator, cfg: dict, rows: int, frames: int = 10,
     return generate(g, z)
 
 
-@checked(SAMPLE)
-def write_grid(run: str | os.PathLike, out: str | os.PathLike, n: int = 64,
-               interpolate: bool = False, frames: int = 10, seed: int = 0,
-               checkpoint: str | None = None, device: str = "auto") -> dict:
-    """Write a PNG of n samples, or of n latent walks of `frames` steps; returns a summary."""
+def write_grid(run: str | os.PathLike, out: str | os.PathLike,
+               options: SampleOptions | None = None, device: str = "auto",
+               **settings: Any) -> dict:
+    """Write a PNG of `count` samples, or of `count` latent walks of `frames` steps (the
+    settings: `options`, changed by any SampleOptions fields given as keywords); returns a
+    summary."""
+    options = (options or SampleOptions()).replace(**settings)
     check_output(out, directory=False, option="-o")
     device = resolve_device(device)
-    path = checkpoint_path(run, checkpoint)
+    path = checkpoint_path(run, options.checkpoint)
     g, cfg = load_generator(path, device)
-    images = n * (frames if interpolate else 1)
+    n = options.count
+    images = n * (options.frames if options.interpolate else 1)
     if images * cfg["size"] ** 2 > MAX_GRID_PIXELS:
         raise InputError(f"-n {n}: {images:,} images of {cfg['size']} px do not fit one grid "
                          f"(at most {MAX_GRID_PIXELS // cfg['size'] ** 2:,} of this size)")
-    if interpolate:
-        sheet = contact_sheet(walk_images(g, cfg, n, frames, seed), cols=frames)
+    if options.interpolate:
+        sheet = contact_sheet(walk_images(g, cfg, n, options.frames, options.seed),
+                              cols=options.frames)
     else:
-        sheet = contact_sheet(sample_images(g, cfg, n, seed))
+        sheet = contact_sheet(sample_images(g, cfg, n, options.seed))
     save_png(out, sheet)
-    return {"checkpoint": str(path), "out": str(out), "images": n * (frames if interpolate else 1),
-            "size": cfg["size"]}
+    return {"checkpoint": str(path), "out": str(out), "images": images, "size": cfg["size"]}

@@ -18,10 +18,10 @@ from dcgan_data.report.html import (
     read_json_object,
     read_metrics,
 )
+from dcgan_data.train.report import RunConfig, TrainReport
 
 SAMPLE_GRIDS = 4  # training sample grids shown side by side, first to last
 
-# metrics.jsonl columns with a plot of their own; any other numeric column is plotted too
 # known metrics.jsonl columns drawn in their own plots (or settings, as eval_images: how many
 # generated images an evaluation used); any other numeric column gets a plot of its own
 TRAIN_COLUMNS = {"step", "loss_D", "loss_G", "D_x", "D_G_z", "images_per_s", "eval_images"}
@@ -54,21 +54,23 @@ def sample_grids(folder: Path, n: int = SAMPLE_GRIDS) -> list[Path]:
 
 
 def train_section(page: Page, stage: Stage, summary: Summary) -> Section:
-    r, folder = stage.report, stage.folder
+    folder = stage.folder
+    report = TrainReport.from_json(stage.report)  # all defaults while a run still trains
+    config = RunConfig.from_json(read_json_object(folder / "config.json"))
     slug = anchor_slug(folder, page.out)
     records = read_metrics(folder / "metrics.jsonl")
-    config = read_json_object(folder / "config.json")
     section = Section(f"Training ({folder.relative_to(page.out).as_posix() or folder.name})",
                       f"train-{slug}", seconds=_train_seconds(folder))
-    step = r.get("step", records[-1]["step"] if records else 0)
-    total = r.get("total_steps", config.get("total_steps"))
+    step = report.step if report.step is not None else records[-1]["step"] if records else 0
+    total = report.total_steps if report.total_steps is not None else config.total_steps
+    batch = config.settings.batch_size if config.settings is not None else None
     last = records[-1] if records else {}
     speeds = sorted(m["images_per_s"] for m in records if "images_per_s" in m)
     section.headline = [
-        ("steps", f"{fmt(step)} of {fmt(total)}"
-                  + (" (interrupted)" if r.get("interrupted") else "")),
-        ("data", f"{fmt(config.get('data_rows'))} images, batch {fmt(config.get('batch_size'))}"
-                 f", on {config.get('device', '-')}"),
+        ("steps", f"{fmt(step)} of {fmt(total)}" + (" (interrupted)" if report.interrupted
+                                                     else "")),
+        ("data", f"{fmt(config.data_rows)} images, batch {fmt(batch)}, on "
+                 f"{config.device or '-'}"),
         ("last losses", f"D {fmt(last.get('loss_D'))}, G {fmt(last.get('loss_G'))}"),
         ("last D(x) / D(G(z))", f"{fmt(last.get('D_x'))} / {fmt(last.get('D_G_z'))}"),
         ("speed", f"{fmt(speeds[len(speeds) // 2])} images/s (median)" if speeds else "-"),

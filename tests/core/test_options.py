@@ -138,23 +138,23 @@ def test_range_words_and_membership():
     assert not Range().holds(NAN) and Range().holds(-1e300)
     assert not checks.SIDE.holds(9) and checks.SIDE.holds(10**30)
     with pytest.raises(InputError, match=r"^--lr must be > 0, not nan$"):
-        checks.check_values({"lr": NAN}, checks.TRAIN)
+        checks.POSITIVE.check("--lr", NAN)
 
 
 def test_options_dataclasses_refuse_bad_values():
     from dcgan_data.faces.options import FaceOptions, FetchOptions
     from dcgan_data.hashmodel.hashing import HashConfig
-    from dcgan_data.train.stage import TrainConfig
+    from dcgan_data.train.options import TrainOptions
 
     for make, field in [(FaceOptions, "min_score"), (FaceOptions, "margin"),
-                        (FetchOptions, "timeout"), (TrainConfig, "lr"),
-                        (TrainConfig, "beta1"), (HashConfig, "dropout")]:
+                        (FetchOptions, "timeout"), (TrainOptions, "lr"),
+                        (TrainOptions, "beta1"), (HashConfig, "dropout")]:
         with pytest.raises(InputError, match=f"^--{field.replace('_', '-')} must be"):
             make(**{field: NAN})
     with pytest.raises(InputError, match="--beta1"):
-        TrainConfig(beta1=1.0)  # Adam refuses a beta of 1
+        TrainOptions(beta1=1.0)  # Adam refuses a beta of 1
     with pytest.raises(InputError, match="--seed"):
-        TrainConfig(seed=-1)
+        TrainOptions(seed=-1)
 
 
 def stage_calls(tmp: Path):
@@ -181,8 +181,8 @@ def stage_calls(tmp: Path):
         ("--holdout", lambda: audit(run, src, out, holdout=NAN)),
         ("--seed", lambda: audit(run, src, out, seed=-1)),
         ("--alpha", lambda: audit(run, src, out, alpha=NAN)),
-        ("-n", lambda: write_grid(run, tmp / "grid.png", n=0)),
-        ("--images", lambda: evaluate_run(run, src, images=INF)),
+        ("--count", lambda: write_grid(run, tmp / "grid.png", count=0)),
+        ("--images", lambda: evaluate_run(run, real=src, images=INF)),
         ("--rows-per-part", lambda: export(src, out, "folder", rows_per_part=0)),
         ("--workers", lambda: ingest(src, out, workers=0)),
         ("--size", lambda: ingest(src, out, size=63)),

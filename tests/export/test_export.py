@@ -224,6 +224,7 @@ def test_export_weights_load_into_the_pytorch_examples_networks(tmp_path, crops6
     import torch
 
     from dcgan_data.train import stage as trainer
+    from dcgan_data.train.checkpoint import load_checkpoint
     from dcgan_data.train.model import Discriminator
     from dcgan_data.train.sampling import load_generator
 
@@ -238,8 +239,7 @@ def test_export_weights_load_into_the_pytorch_examples_networks(tmp_path, crops6
     d.load_state_dict(torch.load(tmp_path / "w" / "netD.pth"))
     ours, _ = load_generator(tmp_path / "run" / "checkpoints" / "last.pt")
     our_d = Discriminator(64, 8)
-    our_d.load_state_dict(trainer.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-                          ["D"])
+    our_d.load_state_dict(load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["D"])
     g.eval(), d.eval(), our_d.eval()
     z = torch.randn(4, 100, 1, 1)
     with torch.no_grad():

@@ -3,6 +3,7 @@
 Tiny widths, 32 px and a few steps keep the whole file near a minute on 2 cores.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from dcgan_data.testing.photos import ROOT, photo_crops, write_shards
 from dcgan_data.train import feed, model
 from dcgan_data.train import stage as trainer
 from dcgan_data.train.checkpoint import load_checkpoint
+from dcgan_data.train.options import TrainOptions
 from dcgan_data.train.sampling import write_grid
 from dcgan_data_cli.main import cli
 
@@ -44,7 +46,7 @@ def trained_run(shards32, tmp_path_factory):
     summary = trainer.train(shards32, run, device="cpu", ngf=16, ndf=16, batch_size=16,
                             steps=30, log_every=1, sample_every=15, ckpt_every=10,
                             keep_every=15)
-    assert summary["step"] == 30 and not summary["interrupted"]
+    assert summary.step == 30 and not summary.interrupted
     return run
 
 
@@ -108,7 +110,7 @@ def test_batches_are_a_per_epoch_permutation_split_across_ranks():
 
 def test_resume_settings_come_from_the_checkpoint_unless_given(shards32):
     shards = ShardSet(shards32)
-    saved = {"config": {**vars(trainer.TrainConfig(size=32, ngf=8, steps=12)), "lr": 1e-4}}
+    saved = {"config": {**dataclasses.asdict(TrainOptions(size=32, ngf=8, steps=12)), "lr": 1e-4}}
     cfg = trainer.resolve_config({}, shards, saved)
     assert (cfg.ngf, cfg.steps, cfg.lr) == (8, 12, 1e-4)
     cfg = trainer.resolve_config({"epochs": 2.0, "lr": 3e-4}, shards, saved)
@@ -139,7 +141,7 @@ def test_memory_and_stream_feeds_give_the_same_batches(shards32):
 def test_bf16_autocast_memory_feed_and_normal_z(shards32, tmp_path):
     summary = trainer.train(shards32, tmp_path / "run", device="cpu", steps=3, amp=True,
                             feed="memory", z_dist="normal", **TINY)
-    assert summary["step"] == 3
+    assert summary.step == 3
     assert all(np.isfinite(m["loss_D"]) and np.isfinite(m["loss_G"])
                for m in metrics(tmp_path / "run"))
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -171,7 +173,7 @@ def test_resume_after_a_signal_or_a_crash_reproduces_the_straight_run(shards32, 
     # SIGTERM during step 7: the run stops after it and checkpoints step 7
     monkeypatch.setattr(trainer, "train_step", step_then(7, "signal"))
     summary = trainer.train(shards32, tmp_path / "signal", device="cpu", steps=12, **TINY)
-    assert summary["interrupted"] == signal.SIGTERM and summary["step"] == 7
+    assert summary.interrupted == signal.SIGTERM and summary.step == 7
     assert load_checkpoint(tmp_path / "signal/checkpoints/last.pt")["step"] == 7
     # what G made when it stopped, and the loss curve up to there
     assert (tmp_path / "signal/samples/step_000007.png").exists()
@@ -234,9 +236,9 @@ def test_ddp_on_gloo_with_two_processes(shards32, tmp_path):
 
 
 def test_sample_grid_and_latent_walk(trained_run, tmp_path):
-    summary = write_grid(trained_run, tmp_path / "grid.png", n=16, device="cpu")
+    summary = write_grid(trained_run, tmp_path / "grid.png", count=16, device="cpu")
     assert summary["images"] == 16 and png(tmp_path / "grid.png").shape == (138, 138, 3)
-    write_grid(trained_run, tmp_path / "walk.png", n=3, interpolate=True, frames=6,
+    write_grid(trained_run, tmp_path / "walk.png", count=3, interpolate=True, frames=6,
                checkpoint="step_000015.pt", device="cpu")
     walk = png(tmp_path / "walk.png")
     assert walk.shape == (3 * 34 + 2, 6 * 34 + 2, 3)
