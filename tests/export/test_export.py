@@ -348,5 +348,8 @@ def test_export_takes_its_output_lock_and_removes_what_a_killed_run_left(tmp_pat
 
 def test_export_without_a_format_is_refused_before_writing_anything(shard_dir, tmp_path):
     result = CliRunner().invoke(cli, ["export", str(shard_dir), "-o", str(tmp_path / "e")])
-    assert result.exit_code == 2 and "--format must be one of folder" in result.output
+    assert result.exit_code == 2 and "Missing option '--format'" in result.output
+    assert "folder" in result.output and not (tmp_path / "e").exists()
+    with pytest.raises(InputError, match="--format must be one of folder"):
+        export(shard_dir, tmp_path / "e")
     assert not (tmp_path / "e").exists()
