@@ -45,7 +45,7 @@ def audit(generated: Path, train: Path, out: Path, engine: str, ray_address: str
     out of the index are (see --holdout, --alpha).
     """
     from dcgan_data.audit.stage import audit as run
-    from dcgan_data.engines.units import make_engine
+    from dcgan_data.engines.runner import make_engine
 
     options = AuditOptions(**settings)
     report = run(generated, train, out, options,

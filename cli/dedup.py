@@ -58,7 +58,7 @@ def dedup(src: Path, out: Path, engine: str, ray_address: str | None, **settings
     the images, keeps one image per verified group and writes the kept images as shards.
     """
     from dcgan_data.dedup.stage import dedup as run
-    from dcgan_data.engines.units import make_engine
+    from dcgan_data.engines.runner import make_engine
 
     config = HashConfig(**{name: settings.pop(name) for name in HASH_SETTINGS})
     options = DedupOptions(**settings)

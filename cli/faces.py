@@ -45,7 +45,7 @@ def faces(crawl: Path, out: Path, engine: str, ray_address: str | None,
     .jsonl and .parquet lists need a url column (--url-col). Lists compressed as .gz, .bz2,
     .xz or .zst are read too. Re-running the same command resumes.
     """
-    from dcgan_data.engines.units import make_engine
+    from dcgan_data.engines.runner import make_engine
     from dcgan_data.faces.stage import faces as run_faces
 
     fetch = {name: settings.pop(name) for name in FetchOptions.defaults() if name in settings}

@@ -58,7 +58,7 @@ def ingest(src: str, out: str, engine: str, ray_address: str | None, **settings)
     Writes OUT/manifest.json, OUT/shard-*.npy, OUT/ingest_report.json and
     OUT/contact_sheet.png. Re-running the same command resumes.
     """
-    from dcgan_data.engines.units import make_engine
+    from dcgan_data.engines.runner import make_engine
     from dcgan_data.ingest.stage import ingest as run_ingest
 
     options = IngestOptions(**settings)

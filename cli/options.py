@@ -37,8 +37,8 @@ def option_from(options: type, name: str, *decls: str, **overrides: Any):
     field = _field(options, name)
     meta, default = field.metadata, field.default
     spelled = option_name(name)
-    # no default=None: click then still enforces required=True
-    kwargs: dict[str, Any] = {} if default is None else {"default": default}
+    # a required option gets no default: click then still enforces it
+    kwargs: dict[str, Any] = {} if overrides.get("required") else {"default": default}
     if isinstance(default, bool):
         negative = meta.get("flag")
         decl = f"{spelled}/{negative}" if negative else spelled

@@ -12,7 +12,7 @@ from dcgan_data.core.files import progress
 from dcgan_data.core.processes import one_torch_thread
 from dcgan_data.core.shards import ShardSet
 from dcgan_data.core.stage import Failures, completed_units
-from dcgan_data.engines.units import Engine
+from dcgan_data.engines.runner import Engine
 from dcgan_data.hashmodel import hashing
 
 MAX_HASH_CANDIDATES = 16  # rows sharing a probe hash, per query (fewest differing bits first)

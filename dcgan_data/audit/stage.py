@@ -54,7 +54,8 @@ from dcgan_data.core.errors import InputError
 from dcgan_data.core.files import write_csv
 from dcgan_data.core.shards import ShardSet, encode_key
 from dcgan_data.core.stage import Phases
-from dcgan_data.engines.units import Engine, LocalEngine, make_engine
+from dcgan_data.engines.local import LocalEngine
+from dcgan_data.engines.runner import Engine, make_engine
 from dcgan_data.hashmodel import hashing
 
 CSV = "audit.csv"

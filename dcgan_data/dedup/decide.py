@@ -23,7 +23,8 @@ from dcgan_data.dedup.options import SELF_FIT_MIN_ROWS, DedupOptions
 from dcgan_data.dedup.report import Grouping, SelfFit
 from dcgan_data.dedup.scan import Rows
 from dcgan_data.dedup.verify import Verifier, scored_with_features
-from dcgan_data.engines.units import Engine, LocalEngine
+from dcgan_data.engines.local import LocalEngine
+from dcgan_data.engines.runner import Engine
 
 KEEPER_ROUNDS = 8  # how often a component's unverified rest is regrouped before it is kept
 

@@ -13,7 +13,7 @@ from dcgan_data.core.errors import InputError
 from dcgan_data.core.shards import ShardSet, is_shard_dir
 from dcgan_data.dedup.options import DedupOptions
 from dcgan_data.dedup.write import MODEL
-from dcgan_data.engines.units import Engine
+from dcgan_data.engines.runner import Engine
 from dcgan_data.hashmodel import hashing
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from dcgan_data.core.errors import InputError
 from dcgan_data.core.files import remove_folders
-from dcgan_data.engines.units import Engine, UnitError, make_engine, run_units
+from dcgan_data.engines.runner import Engine, UnitError, make_engine, run_units
 
 RECORD = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("row", "<i8")])
 # bytes a partition needs in memory per record: the records, the sort order, the sorted

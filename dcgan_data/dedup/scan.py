@@ -14,7 +14,8 @@ from dcgan_data.core.processes import one_torch_thread
 from dcgan_data.core.shards import ShardSet
 from dcgan_data.dedup.inputs import Inputs
 from dcgan_data.dedup.thumbnails import COLOUR, GREY, thumbnails
-from dcgan_data.engines.units import Engine, LocalEngine, UnitError, run_units
+from dcgan_data.engines.local import LocalEngine
+from dcgan_data.engines.runner import Engine, UnitError, run_units
 from dcgan_data.hashmodel import hashing
 
 

@@ -8,7 +8,7 @@
 Each phase is a module of this package: `inputs`, `scan`, `candidates` (`grouping`,
 `neighbours`), `verify` (`features`, `alignment`, `overlay`, `logistic`, `selffit`),
 `decide`, `write`, `report`. The hash model trains here, in the driver. Hashing every row and
-writing the kept rows run as units on the unit runner (`engines.units`: local processes or a
+writing the kept rows run as units on the unit runner (`engines.runner`: local processes or a
 Ray cluster; each output shard is written by the worker that made it); the sort of shared
 hashes runs in one piece or in partitions (`partition`).
 """
@@ -44,7 +44,7 @@ from dcgan_data.dedup.write import (
     run_parameters,
     write_outputs,
 )
-from dcgan_data.engines.units import Engine, make_engine
+from dcgan_data.engines.runner import Engine, make_engine
 from dcgan_data.hashmodel.options import HashConfig
 
 __all__ = ["CSV", "HASHES", "MODEL", "REPORT", "SHEET", "dedup"]

@@ -16,7 +16,7 @@ from dcgan_data.core.files import atomic_path, progress, write_csv
 from dcgan_data.core.images import contact_sheet, resize_square, save_png
 from dcgan_data.core.shards import ShardSet, ShardTarget, ShardWriter, encode_key
 from dcgan_data.core.stage import Failures, completed_units
-from dcgan_data.engines.units import Engine
+from dcgan_data.engines.runner import Engine
 from dcgan_data.hashmodel import hashing
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from dcgan_data.core.images import sniff_format
-from dcgan_data.engines.units import bounded_map
+from dcgan_data.engines.runner import bounded_map
 from dcgan_data.faces.crawl_list import Entry
 from dcgan_data.faces.options import FetchOptions
 

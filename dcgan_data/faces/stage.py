@@ -28,7 +28,7 @@ from dcgan_data.core.errors import DcganDataError, InputError
 from dcgan_data.core.files import locks_output, progress, write_csv
 from dcgan_data.core.shards import ShardSet, ShardWriter
 from dcgan_data.core.stage import Failures, Phases, completed_units
-from dcgan_data.engines.units import Engine, make_engine
+from dcgan_data.engines.runner import Engine, make_engine
 from dcgan_data.faces.crawl_list import Unit, mark_repeats, plan_units
 from dcgan_data.faces.options import FaceOptions
 from dcgan_data.faces.plain_list import plain_list

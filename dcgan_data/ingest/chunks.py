@@ -31,7 +31,8 @@ from dcgan_data.core.images import (
 )
 from dcgan_data.core.shards import ShardTarget, ShardWriter, shard_stem
 from dcgan_data.core.stage import Failures
-from dcgan_data.engines.units import Engine, LocalEngine, UnitError, run_units
+from dcgan_data.engines.local import LocalEngine
+from dcgan_data.engines.runner import Engine, UnitError, run_units
 from dcgan_data.ingest.sources import Source
 
 CHUNK = 256  # items per task: big enough to amortise IPC, small enough to balance load

@@ -22,7 +22,7 @@ from dcgan_data.core.errors import InputError
 from dcgan_data.core.files import locks_output, write_csv
 from dcgan_data.core.shards import ShardSet, ShardWriter, rows_per_shard_of
 from dcgan_data.core.stage import Phases
-from dcgan_data.engines.units import Engine, make_engine
+from dcgan_data.engines.runner import Engine, make_engine
 from dcgan_data.ingest.chunks import chunk_folder, make_shards, plan_chunks, plan_tasks
 from dcgan_data.ingest.inspect import write_contact_sheet
 from dcgan_data.ingest.options import IngestOptions

@@ -3,6 +3,7 @@ plots and pictures, tables, and the generic section of a stage the page does not
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -16,6 +17,7 @@ from urllib.parse import quote
 
 from dcgan_data.core import plots
 from dcgan_data.core.files import write_json
+from dcgan_data.core.report import StageReport
 
 TABLE_ROWS = 200  # rows of a collapsed item table (failed keys...); the status table has all
 
@@ -218,6 +220,13 @@ def generic_section(page: Page, stage: Stage, summary: Summary, title: str | Non
     section.headline = [(k.replace("_", " "), fmt(v)) for k, v in r.items()
                         if k != "stage" and not isinstance(v, dict | list)]
     return section
+
+
+def typed_headline(report: StageReport) -> list[tuple[str, str]]:
+    """Every scalar attribute of a typed stage report, in field order (None shown as "-")."""
+    values = [(f.name, getattr(report, f.name)) for f in dataclasses.fields(report)]
+    return [(name.replace("_", " "), fmt(value)) for name, value in values
+            if name != "stage" and not isinstance(value, dict | list | StageReport)]
 
 
 def report_seconds(report: dict[str, Any]) -> float | None:

@@ -19,7 +19,7 @@ from dcgan_data.audit.features import MODEL
 from dcgan_data.audit.planted import Planted, planted_memoriser
 from dcgan_data.audit.rerank import relative_distances, shift_distance
 from dcgan_data.core.images import encode_image
-from dcgan_data.engines.units import LocalEngine
+from dcgan_data.engines.local import LocalEngine
 from dcgan_data.hashmodel import hashing
 from dcgan_data.testing.photos import PHOTOS, load_photo, write_shards
 from dcgan_data_cli.main import cli
@@ -309,6 +309,9 @@ def test_report_reads_typed_and_builds_the_page_section(dirs, tmp_path):
     section = audit_section(Page(tmp_path, tmp_path / "page.html"),
                             Stage("audit", out, written, path, path.stat().st_mtime), summary)
     assert section.title.startswith("Audit")
+    headline = dict(section.headline)  # every scalar attribute, read typed
+    assert headline["copies"] == str(report.copies) and headline["verdict"] == report.verdict
+    assert headline["samples"] == "20"
     assert summary.cards == [(str(report.copies), "samples that copy a training image",
                               f"{100 * report.copy_fraction:.1f}% of 20 samples")]
     del written["copies"]

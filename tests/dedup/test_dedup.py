@@ -20,7 +20,7 @@ from dcgan_data.dedup import candidates, decide, partition, scan, selffit, thumb
 from dcgan_data.dedup import stage as dd
 from dcgan_data.dedup.grouping import connected, exact_groups, find_groups, radius_pairs
 from dcgan_data.dedup.options import DedupOptions
-from dcgan_data.engines.units import LocalEngine
+from dcgan_data.engines.local import LocalEngine
 from dcgan_data.hashmodel import hashing
 from dcgan_data.testing.neardup import (
     TRANSFORM_NAMES,

@@ -13,7 +13,7 @@ from dcgan_data.dedup.partition import (
     remove_stale_spills,
     shared_hash_pairs,
 )
-from dcgan_data.engines.units import LocalEngine
+from dcgan_data.engines.local import LocalEngine
 
 
 def planted_probes(n=3000, moves=5, groups=200, seed=0):
