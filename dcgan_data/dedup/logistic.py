@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from dcgan_data.dedup.features import FEATURES
 
 MODEL_FILE = Path(__file__).with_name("verify_model.json")
+CHUNK_ROWS = 1 << 20  # pairs scored at a time: only a chunk's inputs are held as float64
 
 
 def expand(features: np.ndarray) -> np.ndarray:
@@ -38,9 +39,16 @@ class Logistic:
         self.bias = float(params["bias"])
         self.quadratic = bool(params.get("quadratic", True))
 
-    def log_odds(self, features: np.ndarray) -> np.ndarray:
-        inputs = expand(features) if self.quadratic else features
-        return (inputs - self.mean) / self.scale @ self.weights + self.bias
+    def log_odds(self, features: np.ndarray, chunk: int = CHUNK_ROWS) -> np.ndarray:
+        """Log-odds of each row of `features`, `chunk` rows at a time (each row's value is
+        the same whatever the chunk)."""
+        out = np.empty(len(features), np.float64)
+        for start in range(0, len(features), chunk):
+            part = features[start : start + chunk]
+            inputs = expand(part) if self.quadratic else part
+            out[start : start + chunk] = (inputs - self.mean) / self.scale @ self.weights + \
+                self.bias
+        return out
 
 
 class VerifyModel(Logistic):

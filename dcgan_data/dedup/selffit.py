@@ -109,8 +109,8 @@ class RunTimeModel(logistic.Logistic):
         super().__init__(params)
         self.threshold = threshold
 
-    def log_odds(self, features: np.ndarray) -> np.ndarray:
-        return super().log_odds(features).astype(np.float32)
+    def log_odds(self, features: np.ndarray, chunk: int = logistic.CHUNK_ROWS) -> np.ndarray:
+        return super().log_odds(features, chunk).astype(np.float32)
 
 
 def synthetic_pairs(rows: np.ndarray, data: FitRows, score: Callable[..., np.ndarray],

@@ -109,3 +109,43 @@ def test_copies_in_a_large_group_are_not_taken_for_negatives():
     low = scores - 20  # the same pairs, rejected by the fixed model: near neighbours
     hood = selffit.Neighbourhood(8, a, b, low)
     assert len(selffit.real_negatives(a, b, low, hood, np.arange(8), below=1.0)) > 0
+
+
+def _run_time_model(rng: np.random.Generator) -> selffit.RunTimeModel:
+    columns = len(selffit.NAMES)
+    return selffit.RunTimeModel({"mean": rng.normal(size=columns).tolist(),
+                                 "scale": rng.uniform(0.5, 3, columns).tolist(),
+                                 "weights": rng.normal(size=columns).tolist(), "bias": 0.3,
+                                 "quadratic": selffit.QUADRATIC}, 0.0)
+
+
+def test_scoring_in_chunks_gives_every_pair_the_same_log_odds():
+    rng = np.random.default_rng(0)
+    model = _run_time_model(rng)
+    pairs = rng.normal(0, 5, (1001, len(selffit.NAMES))).astype(np.float32)
+    whole = ((pairs - model.mean) / model.scale @ model.weights + model.bias).astype(np.float32)
+    for chunk in (1, 7, 256, 1000, 5000):
+        scored = model.log_odds(pairs, chunk=chunk)
+        assert scored.dtype == np.float32 and np.array_equal(scored, whole), chunk
+    assert model.log_odds(pairs[:0]).shape == (0,)
+    verify = logistic.VerifyModel.load()  # over the features and their products
+    plain = rng.normal(0, 2, (301, len(features.FEATURES))).astype(np.float32)
+    whole = verify.log_odds(plain, chunk=len(plain))
+    assert all(np.array_equal(verify.log_odds(plain, chunk=c), whole) for c in (1, 7, 100))
+
+
+def test_scoring_holds_one_chunk_of_float64_inputs_not_all():
+    import tracemalloc
+
+    rng = np.random.default_rng(1)
+    model = _run_time_model(rng)
+    pairs = rng.normal(0, 5, (200_000, len(selffit.NAMES))).astype(np.float32)
+    all_as_float64 = pairs.size * 8
+    tracemalloc.start()
+    try:
+        model.log_odds(pairs, chunk=10_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the result (P float64, then float32) and one chunk's float64 inputs, well under P x 17
+    assert peak < all_as_float64 / 4, peak
