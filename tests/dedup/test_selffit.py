@@ -150,3 +150,73 @@ def test_scoring_holds_one_chunk_of_float64_inputs_not_all():
         tracemalloc.stop()
     # the result (P float64, then float32) and one chunk's float64 inputs, well under P x 17
     assert peak < all_as_float64 / 4, peak
+
+
+def _synthetic_pairs_all_at_once(rows, data, score, rng):
+    """synthetic_pairs as first written: every row and view in memory, then thumbnailed."""
+    bases, copies, crops, other_crops = [], [], [], []
+    for image in data.load(rows):
+        copies.append(copy_edits.edited_copy(image, rng))
+        bases.append(copy_edits.edited_copy(image, rng) if rng.random() < selffit.BOTH_EDITED
+                     else image)
+        crop, other = copy_edits.look_alike_pair(image, rng)
+        crops.append(crop)
+        other_crops.append(other)
+    grey, colour = thumbnails.thumbnails(np.stack(bases + crops + copies + other_crops))
+    k = 2 * len(rows)
+    fixed, plain = score(grey, colour, np.arange(k), k + np.arange(k))
+    return fixed, plain, np.r_[rows, rows], np.r_[np.ones(len(rows), bool),
+                                                  np.zeros(len(rows), bool)]
+
+
+def _fit_rows(rows: np.ndarray, loaded: list[int]) -> selffit.FitRows:
+    def load(index: np.ndarray) -> np.ndarray:
+        loaded.append(len(index))
+        return rows[index]
+
+    grey, colour = thumbnails.thumbnails(rows)
+    return selffit.FitRows(load, grey, colour, features.textures(grey), len(rows), 0.0)
+
+
+def test_synthetic_pairs_made_in_batches_are_the_pairs_made_all_at_once():
+    from dcgan_data.dedup.verify import scored_with_features
+
+    rows = photo_crops(30, seed=7)
+    sampled = np.arange(1, 30, 2)
+    after_reference = np.random.default_rng(3)
+    reference = _synthetic_pairs_all_at_once(sampled, _fit_rows(rows, []),
+                                             scored_with_features, after_reference)
+    for batch in (1, 4, 64):
+        loaded: list[int] = []
+        rng = np.random.default_rng(3)
+        made = selffit.synthetic_pairs(sampled, _fit_rows(rows, loaded), scored_with_features,
+                                       rng, batch=batch)
+        assert all(np.array_equal(x, y) for x, y in zip(made, reference, strict=True)), batch
+        assert max(loaded) == min(batch, len(sampled)) and sum(loaded) == len(sampled)
+        # the fit goes on drawing from the same generator: it must be where it was
+        assert rng.bit_generator.state == after_reference.bit_generator.state
+
+
+def test_synthetic_pairs_hold_a_batch_of_rows_not_all():
+    import tracemalloc
+
+    rows = np.repeat(photo_crops(4, size=128, seed=8), 32, axis=0)  # 128 rows of 128 px
+    data = _fit_rows(rows, [])
+
+    def no_score(grey, colour, a, b):
+        return np.zeros(len(a), np.float32), np.zeros((len(a), len(features.FEATURES)))
+
+    def peak(sampled: int) -> int:
+        tracemalloc.start()
+        try:
+            selffit.synthetic_pairs(np.arange(sampled), data, no_score,
+                                    np.random.default_rng(0), batch=2)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    peak(128)  # every edit's first call (caches), outside the measure
+    more, fewer, row = peak(128), peak(32), rows[0].nbytes
+    # each further row adds its thumbnails (~1/10 of a row; ~1/4 measured), not the row and
+    # its four views (~9 rows, all at once)
+    assert more - fewer < 96 * row, (more, fewer, row)
