@@ -248,8 +248,6 @@ def fit(a: np.ndarray, b: np.ndarray, scores: np.ndarray, features: np.ndarray, 
         "threshold": _finite(model.threshold),
         "threshold_by_expected_share": _finite(threshold),
         "threshold_by_hard_negatives": _finite(floor),
-        "held_back_recall": _share(passed[held & (pairs.kind == 0)]),
-        "held_back_look_alike_pass_rate": _share(passed[held & (pairs.kind == 1)]),
         "held_back_pass_rate_by_kind": {name: _share(passed[held & (pairs.kind == k)])
                                         for k, name in enumerate(KINDS)},
         **expected,

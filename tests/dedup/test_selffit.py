@@ -220,3 +220,23 @@ def test_synthetic_pairs_hold_a_batch_of_rows_not_all():
     # each further row adds its thumbnails (~1/10 of a row; ~1/4 measured), not the row and
     # its four views (~9 rows, all at once)
     assert more - fewer < 96 * row, (more, fewer, row)
+
+
+def test_the_held_back_summary_keys_are_their_by_kind_entries():
+    from dcgan_data.dedup.report import SelfFit
+
+    by_kind = dict(zip(selffit.KINDS, (0.91, 0.02, 0.01, None), strict=True))
+    fitted = SelfFit(rows_sampled=10, held_back_pass_rate_by_kind=by_kind)
+    assert fitted.held_back_recall == by_kind[selffit.KINDS[0]] == 0.91
+    assert fitted.held_back_look_alike_pass_rate == by_kind[selffit.KINDS[1]] == 0.02
+    written = fitted.to_json()
+    # the keys old reports have, in their order, both read back from the by-kind entries
+    assert list(written) == [
+        "rows_sampled", "pairs_fitted", "pairs_held_back", "threshold",
+        "threshold_by_expected_share", "threshold_by_hard_negatives", "held_back_recall",
+        "held_back_look_alike_pass_rate", "held_back_pass_rate_by_kind", "candidate_copy_share",
+        "expected_false_pairs", "expected_false_share", "pairs_accepted"]
+    assert written["held_back_recall"] == 0.91 and written["held_back_look_alike_pass_rate"] == 0.02
+    # an old report's own copies of them are read as the by-kind entries they repeat
+    read = SelfFit.from_json({**written, "held_back_recall": 0.5}, strict=True)
+    assert read.held_back_recall == 0.91 and read.to_json() == written
