@@ -18,13 +18,30 @@ class SelfFit(StageReport):
     threshold: float | None = None
     threshold_by_expected_share: float | None = None
     threshold_by_hard_negatives: float | None = None
-    held_back_recall: float | None = None
-    held_back_look_alike_pass_rate: float | None = None
     held_back_pass_rate_by_kind: dict[str, float | None] = field(default_factory=dict)
     candidate_copy_share: float = 0.0
     expected_false_pairs: float = 0.0
     expected_false_share: float = 0.0
     pairs_accepted: int = 0
+
+    @property
+    def held_back_recall(self) -> float | None:
+        """Held-back synthetic copies passed (the by-kind entry, kept as a key of its own)."""
+        return self.held_back_pass_rate_by_kind.get("copy")
+
+    @property
+    def held_back_look_alike_pass_rate(self) -> float | None:
+        return self.held_back_pass_rate_by_kind.get("look-alike crops")
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields, and the two by-kind entries reports have always had as keys too."""
+        out: dict[str, Any] = {}
+        for key, value in super().to_json().items():
+            if key == "held_back_pass_rate_by_kind":
+                out["held_back_recall"] = self.held_back_recall
+                out["held_back_look_alike_pass_rate"] = self.held_back_look_alike_pass_rate
+            out[key] = value
+        return out
 
 
 @dataclass

@@ -34,7 +34,7 @@ import numpy as np
 
 from dcgan_data.dedup import copy_edits, logistic
 from dcgan_data.dedup.features import FEATURES
-from dcgan_data.dedup.thumbnails import thumbnails
+from dcgan_data.dedup.thumbnails import COLOUR, GREY, thumbnails
 
 FIT_ROWS = 1000  # rows sampled to make synthetic pairs from
 HOLD_BACK = 0.3  # share of the sampled rows whose pairs are kept out of the fit, for the estimates
@@ -42,6 +42,7 @@ RANKS = (1, 2, 4)  # neighbourhood levels: each image's k-th best other score
 FLOOR = -30.0  # log-odds standing for "no further candidate": scores are clipped to +-|FLOOR|
 REAL_NEGATIVE_RANK = 4  # real pairs where neither image is among the other's best this many
 BOTH_EDITED = 0.3  # share of positives where both images are edited copies
+SYNTHETIC_BATCH = 64  # rows loaded and edited at a time for the synthetic pairs
 NAMES = ("score",) + tuple(f"above_level_{k}" for k in RANKS) + ("texture_low",) + \
     FEATURES
 QUADRATIC = False  # pairwise products of the inputs too
@@ -109,29 +110,39 @@ class RunTimeModel(logistic.Logistic):
         super().__init__(params)
         self.threshold = threshold
 
-    def log_odds(self, features: np.ndarray) -> np.ndarray:
-        return super().log_odds(features).astype(np.float32)
+    def log_odds(self, features: np.ndarray, chunk: int = logistic.CHUNK_ROWS) -> np.ndarray:
+        return super().log_odds(features, chunk).astype(np.float32)
 
 
 def synthetic_pairs(rows: np.ndarray, data: FitRows, score: Callable[..., np.ndarray],
-                    rng: np.random.Generator
+                    rng: np.random.Generator, batch: int = SYNTHETIC_BATCH
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fixed scores, plain features, owning row and truth of synthetic pairs made from
     `rows`: each row (or an edited copy of it) with an edited copy of itself, then two
-    look-alike crops of it."""
-    bases, copies, crops, other_crops = [], [], [], []
-    for image in data.load(rows):
-        copies.append(copy_edits.edited_copy(image, rng))
-        bases.append(copy_edits.edited_copy(image, rng) if rng.random() < BOTH_EDITED
-                     else image)
-        crop, other = copy_edits.look_alike_pair(image, rng)
-        crops.append(crop)
-        other_crops.append(other)
-    grey, colour = thumbnails(np.stack(bases + crops + copies + other_crops))
-    k = 2 * len(rows)
+    look-alike crops of it. Rows are loaded and edited `batch` at a time; only the
+    thumbnails the fixed model scores are kept of them."""
+    n = len(rows)
+    # four views of each row, by view: bases, crops, copies, other crops
+    grey = np.empty((4 * n, GREY, GREY), np.uint8)
+    colour = np.empty((4 * n, COLOUR, COLOUR, 3), np.uint8)
+    for start in range(0, n, batch):
+        made = [_synthetic_views(image, rng) for image in data.load(rows[start : start + batch])]
+        for view, images in enumerate(zip(*made, strict=True)):
+            at = slice(view * n + start, view * n + start + len(images))
+            grey[at], colour[at] = thumbnails(np.stack(images))
+    k = 2 * n
     fixed, features = score(grey, colour, np.arange(k), k + np.arange(k))
-    truth = np.r_[np.ones(len(rows), bool), np.zeros(len(rows), bool)]
+    truth = np.r_[np.ones(n, bool), np.zeros(n, bool)]
     return fixed, features, np.r_[rows, rows], truth
+
+
+def _synthetic_views(image: np.ndarray, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A row's base (itself or an edited copy), its edited copy and its two look-alike crops."""
+    copy = copy_edits.edited_copy(image, rng)
+    base = copy_edits.edited_copy(image, rng) if rng.random() < BOTH_EDITED else image
+    crop, other = copy_edits.look_alike_pair(image, rng)
+    return base, crop, copy, other
 
 
 def real_negatives(a: np.ndarray, b: np.ndarray, scores: np.ndarray,
@@ -237,8 +248,6 @@ def fit(a: np.ndarray, b: np.ndarray, scores: np.ndarray, features: np.ndarray, 
         "threshold": _finite(model.threshold),
         "threshold_by_expected_share": _finite(threshold),
         "threshold_by_hard_negatives": _finite(floor),
-        "held_back_recall": _share(passed[held & (pairs.kind == 0)]),
-        "held_back_look_alike_pass_rate": _share(passed[held & (pairs.kind == 1)]),
         "held_back_pass_rate_by_kind": {name: _share(passed[held & (pairs.kind == k)])
                                         for k, name in enumerate(KINDS)},
         **expected,
