@@ -5,7 +5,7 @@ pipelines/check.py read them. Imports no torch: the report page reads these."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dcgan_data.core.errors import InputError
@@ -58,5 +58,33 @@ class TrainReport(StageReport):
     interrupted: int = 0  # the signal that stopped the run, or 0
     step: int | None = None  # the last step trained
     total_steps: int | None = None
-    last: dict[str, Any] | None = None  # the last metrics.jsonl line
+    last: MetricsRecord | None = None  # the last metrics.jsonl line
     checkpoint: str = ""  # checkpoints/last.pt
+
+
+@dataclass
+class MetricsRecord(StageReport):
+    """One metrics.jsonl line: the losses and D's mean outputs at a logged step, the speed,
+    and on an evaluation step the quality figures (`quality`, written flat beside the rest:
+    hash_fd, hash_kid, eval_images, ... whatever the evaluator measured)."""
+
+    step: int
+    loss_D: float
+    loss_G: float
+    D_x: float | None = None  # None: a line from a version that did not log D's outputs
+    D_G_z: float | None = None
+    images_per_s: float | None = None
+    quality: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        line = super().to_json()
+        line.update(line.pop("quality"))
+        return line
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], strict: bool = False) -> MetricsRecord:
+        named = {f.name for f in dataclasses.fields(cls)} - {"quality"}
+        line = {k: v for k, v in data.items() if k in named}
+        line["quality"] = {k: v for k, v in data.items() if k not in named}
+        return super().from_json(line, strict=strict)
+

@@ -18,7 +18,7 @@ from dcgan_data.report.html import (
     read_json_object,
     read_metrics,
 )
-from dcgan_data.train.report import RunConfig, TrainReport
+from dcgan_data.train.report import MetricsRecord, RunConfig, TrainReport
 
 SAMPLE_GRIDS = 4  # training sample grids shown side by side, first to last
 
@@ -58,46 +58,47 @@ def train_section(page: Page, stage: Stage, summary: Summary) -> Section:
     report = TrainReport.from_json(stage.report)  # all defaults while a run still trains
     config = RunConfig.from_json(read_json_object(folder / "config.json"))
     slug = anchor_slug(folder, page.out)
-    records = read_metrics(folder / "metrics.jsonl")
+    records = [MetricsRecord.from_json(m) for m in read_metrics(folder / "metrics.jsonl")]
     section = Section(f"Training ({folder.relative_to(page.out).as_posix() or folder.name})",
                       f"train-{slug}", seconds=_train_seconds(folder))
-    step = report.step if report.step is not None else records[-1]["step"] if records else 0
+    step = report.step if report.step is not None else records[-1].step if records else 0
     total = report.total_steps if report.total_steps is not None else config.total_steps
     batch = config.settings.batch_size if config.settings is not None else None
-    last = records[-1] if records else {}
-    speeds = sorted(m["images_per_s"] for m in records if "images_per_s" in m)
+    last = records[-1] if records else None
+    speeds = sorted(m.images_per_s for m in records if m.images_per_s is not None)
     section.headline = [
         ("steps", f"{fmt(step)} of {fmt(total)}" + (" (interrupted)" if report.interrupted
                                                      else "")),
         ("data", f"{fmt(config.data_rows)} images, batch {fmt(batch)}, on "
                  f"{config.device or '-'}"),
-        ("last losses", f"D {fmt(last.get('loss_D'))}, G {fmt(last.get('loss_G'))}"),
-        ("last D(x) / D(G(z))", f"{fmt(last.get('D_x'))} / {fmt(last.get('D_G_z'))}"),
+        ("last losses", f"D {fmt(last and last.loss_D)}, G {fmt(last and last.loss_G)}"),
+        ("last D(x) / D(G(z))", f"{fmt(last and last.D_x)} / {fmt(last and last.D_G_z)}"),
         ("speed", f"{fmt(speeds[len(speeds) // 2])} images/s (median)" if speeds else "-"),
     ]
-    extra = [c for c in numeric_columns(records) if c not in TRAIN_COLUMNS]
-    for column in extra:
-        values = [m[column] for m in records if isinstance(m.get(column), int | float)]
+    extra = [c for c in numeric_columns([m.quality for m in records]) if c not in TRAIN_COLUMNS]
+    for name in extra:
+        values = quality_values(records, name)
         if values:
-            section.headline.append((column, f"{_trend(values)}{GOOD.get(column, '')}"))
-    steps = [m["step"] for m in records]
-    column = lambda name: [m.get(name, math.nan) for m in records]  # noqa: E731
+            section.headline.append((name, f"{_trend(values)}{GOOD.get(name, '')}"))
+    steps = [m.step for m in records]
+    column = lambda name: [_number(getattr(m, name)) for m in records]  # noqa: E731
+    quality = lambda name: [_number(m.quality.get(name)) for m in records]  # noqa: E731
     if records:
         section.figures.append(page.plot(
             f"train_{slug}_losses", "discriminator and generator losses", plots.curves, steps,
             {"loss_D": column("loss_D"), "loss_G": column("loss_G")}, title="Losses",
             ylabel="BCE loss"))
-        if "D_x" in records[-1]:
+        if records[-1].D_x is not None:
             section.figures.append(page.plot(
                 f"train_{slug}_dx", "D's mean output on real and generated images",
                 plots.curves, steps, {"D(x)": column("D_x"), "D(G(z))": column("D_G_z")},
                 title="Discriminator outputs", ylabel="mean D output", hline=0.5))
     for name in extra:
-        if sum(isinstance(m.get(name), int | float) for m in records) < 2:
+        if len(quality_values(records, name)) < 2:
             continue  # one dot is no curve; the headline gives the figure
         section.figures.append(page.plot(
             f"train_{slug}_{re.sub(r'[^A-Za-z0-9]+', '_', name)}", f"{name} against step",
-            plots.curves, steps, {name: column(name)}, title=name, ylabel=name))
+            plots.curves, steps, {name: quality(name)}, title=name, ylabel=name))
     grids = sample_grids(folder)
     if grids:
         row = "".join(page.picture(g, f"step {int(g.stem.split('_')[-1]):,}") for g in grids)
@@ -115,10 +116,19 @@ def train_section(page: Page, stage: Stage, summary: Summary) -> Section:
             section.links.append(page.link(path, what))
     summary.cards.append((fmt(step), "steps trained", f"of {fmt(total)}"))
     for name in extra[:1]:  # the quality figure (FID or a stand-in), whatever its name
-        values = [m[name] for m in records if isinstance(m.get(name), int | float)]
+        values = quality_values(records, name)
         summary.cards.append((fmt(values[-1]), name,
                               f"{_trend(values, card=True)}{GOOD.get(name, '')}"))
     return section
+
+
+def quality_values(records: list[MetricsRecord], name: str) -> list[float]:
+    """The logged values of quality figure `name`, in step order."""
+    return [m.quality[name] for m in records if isinstance(m.quality.get(name), int | float)]
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def _trend(values: list[float], card: bool = False) -> str:

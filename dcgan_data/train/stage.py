@@ -44,7 +44,7 @@ from dcgan_data.train.checkpoint import check_same_data
 from dcgan_data.train.feed import BatchFeed, batch_rows, data_checksum
 from dcgan_data.train.model import draw_z, to_model_input
 from dcgan_data.train.options import EPOCHS, SIZES, TrainOptions, TrainRun
-from dcgan_data.train.report import RunConfig, TrainReport
+from dcgan_data.train.report import MetricsRecord, RunConfig, TrainReport
 from dcgan_data.train.rundir import RunDir, existing_checkpoint
 from dcgan_data.train.step import (
     Models,
@@ -110,8 +110,9 @@ def _train(data: str | os.PathLike, out: str | os.PathLike, machine: TrainRun,
         if world > 1:
             torch.distributed.destroy_process_group()
     history = writer.history if writer is not None else []
+    last = MetricsRecord.from_json(history[-1]) if history else None
     report = TrainReport(run=str(run), start_step=start, interrupted=interrupted, step=step,
-                         total_steps=total, last=history[-1] if history else None,
+                         total_steps=total, last=last,
                          checkpoint=str(run / "checkpoints" / "last.pt"))
     if writer is not None:
         report.write(run / "train_report.json")
@@ -276,17 +277,16 @@ def log_line(loop: Loop, step: int, stats: torch.Tensor, evaluate: bool, bar: An
              slowdown: RateWatch | None) -> None:
     """One metrics.jsonl line (rank 0), with the quality figures when `evaluate`."""
     values = stats.tolist()  # the one host sync per log interval
-    entry = {"step": step, "loss_D": values[0], "loss_G": values[1], "D_x": values[2],
-             "D_G_z": values[3],
-             "images_per_s": loop.images_seen / (time.perf_counter() - loop.tick)}
+    entry = MetricsRecord(step, *values,
+                          images_per_s=loop.images_seen / (time.perf_counter() - loop.tick))
     if evaluate:
         with _doing(bar, "train: evaluating"):
-            entry.update(loop.writer.evaluate(loop.models.g_model))
+            entry.quality.update(loop.writer.evaluate(loop.models.g_model))
     loop.images_seen, loop.tick = 0, time.perf_counter()
     if loop.writer is None:
         return
-    loop.writer.log(entry)
-    if slowdown is not None and (warning := slowdown(entry["images_per_s"])):
+    loop.writer.log(entry.to_json())
+    if slowdown is not None and (warning := slowdown(entry.images_per_s)):
         log.warning(warning)
     bar.set_postfix(loss_D=f"{values[0]:.3f}", loss_G=f"{values[1]:.3f}")
 

@@ -11,7 +11,7 @@ from dcgan_data.report.html import Page, Stage, Summary
 from dcgan_data.testing.photos import photo_crops, write_shards
 from dcgan_data.train import stage as trainer
 from dcgan_data.train.options import TrainOptions
-from dcgan_data.train.report import RunConfig, TrainReport
+from dcgan_data.train.report import MetricsRecord, RunConfig, TrainReport
 from dcgan_data.train.section import train_section
 
 
@@ -32,7 +32,7 @@ def test_the_reports_are_read_strictly_and_give_back_their_files(run):
     assert report == returned
     assert (report.start_step, report.step, report.total_steps, report.interrupted) == (0, 4,
                                                                                          4, 0)
-    assert report.last["step"] == 4 and "hash_fd" in report.last
+    assert report.last.step == 4 and "hash_fd" in report.last.quality
     assert report.to_json() == json.loads((folder / "train_report.json").read_text())
 
     config = RunConfig.read(folder / "config.json", strict=True)
@@ -42,6 +42,12 @@ def test_the_reports_are_read_strictly_and_give_back_their_files(run):
     assert config.settings.feed == "stream"  # the feed in use, in the settings' place
     written = json.loads((folder / "config.json").read_text())
     assert list(config.to_json().items()) == list(written.items())  # keys in the same order
+
+    lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    records = [MetricsRecord.from_json(line, strict=True) for line in lines]
+    assert [list(r.to_json().items()) for r in records] == [list(x.items()) for x in lines]
+    assert [r.step for r in records] == [1, 2, 3, 4] and records[-1].D_x is not None
+    assert "hash_fd" in records[-1].quality and not records[0].quality
 
 
 def test_a_config_without_a_setting_is_refused_when_strict(run):
