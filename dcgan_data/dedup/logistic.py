@@ -1,5 +1,5 @@
 """The logistic models that decide on pairs: the fixed verification model
-(`verify_model.json`, fitted by `bench/fit_verify.py`) and the fit both it and `selffit` use."""
+(`verify_model.json`, fitted by `tools/fit_verify.py`) and the fit both it and `selffit` use."""
 
 from __future__ import annotations
 

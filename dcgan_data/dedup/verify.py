@@ -10,13 +10,13 @@ images. So dedup proposes candidate pairs generously (`candidates`) and decides 
   correlation, with and without the pixels that differ most, DCT agreement, level-free
   colour difference, contrast ratio, how much texture the images have, fine detail, chroma;
   `features`) go through a logistic model fitted on this project's own near-duplicate edits
-  (`bench/fit_verify.py`, `verify_model.json`, `logistic`). A pair is a duplicate when the
+  (`tools/fit_verify.py`, `verify_model.json`, `logistic`). A pair is a duplicate when the
   model's log-odds pass the model's threshold (or `--verify-threshold`).
 * pairs that fall just short (a perspective change, a pad or a rotation between the fixed
   views) get a second look (`alignment`): an affine map fitted to their grey thumbnails,
   kept only when it is close to a plain move, then the same features on the aligned pair.
   The model's `align_band` says which pairs get it and `align_margin` how much more the
-  aligned pair must score, both set by `bench/fit_verify.py` at the same precision target.
+  aligned pair must score, both set by `tools/fit_verify.py` at the same precision target.
 * pairs still short, within the model's `overlay_band`, get an overlay look (`overlay`): the
   square or strip where the two differ most (an emoji, a caption) is filled in on both from
   around it and the pair is scored again, passing only by `overlay_margin` more.
