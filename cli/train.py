@@ -75,13 +75,13 @@ def train(ctx: click.Context, data: str, out: str, resume: bool, device: str,
                        **_chosen(ctx, TrainOptions))
     last = report.last
     if last is not None:
-        quality = (f" hash_fd {last['hash_fd']:.2f} hash_kid {last['hash_kid']:.3f}"
-                   if "hash_fd" in last else "")
-        quality += f" FID {last['fid']:.2f}" if "fid" in last else ""
-        click.echo(f"step {report.step}/{report.total_steps}: loss_D "
-                   f"{last['loss_D']:.3f} loss_G {last['loss_G']:.3f} D(x) {last['D_x']:.2f} "
-                   f"D(G(z)) {last['D_G_z']:.2f}{quality}, {last['images_per_s']:.0f} "
-                   f"images/s; run: {out}")
+        figures = last.quality
+        quality = (f" hash_fd {figures['hash_fd']:.2f} hash_kid {figures['hash_kid']:.3f}"
+                   if "hash_fd" in figures else "")
+        quality += f" FID {figures['fid']:.2f}" if "fid" in figures else ""
+        click.echo(f"step {report.step}/{report.total_steps}: loss_D {last.loss_D:.3f} "
+                   f"loss_G {last.loss_G:.3f} D(x) {last.D_x:.2f} D(G(z)) {last.D_G_z:.2f}"
+                   f"{quality}, {last.images_per_s:.0f} images/s; run: {out}")
     if report.interrupted:
         click.echo(f"interrupted: checkpoint at step {report.step} in "
                    f"{report.checkpoint}; continue with --resume", err=True)
