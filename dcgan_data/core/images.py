@@ -155,7 +155,9 @@ def read_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
             orientation = _orientation(img) if fmt == "jpeg" or has_alpha else 1
             header = Header(fmt, img.width, img.height, img.mode, has_alpha, orientation)
     except Exception as exc:  # PIL raises many types for a bad header
-        raise ImageError("corrupt", f"unreadable {fmt} header ({exc})") from None
+        # PIL names the in-memory file by its address: drop it, so reports repeat exactly
+        reason = re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", "", str(exc))
+        raise ImageError("corrupt", f"unreadable {fmt} header ({reason})") from None
     if header.width * header.height > max_pixels:
         raise ImageError("too_many_pixels",
                          f"{header.width}x{header.height} exceeds {max_pixels} pixels")

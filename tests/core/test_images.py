@@ -122,3 +122,13 @@ def test_reduced_jpeg_decode_matches_full_decode_after_resizing():
     # never reduced below what the caller keeps
     same, _ = decode_image(JPEG, keep_short_side=side)
     assert same.shape == rgb.shape
+
+
+def test_a_corrupt_header_reads_the_same_every_time():
+    # PIL names the in-memory file by its address; the reason must not, or reports differ
+    details = set()
+    for _ in range(3):
+        with pytest.raises(ImageError) as info:
+            decode_image(JPEG[:4] + bytes(2000))
+        details.add(str(info.value))
+    assert len(details) == 1 and "0x" not in details.pop()
