@@ -1,7 +1,7 @@
 """Fit the verification model (dcgan_data/dedup/verify_model.json) on the tuning set.
 
     python tools/fit_verify.py [--seeds 1 2 3] [--per-photo 30] [--precision 0.995]
-                               [--hard-negatives 20000]
+                               [--hard-negatives 20000] [--tone-band 10] [--tone-only]
 
 Builds the tuning set once per seed (tools/neardup_sets.py: the sample photos, this project's
 own edits; several seeds give more pairs, so a steadier threshold), proposes candidates as
@@ -17,6 +17,8 @@ is the least that keeps all accepted pairs `--precision` true; the overlay look'
 the scores after the looks before it, in dedup's order, the chroma look's also high enough
 that no hard negative passes it (it looks at every pair, so at scale mostly lookalikes); last
 the tone look's (pairs within `--tone-band`), which no hard negative may pass either.
+`--tone-only` keeps the model file as it is and fits the tone look's margin alone, on the
+verifier's scores after its other looks (what the committed model's tone margin comes from).
 Mirror copies are left out (dedup scores them apart). The held-out set is not touched:
 bench/dedup.py scores the result on it.
 """
