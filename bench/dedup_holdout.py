@@ -114,7 +114,9 @@ def hash_labels(codes: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarr
 def code_digest() -> str:
     """A digest of this checkout's library and CLI code: a run is reused only by the same code."""
     digest = hashlib.sha1()
-    for path in sorted([*(ROOT / "dcgan_data").rglob("*.py"), *(ROOT / "dcgan_data").glob("*.json"),
+    # the json files too: the verification model's weights live in dcgan_data/dedup/
+    library = ROOT / "dcgan_data"
+    for path in sorted([*library.rglob("*.py"), *library.rglob("*.json"),
                         *(ROOT / "cli").rglob("*.py")]):
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()

@@ -1,7 +1,7 @@
 """Fit the verification model (dcgan_data/dedup/verify_model.json) on the tuning set.
 
     python tools/fit_verify.py [--seeds 1 2 3] [--per-photo 30] [--precision 0.995]
-                               [--hard-negatives 20000]
+                               [--hard-negatives 20000] [--tone-band 10] [--tone-only]
 
 Builds the tuning set once per seed (tools/neardup_sets.py: the sample photos, this project's
 own edits; several seeds give more pairs, so a steadier threshold), proposes candidates as
@@ -15,7 +15,10 @@ look: pairs within `--align-band` below the threshold are aligned
 is the least that keeps all accepted pairs `--precision` true; the overlay look's margin
 (pairs within `--overlay-band`) and the chroma look's (every pair) are set alike, each on
 the scores after the looks before it, in dedup's order, the chroma look's also high enough
-that no hard negative passes it (it looks at every pair, so at scale mostly lookalikes).
+that no hard negative passes it (it looks at every pair, so at scale mostly lookalikes); last
+the tone look's (pairs within `--tone-band`), which no hard negative may pass either.
+`--tone-only` keeps the model file as it is and fits the tone look's margin alone, on the
+verifier's scores after its other looks (what the committed model's tone margin comes from).
 Mirror copies are left out (dedup scores them apart). The held-out set is not touched:
 bench/dedup.py scores the result on it.
 """
@@ -43,6 +46,7 @@ from dcgan_data.dedup import (  # noqa: E402
     neighbours,
     overlay,
     thumbnails,
+    tone,
     verify,
 )
 from dcgan_data.dedup.features import pair_looks  # noqa: E402
@@ -161,7 +165,25 @@ def look_margin_for(scores: np.ndarray, same: np.ndarray, again: np.ndarray,
     return max(0.0, margin)
 
 
-def main() -> None:
+def fitted_tone_look(model: logistic.VerifyModel, sets: list, scores: np.ndarray,
+                     same: np.ndarray, threshold: float, args: argparse.Namespace,
+                     hard: tuple | None) -> tuple[float, np.ndarray, dict[str, int]]:
+    """The tone look's margin (pairs within `--tone-band` scored on equalised thumbnails,
+    after every other look), the pairs it alone lets pass, and how many hard negatives
+    (`hard`: their set and scores after the other looks) it would let pass at that margin:
+    none, as the margin is raised until none does."""
+    look = tone.tone_free_pair_features
+    again = second_look_scores(model, look, sets, scores, threshold, args.tone_band)
+    hard_again = second_look_scores(model, look, [hard[0]], hard[1], threshold,
+                                    args.tone_band) if hard else np.zeros(0)
+    margin, gained, _ = fitted_look(scores, same, again, threshold, args.precision,
+                                    hard_again)
+    passing = int((hard_again >= threshold + margin).sum())
+    return margin, gained, {"equalised": int((~np.isnan(hard_again)).sum()),
+                            "gained_equalised": passing}
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--per-photo", type=int, default=30)
@@ -173,7 +195,54 @@ def main() -> None:
     parser.add_argument("--overlay-band", type=float, default=8.0,
                         help="log-odds below the threshold within which pairs are scored "
                              "again with their overlay filled in")
-    args = parser.parse_args()
+    parser.add_argument("--tone-band", type=float, default=10.0,
+                        help="log-odds below the threshold within which pairs are scored "
+                             "again on their equalised thumbnails")
+    parser.add_argument("--tone-only", action="store_true",
+                        help="keep the model as it is and fit the tone look's margin alone")
+    return parser.parse_args()
+
+
+def tone_only(args: argparse.Namespace) -> None:
+    """Fit the tone look's margin alone on top of the model as it is: the pairs' scores are
+    the verifier's after every other look, as dedup scores them."""
+    params = json.loads(logistic.MODEL_FILE.read_text())
+    sets, scores, same = [], [], []
+    for seed in args.seeds:
+        rows, truth, kinds = build("tuning", seed, args.per_photo)
+        grey, colour = thumbnails.thumbnails(rows)
+        _, seed_same, pairs = labelled_pairs(grey, colour, truth, kinds)
+        sets.append((grey, colour, pairs))
+        scores.append(untoned_scores(grey, colour, pairs))
+        same.append(seed_same)
+    hard = None
+    if args.hard_negatives:
+        hard_set = hard_negatives(args.hard_negatives, seed=100)[2]
+        hard = (hard_set, untoned_scores(*hard_set))
+    model = logistic.VerifyModel(params)
+    margin, toned, stats = fitted_tone_look(model, sets, np.concatenate(scores),
+                                            np.concatenate(same), model.threshold, args, hard)
+    params.update(tone_band=args.tone_band, tone_margin=round(margin, 4))
+    params["fitted_on"]["hard_negatives"].update(stats)
+    same = np.concatenate(same)
+    params["fitted_on"].update(true_pairs_gained_equalised=int((toned & same).sum()),
+                               false_pairs_gained_equalised=int((toned & ~same).sum()))
+    logistic.MODEL_FILE.write_text(json.dumps(params, indent=1) + "\n")
+    print(json.dumps(params["fitted_on"], indent=1), f"tone margin {margin:.3f}")
+
+
+def untoned_scores(grey: np.ndarray, colour: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """The verifier's scores of the pairs after every look but the tone look."""
+    verifier = verify.Verifier(grey, colour, None, False, "cpu")
+    verifier.model.tone_band = 0.0
+    return verifier(pairs[:, 0], pairs[:, 1]).astype(np.float64)
+
+
+def main() -> None:
+    args = arguments()
+    if args.tone_only:
+        tone_only(args)
+        return
     features, same, images, seeds = [], [], 0, []
     for seed in args.seeds:
         rows, truth, kinds = build("tuning", seed, args.per_photo)
@@ -204,15 +273,20 @@ def main() -> None:
                                 args.overlay_band)
     overlay_margin, unoverlaid, after_overlay = fitted_look(after_alignment, same, filled,
                                                             threshold, args.precision)
-    chroma_margin, matched, _ = fitted_look(after_overlay, same, chroma, threshold,
-                                            args.precision, hard_chroma)
+    chroma_margin, matched, after_chroma = fitted_look(after_overlay, same, chroma, threshold,
+                                                       args.precision, hard_chroma)
+    tone_margin, toned, tone_stats = fitted_tone_look(
+        model, seeds, after_chroma, same, threshold, args,
+        (hard_set, np.maximum(hard, hard_chroma - chroma_margin)) if args.hard_negatives
+        else None)
     hard_filled = second_look_scores(model, overlay_look, [hard_set], hard, threshold,
                                      args.overlay_band) \
         if args.hard_negatives else np.zeros(0)
     params.update(threshold=round(threshold, 4), align_band=args.align_band,
                   align_margin=round(margin, 4), overlay_band=args.overlay_band,
                   overlay_margin=round(overlay_margin, 4),
-                  chroma_margin=round(chroma_margin, 4), fitted_on={
+                  chroma_margin=round(chroma_margin, 4), tone_band=args.tone_band,
+                  tone_margin=round(tone_margin, 4), fitted_on={
         "set": "tuning", "seeds": args.seeds, "per_photo": args.per_photo, "images": images,
         "pairs": int(len(same)), "true_pairs": int(same.sum()),
         "pair_precision_target": args.precision,
@@ -221,7 +295,8 @@ def main() -> None:
                            "gained_unoverlaid": int((hard_filled >= threshold +
                                                      overlay_margin).sum()),
                            "gained_chroma_matched": int((hard_chroma >= threshold +
-                                                         chroma_margin).sum())},
+                                                         chroma_margin).sum()),
+                           **tone_stats},
         "true_pairs_above_threshold": round(float((scores[same] >= threshold).mean()), 4),
         "pairs_aligned": int((~np.isnan(aligned)).sum()),
         "true_pairs_gained_by_alignment": int((gained & same).sum()),
@@ -230,7 +305,9 @@ def main() -> None:
         "true_pairs_gained_unoverlaid": int((unoverlaid & same).sum()),
         "false_pairs_gained_unoverlaid": int((unoverlaid & ~same).sum()),
         "true_pairs_gained_chroma_matched": int((matched & same).sum()),
-        "false_pairs_gained_chroma_matched": int((matched & ~same).sum())})
+        "false_pairs_gained_chroma_matched": int((matched & ~same).sum()),
+        "true_pairs_gained_equalised": int((toned & same).sum()),
+        "false_pairs_gained_equalised": int((toned & ~same).sum())})
     logistic.MODEL_FILE.write_text(json.dumps(params, indent=1) + "\n")
     print(json.dumps(params["fitted_on"], indent=1), f"threshold {threshold:.3f}")
 

@@ -144,6 +144,7 @@ def verified_decision(rows: Rows, inputs: Inputs, options: DedupOptions, device:
         pairs_scored=verifier.scored, pairs_aligned=verifier.aligned,
         pairs_unoverlaid=verifier.unoverlaid,
         pairs_passed_chroma_matched=verifier.chroma_matched,
+        pairs_equalised=verifier.tone_looked,
         second_look_skipped=verifier.second_look_skipped, **split,
         seconds=seconds.rounded(3))
 

@@ -67,6 +67,8 @@ class VerifyModel(Logistic):
         self.overlay_band = float(params.get("overlay_band", 0.0))  # 0: no overlay look
         self.overlay_margin = float(params.get("overlay_margin", 0.0))
         self.chroma_margin = float(params.get("chroma_margin", math.inf))  # inf: no chroma look
+        self.tone_band = float(params.get("tone_band", 0.0))  # 0: no tone look
+        self.tone_margin = float(params.get("tone_margin", 0.0))
 
     @classmethod
     def load(cls, path: str | Path = MODEL_FILE) -> VerifyModel:

@@ -59,6 +59,7 @@ class Grouping(StageReport):
     pairs_aligned: int = 0
     pairs_unoverlaid: int = 0
     pairs_passed_chroma_matched: int = 0
+    pairs_equalised: int = 0
     second_look_skipped: int = 0
     split_rounds: int = 0
     rechecked_pairs: int = 0

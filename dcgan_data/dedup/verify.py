@@ -23,6 +23,10 @@ images. So dedup proposes candidate pairs generously (`candidates`) and decides 
 * every pair also gets a chroma look, from the same pass: the stronger chroma of the two
   scaled toward the weaker (a copy made grey, paler or more vivid differs in colour only
   where its hue moved), passing only by `chroma_margin` more.
+* pairs still short, within the model's `tone_band`, get a tone look (`tone`): both
+  thumbnails equalised on their own (levels replaced by their ranks), so that an equalised,
+  CLAHE'd or gamma-changed copy is compared on what such edits keep, passing only by
+  `tone_margin` more.
 
 Everything but the second look's alignment (OpenCV, pair by pair, on the CPU) is batched
 tensor code: the same on CPU and GPU.
@@ -36,6 +40,7 @@ from dcgan_data.dedup.alignment import aligned_pair_features
 from dcgan_data.dedup.features import FEATURES, pair_looks
 from dcgan_data.dedup.logistic import VerifyModel
 from dcgan_data.dedup.overlay import unoverlaid_pair_features
+from dcgan_data.dedup.tone import tone_free_pair_features
 
 SECOND_LOOK_SHARE = 0.03  # of the pairs scored, at most this many get a second look...
 SECOND_LOOK_MIN = 256  # ...or this many, whichever is more
@@ -57,6 +62,7 @@ class Verifier:
         self.model = VerifyModel.load()
         self.threshold = self.model.threshold if threshold is None else threshold
         self.scored = self.aligned = self.second_look_skipped = self.unoverlaid = 0
+        self.tone_looked = 0
         self.last_features = np.zeros((0, len(FEATURES)), np.float32)
         self.chroma_matched = 0
 
@@ -84,7 +90,9 @@ class Verifier:
         # last, as fitted: the pairs that pass only when their chroma is matched
         gained = (scores < self.threshold) & (chroma_scores >= self.threshold)
         self.chroma_matched += int(gained.sum())
-        return np.maximum(scores, chroma_scores)
+        scores = np.maximum(scores, chroma_scores)
+        self._tone_look(a, b, scores)
+        return scores
 
     def _second_look(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> None:
         """Pairs just short of the threshold scored again after a fitted alignment; a pair's
@@ -118,6 +126,19 @@ class Verifier:
                 self.model.overlay_margin
             scores[part] = np.maximum(scores[part], filled)
         self.unoverlaid += len(near)
+
+    def _tone_look(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> None:
+        """Pairs still short of the threshold, within the model's tone band, scored again on
+        their equalised thumbnails; a pair's score is the better of the two, the equalised
+        one less the model's margin."""
+        near = near_threshold(scores, self.threshold, self.model.tone_band)
+        if not len(near):
+            return
+        equalised = self.model.log_odds(tone_free_pair_features(
+            self.grey, self.colour, a[near], b[near], self.mirrors, self.device)) - \
+            self.model.tone_margin
+        scores[near] = np.maximum(scores[near], equalised)
+        self.tone_looked += len(near)
 
 
 def scored_with_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dcgan_data.core.images import center_crop_resize
-from dcgan_data.dedup import alignment, logistic, neighbours, overlay, thumbnails, views
+from dcgan_data.dedup import alignment, logistic, neighbours, overlay, thumbnails, tone, views
 from dcgan_data.dedup.features import (
     FEATURES,
     MARGIN,
@@ -378,6 +378,7 @@ def test_the_verifier_takes_the_chroma_look_less_its_margin(photo):
     gap = chroma - plain
     assert gap > 0.1
     verifier = Verifier(grey, colour, None, False, "cpu")
+    verifier.model.tone_band = 0.0  # the chroma look alone: the tone look would lift it too
     verifier.threshold = plain + gap / 2  # between the two looks
     verifier.model.chroma_margin = gap
     assert np.isclose(verifier(one, two)[0], plain, atol=1e-4)
@@ -385,3 +386,44 @@ def test_the_verifier_takes_the_chroma_look_less_its_margin(photo):
     verifier.model.chroma_margin = gap / 4
     assert np.isclose(verifier(one, two)[0], chroma - gap / 4, atol=1e-4)
     assert verifier.chroma_matched == 1
+
+
+def equalised_per_channel(rgb: np.ndarray) -> np.ndarray:
+    """Histogram equalisation of each channel (albumentations' Equalize, OpenCV's way)."""
+    return np.stack([cv2.equalizeHist(np.ascontiguousarray(rgb[..., c])) for c in range(3)],
+                    axis=-1)
+
+
+def test_equalised_thumbnails_ignore_any_increasing_tone_curve_and_keep_flat_areas_flat(photo):
+    grey, colour = thumbnails.thumbnails(small(crop_at(photo, 100, 150))[None])
+    # a gamma curve on levels 0-127, steep enough (slope > 1.4) to keep them all apart
+    curve = np.round(255 * (np.arange(128) / 127) ** 0.7).astype(np.uint8)
+    assert len(np.unique(curve)) == 128
+    for image in (grey // 2, colour // 2):
+        assert (tone.equalised(curve[image]) == tone.equalised(image)).all()
+        assert not (curve[image] == image).all()
+    flat = np.full((1, 32, 32), 90, np.uint8)
+    flat[0, :, 16:] = 30  # two flat halves: two levels, not a ramp
+    out = tone.equalised(flat)
+    assert len(np.unique(out[0, :, :16])) == 1 and len(np.unique(out[0, :, 16:])) == 1
+    assert out[0, 0, 0] > out[0, 0, 31]
+
+
+def test_the_tone_look_accepts_equalised_copies_and_refuses_other_crops():
+    wood = load_photo(next(p for p in PHOTOS if p.stem == "mate_wood"))
+    h, w = wood.shape[:2]
+    spots = [(0, 0), (0, w - 200), (h - 200, 0), (h - 200, w - 200),
+             ((h - 200) // 2, (w - 200) // 2)]
+    crops = [crop_at(wood, y, x) for y, x in spots]
+    rows = np.stack([small(x) for x in [*crops, *map(equalised_per_channel, crops)]])
+    grey, colour = thumbnails.thumbnails(rows)
+    copies = np.arange(5), np.arange(5, 10)
+    others = np.array([(i, j) for i in range(5) for j in range(10) if j not in (i, i + 5)]).T
+    verifier = Verifier(grey, colour, None, False, "cpu")
+    verifier.model.tone_band = 0.0  # without the tone look: every equalised copy refused
+    assert (verifier(*copies) < verifier.threshold).all()
+    verifier = Verifier(grey, colour, None, False, "cpu")
+    assert verifier.model.tone_band > 0
+    assert (verifier(*copies) >= verifier.threshold).all()
+    assert verifier.tone_looked == 5
+    assert (verifier(*others) < verifier.threshold).all()  # other crops, equalised or not
