@@ -19,10 +19,3 @@ class Renamed(click.Option):
             return super().get_help_record(ctx)
         finally:
             self.opts = names
-
-
-def hash_model_option(dest: str, old_names: tuple[str, ...] = (), **kwargs):
-    """--hash-model, the verb's own name for it before (dedup and audit: --model; train:
-    --eval-model) kept as an unlisted alias."""
-    return click.option("--hash-model", *old_names, dest, cls=Renamed, old_names=old_names,
-                        **kwargs)

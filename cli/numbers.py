@@ -1,4 +1,5 @@
-"""Number options built from the ranges in dcgan_data.core.checks, the ones the library checks.
+"""The click type of a number option: the range its options field states (core.checks.Range),
+the one the library checks too (cli/options.py builds every option with it).
 
 A value out of range (NaN and infinities included) is refused while the command line is
 parsed, before anything runs, as an InputError: one line naming the option and its range,
@@ -27,10 +28,3 @@ class Checked(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
         return self.allowed.parse(option_name(param), value)
-
-
-def number_option(*decls: str, allowed: Range, help: str = "", **kwargs: Any):
-    """click.option for a number in `allowed`; its help ends with the range."""
-    shown = f"[{allowed.describe()}]"
-    return click.option(*decls, type=Checked(allowed), help=f"{help}  {shown}" if help else shown,
-                        **kwargs)
