@@ -16,17 +16,16 @@ from dcgan_data.core.stage import Phases
 from dcgan_data.dedup import partition, selffit
 from dcgan_data.dedup.candidates import candidate_pairs
 from dcgan_data.dedup.features import textures
-from dcgan_data.dedup.grouping import connected, find_groups
+from dcgan_data.dedup.grouping import find_groups
 from dcgan_data.dedup.inputs import Inputs
 from dcgan_data.dedup.logistic import VerifyModel
 from dcgan_data.dedup.options import SELF_FIT_MIN_ROWS, DedupOptions
 from dcgan_data.dedup.report import Grouping, SelfFit
 from dcgan_data.dedup.scan import Rows
+from dcgan_data.dedup.stars import keep_priority, kept_first, verified_groups
 from dcgan_data.dedup.verify import Verifier, scored_with_features
 from dcgan_data.engines.local import LocalEngine
 from dcgan_data.engines.runner import Engine
-
-KEEPER_ROUNDS = 8  # how often a component's unverified rest is regrouped before it is kept
 
 
 class RunTimeDecider:
@@ -149,65 +148,8 @@ def verified_decision(rows: Rows, inputs: Inputs, options: DedupOptions, device:
         seconds=seconds.rounded(3))
 
 
-def verified_groups(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
-                    verifier: Verifier | RunTimeDecider, area: np.ndarray, keep: str,
-                    protected: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """The row kept in place of each row, and the log-odds of each row against its keeper.
-
-    Verified pairs join rows into connected components; each component keeps one row (the
-    keep policy) and loses only the members verified against that keeper. A chain of
-    verified pairs is not enough: members that fail against the keeper are grouped again
-    among themselves around a keeper of their own, for up to KEEPER_ROUNDS rounds, and what
-    is left after that is kept. Every removed row is therefore a verified duplicate of the
-    row kept in its place, and the work is linear in the component sizes.
-    """
-    passed = scores >= verifier.threshold
-    edge_score = dict(zip((a[passed] * n + b[passed]).tolist(), scores[passed].tolist(),
-                          strict=True))
-    labels = connected(n, a[passed], b[passed])
-    kept_as = np.arange(n)
-    row_score = np.full(n, np.inf, np.float32)
-    pending = np.flatnonzero(np.bincount(labels, minlength=n)[labels] > 1)
-    stats = {"split_rounds": 0, "rechecked_pairs": 0, "kept_unverified": 0}
-    for _ in range(KEEPER_ROUNDS):
-        if not len(pending):
-            break
-        keeper = pending[choose_kept(labels[pending], area[pending], keep,
-                                     int(np.searchsorted(pending, protected)))]
-        members = pending[keeper != pending]
-        keepers = keeper[keeper != pending]
-        known = np.array([edge_score.get(k, np.nan) for k in
-                          (np.minimum(members, keepers) * n + np.maximum(members, keepers))
-                          .tolist()], np.float32)
-        unknown = np.isnan(known)
-        known[unknown] = verifier(members[unknown], keepers[unknown])
-        stats["rechecked_pairs"] += int(unknown.sum())
-        ok = known >= verifier.threshold
-        kept_as[members[ok]] = keepers[ok]
-        row_score[members[ok]] = known[ok]
-        pending = np.sort(members[~ok])
-        stats["split_rounds"] += bool(len(pending))
-        if len(pending):  # the rest of each component tries again around a keeper of its own
-            alone = np.bincount(labels[pending], minlength=n)[labels[pending]] == 1
-            pending = pending[~alone]
-    stats["kept_unverified"] = len(pending)
-    return kept_as, row_score, stats
-
-
 def choose_kept(labels: np.ndarray, area: np.ndarray, keep: str, protected: int) -> np.ndarray:
-    """The row kept in place of each row (itself if kept).
-
-    Rows >= `protected` belong to the --against set: a group holding one of them keeps it
-    (it is not ours to drop) and loses all of our rows. Otherwise `keep` picks the first row
-    or the one of largest source resolution (ties: the first).
-    """
-    index = np.arange(len(labels))
-    ours = index < protected
-    rank = -area.astype(np.int64) if keep == "largest" else np.zeros(len(labels), np.int64)
-    order = np.lexsort((index, np.where(ours, rank, 0), ours, labels))
-    sorted_labels = labels[order]
-    starts = np.r_[True, sorted_labels[1:] != sorted_labels[:-1]]
-    keeper_of_run = order[starts][np.cumsum(starts) - 1]
-    kept = np.empty(len(labels), np.int64)
-    kept[order] = keeper_of_run
-    return kept
+    """The row kept in place of each row (itself if kept): in each group the row of lowest
+    `keep_priority` (an --against row if the group holds one: it is not ours to drop, and the
+    group loses all of our rows)."""
+    return kept_first(labels, keep_priority(area, keep, protected))

@@ -61,9 +61,10 @@ class Grouping(StageReport):
     pairs_passed_chroma_matched: int = 0
     pairs_equalised: int = 0
     second_look_skipped: int = 0
-    split_rounds: int = 0
+    stars: int = 0  # groups of two or more rows
     rechecked_pairs: int = 0
-    kept_unverified: int = 0
+    kept_centre: int = 0  # stars keeping their centre: a member failed against the preferred
+    merged_groups: int = 0  # stars joined to another whose keeper all their rows match
     seconds: dict[str, float] = field(default_factory=dict)
     partitions: int = 1
 

@@ -2,15 +2,15 @@
 
     open SRC (ingest it unless it is shards) -> train (or load) the hash model -> scan: hash
     every row, keep its thumbnails -> group: candidate pairs, verified (or the paper's rule:
-    equal hashes) -> keep one row per group -> write the kept rows, one output shard per
-    input shard -> report
+    equal hashes) -> stars of verified pairs, one row kept per group -> write the kept rows,
+    one output shard per input shard -> report
 
 Each phase is a module of this package: `inputs`, `scan`, `candidates` (`grouping`,
 `neighbours`), `verify` (`features`, `alignment`, `overlay`, `logistic`, `selffit`),
-`decide`, `write`, `report`. The hash model trains here, in the driver. Hashing every row and
-writing the kept rows run as units on the unit runner (`engines.runner`: local processes or a
-Ray cluster; each output shard is written by the worker that made it); the sort of shared
-hashes runs in one piece or in partitions (`partition`).
+`decide` (`stars`), `write`, `report`. The hash model trains here, in the driver. Hashing
+every row and writing the kept rows run as units on the unit runner (`engines.runner`: local
+processes or a Ray cluster; each output shard is written by the worker that made it); the
+sort of shared hashes runs in one piece or in partitions (`partition`).
 """
 
 from __future__ import annotations

@@ -455,34 +455,6 @@ def test_shared_key_pairs_pair_every_row_of_a_small_bucket():
     assert sorted(zip(a.tolist(), b.tolist(), strict=True)) == [(0, 2), (0, 5), (2, 5)]
 
 
-class FakeVerifier:
-    """Verifies only the listed pairs."""
-
-    threshold = 0.0
-
-    def __init__(self, good: set[tuple[int, int]]):
-        self.good = good
-        self.scored = 0
-
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        self.scored += len(a)
-        return np.array([1.0 if (min(x, y), max(x, y)) in self.good else -1.0
-                         for x, y in zip(a.tolist(), b.tolist(), strict=True)], np.float32)
-
-
-def test_verified_groups_never_remove_through_a_chain():
-    # 0-1 and 1-2 verified but 0-2 not: 2 must not be removed as a duplicate of 0;
-    # 3-4 and 4-5 and 3-5: one group kept as 3
-    good = {(0, 1), (1, 2), (3, 4), (4, 5), (3, 5)}
-    a, b = np.array([0, 1, 3, 4]), np.array([1, 2, 4, 5])
-    verifier = FakeVerifier(good)
-    kept_as, score, stats = decide.verified_groups(7, a, b, verifier(a, b), verifier,
-                                               np.ones(7), "first", 7)
-    assert kept_as.tolist() == [0, 0, 2, 3, 3, 3, 6]
-    assert stats["rechecked_pairs"] == 2 and stats["kept_unverified"] == 0  # (0,2), (3,5)
-    assert np.isinf(score[[0, 2, 3, 6]]).all() and (score[[1, 4, 5]] == 1).all()
-
-
 def test_verifier_second_look_raises_only_pairs_just_short_of_the_threshold():
     photo = load_photo(PHOTOS[3])
     original = cut(photo, Crop(0, 60, 80, 200), 256)
