@@ -33,11 +33,14 @@ def verified_groups(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
     that pair was not a candidate); a chain of verified pairs is never enough.
     """
     passed = scores >= verifier.threshold
+    passed &= (a < protected) | (b < protected)  # pairs of two --against rows decide nothing
     a, b, scores = a[passed], b[passed], scores[passed]
-    edge_score = dict(zip((a * n + b).tolist(), scores.tolist(), strict=True))
+    keys = np.minimum(a, b) * n + np.maximum(a, b)
+    edge_score = dict(zip(keys.tolist(), scores.tolist(), strict=True))
     priority = keep_priority(area, keep, protected)
     stats = {"stars": 0, "rechecked_pairs": 0, "kept_centre": 0, "merged_groups": 0}
-    centre = joined_to_best_member(stars(n, a, b, scores, priority), a, b, scores)
+    centre = joined_to_best_member(stars(n, a, b, scores, priority, protected), a, b, scores,
+                                   protected)
     kept_as = star_keepers(centre, priority, protected, verifier, edge_score, stats)
     kept_as = merged(kept_as, a, b, scores, priority, protected, verifier, edge_score, stats)
     removed = np.flatnonzero(kept_as != np.arange(n))
@@ -46,15 +49,17 @@ def verified_groups(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
     return kept_as, row_score, stats
 
 
-def stars(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray, priority: np.ndarray
-          ) -> np.ndarray:
-    """Each row's star centre (itself when it is in no star): pairs taken strongest first; a
-    pair of two rows in no star starts one, centred on the row of lower `priority`; a row
-    joins a star only through a pair with its centre. Every member is a verified pair with
-    its centre, so look-alikes never chain: in a dense region each row joins the star of the
-    row it matches best, and an exact copy stays with its original."""
+def stars(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray, priority: np.ndarray,
+          protected: int) -> np.ndarray:
+    """Each row's star centre (itself when it is in no star): pairs with an --against row
+    first, then strongest first; a pair of two rows in no star starts one, centred on the row
+    of lower `priority`; a row joins a star only through a pair with its centre. Every member
+    is a verified pair with its centre, so look-alikes never chain, and a row joins the star
+    of its best match whenever that row is a centre or still free: an exact copy, whose pair
+    with its original is the strongest of both, stays with it."""
     centre, joined = list(range(n)), [False] * n
-    order = np.argsort(-scores, kind="stable")
+    # pairs with an --against row first: each of our rows verified against one joins its star
+    order = np.lexsort((-scores, (a < protected) & (b < protected)))
     rank = priority.tolist()
     for u, v in zip(a[order].tolist(), b[order].tolist(), strict=True):
         if not joined[u] and not joined[v]:
@@ -69,10 +74,11 @@ def stars(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray, priority: np
 
 
 def joined_to_best_member(centre: np.ndarray, a: np.ndarray, b: np.ndarray,
-                          scores: np.ndarray) -> np.ndarray:
+                          scores: np.ndarray, protected: int) -> np.ndarray:
     """Stars grown by the rows left alone that match a member of a star: each joins the star
     of its best-matching member (whether it stays is decided against the star's keeper)."""
     alone = np.bincount(centre, minlength=len(centre))[centre] == 1
+    alone[protected:] = False  # an --against row is kept: joining would only displace a keeper
     lone = np.concatenate([a[alone[a] & ~alone[b]], b[alone[b] & ~alone[a]]])
     partner = np.concatenate([b[alone[a] & ~alone[b]], a[alone[b] & ~alone[a]]])
     score = np.concatenate([scores[alone[a] & ~alone[b]], scores[alone[b] & ~alone[a]]])
@@ -117,8 +123,11 @@ def merged(kept_as: np.ndarray, a: np.ndarray, b: np.ndarray, scores: np.ndarray
     rows do not all match the other keeper stays apart. A few rounds, each group in at most
     one merge a round."""
     kept_as = kept_as.copy()
+    failed: set[tuple[int, int]] = set()  # keeper pairs tried both ways (not retried)
     for _ in range(MERGE_ROUNDS):
-        pairs = group_links(kept_as, a, b, scores)
+        pairs = group_links(kept_as, a, b, scores, failed)
+        if not len(pairs):
+            break
         preferred_first = priority[pairs[:, 0]] <= priority[pairs[:, 1]]
         tries = np.where(preferred_first[:, None], pairs, pairs[:, ::-1])  # (stays, absorbed)
         done = absorbed(kept_as, tries, protected, verifier, edge_score, stats)
@@ -126,21 +135,21 @@ def merged(kept_as: np.ndarray, a: np.ndarray, b: np.ndarray, scores: np.ndarray
         done_reversed = absorbed(kept_as, rest[:, ::-1], protected, verifier, edge_score,
                                  stats)
         stats["merged_groups"] += len(done) + len(done_reversed)
-        if not len(done) + len(done_reversed):
-            break
+        lost = rest[~np.isin(rest[:, 0], done_reversed)]
+        failed.update(zip(lost.min(1).tolist(), lost.max(1).tolist(), strict=True))
     return kept_as
 
 
-def absorbed(kept_as: np.ndarray, stays: np.ndarray, protected: int,
+def absorbed(kept_as: np.ndarray, tries: np.ndarray, protected: int,
              verifier: Scorer, edge_score: dict[int, float],
              stats: dict[str, int]) -> np.ndarray:
-    """Merges each pair (keeper that stays, keeper of the group absorbed) of STAYS whose
+    """Merges each pair (keeper that stays, keeper of the group absorbed) of TRIES whose
     absorbed rows are all verified against the keeper that stays, in KEPT_AS; returns the
     keepers absorbed."""
     n = len(kept_as)
-    stays = stays[stays[:, 1] < protected]  # an --against row is never absorbed
+    tries = tries[tries[:, 1] < protected]  # an --against row is never absorbed
     target = np.full(n, -1)
-    target[stays[:, 1]] = stays[:, 0]
+    target[tries[:, 1]] = tries[:, 0]
     rows = np.flatnonzero(target[kept_as] >= 0)
     ok = pair_scores(rows, target[kept_as[rows]], n, verifier, edge_score, stats) >= \
         verifier.threshold
@@ -152,19 +161,17 @@ def absorbed(kept_as: np.ndarray, stays: np.ndarray, protected: int,
     return done
 
 
-def group_links(kept_as: np.ndarray, a: np.ndarray, b: np.ndarray, scores: np.ndarray
-                ) -> np.ndarray:
-    """(P, 2) pairs of group keepers to try to merge: each group's best-scored link to
-    another group, each group in at most one pair."""
+def group_links(kept_as: np.ndarray, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
+                failed: set[tuple[int, int]]) -> np.ndarray:
+    """(P, 2) pairs of group keepers to try to merge: links strongest first, each group in at
+    most one pair, pairs that failed before left out."""
     ga, gb = kept_as[a], kept_as[b]
     link = ga != gb
-    x = np.concatenate([ga[link], gb[link]])
-    y = np.concatenate([gb[link], ga[link]])
-    order = np.lexsort((-np.concatenate([scores[link], scores[link]]), x))
+    order = np.argsort(-scores[link], kind="stable")
     busy = set()
     pairs = []
-    for g, h in zip(x[order].tolist(), y[order].tolist(), strict=True):
-        if g not in busy and h not in busy:
+    for g, h in zip(ga[link][order].tolist(), gb[link][order].tolist(), strict=True):
+        if g not in busy and h not in busy and (min(g, h), max(g, h)) not in failed:
             busy.update((g, h))
             pairs.append((g, h))
     return np.array(pairs, np.int64).reshape(-1, 2)

@@ -93,3 +93,30 @@ def test_stars_of_one_image_merge_when_all_rows_match_one_keeper():
     kept_as, _, stats = verified_groups(4, a, b, verifier(a, b), verifier, np.ones(4),
                                                "first", 4)
     assert kept_as.tolist() == [0, 0, 2, 2] and stats["merged_groups"] == 0
+
+
+def test_rows_verified_against_an_against_row_are_removed_in_its_favour():
+    # row 3 is of the --against set; 0 matches it, though 0 is the centre of a star with 1
+    verifier = ScoredVerifier({(0, 1): 5.0, (2, 3): 6.0, (0, 3): 2.0})
+    a, b = np.array([0, 2, 0]), np.array([1, 3, 3])
+    kept_as, _, _ = verified_groups(4, a, b, verifier(a, b), verifier, np.ones(4), "first", 3)
+    assert kept_as[0] == 3 and kept_as[2] == 3 and kept_as[3] == 3
+    # five stars of ours, each with a row matching one --against row: all those rows go
+    edges = {}
+    for i in range(5):
+        edges[(2 * i, 2 * i + 1)] = 5.0
+        edges[(2 * i, 10)] = 2.0 + 0.1 * i
+    verifier = ScoredVerifier(edges)
+    a, b = np.array([p[0] for p in edges]), np.array([p[1] for p in edges])
+    kept_as, _, _ = verified_groups(11, a, b, verifier(a, b), verifier, np.ones(11), "first",
+                                    10)
+    assert all(kept_as[2 * i] == 10 for i in range(5))
+
+
+def test_a_merge_that_fails_does_not_block_another():
+    # stars {0, 1}, {2, 3}, {4, 5}: the strongest link (1, 2) cannot merge, (0, 4) can
+    verifier = ScoredVerifier({(0, 1): 6.0, (2, 3): 6.0, (4, 5): 6.0, (1, 2): 4.0, (0, 4): 3.0,
+                               (0, 5): 2.0})
+    a, b = np.array([0, 2, 4, 1, 0]), np.array([1, 3, 5, 2, 4])
+    kept_as, _, _ = verified_groups(6, a, b, verifier(a, b), verifier, np.ones(6), "first", 6)
+    assert kept_as.tolist() == [0, 0, 2, 2, 0, 0]
