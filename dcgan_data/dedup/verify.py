@@ -44,6 +44,7 @@ from dcgan_data.dedup.tone import tone_free_pair_features
 
 SECOND_LOOK_SHARE = 0.03  # of the pairs scored, at most this many get a second look...
 SECOND_LOOK_MIN = 256  # ...or this many, whichever is more
+LOOK_CHUNK = 1 << 16  # pairs looked at together: bounds the memory of every look
 
 
 def near_threshold(scores: np.ndarray, threshold: float, band: float) -> np.ndarray:
@@ -76,8 +77,8 @@ class Verifier:
         # (selffit); replaced by the next call
         self.last_features = np.empty((len(a) if self.keep_features else 0,
                                        len(FEATURES)), np.float32)
-        for start in range(0, len(a), 1 << 16):
-            part = order[start : start + (1 << 16)]
+        for start in range(0, len(a), LOOK_CHUNK):
+            part = order[start : start + LOOK_CHUNK]
             plain, chroma = pair_looks(self.grey, self.colour, a[part], b[part],
                                               self.mirrors, self.device)
             if self.keep_features:
@@ -119,8 +120,8 @@ class Verifier:
         on a copy); a pair's score is the better of the two, the filled one less the model's
         margin. The pairs are compared as they lie (one view), the cost of their features."""
         near = near_threshold(scores, self.threshold, self.model.overlay_band)
-        for start in range(0, len(near), 1 << 16):
-            part = near[start : start + (1 << 16)]
+        for start in range(0, len(near), LOOK_CHUNK):
+            part = near[start : start + LOOK_CHUNK]
             filled = self.model.log_odds(unoverlaid_pair_features(
                 self.grey, self.colour, a[part], b[part], self.device)) - \
                 self.model.overlay_margin
@@ -132,12 +133,12 @@ class Verifier:
         their equalised thumbnails; a pair's score is the better of the two, the equalised
         one less the model's margin."""
         near = near_threshold(scores, self.threshold, self.model.tone_band)
-        if not len(near):
-            return
-        equalised = self.model.log_odds(tone_free_pair_features(
-            self.grey, self.colour, a[near], b[near], self.mirrors, self.device)) - \
-            self.model.tone_margin
-        scores[near] = np.maximum(scores[near], equalised)
+        for start in range(0, len(near), LOOK_CHUNK):
+            part = near[start : start + LOOK_CHUNK]
+            equalised = self.model.log_odds(tone_free_pair_features(
+                self.grey, self.colour, a[part], b[part], self.mirrors, self.device)) - \
+                self.model.tone_margin
+            scores[part] = np.maximum(scores[part], equalised)
         self.tone_looked += len(near)
 
 

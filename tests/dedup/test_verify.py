@@ -427,3 +427,21 @@ def test_the_tone_look_accepts_equalised_copies_and_refuses_other_crops():
     assert (verifier(*copies) >= verifier.threshold).all()
     assert verifier.tone_looked == 5
     assert (verifier(*others) < verifier.threshold).all()  # other crops, equalised or not
+
+
+def test_looks_in_chunks_score_as_in_one_piece(monkeypatch):
+    # the looks run LOOK_CHUNK pairs at a time (bounding their memory at millions of pairs):
+    # the scores must not depend on the chunk
+    from dcgan_data.dedup import verify
+
+    rows = np.stack([center_crop_resize(cut(load_photo(PHOTOS[i % 6]),
+                                            Crop(0, 15 * i, 10 * i, 180), 256), 64)
+                     for i in range(16)])
+    grey, colour = thumbnails.thumbnails(rows)
+    a, b = np.repeat(np.arange(8), 2), np.arange(16)[::-1].copy()
+    whole = Verifier(grey, colour, None, False, "cpu")
+    expected = whole(a, b)
+    monkeypatch.setattr(verify, "LOOK_CHUNK", 3)
+    chunked = Verifier(grey, colour, None, False, "cpu")
+    assert np.array_equal(chunked(a, b), expected)
+    assert chunked.tone_looked == whole.tone_looked > 3  # the tone look ran over chunks
