@@ -99,12 +99,13 @@ def star_keepers(centre: np.ndarray, priority: np.ndarray, protected: int, verif
     n = len(centre)
     in_star = np.flatnonzero(np.bincount(centre, minlength=n)[centre] > 1)
     preferred = kept_first(centre, priority)
-    votes = [np.bincount(centre[in_star], pair_scores(in_star, keeper[in_star], n, verifier,
-                                                       edge_score, stats) >= verifier.threshold,
-                         minlength=n) for keeper in (preferred, centre)]
+    to_preferred, to_centre = (pair_scores(in_star, keeper[in_star], n, verifier, edge_score,
+                                           stats) for keeper in (preferred, centre))
+    votes = [np.bincount(centre[in_star], scores >= verifier.threshold, minlength=n)
+             for scores in (to_preferred, to_centre)]
     by_centre = (votes[1] > votes[0]) & (preferred < protected)
     keeper = np.where(by_centre[centre], centre, preferred)
-    score = pair_scores(in_star, keeper[in_star], n, verifier, edge_score, stats)
+    score = np.where(by_centre[centre[in_star]], to_centre, to_preferred)
     removed = in_star[(keeper[in_star] != in_star) & (score >= verifier.threshold)]
     kept_as = np.arange(n)
     kept_as[removed] = keeper[removed]

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dcgan_data.core.images import decode_image, encode_image, resize_square
+from dcgan_data.core.images import center_crop_resize, decode_image, encode_image, resize_square
+from dcgan_data.testing.photos import PHOTOS, load_photo
 
 
 @dataclass
@@ -57,6 +58,14 @@ def cut(photo: np.ndarray, crop: Crop, size: int, dy: int = 0, dx: int = 0) -> n
     y = min(max(crop.y + dy, 0), h - crop.side)
     x = min(max(crop.x + dx, 0), w - crop.side)
     return resize_square(photo[y : y + crop.side, x : x + crop.side], size)
+
+
+def stepped_crops(n: int, dy: int, dx: int, photos: int = 6) -> np.ndarray:
+    """n 64 px rows: crop i of photo i mod `photos` (side 180, at dy*i, dx*i), cut to 256 and
+    centre-cropped, as dedup's thumbnails are made: related-looking but distinct rows."""
+    return np.stack([center_crop_resize(cut(load_photo(PHOTOS[i % photos]),
+                                            Crop(0, dy * i, dx * i, 180), 256), 64)
+                     for i in range(n)])
 
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]

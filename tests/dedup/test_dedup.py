@@ -30,6 +30,7 @@ from dcgan_data.testing.neardup import (
     flat_images,
     near_duplicate,
     pair_scores,
+    stepped_crops,
 )
 from dcgan_data.testing.photos import PHOTOS, load_photo, write_shards
 from dcgan_data_cli.main import cli
@@ -475,9 +476,7 @@ def test_verifier_second_look_raises_only_pairs_just_short_of_the_threshold():
 
 
 def test_second_look_is_given_to_at_most_a_share_of_the_pairs(monkeypatch):
-    rows = np.stack([center_crop_resize(cut(load_photo(PHOTOS[i % 6]),
-                                            Crop(0, 20 * i, 20 * i, 180), 256), 64)
-                     for i in range(12)])
+    rows = stepped_crops(12, 20, 20)
     grey, colour = thumbnails.thumbnails(rows)
     a, b = np.repeat(np.arange(6), 2), np.arange(12)[::-1].copy()
     verifier = verify.Verifier(grey, colour, None, False, "cpu")

@@ -20,7 +20,7 @@ from dcgan_data.dedup.features import (
 )
 from dcgan_data.dedup.options import DedupOptions
 from dcgan_data.dedup.verify import Verifier
-from dcgan_data.testing.neardup import TRANSFORMS, Crop, cut
+from dcgan_data.testing.neardup import TRANSFORMS, Crop, cut, stepped_crops
 from dcgan_data.testing.photos import PHOTOS, load_photo
 
 
@@ -434,9 +434,7 @@ def test_looks_in_chunks_score_as_in_one_piece(monkeypatch):
     # the scores must not depend on the chunk
     from dcgan_data.dedup import verify
 
-    rows = np.stack([center_crop_resize(cut(load_photo(PHOTOS[i % 6]),
-                                            Crop(0, 15 * i, 10 * i, 180), 256), 64)
-                     for i in range(16)])
+    rows = stepped_crops(16, 15, 10)
     grey, colour = thumbnails.thumbnails(rows)
     a, b = np.repeat(np.arange(8), 2), np.arange(16)[::-1].copy()
     whole = Verifier(grey, colour, None, False, "cpu")
