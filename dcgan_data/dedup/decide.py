@@ -13,7 +13,7 @@ import numpy as np
 
 from dcgan_data.core.errors import DcganDataError
 from dcgan_data.core.stage import Phases
-from dcgan_data.dedup import partition, selffit
+from dcgan_data.dedup import fine, partition, selffit
 from dcgan_data.dedup.candidates import candidate_pairs
 from dcgan_data.dedup.features import textures
 from dcgan_data.dedup.grouping import find_groups
@@ -132,8 +132,10 @@ def verified_decision(rows: Rows, inputs: Inputs, options: DedupOptions, device:
             decider = RunTimeDecider(verifier, model, neighbourhood, self_fit.texture,
                                      o.verify_threshold, a, b)
     with seconds.timed("groups"):
+        likeness = partial(fine.likeness, fine.fine_rows(inputs.shards, inputs.other),
+                           mirrors=o.mirrors)
         kept_as, row_score, split = verified_groups(len(rows.hashes), a, b, scores, decider,
-                                                    area, o.keep, rows.own)
+                                                    area, o.keep, rows.own, likeness)
     return kept_as, row_score, Grouping(
         verified=True,
         threshold=round(decider.threshold, 3) if np.isfinite(decider.threshold) else None,

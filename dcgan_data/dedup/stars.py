@@ -4,11 +4,15 @@ row removed for it is verified against, and stars of one image are merged."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
 MERGE_ROUNDS = 3  # rounds of joining groups whose rows all match the other's keeper
+
+
+Likeness = Callable[[np.ndarray, np.ndarray], np.ndarray]  # pairs (a[i], b[i]) -> likeness
 
 
 class Scorer(Protocol):
@@ -20,11 +24,13 @@ class Scorer(Protocol):
 
 
 def verified_groups(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
-                    verifier: Scorer, area: np.ndarray, keep: str,
-                    protected: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+                    verifier: Scorer, area: np.ndarray, keep: str, protected: int,
+                    likeness: Likeness | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """The row kept in place of each row, and the log-odds of each row against its keeper.
 
-    Verified pairs, strongest first, join rows into stars (`stars`): a row joins the star of
+    Verified pairs, most alike first (by LIKENESS, the fine look, when given; else by their
+    log-odds), join rows into stars (`stars`): a row joins the star of
     the row it matches best, never a chain through look-alikes, so in a region of
     look-alikes a copy stays with its original; a row left alone that matches a star's
     member joins that star. Each star keeps one row (`star_keepers`), and stars linked by a
@@ -37,19 +43,20 @@ def verified_groups(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
     a, b, scores = a[passed], b[passed], scores[passed]
     keys = np.minimum(a, b) * n + np.maximum(a, b)
     edge_score = dict(zip(keys.tolist(), scores.tolist(), strict=True))
+    strength = scores if likeness is None else ranked(likeness(a, b), scores)
     priority = keep_priority(area, keep, protected)
     stats = {"stars": 0, "rechecked_pairs": 0, "kept_centre": 0, "merged_groups": 0}
-    centre = joined_to_best_member(stars(n, a, b, scores, priority, protected), a, b, scores,
-                                   protected)
+    centre = joined_to_best_member(stars(n, a, b, strength, priority, protected), a, b,
+                                   strength, protected)
     kept_as = star_keepers(centre, priority, protected, verifier, edge_score, stats)
-    kept_as = merged(kept_as, a, b, scores, priority, protected, verifier, edge_score, stats)
+    kept_as = merged(kept_as, a, b, strength, priority, protected, verifier, edge_score, stats)
     removed = np.flatnonzero(kept_as != np.arange(n))
     row_score = np.full(n, np.inf, np.float32)
     row_score[removed] = pair_scores(removed, kept_as[removed], n, verifier, edge_score, stats)
     return kept_as, row_score, stats
 
 
-def stars(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray, priority: np.ndarray,
+def stars(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndarray, priority: np.ndarray,
           protected: int) -> np.ndarray:
     """Each row's star centre (itself when it is in no star): pairs with an --against row
     first, then strongest first; a pair of two rows in no star starts one, centred on the row
@@ -59,7 +66,7 @@ def stars(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray, priority: np
     with its original is the strongest of both, stays with it."""
     centre, joined = list(range(n)), [False] * n
     # pairs with an --against row first: each of our rows verified against one joins its star
-    order = np.lexsort((-scores, (a < protected) & (b < protected)))
+    order = np.lexsort((-strength, (a < protected) & (b < protected)))
     rank = priority.tolist()
     for u, v in zip(a[order].tolist(), b[order].tolist(), strict=True):
         if not joined[u] and not joined[v]:
@@ -74,15 +81,16 @@ def stars(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray, priority: np
 
 
 def joined_to_best_member(centre: np.ndarray, a: np.ndarray, b: np.ndarray,
-                          scores: np.ndarray, protected: int) -> np.ndarray:
+                          strength: np.ndarray, protected: int) -> np.ndarray:
     """Stars grown by the rows left alone that match a member of a star: each joins the star
     of its best-matching member (whether it stays is decided against the star's keeper)."""
     alone = np.bincount(centre, minlength=len(centre))[centre] == 1
     alone[protected:] = False  # an --against row is kept: joining would only displace a keeper
     lone = np.concatenate([a[alone[a] & ~alone[b]], b[alone[b] & ~alone[a]]])
     partner = np.concatenate([b[alone[a] & ~alone[b]], a[alone[b] & ~alone[a]]])
-    score = np.concatenate([scores[alone[a] & ~alone[b]], scores[alone[b] & ~alone[a]]])
-    order = np.lexsort((-score, lone))
+    lone_strength = np.concatenate([strength[alone[a] & ~alone[b]],
+                                    strength[alone[b] & ~alone[a]]])
+    order = np.lexsort((-lone_strength, lone))
     lone, partner = lone[order], partner[order]
     best = np.ones(len(lone), bool)
     best[1:] = lone[1:] != lone[:-1]
@@ -114,7 +122,7 @@ def star_keepers(centre: np.ndarray, priority: np.ndarray, protected: int, verif
     return kept_as
 
 
-def merged(kept_as: np.ndarray, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
+def merged(kept_as: np.ndarray, a: np.ndarray, b: np.ndarray, strength: np.ndarray,
            priority: np.ndarray, protected: int, verifier: Scorer,
            edge_score: dict[int, float], stats: dict[str, int]) -> np.ndarray:
     """Groups joined when a verified pair links them and every row of one is verified
@@ -126,7 +134,7 @@ def merged(kept_as: np.ndarray, a: np.ndarray, b: np.ndarray, scores: np.ndarray
     kept_as = kept_as.copy()
     failed: set[tuple[int, int]] = set()  # keeper pairs tried both ways (not retried)
     for _ in range(MERGE_ROUNDS):
-        pairs = group_links(kept_as, a, b, scores, failed)
+        pairs = group_links(kept_as, a, b, strength, failed)
         if not len(pairs):
             break
         preferred_first = priority[pairs[:, 0]] <= priority[pairs[:, 1]]
@@ -162,13 +170,13 @@ def absorbed(kept_as: np.ndarray, tries: np.ndarray, protected: int,
     return done
 
 
-def group_links(kept_as: np.ndarray, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
+def group_links(kept_as: np.ndarray, a: np.ndarray, b: np.ndarray, strength: np.ndarray,
                 failed: set[tuple[int, int]]) -> np.ndarray:
     """(P, 2) pairs of group keepers to try to merge: links strongest first, each group in at
     most one pair, pairs that failed before left out."""
     ga, gb = kept_as[a], kept_as[b]
     link = ga != gb
-    order = np.argsort(-scores[link], kind="stable")
+    order = np.argsort(-strength[link], kind="stable")
     busy = set()
     pairs = []
     for g, h in zip(ga[link][order].tolist(), gb[link][order].tolist(), strict=True):
@@ -193,6 +201,14 @@ def pair_scores(a: np.ndarray, b: np.ndarray, n: int, verifier: Scorer,
                               strict=True))
     stats["rechecked_pairs"] += int(unknown.sum())
     return known
+
+
+def ranked(first: np.ndarray, then: np.ndarray) -> np.ndarray:
+    """Each pair's rank (0 the least) by FIRST, equal ones by THEN, then the earlier pair
+    above (as a stable sort, strongest first, takes them)."""
+    rank = np.empty(len(first), np.float64)
+    rank[np.lexsort((-np.arange(len(first)), then, first))] = np.arange(len(first))
+    return rank
 
 
 def keep_priority(area: np.ndarray, keep: str, protected: int) -> np.ndarray:

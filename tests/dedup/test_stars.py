@@ -120,3 +120,21 @@ def test_a_merge_that_fails_does_not_block_another():
     a, b = np.array([0, 2, 4, 1, 0]), np.array([1, 3, 5, 2, 4])
     kept_as, _, _ = verified_groups(6, a, b, verifier(a, b), verifier, np.ones(6), "first", 6)
     assert kept_as.tolist() == [0, 0, 2, 2, 0, 0]
+
+
+def test_pairs_are_taken_most_alike_first_when_a_likeness_is_given():
+    # 1 is a copy of 0; 2 a look-alike of 1 with higher log-odds but lower likeness. By
+    # log-odds, 1's star takes 2 and then 0, and keeps 1 for all three; by likeness, 1 joins
+    # its original first and 2, not verified against 0, stays
+    verifier = ScoredVerifier({(1, 2): 5.0, (0, 1): 3.0})
+    a, b = np.array([1, 0]), np.array([2, 1])
+    alike = {(1, 2): 0.7, (0, 1): 0.99}
+
+    def likeness(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.array([alike[(min(i, j), max(i, j))] for i, j in zip(x, y, strict=True)])
+
+    by_log_odds = verified_groups(3, a, b, verifier(a, b), verifier, np.ones(3), "first", 3)[0]
+    by_likeness = verified_groups(3, a, b, verifier(a, b), verifier, np.ones(3), "first", 3,
+                                  likeness)[0]
+    assert by_log_odds.tolist() == [1, 1, 1]
+    assert by_likeness.tolist() == [0, 0, 2]
