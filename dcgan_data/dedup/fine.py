@@ -50,22 +50,22 @@ def likeness(load: Callable[[np.ndarray], np.ndarray], a: np.ndarray, b: np.ndar
              mirrors: bool = False) -> np.ndarray:
     """Correlation of the pairs (a[i], b[i]) of rows (LOAD gives their `fine_grey` by index):
     the middle of a's image against b's at the best shift of up to SHIFT pixels (or of b's
-    mirror image, with MIRRORS). Between -1 and 1; a flat image is like nothing (0)."""
+    mirror image, with MIRRORS). Between -1 and 1; an image flat in its middle is like
+    nothing (0)."""
     out = np.empty(len(a), np.float32)
     order = np.argsort(a, kind="stable")  # a chunk's pairs share rows
     for start in range(0, len(a), CHUNK):
         part = order[start : start + CHUNK]
         rows, index = np.unique(np.concatenate([a[part], b[part]]), return_inverse=True)
         grey = load(rows)
-        out[part] = [_best_match(grey[i], grey[j], mirrors)
+        flat = np.ptp(grey[:, SHIFT : SIDE - SHIFT, SHIFT : SIDE - SHIFT], axis=(1, 2)) == 0
+        out[part] = [0.0 if flat[i] or flat[j] else _best_match(grey[i], grey[j], mirrors)
                      for i, j in zip(index[: len(part)], index[len(part) :], strict=True)]
     return out
 
 
 def _best_match(first: np.ndarray, second: np.ndarray, mirrors: bool) -> float:
     middle = first[SHIFT : SIDE - SHIFT, SHIFT : SIDE - SHIFT]
-    if middle.std() == 0 or second.std() == 0:
-        return 0.0
     best = cv2.matchTemplate(second, middle, cv2.TM_CCOEFF_NORMED).max()
     if mirrors:
         mirrored = np.ascontiguousarray(second[:, ::-1])
