@@ -10,6 +10,8 @@ of look-alikes joins its own original first. It orders pairs; it decides none.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import cv2
 import numpy as np
@@ -47,21 +49,30 @@ def fine_rows(shards: ShardSet, other: ShardSet | None) -> Callable[[np.ndarray]
 
 
 def likeness(load: Callable[[np.ndarray], np.ndarray], a: np.ndarray, b: np.ndarray,
-             mirrors: bool = False) -> np.ndarray:
+             mirrors: bool = False, threads: int = 1) -> np.ndarray:
     """Correlation of the pairs (a[i], b[i]) of rows (LOAD gives their `fine_grey` by index):
     the middle of a's image against b's at the best shift of up to SHIFT pixels (or of b's
     mirror image, with MIRRORS). Between -1 and 1; an image flat in its middle is like
-    nothing (0)."""
+    nothing (0). OpenCV's matching lets go of the GIL: THREADS share each chunk's pairs."""
     out = np.empty(len(a), np.float32)
     order = np.argsort(a, kind="stable")  # a chunk's pairs share rows
-    for start in range(0, len(a), CHUNK):
-        part = order[start : start + CHUNK]
-        rows, index = np.unique(np.concatenate([a[part], b[part]]), return_inverse=True)
-        grey = load(rows)
-        flat = np.ptp(grey[:, SHIFT : SIDE - SHIFT, SHIFT : SIDE - SHIFT], axis=(1, 2)) == 0
-        out[part] = [0.0 if flat[i] or flat[j] else _best_match(grey[i], grey[j], mirrors)
-                     for i, j in zip(index[: len(part)], index[len(part) :], strict=True)]
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for start in range(0, len(a), CHUNK):
+            part = order[start : start + CHUNK]
+            rows, index = np.unique(np.concatenate([a[part], b[part]]), return_inverse=True)
+            grey = load(rows)
+            flat = np.ptp(grey[:, SHIFT : SIDE - SHIFT, SHIFT : SIDE - SHIFT], axis=(1, 2)) == 0
+            first, second = (np.array_split(x, max(1, threads))
+                             for x in (index[: len(part)], index[len(part) :]))
+            out[part] = np.concatenate(list(pool.map(
+                partial(_matches, grey, flat, mirrors), first, second)))
     return out
+
+
+def _matches(grey: np.ndarray, flat: np.ndarray, mirrors: bool, first: np.ndarray,
+             second: np.ndarray) -> np.ndarray:
+    return np.array([0.0 if flat[i] or flat[j] else _best_match(grey[i], grey[j], mirrors)
+                     for i, j in zip(first.tolist(), second.tolist(), strict=True)], np.float32)
 
 
 def _best_match(first: np.ndarray, second: np.ndarray, mirrors: bool) -> float:

@@ -62,3 +62,10 @@ def test_fine_rows_reads_src_then_against_of_any_side(tmp_path):
     assert np.array_equal(grey[1], fine_grey(small[:1])[0])  # a 32 px row, enlarged
     assert np.array_equal(fine_rows(ShardSet(src), None)(np.array([1]))[0],
                           fine_grey(small[1:2])[0])
+
+
+def test_threads_share_the_pairs_and_score_as_one():
+    grey = fine_grey(_rows())
+    a, b = np.array([2, 0, 1, 0, 3, 4, 1]), np.array([1, 1, 2, 3, 0, 0, 0])
+    one = likeness(lambda rows: grey[rows], a, b, mirrors=True)
+    assert np.array_equal(likeness(lambda rows: grey[rows], a, b, True, threads=3), one)
