@@ -43,7 +43,7 @@ def verified_groups(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
     a, b, scores = a[passed], b[passed], scores[passed]
     keys = np.minimum(a, b) * n + np.maximum(a, b)
     edge_score = dict(zip(keys.tolist(), scores.tolist(), strict=True))
-    strength = scores if likeness is None else ranked(likeness(a, b), scores)
+    strength = scores if likeness is None else ranked(shared_likeness(n, a, b, likeness), scores)
     priority = keep_priority(area, keep, protected)
     stats = {"stars": 0, "rechecked_pairs": 0, "kept_centre": 0, "merged_groups": 0}
     centre = joined_to_best_member(stars(n, a, b, strength, priority, protected), a, b,
@@ -201,6 +201,17 @@ def pair_scores(a: np.ndarray, b: np.ndarray, n: int, verifier: Scorer,
                               strict=True))
     stats["rechecked_pairs"] += int(unknown.sum())
     return known
+
+
+def shared_likeness(n: int, a: np.ndarray, b: np.ndarray, likeness: Likeness) -> np.ndarray:
+    """The likeness of the pairs that share a row with another pair; the others, whose order
+    decides nothing, get 1 without a look."""
+    degree = np.bincount(np.concatenate([a, b]), minlength=n)
+    shared = (degree[a] > 1) | (degree[b] > 1)
+    alike = np.ones(len(a), np.float64)
+    if shared.any():
+        alike[shared] = likeness(a[shared], b[shared])
+    return alike
 
 
 def ranked(first: np.ndarray, then: np.ndarray) -> np.ndarray:

@@ -138,3 +138,18 @@ def test_pairs_are_taken_most_alike_first_when_a_likeness_is_given():
                                   likeness)[0]
     assert by_log_odds.tolist() == [1, 1, 1]
     assert by_likeness.tolist() == [0, 0, 2]
+
+
+def test_only_pairs_that_share_a_row_get_the_fine_look():
+    verifier = ScoredVerifier({(0, 1): 3.0, (1, 2): 2.0, (3, 4): 4.0})
+    a, b = np.array([0, 1, 3]), np.array([1, 2, 4])
+    looked = []
+
+    def likeness(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        looked.extend(zip(x.tolist(), y.tolist(), strict=True))
+        return np.full(len(x), 0.5)
+
+    kept_as = verified_groups(5, a, b, verifier(a, b), verifier, np.ones(5), "first", 5,
+                              likeness)[0]
+    assert sorted(looked) == [(0, 1), (1, 2)]  # (3, 4) shares no row: its order decides nothing
+    assert kept_as.tolist() == [0, 0, 2, 3, 3]
