@@ -133,11 +133,11 @@ def verified_decision(rows: Rows, inputs: Inputs, options: DedupOptions, device:
             decider = RunTimeDecider(verifier, model, neighbourhood, self_fit.texture,
                                      o.verify_threshold, a, b)
     with seconds.timed("groups"):
-        fine_rows = fine.fine_rows(inputs.shards, inputs.other)
+        load_fine = fine.fine_rows(inputs.shards, inputs.other)
 
         def likeness(x: np.ndarray, y: np.ndarray) -> np.ndarray:
             with seconds.timed("fine_look"):  # part of the groups' time
-                return fine.likeness(fine_rows, x, y, o.mirrors, torch.get_num_threads())
+                return fine.likeness(load_fine, x, y, o.mirrors, torch.get_num_threads())
 
         kept_as, row_score, split = verified_groups(len(rows.hashes), a, b, scores, decider,
                                                     area, o.keep, rows.own, likeness)

@@ -20,7 +20,8 @@ from dcgan_data.core.shards import ShardSet
 
 SIDE = 64  # rows are compared at this side
 SHIFT = 3  # largest shift tried, in pixels of SIDE, each way
-CHUNK = 1 << 12  # pairs whose rows are loaded together: bounds the memory of the look
+CHUNK = 1 << 12  # pairs whose rows are looked at together: bounds the memory of the look
+LOAD_BATCH = 256  # rows read at their stored side at a time (shards may hold large rows)
 
 
 def fine_grey(rows: np.ndarray) -> np.ndarray:
@@ -38,12 +39,17 @@ def fine_grey(rows: np.ndarray) -> np.ndarray:
 
 def fine_rows(shards: ShardSet, other: ShardSet | None) -> Callable[[np.ndarray], np.ndarray]:
     """The `fine_grey` of rows by index: SRC's rows, then --against's (OTHER)."""
+    def read(source: ShardSet, rows: np.ndarray) -> np.ndarray:
+        return np.concatenate([fine_grey(source.load(rows[start : start + LOAD_BATCH]))
+                               for start in range(0, len(rows), LOAD_BATCH)]) \
+            if len(rows) else np.empty((0, SIDE, SIDE), np.float32)
+
     def load(rows: np.ndarray) -> np.ndarray:
         ours = rows < len(shards)
         grey = np.empty((len(rows), SIDE, SIDE), np.float32)
-        grey[ours] = fine_grey(shards.load(rows[ours]))
-        if other is not None and not ours.all():
-            grey[~ours] = fine_grey(other.load(rows[~ours] - len(shards)))
+        grey[ours] = read(shards, rows[ours])
+        if not ours.all():  # --against's rows (none without OTHER: fails)
+            grey[~ours] = read(other, rows[~ours] - len(shards))
         return grey
     return load
 
@@ -52,8 +58,10 @@ def likeness(load: Callable[[np.ndarray], np.ndarray], a: np.ndarray, b: np.ndar
              mirrors: bool = False, threads: int = 1) -> np.ndarray:
     """Correlation of the pairs (a[i], b[i]) of rows (LOAD gives their `fine_grey` by index):
     the middle of a's image against b's at the best shift of up to SHIFT pixels (or of b's
-    mirror image, with MIRRORS). Between -1 and 1; an image flat in its middle is like
-    nothing (0). OpenCV's matching lets go of the GIL: THREADS share each chunk's pairs."""
+    mirror image, with MIRRORS). Between -1 and 1; a flat image is like nothing (0).
+    One-sided: the template is a's middle. Candidate pairs come with a < b, so across a
+    row's pairs the template is the lower row's, a choice that costs half of looking both
+    ways. OpenCV's matching lets go of the GIL: THREADS share each chunk's pairs."""
     out = np.empty(len(a), np.float32)
     order = np.argsort(a, kind="stable")  # a chunk's pairs share rows
     with ThreadPoolExecutor(max(1, threads)) as pool:
@@ -61,7 +69,8 @@ def likeness(load: Callable[[np.ndarray], np.ndarray], a: np.ndarray, b: np.ndar
             part = order[start : start + CHUNK]
             rows, index = np.unique(np.concatenate([a[part], b[part]]), return_inverse=True)
             grey = load(rows)
-            flat = np.ptp(grey[:, SHIFT : SIDE - SHIFT, SHIFT : SIDE - SHIFT], axis=(1, 2)) == 0
+            flat = (np.ptp(grey[:, SHIFT : SIDE - SHIFT, SHIFT : SIDE - SHIFT], axis=(1, 2)) == 0,
+                    np.ptp(grey, axis=(1, 2)) == 0)  # as a template, as the image searched
             first, second = (np.array_split(x, max(1, threads))
                              for x in (index[: len(part)], index[len(part) :]))
             out[part] = np.concatenate(list(pool.map(
@@ -69,13 +78,17 @@ def likeness(load: Callable[[np.ndarray], np.ndarray], a: np.ndarray, b: np.ndar
     return out
 
 
-def _matches(grey: np.ndarray, flat: np.ndarray, mirrors: bool, first: np.ndarray,
-             second: np.ndarray) -> np.ndarray:
-    return np.array([0.0 if flat[i] or flat[j] else _best_match(grey[i], grey[j], mirrors)
+def _matches(grey: np.ndarray, flat: tuple[np.ndarray, np.ndarray], mirrors: bool,
+             first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The likeness of the rows (first[i], second[i]) of GREY; 0 where either is flat (as
+    the template or as the image searched: FLAT)."""
+    return np.array([0.0 if flat[0][i] or flat[1][j] else
+                     _best_match(grey[i], grey[j], mirrors)
                      for i, j in zip(first.tolist(), second.tolist(), strict=True)], np.float32)
 
 
 def _best_match(first: np.ndarray, second: np.ndarray, mirrors: bool) -> float:
+    """The best correlation of FIRST's middle with SECOND at any shift up to SHIFT."""
     middle = first[SHIFT : SIDE - SHIFT, SHIFT : SIDE - SHIFT]
     best = cv2.matchTemplate(second, middle, cv2.TM_CCOEFF_NORMED).max()
     if mirrors:

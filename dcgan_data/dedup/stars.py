@@ -30,8 +30,8 @@ def verified_groups(n: int, a: np.ndarray, b: np.ndarray, scores: np.ndarray,
     """The row kept in place of each row, and the log-odds of each row against its keeper.
 
     Verified pairs, most alike first (by LIKENESS, the fine look, when given; else by their
-    log-odds), join rows into stars (`stars`): a row joins the star of
-    the row it matches best, never a chain through look-alikes, so in a region of
+    log-odds), join rows into stars (`stars`): a row joins the star of the row it matches
+    best, never a chain through look-alikes, so in a region of
     look-alikes a copy stays with its original; a row left alone that matches a star's
     member joins that star. Each star keeps one row (`star_keepers`), and stars linked by a
     verified pair merge when all the rows of one match the other's keeper (`merged`). A row

@@ -43,11 +43,17 @@ def test_pairs_in_many_chunks_score_as_in_one(monkeypatch):
     grey = fine_grey(_rows())
     a, b = np.array([2, 0, 1, 0, 3]), np.array([1, 1, 2, 3, 0])
     whole = likeness(lambda rows: grey[rows], a, b)
+    each = [likeness(lambda rows: grey[rows], a[i : i + 1], b[i : i + 1])[0]
+            for i in range(len(a))]
+    assert np.array_equal(whole, each)  # each pair's own likeness, in the order given
     monkeypatch.setattr(fine, "CHUNK", 2)
     assert np.array_equal(likeness(lambda rows: grey[rows], a, b), whole)
 
 
-def test_fine_rows_reads_src_then_against_of_any_side(tmp_path):
+def test_fine_rows_reads_src_then_against_of_any_side(tmp_path, monkeypatch):
+    from dcgan_data.dedup import fine
+
+    monkeypatch.setattr(fine, "LOAD_BATCH", 1)  # read a row at a time
     rows = _rows()
     small = np.stack([cv2.resize(r, (32, 32), interpolation=cv2.INTER_AREA) for r in rows[:2]])
     src = write_shards(tmp_path / "src", small)

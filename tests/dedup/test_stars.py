@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from dcgan_data.dedup.stars import verified_groups
+from dcgan_data.dedup.stars import ranked, verified_groups
 
 
 class FakeVerifier:
@@ -153,3 +153,8 @@ def test_only_pairs_that_share_a_row_get_the_fine_look():
                               likeness)[0]
     assert sorted(looked) == [(0, 1), (1, 2)]  # (3, 4) shares no row: its order decides nothing
     assert kept_as.tolist() == [0, 0, 2, 3, 3]
+
+
+def test_pairs_rank_by_likeness_then_log_odds_then_the_earlier_first():
+    rank = ranked(np.array([0.5, 0.5, 0.5, 0.9]), np.array([1.0, 2.0, 1.0, 0.0]))
+    assert np.argsort(-rank, kind="stable").tolist() == [3, 1, 0, 2]
