@@ -16,6 +16,7 @@ from functools import partial
 import cv2
 import numpy as np
 
+from dcgan_data.core.images import resize_square
 from dcgan_data.core.shards import ShardSet
 
 SIDE = 64  # rows are compared at this side
@@ -28,12 +29,7 @@ def fine_grey(rows: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 rows -> (N, SIDE, SIDE) float32 grey."""
     out = np.empty((len(rows), SIDE, SIDE), np.float32)
     for i, row in enumerate(rows):
-        grey = cv2.cvtColor(np.ascontiguousarray(row), cv2.COLOR_RGB2GRAY)
-        if grey.shape != (SIDE, SIDE):
-            shrink = grey.shape[0] > SIDE
-            grey = cv2.resize(grey, (SIDE, SIDE),
-                              interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        out[i] = grey
+        out[i] = resize_square(cv2.cvtColor(np.ascontiguousarray(row), cv2.COLOR_RGB2GRAY), SIDE)
     return out
 
 
