@@ -4,6 +4,7 @@ over a few view alignments and small shifts, at the best one (see `verify`)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -31,6 +32,7 @@ OVERLAY_SHARE = 0.1  # share of the compared pixels an overlay (a sticker, a cap
 CHROMA_MIN_TEXTURE = 0.5  # grey-level texture both images need for the chroma look...
 CHROMA_MIN_COSINE = 0.9  # ...and chroma this alike in direction, unless one is grey:
 CHROMA_GREY = 1.0  # RMS chroma, in levels, below which an image counts as grey
+LOCAL_HOPS = 2  # how far `local_order` looks for rows to put together
 FEATURES = ("correlation", "dct_cosine", "dct_sign_agreement", "colour_difference",
             "contrast_ratio", "texture_low", "texture_high", "aligned", "detail_correlation",
             "chroma_cosine", "chroma_low", "unoccluded_correlation")
@@ -70,26 +72,35 @@ def _window_norms(b: torch.Tensor) -> torch.Tensor:
     return (squares - sums.square() / (side - 2 * MARGIN) ** 2).clamp_min(0).flatten(1)
 
 
-def shift_correlation(a: torch.Tensor, b: torch.Tensor, norms: torch.Tensor | None = None
-                       ) -> torch.Tensor:
+def shift_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Best correlation of standardised views over shifts of b by up to SHIFT pixels, on the
-    central region (`norms`: b's `_window_norms`, when already computed)."""
-    return _shift_correlations(a, b, norms).amax(dim=1)
+    central region."""
+    inner, inner_norm = _centred_inner(a)
+    return _correlations(inner, inner_norm, _reach(b), _window_norms(b)).amax(dim=1)
 
 
-def _shift_correlations(a: torch.Tensor, b: torch.Tensor, norms: torch.Tensor | None = None
-                        ) -> torch.Tensor:
-    """(N, shifts) correlations of `shift_correlation`, row-major over (dy, dx)."""
-    side = b.shape[-1]
+def _centred_inner(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, S-2M, S-2M) central regions of standardised views less their means, and their
+    squared norms: the side that is slid over the other."""
     inner = a[:, 0, MARGIN:-MARGIN, MARGIN:-MARGIN]
     inner = inner - inner.mean(dim=(1, 2), keepdim=True)
-    inner_norm = inner.square().sum(dim=(1, 2))
-    norms = _window_norms(b) if norms is None else norms
+    return inner, inner.square().sum(dim=(1, 2))
+
+
+def _reach(b: torch.Tensor) -> torch.Tensor:
+    """(N, S-2M+2*SHIFT, ...) the part of standardised views every shifted window lies in."""
+    side = b.shape[-1]
+    return b[:, 0, MARGIN - SHIFT : side - MARGIN + SHIFT,
+             MARGIN - SHIFT : side - MARGIN + SHIFT].contiguous()
+
+
+def _correlations(inner: torch.Tensor, inner_norm: torch.Tensor, reach: torch.Tensor,
+                  norms: torch.Tensor) -> torch.Tensor:
+    """(N, shifts) correlations of each centred inner region with every shifted window of
+    the other view's reach (`norms`: its `_window_norms`), row-major over (dy, dx)."""
     # every shift's dot product at once: each pair's inner region is the kernel of its own
     # group, slid over b (inner has zero mean, so b's windows need no centring)
-    reach = b[None, :, 0, MARGIN - SHIFT : side - MARGIN + SHIFT,
-              MARGIN - SHIFT : side - MARGIN + SHIFT]
-    dots = F.conv2d(reach, inner[:, None], groups=len(a))[0].flatten(1)
+    dots = F.conv2d(reach[None], inner[:, None], groups=len(inner))[0].flatten(1)
     return dots / (inner_norm[:, None] * norms).sqrt().clamp_min(1e-6)
 
 
@@ -99,18 +110,18 @@ def _smooth_basis(side: int, device: str) -> torch.Tensor:
     y, x = torch.meshgrid(torch.linspace(-1, 1, side, dtype=torch.float64),
                           torch.linspace(-1, 1, side, dtype=torch.float64), indexing="ij")
     surfaces = torch.stack([torch.ones_like(x), x, y, x * x, y * y, x * y]).flatten(1).t()
-    return torch.linalg.qr(surfaces).Q.to(device)
+    return torch.linalg.qr(surfaces).Q.float().to(device)
 
 
 def _texture(grey: torch.Tensor) -> torch.Tensor:
     """Grey-level std left after fitting a smooth quadratic surface: how much an image has
     beyond a gradient (skies, walls and gradients have little). The fit is a projection
-    onto an orthonormal basis, so the residual's energy is the total less the fit's (in
-    float64: the difference of two large sums)."""
-    pixels = grey.flatten(1).double()
-    fitted = pixels @ _smooth_basis(grey.shape[-1], str(grey.device))
-    energy = pixels.square().sum(dim=1) - fitted.square().sum(dim=1)
-    return (energy.clamp_min(0) / (pixels.shape[1] - 1)).sqrt().float()
+    onto an orthonormal basis; the residual is taken before squaring, so that a little
+    texture on a strong gradient is not the difference of two large sums."""
+    pixels = grey.flatten(1)
+    basis = _smooth_basis(grey.shape[-1], str(grey.device))
+    residual = pixels - (pixels @ basis) @ basis.t()
+    return (residual.square().sum(dim=1) / (pixels.shape[1] - 1)).sqrt()
 
 
 def textures(grey: np.ndarray, device: str = "cpu") -> np.ndarray:
@@ -142,11 +153,11 @@ def _unoccluded_correlation(a: torch.Tensor, b: torch.Tensor, shift: torch.Tenso
     the two differ most: an emoji or a caption drawn on a copy covers a small part of it,
     which the plain correlation counts against the whole."""
     inner = b.shape[-1] - 2 * MARGIN
-    dy, dx = shift // (2 * SHIFT + 1) - SHIFT, shift % (2 * SHIFT + 1) - SHIFT
-    span = torch.arange(MARGIN, MARGIN + inner, device=b.device)
-    rows, columns = (span[None, :] + d[:, None] for d in (dy, dx))
-    moved = b[torch.arange(len(b), device=b.device)[:, None, None], 0, rows[:, :, None],
-              columns[:, None, :]]
+    moved = b.new_empty((len(b), inner, inner))
+    for index in range((2 * SHIFT + 1) ** 2):
+        pick = shift == index
+        y, x = (MARGIN + d - SHIFT for d in divmod(index, 2 * SHIFT + 1))
+        moved[pick] = b[pick, 0, y : y + inner, x : x + inner]
     fixed, moved = (_zscore(x.flatten(1)) for x in (a[:, 0, MARGIN:-MARGIN, MARGIN:-MARGIN],
                                                    moved))
     difference = (fixed - moved).abs()
@@ -179,9 +190,23 @@ def pair_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.nda
                   mirrors: bool = False, device: str = "cpu") -> np.ndarray:
     """(P, len(FEATURES)) float32 features of the pairs of rows (a[i], b[i]) of (N, 32, 32)
     grey and (N, 8, 8, 3) colour thumbnails, at the view alignment with the highest
-    correlation. Cheapest when pairs sharing a row are next to each other: each view of a
-    row is computed once per chunk of pairs."""
+    correlation. Cheapest in `local_order`: each view of a row is computed once per chunk of
+    pairs."""
     return pair_looks(grey, colour, a, b, mirrors, device)[0]
+
+
+def local_order(a: np.ndarray, b: np.ndarray, rows: int) -> np.ndarray:
+    """An order of the pairs (a[i], b[i]) in which pairs near each other in the pair graph
+    lie together, so that each chunk of pairs computes the views of few distinct rows: each
+    row is labelled with the least row within LOCAL_HOPS pairs of it, and pairs are sorted by
+    the lesser label of their two rows."""
+    label = np.arange(rows)
+    for _ in range(LOCAL_HOPS):
+        spread = label.copy()
+        np.minimum.at(spread, a, label[b])
+        np.minimum.at(spread, b, label[a])
+        label = spread
+    return np.lexsort((b, a, np.minimum(label[a], label[b])))
 
 
 def pair_looks(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
@@ -206,14 +231,14 @@ def chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.nd
     ia, ib = torch.from_numpy(index_a).to(device), torch.from_numpy(index_b).to(device)
     per_view = []
     for view_a, view_b in pairs:
-        (sa, std_a, dct_a, sign_a), (sb, std_b, dct_b, sign_b, norms) = (
-            [x[ia] for x in seen_a[view_a]], [x[ib] for x in seen_b[view_b]])
-        correlations = _shift_correlations(sa, sb, norms)
+        sa, sb = seen_a[view_a], seen_b[view_b]
+        correlations = _correlations(sa.inner[ia], sa.inner_norm[ia], sb.reach[ib],
+                                     sb.norms[ib])
         per_view.append(torch.stack([
             correlations.amax(dim=1),
-            (unit_descriptor(dct_a) * unit_descriptor(dct_b)).sum(dim=1),
-            (sign_a == sign_b).float().mean(dim=1),
-            ((std_a + 1) / (std_b + 1)).log().abs(),
+            (sa.unit_dct[ia] * sb.unit_dct[ib]).sum(dim=1),
+            (sa.sign[ia] == sb.sign[ib]).float().mean(dim=1),
+            ((sa.std[ia] + 1) / (sb.std[ib] + 1)).log().abs(),
             correlations.argmax(dim=1).float(),  # the best shift, for the unoccluded feature
         ], dim=1))
     views = torch.stack(per_view)  # (views, P, 5)
@@ -221,9 +246,10 @@ def chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.nd
     chosen = views[best, torch.arange(len(a), device=device)]
     # colour and texture are compared at the chosen alignment, so that a pad, a trimmed
     # border or a mirror is not counted as a difference of the images themselves
-    ga, gb = grey_tensor(grey, a, device), grey_tensor(grey, b, device)
+    (ga, gb), (na, nb) = (_at_best(seen_a, ia, seen_b, ib, best, pairs, field)
+                          for field in ("grey", "normed"))
     ca, cb = (torch.from_numpy(colour[x]).to(device).float().permute(0, 3, 1, 2) for x in (a, b))
-    (ga, gb), (ca, cb) = (_at_views(x, y, best, pairs) for x, y in ((ga, gb), (ca, cb)))
+    ca, cb = _at_views(ca, cb, best, pairs)
     ca, cb = _level_free(ca), _level_free(cb)
     texture_a, texture_b = _texture(ga[:, 0]), _texture(gb[:, 0])
     plain = torch.stack([
@@ -231,7 +257,7 @@ def chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.nd
         torch.log1p(torch.minimum(texture_a, texture_b)),
         torch.log1p(torch.maximum(texture_a, texture_b)),
         (best > 0).float(), _detail_correlation(ga, gb), *_chroma(ca, cb),
-        _unoccluded_correlation(*(standardised(x)[0] for x in (ga, gb)), chosen[:, 4].long()),
+        _unoccluded_correlation(na, nb, chosen[:, 4].long()),
     ], dim=1)
     # the chroma look differs in the colour difference alone: the chroma features still say
     # how far apart the two hues are and whether either image has any colour. It is for a
@@ -273,20 +299,54 @@ def grey_tensor(grey: np.ndarray, rows: np.ndarray, device: str) -> torch.Tensor
     return torch.from_numpy(grey[rows]).to(device).float()[:, None]
 
 
+@dataclass
+class _Seen:
+    """One view of distinct rows, with what the pairs using it need: the view, standardised,
+    its grey std, its unit low-DCT descriptor and the DCT's signs about their median; on the
+    side slid over, its centred inner region; on the shifted side, its reach and
+    `_window_norms`."""
+
+    grey: torch.Tensor
+    normed: torch.Tensor
+    std: torch.Tensor
+    unit_dct: torch.Tensor
+    sign: torch.Tensor
+    inner: torch.Tensor | None = None
+    inner_norm: torch.Tensor | None = None
+    reach: torch.Tensor | None = None
+    norms: torch.Tensor | None = None
+
+
 def _seen_at(images: torch.Tensor, views: set[View], shifted: bool = False
-             ) -> dict[View, tuple[torch.Tensor, ...]]:
-    """Each view of the images: standardised, its grey std, its low DCT, the DCT's signs
-    about their median, and when the view is the `shifted` side, its `_window_norms`."""
+             ) -> dict[View, _Seen]:
+    """Each view of the images, `_Seen` once per row rather than once per pair."""
     seen = {}
     for alignment in views:
         seen_view = view(images, *alignment)
         normed, std = standardised(seen_view)
         dct = low_dct(seen_view)
-        seen[alignment] = (normed, std, dct,
-                           dct[:, 1:] > dct[:, 1:].median(dim=1, keepdim=True).values)
+        this = _Seen(seen_view, normed, std, unit_descriptor(dct),
+                     dct[:, 1:] > dct[:, 1:].median(dim=1, keepdim=True).values)
         if shifted:
-            seen[alignment] += (_window_norms(normed),)
+            this.reach, this.norms = _reach(normed), _window_norms(normed)
+        else:
+            this.inner, this.inner_norm = _centred_inner(normed)
+        seen[alignment] = this
     return seen
+
+
+def _at_best(seen_a: dict[View, _Seen], ia: torch.Tensor, seen_b: dict[View, _Seen],
+             ib: torch.Tensor, best: torch.Tensor, pairs: list[tuple[View, View]],
+             field: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """`field` of both images of every pair, at the pair's chosen alignment."""
+    first_a, first_b = getattr(seen_a[pairs[0][0]], field), getattr(seen_b[pairs[0][1]], field)
+    out_a = first_a.new_empty((len(best), *first_a.shape[1:]))
+    out_b = first_b.new_empty((len(best), *first_b.shape[1:]))
+    for index, (view_a, view_b) in enumerate(pairs):
+        pick = best == index
+        out_a[pick] = getattr(seen_a[view_a], field)[ia[pick]]
+        out_b[pick] = getattr(seen_b[view_b], field)[ib[pick]]
+    return out_a, out_b
 
 
 def _at_views(a: torch.Tensor, b: torch.Tensor, best: torch.Tensor,

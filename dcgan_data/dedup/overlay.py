@@ -40,10 +40,14 @@ def without_overlay(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.n
     ga, gb = (grey_tensor(grey, x, device) for x in (a, b))
     keep = _outside_overlay(standardised(ga)[0] - standardised(gb)[0])
     keep_colour = (F.avg_pool2d(keep, GREY // COLOUR) == 1).float()
-    grey_out = torch.cat([_filled(x, keep, FILL_BLUR) for x in (ga, gb)])[:, 0]
-    colour_out = torch.cat([_filled(torch.from_numpy(colour[x]).to(device).float()
-                                    .permute(0, 3, 1, 2), keep_colour, FILL_BLUR * COLOUR / GREY)
-                            for x in (a, b)]).permute(0, 2, 3, 1)
+    ca, cb = (torch.from_numpy(colour[x]).to(device).float().permute(0, 3, 1, 2)
+              for x in (a, b))
+    # a pair's two images side by side as channels: they share the mask and its blur
+    grey_out = _filled(torch.cat([ga, gb], dim=1), keep, FILL_BLUR).transpose(0, 1) \
+        .reshape(-1, GREY, GREY)
+    colour_out = _filled(torch.cat([ca, cb], dim=1), keep_colour, FILL_BLUR * COLOUR / GREY) \
+        .view(len(a), 2, 3, COLOUR, COLOUR).transpose(0, 1).reshape(-1, 3, COLOUR, COLOUR) \
+        .permute(0, 2, 3, 1)
     return tuple(x.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
                  for x in (grey_out, colour_out))
 
@@ -52,11 +56,14 @@ def _outside_overlay(difference: torch.Tensor) -> torch.Tensor:
     """1 outside, 0 inside the window, of any of OVERLAY_SHAPES, holding the most of each
     difference's energy (N, 1, S, S): one compact overlay, not the scattered places where
     two scenes differ."""
-    energy = difference.square()
-    most = torch.full((len(energy),), -1.0, device=energy.device)
+    energy = difference.square()[:, 0].double()
+    # every window's sum from the summed-area table
+    table = F.pad(energy.cumsum(1).cumsum(2), (1, 0, 1, 0))
+    most = torch.full((len(energy),), -1.0, device=energy.device, dtype=energy.dtype)
     box = torch.zeros((len(energy), 4), dtype=torch.long, device=energy.device)
     for height, width in OVERLAY_SHAPES:
-        window = F.avg_pool2d(energy, (height, width), stride=1) * (height * width)
+        window = table[:, height:, width:] - table[:, :-height, width:] - \
+            table[:, height:, :-width] + table[:, :-height, :-width]
         value, corner = window.flatten(1).max(dim=1)
         y, x = corner // window.shape[-1], corner % window.shape[-1]
         better = value > most

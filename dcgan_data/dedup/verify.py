@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from dcgan_data.dedup.alignment import aligned_pair_features
-from dcgan_data.dedup.features import FEATURES, pair_looks
+from dcgan_data.dedup.features import FEATURES, local_order, pair_looks
 from dcgan_data.dedup.logistic import VerifyModel
 from dcgan_data.dedup.overlay import unoverlaid_pair_features
 from dcgan_data.dedup.tone import tone_free_pair_features
@@ -69,20 +69,28 @@ class Verifier:
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Log-odds of the pairs (a[i], b[i])."""
-        # pairs sharing a row side by side, so that row's views are computed once per chunk
-        recurring = a if len(np.unique(a)) <= len(np.unique(b)) else b
-        order = np.argsort(recurring, kind="stable")
-        scores, chroma_scores = np.empty((2, len(a)), np.float32)
+        order = local_order(a, b, len(self.grey))
+        scores, plain = self._scored(a[order], b[order])
         # the plain looks' features of this call's pairs, for the model fitted on the dataset
         # (selffit); replaced by the next call
-        self.last_features = np.empty((len(a) if self.keep_features else 0,
-                                       len(FEATURES)), np.float32)
+        self.last_features = np.empty_like(plain)
+        if self.keep_features:
+            self.last_features[order] = plain
+        out = np.empty_like(scores)
+        out[order] = scores
+        return out
+
+    def _scored(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log-odds of pairs in `local_order`, and their plain features if kept."""
+        scores, chroma_scores = np.empty((2, len(a)), np.float32)
+        plain_features = np.empty((len(a) if self.keep_features else 0, len(FEATURES)),
+                                  np.float32)
         for start in range(0, len(a), LOOK_CHUNK):
-            part = order[start : start + LOOK_CHUNK]
+            part = slice(start, start + LOOK_CHUNK)
             plain, chroma = pair_looks(self.grey, self.colour, a[part], b[part],
-                                              self.mirrors, self.device)
+                                       self.mirrors, self.device)
             if self.keep_features:
-                self.last_features[part] = plain
+                plain_features[part] = plain
             scores[part] = self.model.log_odds(plain)
             chroma_scores[part] = self.model.log_odds(chroma) - self.model.chroma_margin
         self.scored += len(a)
@@ -93,7 +101,7 @@ class Verifier:
         self.chroma_matched += int(gained.sum())
         scores = np.maximum(scores, chroma_scores)
         self._tone_look(a, b, scores)
-        return scores
+        return scores, plain_features
 
     def _second_look(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> None:
         """Pairs just short of the threshold scored again after a fitted alignment; a pair's

@@ -36,10 +36,8 @@ def view(grey: torch.Tensor, zoom: float = 1.0, degrees: float = 0.0,
 
 
 def separable(images: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """left @ X @ right^T for every (C, S, S) image X, as two plain matrix products."""
-    n, channels, side = images.shape[0], images.shape[1], images.shape[-1]
-    rows = (images.reshape(-1, side) @ right.t()).view(-1, side, side).transpose(1, 2)
-    return (rows.reshape(-1, side) @ left.t()).view(n, channels, side, side).transpose(2, 3)
+    """left @ X @ right^T for every (C, S, S) image X."""
+    return left @ (images @ right.t())
 
 
 def resampled(grey: torch.Tensor, zoom: float, degrees: float) -> torch.Tensor:

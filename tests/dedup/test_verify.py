@@ -441,5 +441,6 @@ def test_looks_in_chunks_score_as_in_one_piece(monkeypatch):
     expected = whole(a, b)
     monkeypatch.setattr(verify, "LOOK_CHUNK", 3)
     chunked = Verifier(grey, colour, None, False, "cpu")
-    assert np.array_equal(chunked(a, b), expected)
+    # batched matrix products may round the last bit differently for another batch size
+    assert np.allclose(chunked(a, b), expected, rtol=0, atol=1e-4)
     assert chunked.tone_looked == whole.tone_looked > 3  # the tone look ran over chunks
