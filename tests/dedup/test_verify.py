@@ -14,6 +14,7 @@ from dcgan_data.dedup.features import (
     FEATURES,
     MARGIN,
     SHIFT,
+    local_order,
     pair_features,
     pair_looks,
     shift_correlation,
@@ -313,6 +314,32 @@ def test_pair_features_do_not_depend_on_how_pairs_are_ordered(photo):
     apart = np.concatenate([pair_features(grey, colour, a[i : i + 1], b[i : i + 1])
                             for i in range(len(a))])
     assert np.allclose(together, apart, atol=1e-4)
+
+
+def test_local_order_puts_pairs_of_one_neighbourhood_together():
+    # two neighbourhoods of rows, the even and the odd ones, their pairs interleaved: in local
+    # order each neighbourhood's pairs are one run, so a chunk of pairs needs few rows
+    even = [(0, 2), (2, 4), (4, 6), (6, 8), (0, 8)]
+    odd = [(x + 1, y + 1) for x, y in even]
+    pairs = np.array([p for both in zip(odd, even, strict=True) for p in both])
+    order = local_order(pairs[:, 0], pairs[:, 1], 10)
+    assert sorted(order.tolist()) == list(range(len(pairs)))
+    assert (pairs[order, 0] % 2).tolist() == [0] * 5 + [1] * 5
+
+
+def test_verifier_scores_do_not_depend_on_how_pairs_are_ordered():
+    rows = stepped_crops(12, 15, 10)
+    grey, colour = thumbnails.thumbnails(rows)
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 12, 40), rng.integers(0, 12, 40)
+    keep = a != b
+    a, b = a[keep], b[keep]
+    expected = Verifier(grey, colour, None, False, "cpu", keep_features=True)
+    scores = expected(a, b)
+    shuffle = rng.permutation(len(a))
+    again = Verifier(grey, colour, None, False, "cpu", keep_features=True)
+    assert np.allclose(again(a[shuffle], b[shuffle]), scores[shuffle], rtol=0, atol=1e-4)
+    assert np.allclose(again.last_features, expected.last_features[shuffle], atol=1e-4)
 
 
 def test_fitted_alignment_undoes_a_small_rotation(photo):
