@@ -8,8 +8,11 @@ import click
 
 from dcgan_data.audit.options import AuditInputs, AuditOptions, Holdout, parse_holdout
 from dcgan_data_cli.engine import engine_options
-from dcgan_data_cli.names import Renamed
+from dcgan_data_cli.names import hash_model_spelling
 from dcgan_data_cli.options import option_from
+
+# what audit called it before: --model, --model-path
+HASH_MODEL = hash_model_spelling("model_path", "--model", type=click.Path(path_type=Path))
 
 
 def _holdout(ctx: click.Context, param: click.Parameter, value: str) -> Holdout:
@@ -25,9 +28,7 @@ def _holdout(ctx: click.Context, param: click.Parameter, value: str) -> Holdout:
 @option_from(AuditOptions, "n")
 @option_from(AuditOptions, "holdout", type=str, callback=_holdout)
 @option_from(AuditOptions, "alpha")
-# --hash-model, as dedup and train call it; --model (its name here before) still works
-@option_from(AuditOptions, "model_path", "--hash-model", "--model", cls=Renamed,
-             old_names=("--model", "--model-path"), type=click.Path(path_type=Path))
+@option_from(AuditOptions, "model_path", *HASH_MODEL[0], **HASH_MODEL[1])
 @option_from(AuditOptions, "neighbours")
 @option_from(AuditOptions, "checkpoint")
 @option_from(AuditOptions, "seed")

@@ -11,7 +11,7 @@ import click
 from dcgan_data.dedup.options import DedupOptions, parse_partitions
 from dcgan_data.hashmodel.options import HashConfig
 from dcgan_data_cli.engine import engine_options
-from dcgan_data_cli.names import Renamed
+from dcgan_data_cli.names import hash_model_spelling
 from dcgan_data_cli.options import option_from
 
 # the hash model's training settings dedup offers (the rest keep HashConfig's defaults)
@@ -31,8 +31,9 @@ def _options(command):
     """Every DedupOptions field as an option, then the hash model's settings."""
     for name in reversed(HASH_SETTINGS):
         command = option_from(HashConfig, name)(command)
+    decls, overrides = hash_model_spelling("hash_model", "--model")  # --model: its old name
     special = {
-        "hash_model": _path("hash_model", "--model", cls=Renamed, old_names=("--model",)),
+        "hash_model": _path("hash_model", *decls, **overrides),
         "against": _path("against"),
         "partitions": option_from(DedupOptions, "partitions", callback=_partitions,
                                   metavar="N|auto", show_default=False),

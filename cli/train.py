@@ -17,15 +17,14 @@ from dcgan_data.train.options import (
     TrainOptions,
     TrainRun,
 )
-from dcgan_data_cli.names import Renamed
+from dcgan_data_cli.names import hash_model_spelling
 from dcgan_data_cli.options import option_from
 
 FILE = click.Path(dir_okay=False)
 # how an option's spelling or type differs from what its field gives
 TRAIN_SPELLING: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "size": ((), {"type": click.Choice(SIZES)}),
-    "eval_model": (("--hash-model",), {"cls": Renamed, "old_names": ("--eval-model",),
-                                       "type": FILE}),
+    "eval_model": hash_model_spelling("eval_model", type=FILE),
     "inception_weights": ((), {"type": FILE}),
 }
 
