@@ -18,6 +18,7 @@ import numpy as np
 
 from dcgan_data.core.images import resize_square
 from dcgan_data.core.shards import ShardSet
+from dcgan_data.dedup.features import local_order
 
 SIDE = 64  # rows are compared at this side
 SHIFT = 3  # largest shift tried, in pixels of SIDE, each way
@@ -59,7 +60,9 @@ def likeness(load: Callable[[np.ndarray], np.ndarray], a: np.ndarray, b: np.ndar
     row's pairs the template is the lower row's, a choice that costs half of looking both
     ways. OpenCV's matching lets go of the GIL: THREADS share each chunk's pairs."""
     out = np.empty(len(a), np.float32)
-    order = np.argsort(a, kind="stable")  # a chunk's pairs share rows
+    if not len(a):
+        return out
+    order = local_order(a, b, int(max(a.max(), b.max())) + 1)  # a chunk's pairs share rows
     with ThreadPoolExecutor(max(1, threads)) as pool:
         for start in range(0, len(a), CHUNK):
             part = order[start : start + CHUNK]
