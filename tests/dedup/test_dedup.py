@@ -164,6 +164,7 @@ def test_real_photos_with_planted_duplicates(planted):
     grouping = report["grouping"]
     assert grouping["verified"] and grouping["candidates"]["neighbours"] > 0
     assert grouping["candidates"]["distinct"] >= grouping["verified_pairs"] > 0
+    assert {"candidates", "verification", "fine_look", "groups"} <= set(grouping["seconds"])
     # every removed row was verified against the row kept in its place
     rows = read_rows(out)
     assert len(rows) == report["removed"] and rows and set(rows[0]) == {
