@@ -32,6 +32,7 @@ OVERLAY_SHARE = 0.1  # share of the compared pixels an overlay (a sticker, a cap
 CHROMA_MIN_TEXTURE = 0.5  # grey-level texture both images need for the chroma look...
 CHROMA_MIN_COSINE = 0.9  # ...and chroma this alike in direction, unless one is grey:
 CHROMA_GREY = 1.0  # RMS chroma, in levels, below which an image counts as grey
+VIEW_TIE = 1e-5  # correlations this close count as equal when choosing a pair's view
 LOCAL_HOPS = 2  # how far `local_order` looks for rows to put together
 FEATURES = ("correlation", "dct_cosine", "dct_sign_agreement", "colour_difference",
             "contrast_ratio", "texture_low", "texture_high", "aligned", "detail_correlation",
@@ -149,7 +150,7 @@ def _detail_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _unoccluded_correlation(a: torch.Tensor, b: torch.Tensor, shift: torch.Tensor
                             ) -> torch.Tensor:
     """Correlation of standardised views on their central region, at b's `shift` (the index
-    of `_shift_correlations` that correlates best), less the OVERLAY_SHARE of pixels where
+    of `_correlations` that correlates best), less the OVERLAY_SHARE of pixels where
     the two differ most: an emoji or a caption drawn on a copy covers a small part of it,
     which the plain correlation counts against the whole."""
     inner = b.shape[-1] - 2 * MARGIN
@@ -190,8 +191,8 @@ def pair_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.nda
                   mirrors: bool = False, device: str = "cpu") -> np.ndarray:
     """(P, len(FEATURES)) float32 features of the pairs of rows (a[i], b[i]) of (N, 32, 32)
     grey and (N, 8, 8, 3) colour thumbnails, at the view alignment with the highest
-    correlation. Cheapest in `local_order`: each view of a row is computed once per chunk of
-    pairs."""
+    correlation. Cheapest when the caller passes the pairs in `local_order`: each view of a
+    row is computed once per chunk of pairs."""
     return pair_looks(grey, colour, a, b, mirrors, device)[0]
 
 
@@ -242,7 +243,10 @@ def chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.nd
             correlations.argmax(dim=1).float(),  # the best shift, for the unoccluded feature
         ], dim=1))
     views = torch.stack(per_view)  # (views, P, 5)
-    best = views[:, :, 0].argmax(dim=0)
+    # the first view within VIEW_TIE of the best: views that tie (an exact copy, a flat image)
+    # do not pick one by rounding, which differs with the batch and the device
+    correlation = views[:, :, 0]
+    best = (correlation >= correlation.amax(dim=0) - VIEW_TIE).int().argmax(dim=0)
     chosen = views[best, torch.arange(len(a), device=device)]
     # colour and texture are compared at the chosen alignment, so that a pad, a trimmed
     # border or a mirror is not counted as a difference of the images themselves
