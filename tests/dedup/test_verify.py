@@ -13,7 +13,9 @@ from dcgan_data.dedup import alignment, logistic, neighbours, overlay, thumbnail
 from dcgan_data.dedup.features import (
     FEATURES,
     MARGIN,
+    OVERLAY_SHARE,
     SHIFT,
+    _unoccluded_correlation,
     local_order,
     pair_features,
     pair_looks,
@@ -304,6 +306,32 @@ def test_shift_correlation_is_the_best_pearson_correlation_over_shifts():
             x, y = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
             expected = torch.maximum(expected, (x * y).sum(1) / (x.norm(dim=1) * y.norm(dim=1)))
     assert torch.allclose(shift_correlation(a, b), expected, atol=1e-5)
+
+
+def test_unoccluded_correlation_is_pearson_without_the_pixels_differing_most():
+    rng = np.random.default_rng(1)
+    a = torch.from_numpy(rng.normal(size=(6, 1, 32, 32))).float()
+    b = a + 0.3 * torch.from_numpy(rng.normal(size=(6, 1, 32, 32))).float()
+    b[0, 0, 8:16, 8:16] = 9.0  # a sticker of 64 pixels, fewer than the share left out
+    b[1] = torch.from_numpy(rng.normal(size=(1, 32, 32))).float()  # unrelated
+    a[2], b[2] = 0.0, 0.0  # flat
+    shift = torch.tensor([4, 0, 4, 8, 3, 5])
+    m, s, inner = MARGIN, SHIFT, 32 - 2 * MARGIN
+    expected = []
+    for i in range(6):
+        dy, dx = (d - s for d in divmod(int(shift[i]), 2 * s + 1))
+        x = a[i, 0, m:-m, m:-m].flatten().double()
+        y = b[i, 0, m + dy : 32 - m + dy, m + dx : 32 - m + dx].flatten().double()
+        x, y = ((v - v.mean()) / v.std(unbiased=False).clamp_min(1e-6) for v in (x, y))
+        difference = (x - y).abs()
+        cut = difference.sort(descending=True).values[int(OVERLAY_SHARE * inner * inner) - 1]
+        x, y = x[difference <= cut], y[difference <= cut]
+        x, y = x - x.mean(), y - y.mean()
+        expected.append(float((x * y).sum() / (x.norm() * y.norm()).clamp_min(1e-12)))
+    got = _unoccluded_correlation(a, b, shift)
+    assert np.allclose(got.numpy(), expected, atol=1e-4)
+    plain = np.corrcoef(a[0, 0, m:-m, m:-m].flatten(), b[0, 0, m:-m, m:-m].flatten())[0, 1]
+    assert got[0] > plain + 0.3 and abs(got[1]) < 0.35 and got[2] == 0
 
 
 def test_pair_features_do_not_depend_on_how_pairs_are_ordered(photo):
