@@ -18,6 +18,7 @@ from dcgan_data.dedup.views import (
     ROTATIONS,
     ZOOMS,
     blur_matrix,
+    box_rows,
     low_dct,
     separable,
     standardised,
@@ -53,21 +54,12 @@ def views_of_pair(mirrors: bool) -> list[tuple[View, View]]:
     return views
 
 
-@lru_cache(maxsize=4)
-def _window_matrix(side: int, device: str) -> torch.Tensor:
-    """(shifts per axis, side) rows of ones over the central window moved by each shift:
-    R X R^T holds every shifted window's sum."""
-    rows = torch.zeros(2 * SHIFT + 1, side)
-    for i, d in enumerate(range(-SHIFT, SHIFT + 1)):
-        rows[i, MARGIN + d : side - MARGIN + d] = 1
-    return rows.to(device)
-
-
 def _window_norms(b: torch.Tensor) -> torch.Tensor:
     """(N, shifts) centred squared norms of each standardised view's central window moved
     by every shift (row-major over (dy, dx)), as box sums: two small matrix products."""
     side = b.shape[-1]
-    window = _window_matrix(side, str(b.device))
+    window = box_rows(side, side - 2 * MARGIN, tuple(range(MARGIN - SHIFT, MARGIN + SHIFT + 1)),
+                      str(b.device))
     sums = window @ b[:, 0] @ window.t()
     squares = window @ b[:, 0].square() @ window.t()
     return (squares - sums.square() / (side - 2 * MARGIN) ** 2).clamp_min(0).flatten(1)

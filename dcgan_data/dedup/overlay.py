@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from dcgan_data.dedup.features import FEATURES, PLAIN, chunk_features, grey_tensor
 from dcgan_data.dedup.thumbnails import COLOUR, GREY
-from dcgan_data.dedup.views import PAIR_CHUNK, blur_matrix, separable, standardised
+from dcgan_data.dedup.views import PAIR_CHUNK, blur_matrix, box_rows, separable, standardised
 
 # (rows, columns), in grey-thumbnail pixels, of the windows an overlay look may fill: an
 # emoji's square, a caption's strip
@@ -57,13 +57,14 @@ def _outside_overlay(difference: torch.Tensor) -> torch.Tensor:
     difference's energy (N, 1, S, S): one compact overlay, not the scattered places where
     two scenes differ."""
     energy = difference.square()[:, 0].double()
-    # every window's sum from the summed-area table
-    table = F.pad(energy.cumsum(1).cumsum(2), (1, 0, 1, 0))
+    size = energy.shape[-1]
     most = torch.full((len(energy),), -1.0, device=energy.device, dtype=energy.dtype)
     box = torch.zeros((len(energy), 4), dtype=torch.long, device=energy.device)
     for height, width in OVERLAY_SHAPES:
-        window = table[:, height:, width:] - table[:, :-height, width:] - \
-            table[:, height:, :-width] + table[:, :-height, :-width]
+        # every window's sum (double: rounding does not pick among near-equal windows)
+        tall, wide = (box_rows(size, length, tuple(range(size - length + 1)),
+                               str(energy.device), torch.float64) for length in (height, width))
+        window = tall @ energy @ wide.t()
         value, corner = window.flatten(1).max(dim=1)
         y, x = corner // window.shape[-1], corner % window.shape[-1]
         better = value > most

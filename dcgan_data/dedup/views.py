@@ -21,6 +21,17 @@ PAIR_CHUNK = 1024
 CLIP_SHARE = 0.05  # clipped descriptors: the share of levels clipped at either end
 
 
+@lru_cache(maxsize=16)
+def box_rows(side: int, length: int, starts: tuple[int, ...], device: str,
+             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(len(starts), side) rows of ones over [start, start + length): R X R^T holds the sum
+    of every box of X that starts at a pair of `starts` (two small matrix products)."""
+    rows = torch.zeros(len(starts), side, dtype=dtype)
+    for i, start in enumerate(starts):
+        rows[i, start : start + length] = 1
+    return rows.to(device)
+
+
 def view(grey: torch.Tensor, zoom: float = 1.0, degrees: float = 0.0,
           mirror: bool = False) -> torch.Tensor:
     """(N, 1, 32, 32) float views of grey thumbnails: zoomed in about the centre, rotated,
