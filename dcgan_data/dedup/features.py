@@ -153,32 +153,19 @@ def _unoccluded_correlation(a: torch.Tensor, b: torch.Tensor, shift: torch.Tenso
         moved[pick] = b[pick, 0, y : y + inner, x : x + inner]
     fixed, moved = (_zscore(x.flatten(1)) for x in (a[:, 0, MARGIN:-MARGIN, MARGIN:-MARGIN],
                                                    moved))
-    # the pixels left out: those differing more than the cut (the share's least difference),
-    # taken from the sums over all pixels (one pass each) rather than masking every pixel
-    top, at = (fixed - moved).abs().topk(max(1, int(OVERLAY_SHARE * inner * inner)), dim=1)
-    out = (top[:, :-1] > top[:, -1:]).float()
-    fixed_out, moved_out = fixed.gather(1, at[:, :-1]) * out, moved.gather(1, at[:, :-1]) * out
-    count = inner * inner - out.sum(1)
-    mean_f, mean_m = ((x.sum(1) - y.sum(1)) / count for x, y in ((fixed, fixed_out),
-                                                                  (moved, moved_out)))
-    moments = [(_dot(x, y) - _dot(x_out, y_out)) / count - mx * my
-               for x, y, x_out, y_out, mx, my in (
-                   (fixed, moved, fixed_out, moved_out, mean_f, mean_m),
-                   (fixed, fixed, fixed_out, fixed_out, mean_f, mean_f),
-                   (moved, moved, moved_out, moved_out, mean_m, mean_m))]
-    spread_f, spread_m = (x.clamp_min(0).sqrt().clamp_min(1e-6) for x in moments[1:])
-    return moments[0] / (spread_f * spread_m)
+    difference = (fixed - moved).abs()
+    cut = difference.topk(max(1, int(OVERLAY_SHARE * inner * inner)), dim=1).values[:, -1:]
+    keep = (difference <= cut).float()
+    return (_zscore(fixed, keep) * _zscore(moved, keep) * keep).sum(1) / keep.sum(1)
 
 
-def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Row-wise dot products of two (N, D) tensors, in one pass."""
-    return torch.bmm(x[:, None, :], y[:, :, None])[:, 0, 0]
-
-
-def _zscore(x: torch.Tensor) -> torch.Tensor:
-    """x less its mean over the last axis, over its std there."""
-    centred = x - x.mean(-1, keepdim=True)
-    return centred / centred.square().mean(-1, keepdim=True).sqrt().clamp_min(1e-6)
+def _zscore(x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """x less its mean over the last axis, over its std there (weighted by `weight`)."""
+    weight = torch.ones_like(x) if weight is None else weight
+    total = weight.sum(-1, keepdim=True)
+    centred = x - (x * weight).sum(-1, keepdim=True) / total
+    return centred / ((centred.square() * weight).sum(-1, keepdim=True) / total).sqrt() \
+        .clamp_min(1e-6)
 
 
 def _chroma(ca: torch.Tensor, cb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -315,6 +315,9 @@ def test_unoccluded_correlation_is_pearson_without_the_pixels_differing_most():
     b[0, 0, 8:16, 8:16] = 9.0  # a sticker of 64 pixels, fewer than the share left out
     b[1] = torch.from_numpy(rng.normal(size=(1, 32, 32))).float()  # unrelated
     a[2], b[2] = 0.0, 0.0  # flat
+    # flat but for a few pixels that differ: what is kept is flat in both
+    a[5], b[5] = 0.0, 0.0
+    a[5, 0, 10, 10:15], b[5, 0, 20, 5:10] = 1.0, 1.0
     shift = torch.tensor([4, 0, 4, 8, 3, 5])
     m, s, inner = MARGIN, SHIFT, 32 - 2 * MARGIN
     expected = []
@@ -332,6 +335,7 @@ def test_unoccluded_correlation_is_pearson_without_the_pixels_differing_most():
     assert np.allclose(got.numpy(), expected, atol=1e-4)
     plain = np.corrcoef(a[0, 0, m:-m, m:-m].flatten(), b[0, 0, m:-m, m:-m].flatten())[0, 1]
     assert got[0] > plain + 0.3 and abs(got[1]) < 0.35 and got[2] == 0
+    assert got.abs().max() <= 1 + 1e-5
 
 
 def test_pair_features_do_not_depend_on_how_pairs_are_ordered(photo):
