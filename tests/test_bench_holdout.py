@@ -13,6 +13,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import dedup_holdout  # noqa: E402
+import dedup_holdout_losses  # noqa: E402
 import holdout_sets  # noqa: E402
 
 
@@ -79,3 +80,16 @@ def test_scores_count_wrong_groups_and_removals_without_a_true_copy(tmp_path):
     assert result["negatives_grouped"] == {"plain": 1}
     assert (result["removed"], result["removed_without_true_copy"]) == (2, 1)
     assert result["false_removal_share"] == 0.5
+
+
+def test_copy_outcomes_say_whether_a_copy_was_proposed_and_passed():
+    truth = dedup_holdout.Truth.__new__(dedup_holdout.Truth)
+    truth.group = np.array([0, 0, 0, 0, 1, 1])
+    truth.role = ["original", "copy", "copy", "copy", "original", "copy"]
+    truth.kind = ["", "blur", "blur", "meme", "", "blur"]
+    # pairs as dedup proposes them (either order), with their log-odds; threshold 1
+    a, b = np.array([1, 0, 0, 4]), np.array([0, 2, 5, 5])
+    scores = np.array([3.0, -1.0, 9.0, 0.5])
+    outcomes = dedup_holdout_losses.copy_outcomes(a, b, scores, 1.0, truth)
+    assert outcomes == {"blur": {"passed": 1, "failed": 2, "median_short": 1.25},
+                        "meme": {"not_proposed": 1, "median_short": None}}
