@@ -2,11 +2,11 @@
 original, was it proposed as a candidate at all, and did it pass verification (and by how
 many log-odds did it fall short)?
 
-    python bench/dedup_holdout_losses.py [--sets albu-dev augly-dev] [--dedup-args "..."]
+    python bench/dedup_holdout_losses.py [--sets albu-dev augly-dev] [--setting min_cosine=0.8]
 
-Runs dedup at its defaults (plus --dedup-args) on the rows and hash model that
-`bench/dedup_holdout.py` left in bench/out/holdout/runs/SET/default, and records the candidate
-pairs and their first scores (before grouping). FINAL sets are refused: they stay untouched
+Runs dedup at its defaults (each --setting changes one DedupOptions field) on the rows and
+hash model that `bench/dedup_holdout.py` left in bench/out/holdout/runs/SET/default, and
+records the candidate pairs and their first scores (before grouping). FINAL sets are refused: they stay untouched
 until a change's final figures. Writes bench/out/holdout/losses_SET.json.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 from collections import Counter, defaultdict
@@ -102,14 +101,14 @@ def copy_outcomes(a: np.ndarray, b: np.ndarray, scores: np.ndarray, threshold: f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="*", default=list(DEV_SETS))
-    parser.add_argument("--dedup-args", default="",
-                        help="dedup options as KEY=VALUE (DedupOptions fields), e.g. "
-                             "'min_cosine=0.8'")
+    parser.add_argument("--setting", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a DedupOptions field to change, e.g. min_cosine=0.8 (not the "
+                             "CLI spelling of bench/dedup_holdout.py's --dedup-args)")
     args = parser.parse_args()
     if any(name not in DEV_SETS for name in args.sets):
         parser.error("only DEV sets: the FINAL sets stay untouched")
     settings = {key: json.loads(value) for key, value in
-                (item.split("=", 1) for item in shlex.split(args.dedup_args))}
+                (item.split("=", 1) for item in args.setting)}
     for name in args.sets:
         result = losses(name, settings)
         (HOLDOUT / f"losses_{name}.json").write_text(json.dumps(result, indent=1))
