@@ -6,8 +6,9 @@ many log-odds did it fall short)?
 
 Runs dedup at its defaults (each --setting changes one DedupOptions field) on the rows and
 hash model that `bench/dedup_holdout.py` left in bench/out/holdout/runs/SET/default, and
-records the candidate pairs and their first scores (before grouping). FINAL sets are refused: they stay untouched
-until a change's final figures. Writes bench/out/holdout/losses_SET.json.
+records the candidate pairs and their first scores (before grouping). FINAL sets are
+refused: they stay untouched until a change's final figures. Writes
+bench/out/holdout/losses_SET.json.
 """
 
 from __future__ import annotations
