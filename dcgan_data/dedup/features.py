@@ -65,11 +65,17 @@ def _window_norms(b: torch.Tensor) -> torch.Tensor:
     return (squares - sums.square() / (side - 2 * MARGIN) ** 2).clamp_min(0).flatten(1)
 
 
-def shift_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def shift_correlation(a: torch.Tensor, b: torch.Tensor, pair_a: torch.Tensor | None = None,
+                      pair_b: torch.Tensor | None = None) -> torch.Tensor:
     """Best correlation of standardised views over shifts of b by up to SHIFT pixels, on the
-    central region."""
+    central region: of a[i] and b[i], or of every pair (a[pair_a[j]], b[pair_b[j]]) when the
+    views are distinct images that pairs share (each image's part is found once)."""
     inner, inner_norm = _centred_inner(a)
-    return _correlations(inner, inner_norm, _reach(b), _window_norms(b)).amax(dim=1)
+    reach, norms = _reach(b), _window_norms(b)
+    if pair_a is not None:
+        inner, inner_norm, reach, norms = (inner[pair_a], inner_norm[pair_a], reach[pair_b],
+                                           norms[pair_b])
+    return _correlations(inner, inner_norm, reach, norms).amax(dim=1)
 
 
 def _centred_inner(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,12 +137,14 @@ def _level_free(colour: torch.Tensor) -> torch.Tensor:
     return colour * (128.0 / (colour.mean(dim=(1, 2, 3), keepdim=True) + 8.0))
 
 
-def _detail_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _detail_correlation(a: _Chosen, b: _Chosen) -> torch.Tensor:
     """Best shifted correlation of the fine detail alone (each view less its DETAIL_BLUR
-    blur): images alike in coarse layout, tile by tile, seldom agree in detail."""
-    blur = blur_matrix(str(a.device), DETAIL_BLUR)
-    detail_a, detail_b = (standardised(x - separable(x, blur, blur))[0] for x in (a, b))
-    return shift_correlation(detail_a, detail_b)
+    blur) of every pair: images alike in coarse layout, tile by tile, seldom agree in
+    detail."""
+    blur = blur_matrix(str(a.grey.device), DETAIL_BLUR)
+    detail_a, detail_b = (standardised(x.grey - separable(x.grey, blur, blur))[0]
+                          for x in (a, b))
+    return shift_correlation(detail_a, detail_b, a.inverse, b.inverse)
 
 
 def _unoccluded_correlation(a: torch.Tensor, b: torch.Tensor, shift: torch.Tensor
@@ -161,7 +169,9 @@ def _unoccluded_correlation(a: torch.Tensor, b: torch.Tensor, shift: torch.Tenso
 
 def _zscore(x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """x less its mean over the last axis, over its std there (weighted by `weight`)."""
-    weight = torch.ones_like(x) if weight is None else weight
+    if weight is None:
+        centred = x - x.mean(-1, keepdim=True)
+        return centred / centred.square().mean(-1, keepdim=True).sqrt().clamp_min(1e-6)
     total = weight.sum(-1, keepdim=True)
     centred = x - (x * weight).sum(-1, keepdim=True) / total
     return centred / ((centred.square() * weight).sum(-1, keepdim=True) / total).sqrt() \
@@ -241,19 +251,21 @@ def chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.nd
     best = (correlation >= correlation.amax(dim=0) - VIEW_TIE).int().argmax(dim=0)
     chosen = views[best, torch.arange(len(a), device=device)]
     # colour and texture are compared at the chosen alignment, so that a pad, a trimmed
-    # border or a mirror is not counted as a difference of the images themselves
-    (ga, gb), (na, nb) = (_at_best(seen_a, ia, seen_b, ib, best, pairs, field)
-                          for field in ("grey", "normed"))
+    # border or a mirror is not counted as a difference of the images themselves; what
+    # depends on one image at its view (texture, fine detail) is found once per such image
+    chosen_a = _Chosen.of(seen_a, ia, best, [va for va, _ in pairs])
+    chosen_b = _Chosen.of(seen_b, ib, best, [vb for _, vb in pairs])
     ca, cb = (torch.from_numpy(colour[x]).to(device).float().permute(0, 3, 1, 2) for x in (a, b))
     ca, cb = _at_views(ca, cb, best, pairs)
     ca, cb = _level_free(ca), _level_free(cb)
-    texture_a, texture_b = _texture(ga[:, 0]), _texture(gb[:, 0])
+    texture_a, texture_b = (_texture(x.grey[:, 0])[x.inverse] for x in (chosen_a, chosen_b))
     plain = torch.stack([
         chosen[:, 0], chosen[:, 1], chosen[:, 2], _colour_difference(ca, cb), chosen[:, 3],
         torch.log1p(torch.minimum(texture_a, texture_b)),
         torch.log1p(torch.maximum(texture_a, texture_b)),
-        (best > 0).float(), _detail_correlation(ga, gb), *_chroma(ca, cb),
-        _unoccluded_correlation(na, nb, chosen[:, 4].long()),
+        (best > 0).float(), _detail_correlation(chosen_a, chosen_b), *_chroma(ca, cb),
+        _unoccluded_correlation(chosen_a.normed[chosen_a.inverse],
+                                chosen_b.normed[chosen_b.inverse], chosen[:, 4].long()),
     ], dim=1)
     # the chroma look differs in the colour difference alone: the chroma features still say
     # how far apart the two hues are and whether either image has any colour. It is for a
@@ -331,18 +343,33 @@ def _seen_at(images: torch.Tensor, views: set[View], shifted: bool = False
     return seen
 
 
-def _at_best(seen_a: dict[View, _Seen], ia: torch.Tensor, seen_b: dict[View, _Seen],
-             ib: torch.Tensor, best: torch.Tensor, pairs: list[tuple[View, View]],
-             field: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """`field` of both images of every pair, at the pair's chosen alignment."""
-    first_a, first_b = getattr(seen_a[pairs[0][0]], field), getattr(seen_b[pairs[0][1]], field)
-    out_a = first_a.new_empty((len(best), *first_a.shape[1:]))
-    out_b = first_b.new_empty((len(best), *first_b.shape[1:]))
-    for index, (view_a, view_b) in enumerate(pairs):
-        pick = (best == index).nonzero()[:, 0]
-        out_a.index_copy_(0, pick, getattr(seen_a[view_a], field).index_select(0, ia[pick]))
-        out_b.index_copy_(0, pick, getattr(seen_b[view_b], field).index_select(0, ib[pick]))
-    return out_a, out_b
+@dataclass
+class _Chosen:
+    """The distinct (row, view)s that one side of a chunk's pairs is seen at: grey and
+    standardised, and for every pair the index of its own among them."""
+
+    grey: torch.Tensor
+    normed: torch.Tensor
+    inverse: torch.Tensor
+
+    @classmethod
+    def of(cls, seen: dict[View, _Seen], index: torch.Tensor, best: torch.Tensor,
+           views: list[View]) -> _Chosen:
+        """`index`: each pair's row among `seen`'s; `best`: the index of its alignment,
+        `views`: that side's view of every alignment."""
+        distinct_views = list(dict.fromkeys(views))
+        view_id = torch.tensor([distinct_views.index(v) for v in views], device=best.device)
+        rows = len(seen[views[0]].grey)
+        keys, inverse = torch.unique(view_id[best] * rows + index, return_inverse=True)
+        first = seen[views[0]]
+        grey = first.grey.new_empty((len(keys), *first.grey.shape[1:]))
+        normed = first.normed.new_empty((len(keys), *first.normed.shape[1:]))
+        for number, this in enumerate(distinct_views):
+            pick = (keys // rows == number).nonzero()[:, 0]
+            row = keys[pick] % rows
+            grey.index_copy_(0, pick, seen[this].grey.index_select(0, row))
+            normed.index_copy_(0, pick, seen[this].normed.index_select(0, row))
+        return cls(grey, normed, inverse)
 
 
 def _at_views(a: torch.Tensor, b: torch.Tensor, best: torch.Tensor,

@@ -308,6 +308,15 @@ def test_shift_correlation_is_the_best_pearson_correlation_over_shifts():
     assert torch.allclose(shift_correlation(a, b), expected, atol=1e-5)
 
 
+def test_shift_correlation_of_shared_images_equals_that_of_the_pairs_gathered():
+    rng = np.random.default_rng(2)
+    a, _ = views.standardised(torch.from_numpy(rng.normal(size=(4, 1, 32, 32))).float())
+    b, _ = views.standardised(torch.from_numpy(rng.normal(size=(3, 1, 32, 32))).float())
+    pair_a, pair_b = torch.tensor([0, 0, 3, 2, 1]), torch.tensor([2, 1, 1, 0, 2])
+    assert torch.allclose(shift_correlation(a, b, pair_a, pair_b),
+                          shift_correlation(a[pair_a], b[pair_b]), atol=1e-6)
+
+
 def test_unoccluded_correlation_is_pearson_without_the_pixels_differing_most():
     rng = np.random.default_rng(1)
     a = torch.from_numpy(rng.normal(size=(6, 1, 32, 32))).float()
