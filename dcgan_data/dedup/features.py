@@ -73,8 +73,8 @@ def shift_correlation(a: torch.Tensor, b: torch.Tensor, pair_a: torch.Tensor | N
     inner, inner_norm = _centred_inner(a)
     reach, norms = _reach(b), _window_norms(b)
     if pair_a is not None:
-        inner, inner_norm, reach, norms = (inner[pair_a], inner_norm[pair_a], reach[pair_b],
-                                           norms[pair_b])
+        inner, inner_norm = (x.index_select(0, pair_a) for x in (inner, inner_norm))
+        reach, norms = (x.index_select(0, pair_b) for x in (reach, norms))
     return _correlations(inner, inner_norm, reach, norms).amax(dim=1)
 
 
@@ -235,13 +235,17 @@ def chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.nd
     per_view = []
     for view_a, view_b in pairs:
         sa, sb = seen_a[view_a], seen_b[view_b]
-        correlations = _correlations(sa.inner[ia], sa.inner_norm[ia], sb.reach[ib],
-                                     sb.norms[ib])
+        # index_select, not indexing: the same rows, several times faster on a CPU
+        inner, inner_norm, dct_a, sign_a, std_a = (
+            x.index_select(0, ia) for x in (sa.inner, sa.inner_norm, sa.unit_dct, sa.sign, sa.std))
+        reach, norms, dct_b, sign_b, std_b = (
+            x.index_select(0, ib) for x in (sb.reach, sb.norms, sb.unit_dct, sb.sign, sb.std))
+        correlations = _correlations(inner, inner_norm, reach, norms)
         per_view.append(torch.stack([
             correlations.amax(dim=1),
-            (sa.unit_dct[ia] * sb.unit_dct[ib]).sum(dim=1),
-            (sa.sign[ia] == sb.sign[ib]).float().mean(dim=1),
-            ((sa.std[ia] + 1) / (sb.std[ib] + 1)).log().abs(),
+            (dct_a * dct_b).sum(dim=1),
+            (sign_a == sign_b).float().mean(dim=1),
+            ((std_a + 1) / (std_b + 1)).log().abs(),
             correlations.argmax(dim=1).float(),  # the best shift, for the unoccluded feature
         ], dim=1))
     views = torch.stack(per_view)  # (views, P, 5)
@@ -258,14 +262,16 @@ def chunk_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.nd
     ca, cb = (torch.from_numpy(colour[x]).to(device).float().permute(0, 3, 1, 2) for x in (a, b))
     ca, cb = _at_views(ca, cb, best, pairs)
     ca, cb = _level_free(ca), _level_free(cb)
-    texture_a, texture_b = (_texture(x.grey[:, 0])[x.inverse] for x in (chosen_a, chosen_b))
+    texture_a, texture_b = (_texture(x.grey[:, 0]).index_select(0, x.inverse)
+                            for x in (chosen_a, chosen_b))
     plain = torch.stack([
         chosen[:, 0], chosen[:, 1], chosen[:, 2], _colour_difference(ca, cb), chosen[:, 3],
         torch.log1p(torch.minimum(texture_a, texture_b)),
         torch.log1p(torch.maximum(texture_a, texture_b)),
         (best > 0).float(), _detail_correlation(chosen_a, chosen_b), *_chroma(ca, cb),
-        _unoccluded_correlation(chosen_a.normed[chosen_a.inverse],
-                                chosen_b.normed[chosen_b.inverse], chosen[:, 4].long()),
+        _unoccluded_correlation(chosen_a.normed.index_select(0, chosen_a.inverse),
+                                chosen_b.normed.index_select(0, chosen_b.inverse),
+                                chosen[:, 4].long()),
     ], dim=1)
     # the chroma look differs in the colour difference alone: the chroma features still say
     # how far apart the two hues are and whether either image has any colour. It is for a
@@ -323,6 +329,7 @@ class _Seen:
     inner_norm: torch.Tensor | None = None
     reach: torch.Tensor | None = None
     norms: torch.Tensor | None = None
+
 
 
 def _seen_at(images: torch.Tensor, views: set[View], shifted: bool = False
