@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from dcgan_data.core.errors import DcganDataError
 from dcgan_data.core.stage import Phases
@@ -138,7 +137,7 @@ def verified_decision(rows: Rows, inputs: Inputs, options: DedupOptions, device:
 
         def likeness(x: np.ndarray, y: np.ndarray) -> np.ndarray:
             with seconds.timed("fine_look"):  # part of the groups' time
-                return fine.likeness(load_fine, x, y, o.mirrors, torch.get_num_threads())
+                return fine.likeness(load_fine, x, y, o.mirrors, device)
 
         kept_as, row_score, split = verified_groups(len(rows.hashes), a, b, scores, decider,
                                                     area, o.keep, rows.own, likeness)

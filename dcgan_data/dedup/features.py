@@ -54,43 +54,45 @@ def views_of_pair(mirrors: bool) -> list[tuple[View, View]]:
     return views
 
 
-def _window_norms(b: torch.Tensor) -> torch.Tensor:
+def _window_norms(b: torch.Tensor, margin: int = MARGIN, shift: int = SHIFT) -> torch.Tensor:
     """(N, shifts) centred squared norms of each standardised view's central window moved
     by every shift (row-major over (dy, dx)), as box sums: two small matrix products."""
     side = b.shape[-1]
-    window = box_rows(side, side - 2 * MARGIN, tuple(range(MARGIN - SHIFT, MARGIN + SHIFT + 1)),
+    window = box_rows(side, side - 2 * margin, tuple(range(margin - shift, margin + shift + 1)),
                       str(b.device))
     sums = window @ b[:, 0] @ window.t()
     squares = window @ b[:, 0].square() @ window.t()
-    return (squares - sums.square() / (side - 2 * MARGIN) ** 2).clamp_min(0).flatten(1)
+    return (squares - sums.square() / (side - 2 * margin) ** 2).clamp_min(0).flatten(1)
 
 
 def shift_correlation(a: torch.Tensor, b: torch.Tensor, pair_a: torch.Tensor | None = None,
-                      pair_b: torch.Tensor | None = None) -> torch.Tensor:
-    """Best correlation of standardised views over shifts of b by up to SHIFT pixels, on the
-    central region: of a[i] and b[i], or of every pair (a[pair_a[j]], b[pair_b[j]]) when the
-    views are distinct images that pairs share (each image's part is found once)."""
-    inner, inner_norm = _centred_inner(a)
-    reach, norms = _reach(b), _window_norms(b)
+                      pair_b: torch.Tensor | None = None, margin: int = MARGIN,
+                      shift: int = SHIFT) -> torch.Tensor:
+    """Best correlation of standardised views (N, 1, S, S) over shifts of b by up to `shift`
+    pixels, on the region `margin` pixels in from the edges: of a[i] and b[i], or of every
+    pair (a[pair_a[j]], b[pair_b[j]]) when the views are distinct images that pairs share
+    (each image's part is found once)."""
+    inner, inner_norm = _centred_inner(a, margin)
+    reach, norms = _reach(b, margin, shift), _window_norms(b, margin, shift)
     if pair_a is not None:
         inner, inner_norm = (x.index_select(0, pair_a) for x in (inner, inner_norm))
         reach, norms = (x.index_select(0, pair_b) for x in (reach, norms))
     return _correlations(inner, inner_norm, reach, norms).amax(dim=1)
 
 
-def _centred_inner(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _centred_inner(a: torch.Tensor, margin: int = MARGIN) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, S-2M, S-2M) central regions of standardised views less their means, and their
     squared norms: the side that is slid over the other."""
-    inner = a[:, 0, MARGIN:-MARGIN, MARGIN:-MARGIN]
+    inner = a[:, 0, margin:-margin, margin:-margin]
     inner = inner - inner.mean(dim=(1, 2), keepdim=True)
     return inner, inner.square().sum(dim=(1, 2))
 
 
-def _reach(b: torch.Tensor) -> torch.Tensor:
+def _reach(b: torch.Tensor, margin: int = MARGIN, shift: int = SHIFT) -> torch.Tensor:
     """(N, S-2M+2*SHIFT, ...) the part of standardised views every shifted window lies in."""
     side = b.shape[-1]
-    return b[:, 0, MARGIN - SHIFT : side - MARGIN + SHIFT,
-             MARGIN - SHIFT : side - MARGIN + SHIFT].contiguous()
+    return b[:, 0, margin - shift : side - margin + shift,
+             margin - shift : side - margin + shift].contiguous()
 
 
 def _correlations(inner: torch.Tensor, inner_norm: torch.Tensor, reach: torch.Tensor,

@@ -10,15 +10,14 @@ of look-alikes joins its own original first. It orders pairs; it decides none.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import cv2
 import numpy as np
+import torch
 
 from dcgan_data.core.images import resize_square
 from dcgan_data.core.shards import ShardSet
-from dcgan_data.dedup.features import local_order
+from dcgan_data.dedup.features import local_order, shift_correlation
 
 SIDE = 64  # rows are compared at this side
 SHIFT = 3  # largest shift tried, in pixels of SIDE, each way
@@ -28,9 +27,16 @@ LOAD_BATCH = 256  # rows read at their stored side at a time (shards may hold la
 
 def fine_grey(rows: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 rows -> (N, SIDE, SIDE) float32 grey."""
-    out = np.empty((len(rows), SIDE, SIDE), np.float32)
-    for i, row in enumerate(rows):
-        out[i] = resize_square(cv2.cvtColor(np.ascontiguousarray(row), cv2.COLOR_RGB2GRAY), SIDE)
+    n, height, width = rows.shape[:3]
+    # one conversion for the whole batch: the rows stacked are one tall image
+    grey = cv2.cvtColor(np.ascontiguousarray(rows).reshape(n * height, width, 3),
+                        cv2.COLOR_RGB2GRAY).reshape(n, height, width) if n else \
+        np.empty((0, height, width), np.uint8)
+    if (height, width) == (SIDE, SIDE):
+        return grey.astype(np.float32)
+    out = np.empty((n, SIDE, SIDE), np.float32)
+    for i, row in enumerate(grey):
+        out[i] = resize_square(row, SIDE)
     return out
 
 
@@ -52,45 +58,41 @@ def fine_rows(shards: ShardSet, other: ShardSet | None) -> Callable[[np.ndarray]
 
 
 def likeness(load: Callable[[np.ndarray], np.ndarray], a: np.ndarray, b: np.ndarray,
-             mirrors: bool = False, threads: int = 1) -> np.ndarray:
+             mirrors: bool = False, device: str = "cpu") -> np.ndarray:
     """Correlation of the pairs (a[i], b[i]) of rows (LOAD gives their `fine_grey` by index):
     the middle of a's image against b's at the best shift of up to SHIFT pixels (or of b's
-    mirror image, with MIRRORS). Between -1 and 1; a flat image is like nothing (0).
-    One-sided: the template is a's middle. Candidate pairs come with a < b, so across a
-    row's pairs the template is the lower row's, a choice that costs half of looking both
-    ways. OpenCV's matching lets go of the GIL: THREADS share each chunk's pairs."""
+    mirror image, with MIRRORS), as OpenCV's normed correlation coefficient. Between -1 and
+    1; a flat image is like nothing (0). One-sided: the template is a's middle. Candidate
+    pairs come with a < b, so across a row's pairs the template is the lower row's, a choice
+    that costs half of looking both ways."""
     out = np.empty(len(a), np.float32)
     if not len(a):
         return out
     order = local_order(a, b, int(max(a.max(), b.max())) + 1)  # a chunk's pairs share rows
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        for start in range(0, len(a), CHUNK):
-            part = order[start : start + CHUNK]
-            rows, index = np.unique(np.concatenate([a[part], b[part]]), return_inverse=True)
-            grey = load(rows)
-            flat = (np.ptp(grey[:, SHIFT : SIDE - SHIFT, SHIFT : SIDE - SHIFT], axis=(1, 2)) == 0,
-                    np.ptp(grey, axis=(1, 2)) == 0)  # as a template, as the image searched
-            first, second = (np.array_split(x, max(1, threads))
-                             for x in (index[: len(part)], index[len(part) :]))
-            out[part] = np.concatenate(list(pool.map(
-                partial(_matches, grey, flat, mirrors), first, second)))
+    for start in range(0, len(a), CHUNK):
+        part = order[start : start + CHUNK]
+        rows, index = np.unique(np.concatenate([a[part], b[part]]), return_inverse=True)
+        first, second = (torch.from_numpy(x).to(device)
+                         for x in (index[: len(part)], index[len(part) :]))
+        grey = torch.from_numpy(load(rows)).to(device)
+        out[part] = _matches(grey, first, second, mirrors).cpu().numpy()
     return out
 
 
-def _matches(grey: np.ndarray, flat: tuple[np.ndarray, np.ndarray], mirrors: bool,
-             first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """The likeness of the rows (first[i], second[i]) of GREY; 0 where either is flat (as
-    the template or as the image searched: FLAT)."""
-    return np.array([0.0 if flat[0][i] or flat[1][j] else
-                     _best_match(grey[i], grey[j], mirrors)
-                     for i, j in zip(first.tolist(), second.tolist(), strict=True)], np.float32)
-
-
-def _best_match(first: np.ndarray, second: np.ndarray, mirrors: bool) -> float:
-    """The best correlation of FIRST's middle with SECOND at any shift up to SHIFT."""
-    middle = first[SHIFT : SIDE - SHIFT, SHIFT : SIDE - SHIFT]
-    best = cv2.matchTemplate(second, middle, cv2.TM_CCOEFF_NORMED).max()
+def _matches(grey: torch.Tensor, first: torch.Tensor, second: torch.Tensor, mirrors: bool
+             ) -> torch.Tensor:
+    """The likeness of the rows (first[i], second[i]) of GREY (R, SIDE, SIDE); 0 where
+    either is flat (as the template, its middle; as the image searched, all of it)."""
+    middle = grey[:, SHIFT : SIDE - SHIFT, SHIFT : SIDE - SHIFT].flatten(1)
+    flat = (middle.amax(1) == middle.amin(1))[first] | \
+        (grey.flatten(1).amax(1) == grey.flatten(1).amin(1))[second]
+    # correlation does not change with each image's level and contrast: standardised first,
+    # the window sums stay well within float32's precision
+    centred = grey - grey.mean(dim=(1, 2), keepdim=True)
+    spread = centred.square().mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-3)
+    views = (centred / spread)[:, None]
+    best = shift_correlation(views, views, first, second, SHIFT, SHIFT)
     if mirrors:
-        mirrored = np.ascontiguousarray(second[:, ::-1])
-        best = max(best, cv2.matchTemplate(mirrored, middle, cv2.TM_CCOEFF_NORMED).max())
-    return float(best) if np.isfinite(best) else 0.0
+        best = torch.maximum(best, shift_correlation(views, views.flip(-1), first, second,
+                                                     SHIFT, SHIFT))
+    return torch.where(flat | ~best.isfinite(), 0.0, best.clamp(-1, 1))
