@@ -3,7 +3,9 @@ only when close to a plain move, then the pair's features once aligned."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import cv2
 import numpy as np
@@ -94,13 +96,19 @@ def _colour_alignment(warp: np.ndarray) -> np.ndarray:
 
 
 def aligned_pair_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
-                          mirrors: bool = False, device: str = "cpu"
+                          mirrors: bool = False, device: str = "cpu",
+                          fitted: Callable[[int], Any] | None = None
                           ) -> tuple[np.ndarray, np.ndarray]:
     """`pair_features` of each pair after b is warped onto a by `fitted_alignment`, and
-    whether a small alignment was found (where not, the row of features is NaN)."""
+    whether a small alignment was found (where not, the row of features is NaN). FITTED is
+    called with 1 as each pair's fit ends (a progress bar's update)."""
+    warps = []
     # OpenCV lets go of the GIL while it fits: one thread per core
     with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
-        warps = list(pool.map(fitted_alignment, grey[a], grey[b]))
+        for warp in pool.map(fitted_alignment, grey[a], grey[b]):
+            warps.append(warp)
+            if fitted is not None:
+                fitted(1)
     found = np.array([warp is not None for warp in warps], bool)
     features = np.full((len(a), len(FEATURES)), np.nan, np.float32)
     aligned = np.flatnonzero(found)  # only these: the others' features are the plain ones

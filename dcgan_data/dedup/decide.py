@@ -119,15 +119,18 @@ def verified_decision(rows: Rows, inputs: Inputs, options: DedupOptions, device:
     with seconds.timed("verification"):
         # the fixed model's looks run at its own threshold when the fitted model decides
         verifier = Verifier(rows.grey, rows.colour, None if self_fit else o.verify_threshold,
-                            o.mirrors, device, keep_features=self_fit is not None)
+                            o.mirrors, device, keep_features=self_fit is not None,
+                            progress_desc="verify")
         scores = verifier(a, b)
+        verifier.progress_desc = "re-check"  # its later calls: pairs with a group's keeper
     decider: Verifier | RunTimeDecider = verifier
     estimates = None
     with seconds.timed("self_fit"):
         if self_fit is not None and len(a):  # no candidate pair: nothing to decide
             model, neighbourhood, scores, estimates = selffit.fit(
                 a, b, scores, verifier.last_features, self_fit,
-                partial(scored_with_features, mirrors=o.mirrors, device=device),
+                partial(scored_with_features, mirrors=o.mirrors, device=device,
+                        progress_desc="self-fit"),
                 o.max_false_share, o.seed)
             decider = RunTimeDecider(verifier, model, neighbourhood, self_fit.texture,
                                      o.verify_threshold, a, b)

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import torch
 
+from dcgan_data.core.files import progress
 from dcgan_data.core.images import resize_square
 from dcgan_data.core.shards import ShardSet
 from dcgan_data.dedup.features import local_order, shift_correlation
@@ -69,13 +70,15 @@ def likeness(load: Callable[[np.ndarray], np.ndarray], a: np.ndarray, b: np.ndar
     if not len(a):
         return out
     order = local_order(a, b, int(max(a.max(), b.max())) + 1)  # a chunk's pairs share rows
-    for start in range(0, len(a), CHUNK):
-        part = order[start : start + CHUNK]
-        rows, index = np.unique(np.concatenate([a[part], b[part]]), return_inverse=True)
-        first, second = (torch.from_numpy(x).to(device)
-                         for x in (index[: len(part)], index[len(part) :]))
-        grey = torch.from_numpy(load(rows)).to(device)
-        out[part] = _matches(grey, first, second, mirrors).cpu().numpy()
+    with progress(total=len(a), desc="fine look", unit="pair", leave=False) as bar:
+        for start in range(0, len(a), CHUNK):
+            part = order[start : start + CHUNK]
+            rows, index = np.unique(np.concatenate([a[part], b[part]]), return_inverse=True)
+            first, second = (torch.from_numpy(x).to(device)
+                             for x in (index[: len(part)], index[len(part) :]))
+            grey = torch.from_numpy(load(rows)).to(device)
+            out[part] = _matches(grey, first, second, mirrors).cpu().numpy()
+            bar.update(len(part))
     return out
 
 

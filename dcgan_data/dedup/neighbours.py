@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dcgan_data.core.files import progress
 from dcgan_data.dedup.grouping import unique_pairs
 from dcgan_data.dedup.views import CENTRE, ZOOMS, descriptors
 
@@ -34,15 +35,18 @@ def neighbour_pairs(grey: np.ndarray, k: int, min_cosine: float, mirrors: bool =
         searches = [(indexed, [*views, (indexed[0], True, indexed[2])])
                     for indexed, views in searches]
     found_a, found_b = [], []
-    for indexed, views in searches:
-        base = descriptors(grey, *indexed, device=device)
-        search = ExactSearch(base) if n <= EXACT_SEARCH_ROWS else InvertedLists(base)
-        for view in views:
-            query = base if view == indexed else descriptors(grey, *view, device=device)
-            rows, found = search.nearest(query, k, min_cosine)
-            found_a.append(rows)
-            found_b.append(found)
-        del base, search, query  # one search's index in memory at a time
+    with progress(total=sum(len(views) for _, views in searches), desc="neighbour search",
+                  unit="view", leave=False) as bar:
+        for indexed, views in searches:
+            base = descriptors(grey, *indexed, device=device)
+            search = ExactSearch(base) if n <= EXACT_SEARCH_ROWS else InvertedLists(base)
+            for view in views:
+                query = base if view == indexed else descriptors(grey, *view, device=device)
+                rows, found = search.nearest(query, k, min_cosine)
+                found_a.append(rows)
+                found_b.append(found)
+                bar.update(1)
+            del base, search, query  # one search's index in memory at a time
     return unique_pairs(np.concatenate(found_a), np.concatenate(found_b), n)
 
 

@@ -34,8 +34,11 @@ tensor code: the same on CPU and GPU.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from dcgan_data.core.files import progress
 from dcgan_data.dedup.alignment import aligned_pair_features
 from dcgan_data.dedup.features import FEATURES, local_order, pair_looks
 from dcgan_data.dedup.logistic import VerifyModel
@@ -57,9 +60,11 @@ class Verifier:
     """Scores pairs of rows by their thumbnails: log-odds of being near duplicates."""
 
     def __init__(self, grey: np.ndarray, colour: np.ndarray, threshold: float | None,
-                 mirrors: bool, device: str, keep_features: bool = False):
+                 mirrors: bool, device: str, keep_features: bool = False,
+                 progress_desc: str | None = None):
         self.grey, self.colour, self.mirrors, self.device = grey, colour, mirrors, device
         self.keep_features = keep_features
+        self.progress_desc = progress_desc  # each look of a call shown as progress; None: not
         self.model = VerifyModel.load()
         self.threshold = self.model.threshold if threshold is None else threshold
         self.scored = self.aligned = self.second_look_skipped = self.unoverlaid = 0
@@ -85,14 +90,16 @@ class Verifier:
         scores, chroma_scores = np.empty((2, len(a)), np.float32)
         plain_features = np.empty((len(a) if self.keep_features else 0, len(FEATURES)),
                                   np.float32)
-        for start in range(0, len(a), LOOK_CHUNK):
-            part = slice(start, start + LOOK_CHUNK)
-            plain, chroma = pair_looks(self.grey, self.colour, a[part], b[part],
-                                       self.mirrors, self.device)
-            if self.keep_features:
-                plain_features[part] = plain
-            scores[part] = self.model.log_odds(plain)
-            chroma_scores[part] = self.model.log_odds(chroma) - self.model.chroma_margin
+        with self._progress("plain look", len(a)) as bar:
+            for start in range(0, len(a), LOOK_CHUNK):
+                part = slice(start, start + LOOK_CHUNK)
+                plain, chroma = pair_looks(self.grey, self.colour, a[part], b[part],
+                                           self.mirrors, self.device)
+                if self.keep_features:
+                    plain_features[part] = plain
+                scores[part] = self.model.log_odds(plain)
+                chroma_scores[part] = self.model.log_odds(chroma) - self.model.chroma_margin
+                bar.update(len(plain))
         self.scored += len(a)
         self._second_look(a, b, scores)
         self._overlay_look(a, b, scores)
@@ -102,6 +109,10 @@ class Verifier:
         scores = np.maximum(scores, chroma_scores)
         self._tone_look(a, b, scores)
         return scores, plain_features
+
+    def _progress(self, look: str, pairs: int) -> Any:
+        return progress(total=pairs, desc=f"{self.progress_desc}: {look}", unit="pair",
+                        leave=False, disable=self.progress_desc is None or not pairs)
 
     def _second_look(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> None:
         """Pairs just short of the threshold scored again after a fitted alignment; a pair's
@@ -115,8 +126,9 @@ class Verifier:
             near = np.sort(near[np.argsort(-scores[near], kind="stable")[:budget]])
         if not len(near):
             return
-        features, found = aligned_pair_features(self.grey, self.colour, a[near],
-                                                       b[near], self.mirrors, self.device)
+        with self._progress("second look", len(near)) as bar:
+            features, found = aligned_pair_features(self.grey, self.colour, a[near], b[near],
+                                                    self.mirrors, self.device, bar.update)
         aligned = self.model.log_odds(features).astype(np.float32) - self.model.align_margin
         better = found & (aligned > scores[near])
         scores[near[better]] = aligned[better]
@@ -128,12 +140,14 @@ class Verifier:
         on a copy); a pair's score is the better of the two, the filled one less the model's
         margin. The pairs are compared as they lie (one view), the cost of their features."""
         near = near_threshold(scores, self.threshold, self.model.overlay_band)
-        for start in range(0, len(near), LOOK_CHUNK):
-            part = near[start : start + LOOK_CHUNK]
-            filled = self.model.log_odds(unoverlaid_pair_features(
-                self.grey, self.colour, a[part], b[part], self.device)) - \
-                self.model.overlay_margin
-            scores[part] = np.maximum(scores[part], filled)
+        with self._progress("overlay look", len(near)) as bar:
+            for start in range(0, len(near), LOOK_CHUNK):
+                part = near[start : start + LOOK_CHUNK]
+                filled = self.model.log_odds(unoverlaid_pair_features(
+                    self.grey, self.colour, a[part], b[part], self.device)) - \
+                    self.model.overlay_margin
+                scores[part] = np.maximum(scores[part], filled)
+                bar.update(len(part))
         self.unoverlaid += len(near)
 
     def _tone_look(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> None:
@@ -141,19 +155,22 @@ class Verifier:
         their equalised thumbnails; a pair's score is the better of the two, the equalised
         one less the model's margin."""
         near = near_threshold(scores, self.threshold, self.model.tone_band)
-        for start in range(0, len(near), LOOK_CHUNK):
-            part = near[start : start + LOOK_CHUNK]
-            equalised = self.model.log_odds(tone_free_pair_features(
-                self.grey, self.colour, a[part], b[part], self.mirrors, self.device)) - \
-                self.model.tone_margin
-            scores[part] = np.maximum(scores[part], equalised)
+        with self._progress("tone look", len(near)) as bar:
+            for start in range(0, len(near), LOOK_CHUNK):
+                part = near[start : start + LOOK_CHUNK]
+                equalised = self.model.log_odds(tone_free_pair_features(
+                    self.grey, self.colour, a[part], b[part], self.mirrors, self.device)) - \
+                    self.model.tone_margin
+                scores[part] = np.maximum(scores[part], equalised)
+                bar.update(len(part))
         self.tone_looked += len(near)
 
 
 def scored_with_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
-                         mirrors: bool = False, device: str = "cpu"
-                         ) -> tuple[np.ndarray, np.ndarray]:
+                         mirrors: bool = False, device: str = "cpu",
+                         progress_desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The fixed model's scores of the pairs (a[i], b[i]) of these thumbnails, at its own
     threshold, and their plain features: what the run-time fit learns from."""
-    scorer = Verifier(grey, colour, None, mirrors, device, keep_features=True)
+    scorer = Verifier(grey, colour, None, mirrors, device, keep_features=True,
+                      progress_desc=progress_desc)
     return scorer(a, b), scorer.last_features

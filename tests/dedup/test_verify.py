@@ -393,6 +393,26 @@ def test_verifier_scores_do_not_depend_on_how_pairs_are_ordered():
     assert np.allclose(again.last_features, expected.last_features[shuffle], atol=1e-4)
 
 
+def test_verifier_shows_each_look_as_progress_only_when_asked(monkeypatch, capsys):
+    rows = stepped_crops(12, 15, 10)
+    grey, colour = thumbnails.thumbnails(rows)
+    a, b = np.triu_indices(12, 1)
+    monkeypatch.setenv("DCGAN_DATA_PROGRESS_SECONDS", "0")  # a line on every update
+    silent = Verifier(grey, colour, None, False, "cpu")(a, b)
+    assert capsys.readouterr().err == ""
+    shown = Verifier(grey, colour, None, False, "cpu", progress_desc="verify")
+    assert np.array_equal(shown(a, b), silent)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"verify: plain look: {len(a)}/{len(a)} pair, ")
+    looked = {line.split(": ")[1]: line.split(": ")[2].split(" ")[0] for line in lines}
+    counts = {"second look": shown.aligned, "overlay look": shown.unoverlaid,
+              "tone look": shown.tone_looked}
+    assert any(counts.values())
+    # a look no pair needed shows nothing
+    assert looked == {"plain look": f"{len(a)}/{len(a)}",
+                      **{look: f"{n}/{n}" for look, n in counts.items() if n}}
+
+
 def test_fitted_alignment_undoes_a_small_rotation(photo):
     original = crop_at(photo, 60, 80)
     turn = cv2.getRotationMatrix2D((127.5, 127.5), 6.5, 1.05)  # beyond the fixed views
