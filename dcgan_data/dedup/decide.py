@@ -14,6 +14,7 @@ import numpy as np
 from dcgan_data.core.errors import DcganDataError
 from dcgan_data.core.stage import Phases
 from dcgan_data.dedup import fine, partition, selffit
+from dcgan_data.dedup.blank import BlankAwareScorer
 from dcgan_data.dedup.candidates import candidate_pairs
 from dcgan_data.dedup.features import textures
 from dcgan_data.dedup.grouping import find_groups
@@ -22,7 +23,7 @@ from dcgan_data.dedup.logistic import VerifyModel
 from dcgan_data.dedup.options import SELF_FIT_MIN_ROWS, DedupOptions
 from dcgan_data.dedup.report import Grouping, SelfFit
 from dcgan_data.dedup.scan import Rows
-from dcgan_data.dedup.stars import keep_priority, kept_first, verified_groups
+from dcgan_data.dedup.stars import Scorer, keep_priority, kept_first, verified_groups
 from dcgan_data.dedup.verify import Verifier, scored_with_features
 from dcgan_data.engines.local import LocalEngine
 from dcgan_data.engines.runner import Engine
@@ -123,7 +124,7 @@ def verified_decision(rows: Rows, inputs: Inputs, options: DedupOptions, device:
                             progress_desc="verify")
         scores = verifier(a, b)
         verifier.progress_desc = "re-check"  # its later calls: pairs with a group's keeper
-    decider: Verifier | RunTimeDecider = verifier
+    decider: Scorer = verifier
     estimates = None
     with seconds.timed("self_fit"):
         if self_fit is not None and len(a):  # no candidate pair: nothing to decide
@@ -134,6 +135,9 @@ def verified_decision(rows: Rows, inputs: Inputs, options: DedupOptions, device:
                 o.max_false_share, o.seed)
             decider = RunTimeDecider(verifier, model, neighbourhood, self_fit.texture,
                                      o.verify_threshold, a, b)
+    # blank rows are decided by colour, whichever model scores the rest
+    decider = BlankAwareScorer(decider, rows.grey, rows.colour)
+    scores = decider.decided(a, b, scores)
     seconds.seconds["fine_look"] = 0.0  # reported even when no pair shares a row
     with seconds.timed("groups"):
         load_fine = fine.fine_rows(inputs.shards, inputs.other)

@@ -398,6 +398,25 @@ def test_all_identical_with_a_model_is_degenerate(tmp_path, crops64, planted):
     assert report["kept"] == 1 and report["removed"] == 59
 
 
+def test_blank_images_are_duplicates_only_of_blanks_of_their_colour(tmp_path, crops64, planted):
+    # identical blanks at every level, one of each pair re-encoded; then blanks a few levels
+    # off (another colour) and ones on a photo's colour, which only the colour tells apart
+    levels = [0, 20, 40, 64, 90, 128, 160, 200, 230, 255]
+    blank = [np.full((64, 64, 3), (v, v, max(v - 9, 0)), np.uint8) for v in levels]
+    copies = [decode_image(encode_image(x, "jpeg", 90))[0] for x in blank]
+    others = [(x.astype(int) + (0, 12 if v < 128 else -12, 0)).astype(np.uint8)
+              for x, v in zip(blank, levels, strict=True)]
+    photo_colour = [np.full_like(x, x.reshape(-1, 3).mean(0).round()) for x in crops64[:6]]
+    images = np.stack([*blank, *copies, *others, *photo_colour, *crops64[:6], *crops64[6:60]])
+    src = write_shards(tmp_path / "blank", images)
+    dd.dedup(src, tmp_path / "out", hash_model=planted[1] / dd.MODEL)
+    labels = write.read_kept_as(tmp_path / "out", ShardSet(src).keys())
+    n = len(levels)
+    assert np.array_equal(labels[:n], labels[n : 2 * n])  # every identical pair, one removed
+    assert len(np.unique(labels[: 2 * n])) == n
+    assert np.array_equal(labels[2 * n :], np.arange(2 * n, len(images)))  # the rest kept
+
+
 @pytest.mark.parametrize("content", [b"", b"garbage" * 100, None])
 def test_corrupt_or_mismatched_model(tmp_path, crops64, content):
     src = write_shards(tmp_path / "src", crops64[:20])
