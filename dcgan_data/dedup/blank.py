@@ -13,8 +13,10 @@ import numpy as np
 
 from dcgan_data.dedup.stars import Scorer
 
-BLANK_RANGE = 4  # a row whose grey thumbnail spans at most this many levels is blank
-BLANK_COLOUR_LEVELS = 4  # two blank rows whose colour thumbnails differ at most this much
+# a row whose grey thumbnail spans at most this many levels is blank: one fill, give or take
+# rounding (a faint gradient keeps its structure for the looks, which standardise it)
+BLANK_RANGE = 1
+BLANK_COLOUR_LEVELS = 3  # two blank rows whose colour thumbnails differ at most this much
 BLANK_LOG_ODDS = 30.0  # a decided pair's log-odds, either way: beyond any model's threshold
 
 
