@@ -6,11 +6,12 @@
     one output shard per input shard -> report
 
 Each phase is a module of this package: `inputs`, `scan`, `candidates` (`grouping`,
-`neighbours`), `verify` (`features`, `alignment`, `overlay`, `logistic`, `selffit`),
-`decide` (`stars`), `write`, `report`. The hash model trains here, in the driver. Hashing
-every row and writing the kept rows run as units on the unit runner (`engines.runner`: local
-processes or a Ray cluster; each output shard is written by the worker that made it); the
-sort of shared hashes runs in one piece or in partitions (`partition`).
+`neighbours`), `verify` (`features`, `alignment`, `overlay`, `logistic`, `selffit`; `blank`:
+blank rows, by colour), `decide` (`stars`), `write`, `report`. The hash model trains here,
+in the driver. Hashing every row and writing the kept rows run as units on the unit runner
+(`engines.runner`: local processes or a Ray cluster; each output shard is written by the
+worker that made it); the sort of shared hashes runs in one piece or in partitions
+(`partition`).
 """
 
 from __future__ import annotations
