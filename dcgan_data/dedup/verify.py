@@ -138,7 +138,8 @@ class Verifier:
         """Pairs still short of the threshold, within the model's overlay band, scored again
         with the region where they differ most filled in on both (an emoji or a caption drawn
         on a copy); a pair's score is the better of the two, the filled one less the model's
-        margin. The pairs are compared as they lie (one view), the cost of their features."""
+        margin. The pairs are compared as they lie (one view), the cost of their features;
+        only pairs whose difference is compact, as an overlay's is, are filled in."""
         near = near_threshold(scores, self.threshold, self.model.overlay_band)
         with self._progress("overlay look", len(near)) as bar:
             for start in range(0, len(near), LOOK_CHUNK):
@@ -146,9 +147,9 @@ class Verifier:
                 filled = self.model.log_odds(unoverlaid_pair_features(
                     self.grey, self.colour, a[part], b[part], self.device)) - \
                     self.model.overlay_margin
-                scores[part] = np.maximum(scores[part], filled)
+                scores[part] = np.fmax(scores[part], filled)  # NaN: not filled
+                self.unoverlaid += int(np.isfinite(filled).sum())
                 bar.update(len(part))
-        self.unoverlaid += len(near)
 
     def _tone_look(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> None:
         """Pairs still short of the threshold, within the model's tone band, scored again on

@@ -151,6 +151,20 @@ def test_the_overlay_look_fills_one_square_where_the_images_differ(photo):
     assert features[0, index] > 0.99 > plain[0, index]
 
 
+def test_the_overlay_look_fills_only_a_compact_difference(photo):
+    base = small(crop_at(photo, 100, 150))
+    marked = base.copy()
+    marked[40:50, 8:18] = (255, 255, 0)
+    others = [small(crop_at(photo, y, x)) for y, x in ((110, 160), (0, 0))]
+    grey, colour = thumbnails.thumbnails(np.stack([base, marked, *others]))
+    one, two = np.array([0, 0, 0]), np.array([1, 2, 3])
+    shares = overlay.overlay_shares(grey, one, two)
+    assert shares[0] > 0.9 and (shares[1:] < overlay.OVERLAY_MIN_SHARE).all()
+    features = overlay.unoverlaid_pair_features(grey, colour, one, two)
+    assert np.isfinite(features[0]).all() and np.isnan(features[1:]).all()
+    assert overlay.overlay_shares(grey, one[:1], one[:1])[0] == 0  # no difference at all
+
+
 def test_the_overlay_look_fills_a_strip_where_a_caption_was_drawn(photo):
     base = small(crop_at(photo, 100, 150))
     captioned = base.copy()
@@ -405,10 +419,12 @@ def test_verifier_shows_each_look_as_progress_only_when_asked(monkeypatch, capsy
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith(f"verify: plain look: {len(a)}/{len(a)} pair, ")
     looked = {line.split(": ")[1]: line.split(": ")[2].split(" ")[0] for line in lines}
-    counts = {"second look": shown.aligned, "overlay look": shown.unoverlaid,
-              "tone look": shown.tone_looked}
+    counts = {"second look": shown.aligned, "tone look": shown.tone_looked}
     assert any(counts.values())
-    # a look no pair needed shows nothing
+    # a look no pair needed shows nothing; the overlay look's pairs include those it did not
+    # fill (no compact difference)
+    overlay = looked.pop("overlay look", "0/0").split("/")
+    assert overlay[0] == overlay[1] and int(overlay[0]) >= shown.unoverlaid
     assert looked == {"plain look": f"{len(a)}/{len(a)}",
                       **{look: f"{n}/{n}" for look, n in counts.items() if n}}
 
