@@ -12,9 +12,10 @@ that only the decision differs), each with --dedup-args added; imagehash's pHash
 <= 2..14 on the same 64x64 rows dedup ingested, and on the 256 px files. Groups are the
 connected components of the pairs (dedup: each removed row with the row duplicates.csv says
 it duplicates). Scores: pair precision and recall (a pair is right when both images come
-from one original); recall of each edit kind (a copy counts when it is in its original's
-group); for each hard-negative kind, how many negatives were put in a group; and the share
-of removed images with no true copy in their group. Writes bench/out/holdout/results_<set>.json.
+from one original, or their pixels are identical); recall of each edit kind (a copy counts
+when it is in its original's group); for each hard-negative kind, how many negatives were
+put in a group; and the share of removed images with no true copy in their group. Writes
+bench/out/holdout/results_<set>.json.
 """
 
 from __future__ import annotations
@@ -54,9 +55,12 @@ PRECISE = 0.99  # the precision a user needs: recall is compared there
 
 
 class Truth:
-    """truth.csv of a set, in the order of `keys` (dedup's row keys, the file names)."""
+    """truth.csv of a set, in the order of `keys` (dedup's row keys, the file names).
+    Images whose pixels are identical are one group: a crop of a plain white area is the
+    same image as another such crop, whichever photo or place it was cut from, and no
+    method can or should keep both (`as_built` keeps the groups truth.csv gives)."""
 
-    def __init__(self, folder: Path, keys: list[str]):
+    def __init__(self, folder: Path, keys: list[str], as_built: bool = False):
         with open(folder / "truth.csv", newline="", encoding="utf-8") as f:
             rows = {r["file"]: r for r in csv.DictReader(f)}
         ordered = [rows[Path(k).name] for k in keys]
@@ -64,6 +68,25 @@ class Truth:
         self.group = np.array([int(r["group"]) for r in ordered])
         self.role = [r["role"] for r in ordered]
         self.kind = [r["kind"] for r in ordered]
+        self.identical_joined = 0  # groups joined to another by identical pixels
+        if not as_built:
+            self._join_identical(folder / "images")
+
+    def _join_identical(self, images: Path) -> None:
+        from PIL import Image
+
+        first_of_pixels: dict[bytes, int] = {}
+        first_of_group: dict[int, int] = {}
+        pairs = []
+        for i, (name, group) in enumerate(zip(self.files, self.group.tolist(), strict=True)):
+            with Image.open(images / name) as image:
+                pixels = np.asarray(image.convert("RGB"))
+            digest = hashlib.sha1(pixels.tobytes() + str(pixels.shape).encode()).digest()
+            pairs += [(i, first_of_pixels.setdefault(digest, i)),
+                      (i, first_of_group.setdefault(group, i))]
+        joined = np.array(components(len(self.files), pairs))
+        self.identical_joined = len(first_of_group) - len(np.unique(joined))
+        self.group = joined
 
 
 def scores(labels: np.ndarray, kept: np.ndarray, truth: Truth) -> dict:
@@ -178,7 +201,12 @@ def run_set(name: str, thresholds: list[float], extra: list[str], workers: int) 
             methods[f"{method} <={t}"] = {**scores(*hash_labels(codes, t), truth),
                                           "threshold": t}
     counts = {role: truth.role.count(role) for role in ("original", "copy", "negative")}
-    return {"images": len(keys), **counts, "methods": methods, "summary": summary(methods)}
+    as_built = Truth(folder, keys, as_built=True)
+    dedup_as_built = scores(*dedup_labels(runs / "default", keys), as_built)
+    return {"images": len(keys), **counts, "groups_joined_by_identical_pixels":
+            truth.identical_joined, "dedup_default_by_truth_as_built": {
+                k: dedup_as_built[k] for k in ("precision", "recall")},
+            "methods": methods, "summary": summary(methods)}
 
 
 def best_precise(methods: dict, prefix: str) -> tuple[str | None, float]:
@@ -201,8 +229,12 @@ def summary(methods: dict) -> dict:
 
 def print_set(name: str, result: dict) -> None:
     methods = result["methods"]
+    built = result["dedup_default_by_truth_as_built"]
     print(f"\n{name}: {result['images']} images ({result['original']} originals, "
-          f"{result['copy']} copies, {result['negative']} hard negatives)")
+          f"{result['copy']} copies, {result['negative']} hard negatives); "
+          f"{result['groups_joined_by_identical_pixels']} groups joined by identical pixels "
+          f"(dedup default by the groups as built: P {built['precision']:.3f} "
+          f"R {built['recall']:.3f})")
     print(f"{'method':18s} {'P':>6s} {'R':>6s} {'F1':>6s} {'removed':>8s} {'no copy':>8s}"
           f" {'negatives grouped':>18s}")
     for method, r in methods.items():
