@@ -157,6 +157,10 @@ def absorbed(kept_as: np.ndarray, tries: np.ndarray, protected: int,
     keepers absorbed."""
     n = len(kept_as)
     tries = tries[tries[:, 1] < protected]  # an --against row is never absorbed
+    # the keepers first: a group whose own keeper fails is not merged, and the rest of its
+    # rows need no look
+    keepers = pair_scores(tries[:, 1], tries[:, 0], n, verifier, edge_score, stats)
+    tries = tries[keepers >= verifier.threshold]
     target = np.full(n, -1)
     target[tries[:, 1]] = tries[:, 0]
     rows = np.flatnonzero(target[kept_as] >= 0)

@@ -95,6 +95,18 @@ def test_stars_of_one_image_merge_when_all_rows_match_one_keeper():
     assert kept_as.tolist() == [0, 0, 2, 2] and stats["merged_groups"] == 0
 
 
+def test_a_merge_whose_keepers_do_not_match_looks_at_no_other_row():
+    # stars {0, 1, 2, 3} and {4, 5, 6, 7}, linked by (3, 4); their keepers 0 and 4 differ
+    edges = {**{(0, i): 5.0 for i in (1, 2, 3)}, **{(4, i): 5.0 for i in (5, 6, 7)},
+             (3, 4): 2.0}
+    a, b = np.array([p[0] for p in edges]), np.array([p[1] for p in edges])
+    verifier = ScoredVerifier(edges)
+    kept_as, _, stats = verified_groups(8, a, b, verifier(a, b), verifier, np.ones(8),
+                                        "first", 8)
+    assert kept_as.tolist() == [0, 0, 0, 0, 4, 4, 4, 4]
+    assert stats["rechecked_pairs"] == 1  # the keepers' pair, either way; no member's
+
+
 def test_rows_verified_against_an_against_row_are_removed_in_its_favour():
     # row 3 is of the --against set; 0 matches it, though 0 is the centre of a star with 1
     verifier = ScoredVerifier({(0, 1): 5.0, (2, 3): 6.0, (0, 3): 2.0})
