@@ -16,7 +16,7 @@ from dcgan_data.dedup.thumbnails import COLOUR, GREY
 
 ALIGN_SCALES = (0.8, 1.25)  # a fitted alignment must keep each axis' scale within these...
 ALIGN_MOVE = 3.0  # ...and move the centre by at most this many grey-thumbnail pixels
-ALIGN_STEPS = 15  # ECC iterations at most (about 40 us each on a 32x32 pair)
+ALIGN_STEPS = 10  # ECC iterations at most (about 40 us each on a 32x32 pair)
 PAD_SCALES = (0.6, 1 / 0.6)  # the scales let through when the frame beyond is a flat fill
 PAD_MIN_SHARE = 0.05  # share of the image a frame must cover
 PAD_FLAT_LEVELS = 6  # grey levels from the frame's median...
