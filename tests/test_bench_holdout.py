@@ -65,12 +65,25 @@ def test_hash_groups_chain_and_keep_the_first_image():
     assert len(set(labels.tolist())) == 4
 
 
-def test_scores_count_wrong_groups_and_removals_without_a_true_copy(tmp_path):
-    (tmp_path / "truth.csv").write_text(
+def write_set(folder: Path, levels: list[int]) -> list[str]:
+    """A set's truth.csv (a, b, c one image; d another; e a negative) and its images, each
+    one grey level."""
+    from PIL import Image
+
+    (folder / "truth.csv").write_text(
         "file,group,role,kind,photo\n"
         "a.jpg,0,original,original,p\nb.jpg,0,copy,blur,p\nc.jpg,0,copy,text,p\n"
         "d.jpg,1,original,original,p\ne.jpg,2,negative,plain,p\n")
-    truth = dedup_holdout.Truth(tmp_path, ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"])
+    (folder / "images").mkdir()
+    files = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]
+    for name, level in zip(files, levels, strict=True):
+        Image.new("RGB", (8, 8), (level,) * 3).save(folder / "images" / name, "JPEG")
+    return files
+
+
+def test_scores_count_wrong_groups_and_removals_without_a_true_copy(tmp_path):
+    truth = dedup_holdout.Truth(tmp_path, write_set(tmp_path, [10, 60, 110, 160, 210]))
+    assert truth.identical_joined == 0
     # a and b found together, c missed; d and the negative e wrongly put together
     labels = np.array([0, 0, 2, 3, 3])
     kept = np.array([True, False, True, True, False])
@@ -80,6 +93,17 @@ def test_scores_count_wrong_groups_and_removals_without_a_true_copy(tmp_path):
     assert result["negatives_grouped"] == {"plain": 1}
     assert (result["removed"], result["removed_without_true_copy"]) == (2, 1)
     assert result["false_removal_share"] == 0.5
+
+
+def test_pixel_identical_images_are_one_group(tmp_path):
+    files = write_set(tmp_path, [10, 60, 110, 160, 160])  # the negative e is d's pixels
+    truth = dedup_holdout.Truth(tmp_path, files)
+    assert truth.identical_joined == 1 and truth.group[3] == truth.group[4] != truth.group[0]
+    labels, kept = np.array([0, 0, 0, 3, 3]), np.array([True, False, False, True, False])
+    assert dedup_holdout.scores(labels, kept, truth)["precision"] == 1.0
+    as_built = dedup_holdout.Truth(tmp_path, files, as_built=True)
+    assert as_built.group.tolist() == [0, 0, 0, 1, 2]
+    assert dedup_holdout.scores(labels, kept, as_built)["precision"] == 0.75
 
 
 def test_copy_outcomes_say_whether_a_copy_was_proposed_and_passed():
