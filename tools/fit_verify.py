@@ -99,7 +99,7 @@ def second_look_scores(model: logistic.VerifyModel, look: Callable, sets: list,
     """Log-odds of the pairs within `band` below the threshold as `look` sees them (one of
     verify's second looks), set by set (`sets`: (grey, colour, pairs) each, their pairs'
     scores one after another in `scores`); NaN for the others, and where the look's features
-    are NaN (no small alignment found)."""
+    are NaN (no small alignment found, no compact overlay to fill)."""
     parts = []
     for grey, colour, pairs, set_scores in per_set(sets, scores):
         out = np.full(len(pairs), np.nan)
