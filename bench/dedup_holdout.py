@@ -69,6 +69,7 @@ class Truth:
         self.role = [r["role"] for r in ordered]
         self.kind = [r["kind"] for r in ordered]
         self.identical_joined = 0  # groups joined to another by identical pixels
+        self.built = self.group  # the groups as built: a copy's original is in its own
         if not as_built:
             self._join_identical(folder / "images")
 
@@ -86,7 +87,7 @@ class Truth:
                       (i, first_of_group.setdefault(group, i))]
         joined = np.array(components(len(self.files), pairs))
         self.identical_joined = len(first_of_group) - len(np.unique(joined))
-        self.group = joined
+        self.built, self.group = self.group, joined
 
 
 def scores(labels: np.ndarray, kept: np.ndarray, truth: Truth) -> dict:
@@ -95,12 +96,13 @@ def scores(labels: np.ndarray, kept: np.ndarray, truth: Truth) -> dict:
     result = {k: round(v, 4) if isinstance(v, float) else v
               for k, v in pair_scores(labels, truth.group).items()}
     result["recall_by_kind"], result["copies_by_kind"] = recall_by_edit(
-        labels, truth.group, truth.kind, [r == "copy" for r in truth.role])
-    inverse = np.unique(labels, return_inverse=True)[1]
-    sizes = np.bincount(inverse)[inverse]
+        labels, truth.built, truth.kind, [r == "copy" for r in truth.role])
+    # a negative counts when its group holds an image of another (joined) truth group
+    pairs = set(zip(labels.tolist(), truth.group.tolist(), strict=True))
+    mixed = Counter(label for label, _ in pairs)  # truth groups in each found group
     negatives = [i for i, r in enumerate(truth.role) if r == "negative"]
     result["negatives_grouped"] = {
-        kind: int(sum(sizes[i] > 1 for i in negatives if truth.kind[i] == kind))
+        kind: int(sum(mixed[labels[i]] > 1 for i in negatives if truth.kind[i] == kind))
         for kind in sorted({truth.kind[i] for i in negatives})}
     # a removed image has a true copy in its group when another member shares its truth group
     together = Counter(zip(labels.tolist(), truth.group.tolist(), strict=True))

@@ -100,7 +100,8 @@ def test_pixel_identical_images_are_one_group(tmp_path):
     truth = dedup_holdout.Truth(tmp_path, files)
     assert truth.identical_joined == 1 and truth.group[3] == truth.group[4] != truth.group[0]
     labels, kept = np.array([0, 0, 0, 3, 3]), np.array([True, False, False, True, False])
-    assert dedup_holdout.scores(labels, kept, truth)["precision"] == 1.0
+    result = dedup_holdout.scores(labels, kept, truth)
+    assert result["precision"] == 1.0 and result["negatives_grouped"] == {"plain": 0}
     as_built = dedup_holdout.Truth(tmp_path, files, as_built=True)
     assert as_built.group.tolist() == [0, 0, 0, 1, 2]
     assert dedup_holdout.scores(labels, kept, as_built)["precision"] == 0.75

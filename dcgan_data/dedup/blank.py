@@ -17,7 +17,7 @@ from dcgan_data.dedup.stars import Scorer
 # rounding (a faint gradient keeps its structure for the looks, which standardise it)
 BLANK_RANGE = 1
 BLANK_COLOUR_LEVELS = 3  # two blank rows whose colour thumbnails differ at most this much
-BLANK_LOG_ODDS = 30.0  # a decided pair's log-odds, either way: beyond any model's threshold
+BLANK_LOG_ODDS = 30.0  # how far above or below the threshold a decided pair's score is set
 
 
 def blank_rows(grey: np.ndarray) -> np.ndarray:
@@ -27,9 +27,11 @@ def blank_rows(grey: np.ndarray) -> np.ndarray:
 
 
 def decided_by_colour(blank: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
-                      scores: np.ndarray) -> np.ndarray:
+                      scores: np.ndarray, threshold: float = 0.0) -> np.ndarray:
     """SCORES of the pairs (a[i], b[i]), with each pair holding a blank row decided by
-    colour: +BLANK_LOG_ODDS for two blank rows of one colour, -BLANK_LOG_ODDS otherwise."""
+    colour: THRESHOLD + BLANK_LOG_ODDS for two blank rows of one colour, THRESHOLD -
+    BLANK_LOG_ODDS otherwise (about 0 where THRESHOLD is not finite)."""
+    centre = threshold if np.isfinite(threshold) else 0.0
     either = blank[a] | blank[b]
     if not either.any():
         return scores
@@ -37,7 +39,7 @@ def decided_by_colour(blank: np.ndarray, colour: np.ndarray, a: np.ndarray, b: n
     difference = np.abs(colour[a].astype(np.int16) - colour[b]).reshape(len(a), -1).max(axis=1)
     same = blank[a] & blank[b] & (difference <= BLANK_COLOUR_LEVELS)
     scores = scores.copy()
-    scores[either] = np.where(same, BLANK_LOG_ODDS, -BLANK_LOG_ODDS)
+    scores[either] = centre + np.where(same, BLANK_LOG_ODDS, -BLANK_LOG_ODDS)
     return scores
 
 
@@ -57,4 +59,4 @@ class BlankAwareScorer:
 
     def decided(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """SCORES of the pairs (a, b) from the scorer, its blank pairs decided."""
-        return decided_by_colour(self.blank, self.colour, a, b, scores)
+        return decided_by_colour(self.blank, self.colour, a, b, scores, self.threshold)

@@ -19,7 +19,8 @@ images. So dedup proposes candidate pairs generously (`candidates`) and decides 
   aligned pair must score, both set by `tools/fit_verify.py` at the same precision target.
 * pairs still short, within the model's `overlay_band`, get an overlay look (`overlay`): the
   square or strip where the two differ most (an emoji, a caption) is filled in on both from
-  around it and the pair is scored again, passing only by `overlay_margin` more.
+  around it and the pair is scored again, passing only by `overlay_margin` more; only pairs
+  whose difference that window mostly holds are filled (`OVERLAY_MIN_SHARE`).
 * every pair also gets a chroma look, from the same pass: the stronger chroma of the two
   scaled toward the weaker (a copy made grey, paler or more vivid differs in colour only
   where its hue moved), passing only by `chroma_margin` more.
@@ -27,6 +28,9 @@ images. So dedup proposes candidate pairs generously (`candidates`) and decides 
   thumbnails equalised on their own (levels replaced by their ranks), so that an equalised,
   CLAHE'd or gamma-changed copy is compared on what such edits keep, passing only by
   `tone_margin` more.
+
+Pairs with a blank (flat) row are then decided by colour instead (`blank`, in `decide`), and
+with `--self-fit` the model fitted on the dataset scores the rest (`selffit`).
 
 Everything but the second look's alignment (OpenCV, pair by pair, on the CPU) is batched
 tensor code: the same on CPU and GPU.

@@ -54,4 +54,8 @@ def test_a_blank_aware_scorer_wraps_any_scorer():
 
     scorer = BlankAwareScorer(Constant(), grey, colour)
     assert scorer.threshold == 1.5
-    assert scorer(np.array([0, 2]), np.array([1, 5])).tolist() == [7.0, -BLANK_LOG_ODDS]
+    # decided relative to the threshold, whatever it is
+    assert scorer(np.array([0, 2, 2]), np.array([1, 5, 3])).tolist() == [
+        7.0, 1.5 - BLANK_LOG_ODDS, 1.5 + BLANK_LOG_ODDS]
+    Constant.threshold = 100.0
+    assert scorer(np.array([2]), np.array([3])).tolist() == [100.0 + BLANK_LOG_ODDS]
