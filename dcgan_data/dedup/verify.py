@@ -38,6 +38,7 @@ tensor code: the same on CPU and GPU.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -145,31 +146,35 @@ class Verifier:
         margin. The pairs are compared as they lie (one view), the cost of their features;
         only pairs whose difference is compact, as an overlay's is, are filled in."""
         near = near_threshold(scores, self.threshold, self.model.overlay_band)
-        with self._progress("overlay look", len(near)) as bar:
-            for start in range(0, len(near), LOOK_CHUNK):
-                part = near[start : start + LOOK_CHUNK]
-                filled = self.model.log_odds(unoverlaid_pair_features(
-                    self.grey, self.colour, a[part], b[part], self.device)) - \
-                    self.model.overlay_margin
-                scores[part] = np.fmax(scores[part], filled)  # NaN: not filled
-                self.unoverlaid += int(np.isfinite(filled).sum())
-                bar.update(len(part))
+        self.unoverlaid += self._looked_again(
+            "overlay look", near, a, b, scores, self.model.overlay_margin,
+            lambda x, y: unoverlaid_pair_features(self.grey, self.colour, x, y, self.device))
 
     def _tone_look(self, a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> None:
         """Pairs still short of the threshold, within the model's tone band, scored again on
         their equalised thumbnails; a pair's score is the better of the two, the equalised
         one less the model's margin."""
         near = near_threshold(scores, self.threshold, self.model.tone_band)
-        with self._progress("tone look", len(near)) as bar:
-            for start in range(0, len(near), LOOK_CHUNK):
-                part = near[start : start + LOOK_CHUNK]
-                equalised = self.model.log_odds(tone_free_pair_features(
-                    self.grey, self.colour, a[part], b[part], self.mirrors, self.device)) - \
-                    self.model.tone_margin
-                scores[part] = np.maximum(scores[part], equalised)
-                bar.update(len(part))
+        self._looked_again("tone look", near, a, b, scores, self.model.tone_margin,
+                           lambda x, y: tone_free_pair_features(self.grey, self.colour, x, y,
+                                                                self.mirrors, self.device))
         self.tone_looked += len(near)
 
+    def _looked_again(self, look: str, near: np.ndarray, a: np.ndarray, b: np.ndarray,
+                      scores: np.ndarray, margin: float,
+                      features: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> int:
+        """SCORES of the pairs NEAR raised to their log-odds by another LOOK (`features` of
+        pairs a, b; a NaN row: the look passed the pair over) less MARGIN, LOOK_CHUNK pairs
+        at a time. Returns how many pairs the look scored."""
+        scored = 0
+        with self._progress(look, len(near)) as bar:
+            for start in range(0, len(near), LOOK_CHUNK):
+                part = near[start : start + LOOK_CHUNK]
+                again = self.model.log_odds(features(a[part], b[part])) - margin
+                scores[part] = np.fmax(scores[part], again)  # NaN: passed over
+                scored += int(np.isfinite(again).sum())
+                bar.update(len(part))
+        return scored
 
 def scored_with_features(grey: np.ndarray, colour: np.ndarray, a: np.ndarray, b: np.ndarray,
                          mirrors: bool = False, device: str = "cpu",
