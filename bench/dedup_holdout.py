@@ -68,12 +68,17 @@ class Truth:
         self.group = np.array([int(r["group"]) for r in ordered])
         self.role = [r["role"] for r in ordered]
         self.kind = [r["kind"] for r in ordered]
-        self.identical_joined = 0  # groups joined to another by identical pixels
         self.built = self.group  # the groups as built: a copy's original is in its own
         if not as_built:
-            self._join_identical(folder / "images")
+            self.group = self._joined_identical(folder / "images")
 
-    def _join_identical(self, images: Path) -> None:
+    @property
+    def identical_joined(self) -> int:
+        """How many groups were joined to another by identical pixels."""
+        return len(np.unique(self.built)) - len(np.unique(self.group))
+
+    def _joined_identical(self, images: Path) -> np.ndarray:
+        """The groups with those of pixel-identical images joined (each image's component)."""
         from PIL import Image
 
         first_of_pixels: dict[bytes, int] = {}
@@ -85,9 +90,7 @@ class Truth:
             digest = hashlib.sha1(pixels.tobytes() + str(pixels.shape).encode()).digest()
             pairs += [(i, first_of_pixels.setdefault(digest, i)),
                       (i, first_of_group.setdefault(group, i))]
-        joined = np.array(components(len(self.files), pairs))
-        self.identical_joined = len(first_of_group) - len(np.unique(joined))
-        self.built, self.group = self.group, joined
+        return np.array(components(len(self.files), pairs))
 
 
 def scores(labels: np.ndarray, kept: np.ndarray, truth: Truth) -> dict:
